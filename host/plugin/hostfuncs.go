@@ -1,0 +1,355 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/tetratelabs/wazero/api"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/raftkv/raftkv/abi"
+)
+
+// ReadStore is the state a query reads. host/state's views implement it.
+type ReadStore interface {
+	Get(key []byte) (value []byte, version uint64, ok bool)
+	// Scan visits keys in [start, end) in order (empty end: unbounded), at most
+	// limit of them, until fn returns false.
+	Scan(start, end []byte, limit int, fn func(key, value []byte, version uint64) bool)
+}
+
+// Store is the state an apply or migration reads and writes. Begin starts an
+// entry; Commit keeps its writes and Rollback undoes them.
+type Store interface {
+	ReadStore
+	Set(key, value []byte, version uint64)
+	Delete(key []byte) bool
+	Begin()
+	Commit()
+	Rollback()
+}
+
+type mode uint8
+
+const (
+	modeIdle mode = iota
+	modeApply
+	modeQuery
+	modeMigrate
+	modeInfo
+)
+
+// trap is panicked by host functions to abort the guest; wazero returns it
+// wrapped from the guest call.
+type trap struct{ msg string }
+
+func (t *trap) Error() string { return t.msg }
+
+func trapf(format string, args ...any) { panic(&trap{fmt.Sprintf(format, args...)}) }
+
+// call is the per-instance state host functions act on. It lives in the
+// context of every guest call (see callKey).
+type call struct {
+	mode    mode
+	store   Store     // apply, migrate
+	read    ReadStore // every mode but info
+	entries []abi.Entry
+	next    int // index in entries of the entry awaiting its result
+	results []abi.Result
+	single  *abi.Result // query, migrate, info
+	meta    abi.Entry   // migrate: the deploy entry
+	arena   []byte      // result payloads of the current call
+
+	log     *slog.Logger
+	scanBuf bytes.Buffer
+	enc     *msgpack.Encoder
+	recs    []scanRec
+}
+
+type scanRec struct {
+	key, value []byte
+	version    uint64
+}
+
+type callKey struct{}
+
+func newCall(log *slog.Logger) *call {
+	c := &call{log: log}
+	c.enc = msgpack.NewEncoder(&c.scanBuf)
+	return c
+}
+
+func (c *call) reset() {
+	c.mode, c.store, c.read, c.entries, c.next = modeIdle, nil, nil, nil, 0
+	c.results, c.single = nil, nil
+}
+
+// result copies a guest payload into the call's arena.
+func (c *call) result(code uint32, payload []byte) abi.Result {
+	start := len(c.arena)
+	c.arena = append(c.arena, payload...)
+	return abi.Result{Code: abi.Code(code), Data: c.arena[start:len(c.arena):len(c.arena)]}
+}
+
+// writable returns the store if the current call may write, or an Rc code.
+func (c *call) writable() (Store, int32) {
+	switch c.mode {
+	case modeApply:
+		if c.next >= len(c.entries) {
+			return nil, abi.RcNoEntry
+		}
+		return c.store, abi.RcOK
+	case modeMigrate:
+		if c.single != nil {
+			return nil, abi.RcNoEntry
+		}
+		return c.store, abi.RcOK
+	case modeQuery:
+		return nil, abi.RcReadOnly
+	}
+	trapf("state written outside of apply, query or migrate")
+	return nil, 0
+}
+
+func (c *call) reader() ReadStore {
+	if c.read == nil {
+		trapf("state read outside of apply, query or migrate")
+	}
+	return c.read
+}
+
+func (c *call) entry() *abi.Entry {
+	switch c.mode {
+	case modeApply:
+		if c.next < len(c.entries) {
+			return &c.entries[c.next]
+		}
+	case modeMigrate:
+		return &c.meta
+	}
+	return nil
+}
+
+// read returns guest memory [ptr, ptr+n) or traps.
+func read(m api.Module, ptr, n uint32, what string) []byte {
+	b, ok := m.Memory().Read(ptr, n)
+	if !ok {
+		trapf("%s: range [%d, %d+%d) is outside guest memory (%d bytes)", what, ptr, ptr, n, m.Memory().Size())
+	}
+	return b
+}
+
+func rc(stack []uint64, v int64) { stack[0] = uint64(v) }
+
+// hostFunc adapts f to wazero, fetching the call state from the context.
+func hostFunc(f func(c *call, m api.Module, stack []uint64)) api.GoModuleFunc {
+	return func(ctx context.Context, m api.Module, stack []uint64) {
+		c, _ := ctx.Value(callKey{}).(*call)
+		if c == nil {
+			trapf("host function called outside of a raftkv call")
+		}
+		f(c, m, stack)
+	}
+}
+
+func stateGet(c *call, m api.Module, s []uint64) {
+	kptr, klen, vptr, vcap, verptr := uint32(s[0]), uint32(s[1]), uint32(s[2]), uint32(s[3]), uint32(s[4])
+	if klen > abi.MaxKeySize {
+		rc(s, abi.RcTooLarge)
+		return
+	}
+	v, ver, ok := c.reader().Get(read(m, kptr, klen, "state_get key"))
+	if !ok {
+		rc(s, -1)
+		return
+	}
+	if verptr != 0 && !m.Memory().WriteUint64Le(verptr, ver) {
+		trapf("state_get: version pointer %d is outside guest memory", verptr)
+	}
+	if uint32(len(v)) <= vcap && !m.Memory().Write(vptr, v) {
+		trapf("state_get: value buffer [%d, %d+%d) is outside guest memory", vptr, vptr, len(v))
+	}
+	rc(s, int64(len(v)))
+}
+
+func stateSet(c *call, m api.Module, s []uint64) {
+	kptr, klen, vptr, vlen := uint32(s[0]), uint32(s[1]), uint32(s[2]), uint32(s[3])
+	st, code := c.writable()
+	switch {
+	case code != abi.RcOK:
+	case klen == 0:
+		code = abi.RcBadArg
+	case klen > abi.MaxKeySize || vlen > abi.MaxValueSize:
+		code = abi.RcTooLarge
+	default:
+		st.Set(read(m, kptr, klen, "state_set key"), read(m, vptr, vlen, "state_set value"), c.entry().Index)
+	}
+	rc(s, int64(code))
+}
+
+func stateDelete(c *call, m api.Module, s []uint64) {
+	kptr, klen := uint32(s[0]), uint32(s[1])
+	st, code := c.writable()
+	switch {
+	case code != abi.RcOK:
+		rc(s, int64(code))
+	case klen == 0:
+		rc(s, abi.RcBadArg)
+	case klen > abi.MaxKeySize:
+		rc(s, abi.RcTooLarge)
+	case st.Delete(read(m, kptr, klen, "state_delete key")):
+		rc(s, 1)
+	default:
+		rc(s, 0)
+	}
+}
+
+func stateScan(c *call, m api.Module, s []uint64) {
+	sptr, slen, eptr, elen := uint32(s[0]), uint32(s[1]), uint32(s[2]), uint32(s[3])
+	limit, bufptr, bufcap := int32(s[4]), uint32(s[5]), uint32(s[6])
+	if limit < 1 || limit > abi.MaxScanLimit {
+		rc(s, abi.RcBadArg)
+		return
+	}
+	if slen > abi.MaxKeySize || elen > abi.MaxKeySize {
+		rc(s, abi.RcTooLarge)
+		return
+	}
+	start, end := read(m, sptr, slen, "state_scan start"), read(m, eptr, elen, "state_scan end")
+	c.recs = c.recs[:0]
+	c.reader().Scan(start, end, int(limit), func(k, v []byte, ver uint64) bool {
+		c.recs = append(c.recs, scanRec{k, v, ver})
+		return true
+	})
+	c.scanBuf.Reset()
+	_ = c.enc.EncodeArrayLen(len(c.recs)) // writes to a bytes.Buffer cannot fail
+	for _, r := range c.recs {
+		_ = c.enc.EncodeArrayLen(3)
+		_ = c.enc.EncodeBytes(r.key)
+		_ = c.enc.EncodeBytes(r.value)
+		_ = c.enc.EncodeUint(r.version)
+	}
+	clear(c.recs) // drop references to store memory
+	n := c.scanBuf.Len()
+	if uint32(n) <= bufcap && !m.Memory().Write(bufptr, c.scanBuf.Bytes()) {
+		trapf("state_scan: buffer [%d, %d+%d) is outside guest memory", bufptr, bufptr, n)
+	}
+	rc(s, int64(n))
+}
+
+func result(c *call, m api.Module, s []uint64) {
+	code, ptr, n := uint32(s[0]), uint32(s[1]), uint32(s[2])
+	var r abi.Result
+	if n > abi.MaxResultSize {
+		r = abi.Result{Code: abi.CodeTooLarge, Data: fmt.Appendf(nil, "result of %d bytes exceeds the %d-byte limit", n, abi.MaxResultSize)}
+	} else {
+		r = c.result(code, read(m, ptr, n, "result payload"))
+	}
+	switch c.mode {
+	case modeApply:
+		if c.next >= len(c.entries) {
+			trapf("result called %d times for a batch of %d entries", c.next+1, len(c.entries))
+		}
+		if r.Code == abi.CodeOK {
+			c.store.Commit()
+		} else {
+			c.store.Rollback()
+		}
+		c.results = append(c.results, r)
+		c.next++
+		if c.next < len(c.entries) {
+			c.store.Begin()
+		}
+	case modeQuery, modeMigrate, modeInfo:
+		if c.single != nil {
+			trapf("result called twice")
+		}
+		c.single = &r
+	default:
+		trapf("result called outside of a raftkv call")
+	}
+}
+
+func logMsg(c *call, m api.Module, s []uint64) {
+	level, ptr, n := int32(s[0]), uint32(s[1]), uint32(s[2])
+	const maxLog = 64 << 10
+	if n > maxLog {
+		n = maxLog
+	}
+	msg := read(m, ptr, n, "log message")
+	lvl := slog.LevelInfo
+	switch level {
+	case abi.LogDebug:
+		lvl = slog.LevelDebug
+	case abi.LogWarn:
+		lvl = slog.LevelWarn
+	case abi.LogError:
+		lvl = slog.LevelError
+	}
+	c.log.Log(context.Background(), lvl, string(msg))
+}
+
+func entryIndex(c *call, _ api.Module, s []uint64) {
+	if e := c.entry(); e != nil {
+		s[0] = e.Index
+		return
+	}
+	s[0] = 0
+}
+
+func entryTerm(c *call, _ api.Module, s []uint64) {
+	if e := c.entry(); e != nil {
+		s[0] = e.Term
+		return
+	}
+	s[0] = 0
+}
+
+func entryTime(c *call, _ api.Module, s []uint64) {
+	if e := c.entry(); e != nil {
+		s[0] = uint64(e.Time)
+		return
+	}
+	s[0] = 0
+}
+
+// hostFuncDef describes one host function of the raftkv import module.
+type hostFuncDef struct {
+	name    string
+	fn      func(*call, api.Module, []uint64)
+	params  []api.ValueType
+	results []api.ValueType
+}
+
+var hostFuncs = []hostFuncDef{
+	{abi.FnStateGet, stateGet, i32s(5), []api.ValueType{api.ValueTypeI64}},
+	{abi.FnStateSet, stateSet, i32s(4), i32s(1)},
+	{abi.FnStateDelete, stateDelete, i32s(2), i32s(1)},
+	{abi.FnStateScan, stateScan, i32s(7), []api.ValueType{api.ValueTypeI64}},
+	{abi.FnResult, result, i32s(3), nil},
+	{abi.FnLog, logMsg, i32s(3), nil},
+	{abi.FnEntryIndex, entryIndex, nil, []api.ValueType{api.ValueTypeI64}},
+	{abi.FnEntryTerm, entryTerm, nil, []api.ValueType{api.ValueTypeI64}},
+	{abi.FnEntryTime, entryTime, nil, []api.ValueType{api.ValueTypeI64}},
+}
+
+func i32s(n int) []api.ValueType {
+	t := make([]api.ValueType, n)
+	for i := range t {
+		t[i] = api.ValueTypeI32
+	}
+	return t
+}
+
+func (r *Runtime) instantiateHost(ctx context.Context) error {
+	b := r.rt.NewHostModuleBuilder(abi.ImportModule)
+	for _, h := range hostFuncs {
+		b.NewFunctionBuilder().WithGoModuleFunction(hostFunc(h.fn), h.params, h.results).Export(h.name)
+	}
+	if _, err := b.Instantiate(ctx); err != nil {
+		return fmt.Errorf("plugin: host module: %w", err)
+	}
+	return nil
+}

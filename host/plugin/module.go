@@ -1,0 +1,191 @@
+package plugin
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/raftkv/raftkv/abi"
+)
+
+// Module is a compiled, validated plugin module. It is immutable and may be
+// instantiated any number of times.
+type Module struct {
+	Hash       string // sha256 of the .wasm, hex
+	Size       int    // bytes of the .wasm
+	ABIVersion int
+	HasMigrate bool
+	Info       abi.Info // from raftkv_info, if the module exports it
+	Wasm       []byte   // the module's bytes (needed for snapshots and replication)
+
+	compiled wazero.CompiledModule
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidModule, fmt.Sprintf(format, args...))
+}
+
+// HashOf returns the hex sha256 that identifies a module.
+func HashOf(wasm []byte) string {
+	sum := sha256.Sum256(wasm)
+	return hex.EncodeToString(sum[:])
+}
+
+// Load compiles and validates a module, then instantiates it once to run its
+// initialiser and read its info. Every refusal wraps ErrInvalidModule and says
+// what is wrong.
+func (r *Runtime) Load(ctx context.Context, wasm []byte) (*Module, error) {
+	if len(wasm) > abi.MaxModuleSize {
+		return nil, invalid("module is %d bytes, the limit is %d", len(wasm), abi.MaxModuleSize)
+	}
+	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
+		return nil, invalid("not a WebAssembly binary (missing the \\0asm header)")
+	}
+	compiled, err := r.rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, invalid("does not compile: %v", err)
+	}
+	m := &Module{Hash: HashOf(wasm), Size: len(wasm), Wasm: wasm, compiled: compiled}
+	if err := r.validate(m); err != nil {
+		compiled.Close(ctx)
+		return nil, err
+	}
+	in, err := r.Instantiate(ctx, m)
+	if err != nil {
+		compiled.Close(ctx)
+		return nil, invalid("does not start: %v", err)
+	}
+	defer in.Close(ctx)
+	if _, ok := compiled.ExportedFunctions()[abi.ExportInfo]; ok {
+		info, err := in.Info(ctx)
+		if err != nil {
+			compiled.Close(ctx)
+			return nil, invalid("raftkv_info failed: %v", err)
+		}
+		m.Info = info
+	}
+	return m, nil
+}
+
+// Close releases the compiled code.
+func (m *Module) Close(ctx context.Context) error { return m.compiled.Close(ctx) }
+
+var (
+	sigAlloc = sig{[]api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}}
+	sigCall  = sig{[]api.ValueType{api.ValueTypeI32, api.ValueTypeI32}, nil}
+	sigVoid  = sig{nil, nil}
+)
+
+type sig struct{ params, results []api.ValueType }
+
+func (s sig) String() string {
+	names := func(ts []api.ValueType) string {
+		var parts []string
+		for _, t := range ts {
+			parts = append(parts, api.ValueTypeName(t))
+		}
+		return "(" + strings.Join(parts, ", ") + ")"
+	}
+	return names(s.params) + " -> " + names(s.results)
+}
+
+func sigOf(d api.FunctionDefinition) sig { return sig{d.ParamTypes(), d.ResultTypes()} }
+
+func (s sig) equal(o sig) bool {
+	return slices.Equal(s.params, o.params) && slices.Equal(s.results, o.results)
+}
+
+func (r *Runtime) validate(m *Module) error {
+	exports := m.compiled.ExportedFunctions()
+	// The version marker.
+	var markers []int
+	for name := range exports {
+		if v, ok := strings.CutPrefix(name, abi.ExportMarkerPrefix); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return invalid("export %q looks like an ABI marker but has no version number", name)
+			}
+			markers = append(markers, n)
+		}
+	}
+	switch {
+	case len(markers) == 0:
+		return invalid("module does not export the ABI marker %q: it is not a raftkv plugin (see abi/ABI.md)", abi.ExportMarker)
+	case len(markers) > 1:
+		slices.Sort(markers)
+		return invalid("module exports several ABI markers (versions %v); export exactly one", markers)
+	case markers[0] != abi.Version:
+		return invalid("module targets raftkv ABI v%d; this host supports v%d", markers[0], abi.Version)
+	}
+	m.ABIVersion = markers[0]
+	if _, ok := m.compiled.ExportedMemories()[abi.ExportMemory]; !ok {
+		return invalid("module does not export its memory as %q", abi.ExportMemory)
+	}
+	want := []struct {
+		name     string
+		sig      sig
+		required bool
+	}{
+		{abi.ExportMarker, sigVoid, true},
+		{abi.ExportAlloc, sigAlloc, true},
+		{abi.ExportApply, sigCall, true},
+		{abi.ExportQuery, sigCall, true},
+		{abi.ExportMigrate, sigCall, false},
+		{abi.ExportInfo, sigVoid, false},
+		{abi.ExportInitialize, sigVoid, false},
+	}
+	for _, w := range want {
+		d, ok := exports[w.name]
+		if !ok {
+			if w.required {
+				return invalid("module does not export %s %s", w.name, w.sig)
+			}
+			continue
+		}
+		if got := sigOf(d); !got.equal(w.sig) {
+			return invalid("export %s has signature %s, want %s", w.name, got, w.sig)
+		}
+	}
+	_, m.HasMigrate = exports[abi.ExportMigrate]
+	// Imports: raftkv host functions and WASI only.
+	for _, d := range m.compiled.ImportedFunctions() {
+		mod, name, _ := d.Import()
+		switch mod {
+		case abi.ImportModule:
+			h := hostFuncByName(name)
+			if h == nil {
+				return invalid("module imports unknown host function %s.%s", mod, name)
+			}
+			if got, w := sigOf(d), (sig{h.params, h.results}); !got.equal(w) {
+				return invalid("import %s.%s has signature %s, want %s", mod, name, got, w)
+			}
+		case "wasi_snapshot_preview1":
+			if !r.wasiFns[name] {
+				return invalid("module imports unknown WASI function %s.%s", mod, name)
+			}
+		default:
+			return invalid("module imports %s.%s; only %q and WASI imports are provided", mod, name, abi.ImportModule)
+		}
+	}
+	for _, d := range m.compiled.ImportedMemories() {
+		mod, name, _ := d.Import()
+		return invalid("module imports memory %s.%s; plugins must define and export their own", mod, name)
+	}
+	return nil
+}
+
+func hostFuncByName(name string) *hostFuncDef {
+	for i := range hostFuncs {
+		if hostFuncs[i].name == name {
+			return &hostFuncs[i]
+		}
+	}
+	return nil
+}
