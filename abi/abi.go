@@ -1,10 +1,6 @@
 package abi
 
-import (
-	"fmt"
-
-	"github.com/vmihailenco/msgpack/v5"
-)
+import "fmt"
 
 // Version is the ABI version this package describes.
 const Version = 1
@@ -200,9 +196,3 @@ type Info struct {
 	Version     string `msgpack:"version"`
 	Description string `msgpack:"description,omitempty"`
 }
-
-// Marshal encodes v with the ABI's MsgPack conventions.
-func Marshal(v any) ([]byte, error) { return msgpack.Marshal(v) }
-
-// Unmarshal decodes MsgPack data into v.
-func Unmarshal(data []byte, v any) error { return msgpack.Unmarshal(data, v) }
