@@ -1,0 +1,294 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/host/transport"
+)
+
+// JoinRequest asks the cluster to add a node.
+type JoinRequest struct {
+	NodeID  string `json:"id" msgpack:"id"`
+	Address string `json:"address" msgpack:"address"` // the node's Raft (SSH) address
+	// PublicKey, if set, is the node's key ("ssh-ed25519 AAAA…", a trust line
+	// is accepted too). It is added to the replicated trust list, so no file
+	// has to be edited on any member. Without it the key must already be
+	// trusted (authorized_keys or a trust entry).
+	PublicKey string `json:"public_key,omitempty" msgpack:"public_key,omitempty"`
+	// NonVoter adds the node as a non-voting member that receives the log.
+	NonVoter bool `json:"non_voter,omitempty" msgpack:"non_voter,omitempty"`
+}
+
+// JoinResponse tells a new node whom to trust.
+type JoinResponse struct {
+	// Trust lists every replicated trust line ("ssh-ed25519 AAAA… <id>"), so
+	// the new node accepts connections from the members.
+	Trust []string `json:"trust" msgpack:"trust"`
+}
+
+// Member is one server of the cluster.
+type Member struct {
+	ID       string `json:"id"`
+	Address  string `json:"address"`
+	Suffrage string `json:"suffrage"` // "voter" or "nonvoter"
+	Leader   bool   `json:"leader"`
+	// LastContact is when the node answering saw this member respond (the
+	// leader pings every member; a follower knows only the leader's contact).
+	LastContact time.Time `json:"last_contact,omitzero"`
+	Reachable   bool      `json:"reachable"`
+}
+
+// Join adds a node to the cluster (forwarded to the leader). It is idempotent:
+// joining a member with the same ID and address again succeeds.
+func (n *Node) Join(ctx context.Context, req JoinRequest) (JoinResponse, error) {
+	var res abi.Result
+	var err error
+	if n.isLeader() {
+		return n.joinLocal(ctx, req)
+	}
+	res, err = n.forward(ctx, rpcJoin, &rpcRequest{Join: &req})
+	if err != nil {
+		return JoinResponse{}, err
+	}
+	var resp JoinResponse
+	if err := abi.Unmarshal(res.Data, &resp); err != nil {
+		return resp, fmt.Errorf("raftkv: bad join response: %w", err)
+	}
+	return resp, nil
+}
+
+func (n *Node) joinLocal(ctx context.Context, req JoinRequest) (JoinResponse, error) {
+	if err := transport.ValidateNodeID(req.NodeID); err != nil {
+		return JoinResponse{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if req.Address == "" {
+		return JoinResponse{}, fmt.Errorf("%w: join: address is required", ErrInvalid)
+	}
+	if req.PublicKey != "" {
+		if err := n.trustLocal(ctx, req.NodeID, req.PublicKey); err != nil {
+			return JoinResponse{}, err
+		}
+	}
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return JoinResponse{}, mapRaftErr(err)
+	}
+	id, addr := raft.ServerID(req.NodeID), raft.ServerAddress(req.Address)
+	for _, s := range cf.Configuration().Servers {
+		if s.ID == id && s.Address == addr && (s.Suffrage == raft.Voter) != req.NonVoter {
+			return n.joinResponse(), nil // already a member
+		}
+		if s.ID == id || s.Address == addr {
+			if err := n.raft.RemoveServer(s.ID, 0, n.timeout(ctx)).Error(); err != nil {
+				return JoinResponse{}, mapRaftErr(err)
+			}
+		}
+	}
+	n.setPeers(raft.Configuration{Servers: []raft.Server{{ID: id, Address: addr}}})
+	var f raft.IndexFuture
+	if req.NonVoter {
+		f = n.raft.AddNonvoter(id, addr, 0, n.timeout(ctx))
+	} else {
+		f = n.raft.AddVoter(id, addr, 0, n.timeout(ctx))
+	}
+	if err := f.Error(); err != nil {
+		return JoinResponse{}, mapRaftErr(err)
+	}
+	n.log.Info("member added", "id", req.NodeID, "address", req.Address, "voter", !req.NonVoter)
+	return n.joinResponse(), nil
+}
+
+func (n *Node) joinResponse() JoinResponse {
+	var r JoinResponse
+	for _, e := range n.trust.Entries() {
+		r.Trust = append(r.Trust, e.String())
+	}
+	return r
+}
+
+func (n *Node) timeout(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return max(time.Until(dl), time.Millisecond)
+	}
+	return n.cfg.ApplyTimeout
+}
+
+// Remove removes a member by ID and revokes its keys on every node.
+func (n *Node) Remove(ctx context.Context, nodeID string) error {
+	if !n.isLeader() {
+		_, err := n.forward(ctx, rpcRemove, &rpcRequest{NodeID: nodeID})
+		return err
+	}
+	return n.removeLocal(ctx, nodeID)
+}
+
+func (n *Node) removeLocal(ctx context.Context, nodeID string) error {
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return mapRaftErr(err)
+	}
+	found := false
+	for _, s := range cf.Configuration().Servers {
+		found = found || string(s.ID) == nodeID
+	}
+	if !found {
+		return fmt.Errorf("%w: no member %q", ErrNotFound, nodeID)
+	}
+	if err := n.raft.RemoveServer(raft.ServerID(nodeID), 0, n.timeout(ctx)).Error(); err != nil {
+		return mapRaftErr(err)
+	}
+	n.log.Info("member removed", "id", nodeID)
+	if nodeID == n.cfg.NodeID {
+		return nil // this node no longer leads; the others keep its key until revoked by the new leader
+	}
+	payload, _ := abi.Marshal(&trustChange{NodeID: nodeID})
+	r, err := n.propose(ctx, envelope{Kind: kindTrustRemove, Payload: payload})
+	if err != nil {
+		return err
+	}
+	return r.err
+}
+
+// Trust authorises a node's public key on every member, through the log, and
+// returns the cluster's replicated trust lines. line is "ssh-ed25519 AAAA…
+// <node-id>"; nodeID may be empty when the line names it.
+//
+// Adding a node takes two steps because a new voter must accept the leader's
+// connection before its addition can commit: Trust(its key) on any member,
+// AcceptTrust(the returned lines) on the new node, then Join.
+func (n *Node) Trust(ctx context.Context, nodeID, line string) ([]string, error) {
+	var data []byte
+	if !n.isLeader() {
+		res, err := n.forward(ctx, rpcTrust, &rpcRequest{NodeID: nodeID, Key: line})
+		if err != nil {
+			return nil, err
+		}
+		data = res.Data
+	} else {
+		if err := n.trustLocal(ctx, nodeID, line); err != nil {
+			return nil, err
+		}
+		data, _ = abi.Marshal(n.joinResponse().Trust)
+	}
+	var lines []string
+	if err := abi.Unmarshal(data, &lines); err != nil {
+		return nil, fmt.Errorf("raftkv: bad trust response: %w", err)
+	}
+	return lines, nil
+}
+
+// AcceptTrust adds trust lines (from Trust or a JoinResponse) to this node's
+// trust set, so that it accepts the members' connections before it joins.
+// The replicated list replaces them once the node has caught up.
+func (n *Node) AcceptTrust(lines []string) error {
+	for _, l := range lines {
+		e, err := transport.ParseTrustLine(l)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		if err := n.trust.Add(e.NodeID, e.Key); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+	}
+	n.saveTrust()
+	return nil
+}
+
+func (n *Node) trustLocal(ctx context.Context, nodeID, line string) error {
+	key, comment, _, _, err := ssh.ParseAuthorizedKey([]byte(strings.TrimSpace(line)))
+	if err != nil {
+		return fmt.Errorf("%w: public key: %v", ErrInvalid, err)
+	}
+	if nodeID == "" {
+		nodeID = comment
+	}
+	if err := transport.ValidateNodeID(nodeID); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if n.replicatedTrust(nodeID, key) {
+		return nil // already in the replicated trust list
+	}
+	payload, _ := abi.Marshal(&trustChange{NodeID: nodeID, Key: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))})
+	r, err := n.propose(ctx, envelope{Kind: kindTrustAdd, Payload: payload})
+	if err != nil {
+		return err
+	}
+	return r.err
+}
+
+// replicatedTrust reports whether key is bound to nodeID in the replicated
+// trust list (authorized_keys files do not count: they are not replicated).
+func (n *Node) replicatedTrust(nodeID string, key ssh.PublicKey) bool {
+	want := string(key.Marshal())
+	for _, e := range n.trust.Entries() {
+		if e.NodeID == nodeID && string(e.Key.Marshal()) == want {
+			return !slices.Contains(n.trust.Revoked(), nodeID)
+		}
+	}
+	return false
+}
+
+var pingBody, _ = abi.Marshal(&rpcRequest{})
+
+// Members lists the cluster's servers. On the leader every member is pinged
+// (500 ms) to fill Reachable and LastContact.
+func (n *Node) Members(ctx context.Context) ([]Member, error) {
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return nil, mapRaftErr(err)
+	}
+	_, leaderID := n.raft.LeaderWithID()
+	servers := cf.Configuration().Servers
+	out := make([]Member, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		m := &out[i]
+		*m = Member{ID: string(s.ID), Address: string(s.Address), Suffrage: "voter", Leader: s.ID == leaderID}
+		if s.Suffrage != raft.Voter {
+			m.Suffrage = "nonvoter"
+		}
+		switch {
+		case m.ID == n.cfg.NodeID:
+			m.Reachable, m.LastContact = true, time.Now()
+		case n.isLeader():
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+				defer cancel()
+				if _, err := n.trans.Call(pctx, m.Address, rpcPing, pingBody); err == nil {
+					m.Reachable, m.LastContact = true, time.Now()
+				}
+			}()
+		case m.Leader:
+			m.LastContact = n.raft.LastContact()
+			m.Reachable = !m.LastContact.IsZero() && time.Since(m.LastContact) < 2*n.cfg.HeartbeatTimeout
+		}
+	}
+	wg.Wait()
+	return out, nil
+}
+
+// voters returns the IDs of the voting members.
+func (n *Node) voters() []string {
+	cf := n.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return nil
+	}
+	var ids []string
+	for _, s := range cf.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			ids = append(ids, string(s.ID))
+		}
+	}
+	return ids
+}

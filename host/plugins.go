@@ -1,0 +1,127 @@
+package host
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+
+	"github.com/raftkv/raftkv/abi"
+)
+
+var pluginName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+
+// ValidPluginName reports whether name can name a plugin: a lowercase letter,
+// then up to 62 lowercase letters, digits, '-' or '_'.
+func ValidPluginName(name string) error {
+	if !pluginName.MatchString(name) {
+		return fmt.Errorf("%w: plugin name %q: want a lowercase letter followed by up to 62 of [a-z0-9_-]", ErrInvalid, name)
+	}
+	return nil
+}
+
+// DeployPlugin deploys a module as the named plugin through the log: every
+// node activates it at the same index. The leader validates it first (it
+// compiles, exports a supported ABI marker, imports only host functions, fits
+// the size limit); an invalid module is refused with ErrInvalid and the
+// reason, and nothing is replicated. Replacing a plugin keeps its state and
+// runs the new module's migrate entry point once; a failing migration leaves
+// the old module active everywhere.
+func (n *Node) DeployPlugin(ctx context.Context, name string, wasm []byte) (PluginInfo, error) {
+	if err := ValidPluginName(name); err != nil {
+		return PluginInfo{}, err
+	}
+	if len(wasm) > abi.MaxModuleSize {
+		return PluginInfo{}, fmt.Errorf("%w: module of %d bytes exceeds the %d-byte limit", ErrInvalid, len(wasm), abi.MaxModuleSize)
+	}
+	var err error
+	if n.isLeader() {
+		err = n.deployLocal(ctx, name, wasm)
+	} else {
+		_, err = n.forward(ctx, rpcDeploy, &rpcRequest{Plugin: name, Data: wasm})
+	}
+	if err != nil {
+		return PluginInfo{}, err
+	}
+	// The deploy is applied here too once this node catches up.
+	for _, p := range n.Plugins() {
+		if p.Name == name {
+			return p, nil
+		}
+	}
+	return PluginInfo{Name: name}, nil
+}
+
+func (n *Node) deployLocal(ctx context.Context, name string, wasm []byte) error {
+	if err := ValidPluginName(name); err != nil {
+		return err
+	}
+	mod, err := n.rt.Load(ctx, wasm) // validates; compiled code is cached for the apply
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	mod.Close(ctx)
+	r, err := n.propose(ctx, envelope{Kind: kindDeploy, Plugin: name, Payload: wasm})
+	if err != nil {
+		return err
+	}
+	return r.err
+}
+
+// RemovePlugin deactivates a plugin on every node; with dropState its state
+// is deleted too. The default plugin cannot be removed.
+func (n *Node) RemovePlugin(ctx context.Context, name string, dropState bool) error {
+	if name == DefaultPluginName {
+		return fmt.Errorf("%w: the default plugin %q cannot be removed (deploy a new version instead)", ErrInvalid, name)
+	}
+	if !n.isLeader() {
+		_, err := n.forward(ctx, rpcRemovePlugin, &rpcRequest{Plugin: name, Drop: dropState})
+		return err
+	}
+	return n.removePluginLocal(ctx, name, dropState)
+}
+
+func (n *Node) removePluginLocal(ctx context.Context, name string, dropState bool) error {
+	if name == DefaultPluginName {
+		return fmt.Errorf("%w: the default plugin %q cannot be removed", ErrInvalid, name)
+	}
+	if n.fsm.plugin(name) == nil {
+		return fmt.Errorf("%w: plugin %q", ErrNotFound, name)
+	}
+	payload, _ := abi.Marshal(&removePlugin{DropState: dropState})
+	r, err := n.propose(ctx, envelope{Kind: kindRemovePlugin, Plugin: name, Payload: payload})
+	if err != nil {
+		return err
+	}
+	return r.err
+}
+
+// Plugins lists the plugins active on this node.
+func (n *Node) Plugins() []PluginInfo { return n.fsm.pluginInfos() }
+
+// Digest is a hash of one plugin namespace's state at an applied index.
+type Digest struct {
+	Plugin       string `json:"plugin"`
+	Digest       string `json:"digest"` // hex sha256
+	AppliedIndex uint64 `json:"applied_index"`
+	Keys         int    `json:"keys"`
+}
+
+// StateDigest hashes the named namespace's local state. Replicas at the same
+// applied index must report the same digest.
+func (n *Node) StateDigest(name string) (Digest, error) {
+	view, index := n.fsm.view()
+	d := Digest{Plugin: name, AppliedIndex: index}
+	ns, ok := view.Namespace(name)
+	if !ok {
+		if n.fsm.plugin(name) == nil {
+			return d, fmt.Errorf("%w: plugin %q", ErrNotFound, name)
+		}
+		var empty [32]byte
+		d.Digest = hex.EncodeToString(empty[:])
+		return d, nil
+	}
+	sum := ns.Digest()
+	d.Digest, d.Keys = hex.EncodeToString(sum[:]), ns.Len()
+	return d, nil
+}

@@ -1,0 +1,203 @@
+package host
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/host/plugin"
+	"github.com/raftkv/raftkv/host/state"
+	"github.com/raftkv/raftkv/host/transport"
+)
+
+// Snapshot format (also the backup file format):
+//
+//	"RKVSNAP1"
+//	u32 big-endian header length, MsgPack snapshotHeader, 32-byte sha256 of the header
+//	the host state stream (host/state, with its own checksum)
+//
+// The header carries the active plugin modules (their bytes and hashes), the
+// replicated trust list and the FSM's clock, so a node restored from a snapshot
+// runs exactly the code that was active at its index.
+const snapshotMagic = "RKVSNAP1"
+
+// maxSnapshotHeader bounds the header: every module at its size limit would
+// not fit, but a cluster with more than 16 maximal modules is not sensible.
+const maxSnapshotHeader = 16*abi.MaxModuleSize + (1 << 20)
+
+// ErrCorruptSnapshot is returned when a snapshot or backup fails verification.
+var ErrCorruptSnapshot = errors.New("raftkv: corrupt snapshot")
+
+type snapshotHeader struct {
+	Version  int              `msgpack:"version"`
+	Applied  uint64           `msgpack:"applied"` // index of the last entry applied
+	LastTime int64            `msgpack:"last_time"`
+	Plugins  []snapshotPlugin `msgpack:"plugins"`
+	Trust    []trustChange    `msgpack:"trust"`
+	Revoked  []string         `msgpack:"revoked"`
+}
+
+type snapshotPlugin struct {
+	Name  string `msgpack:"name"`
+	Hash  string `msgpack:"hash"`
+	Since uint64 `msgpack:"since"`
+	Wasm  []byte `msgpack:"wasm"`
+}
+
+type fsmSnapshot struct {
+	header snapshotHeader
+	view   *state.View
+}
+
+// Snapshot captures the state in O(number of namespaces + plugins) on the FSM
+// goroutine; Persist streams it concurrently with further applies.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	s := &fsmSnapshot{view: f.store.View()}
+	s.header = snapshotHeader{Version: 1, Applied: f.applied.Load(), LastTime: f.lastTime, Revoked: f.trust.Revoked()}
+	f.mu.RLock()
+	for _, p := range f.plugins {
+		s.header.Plugins = append(s.header.Plugins, snapshotPlugin{Name: p.name, Hash: p.mod.Hash, Since: p.since, Wasm: p.mod.Wasm})
+	}
+	f.mu.RUnlock()
+	for _, e := range f.trust.Entries() {
+		s.header.Trust = append(s.header.Trust, trustChange{NodeID: e.NodeID, Key: string(ssh.MarshalAuthorizedKey(e.Key))})
+	}
+	return s, nil
+}
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := s.writeTo(sink); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) writeTo(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 1<<20)
+	hdr, err := abi.Marshal(&s.header)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(hdr)
+	bw.WriteString(snapshotMagic)
+	binary.Write(bw, binary.BigEndian, uint32(len(hdr)))
+	bw.Write(hdr)
+	bw.Write(sum[:])
+	if _, err := s.view.WriteTo(bw); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+func (s *fsmSnapshot) Release() {}
+
+// readSnapshotHeader reads and verifies the header of a snapshot stream.
+func readSnapshotHeader(r io.Reader) (snapshotHeader, error) {
+	var h snapshotHeader
+	var pre [len(snapshotMagic) + 4]byte
+	if _, err := io.ReadFull(r, pre[:]); err != nil {
+		return h, fmt.Errorf("%w: reading header: %v", ErrCorruptSnapshot, err)
+	}
+	if string(pre[:len(snapshotMagic)]) != snapshotMagic {
+		return h, fmt.Errorf("%w: not a raftkv snapshot (bad magic)", ErrCorruptSnapshot)
+	}
+	n := binary.BigEndian.Uint32(pre[len(snapshotMagic):])
+	if n > maxSnapshotHeader {
+		return h, fmt.Errorf("%w: header of %d bytes exceeds the limit", ErrCorruptSnapshot, n)
+	}
+	buf := make([]byte, int(n)+sha256.Size)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return h, fmt.Errorf("%w: reading header: %v", ErrCorruptSnapshot, err)
+	}
+	hdr, sum := buf[:n], buf[n:]
+	if got := sha256.Sum256(hdr); string(got[:]) != string(sum) {
+		return h, fmt.Errorf("%w: header checksum mismatch", ErrCorruptSnapshot)
+	}
+	if err := abi.Unmarshal(hdr, &h); err != nil {
+		return h, fmt.Errorf("%w: header: %v", ErrCorruptSnapshot, err)
+	}
+	if h.Version != 1 {
+		return h, fmt.Errorf("%w: snapshot format version %d is not supported", ErrCorruptSnapshot, h.Version)
+	}
+	for _, p := range h.Plugins {
+		if plugin.HashOf(p.Wasm) != p.Hash {
+			return h, fmt.Errorf("%w: module of plugin %q does not match its hash", ErrCorruptSnapshot, p.Name)
+		}
+	}
+	return h, nil
+}
+
+// Restore replaces the whole FSM state with a snapshot. Everything is loaded
+// and verified before anything is replaced.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	br := bufio.NewReaderSize(rc, 1<<20)
+	h, err := readSnapshotHeader(br)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	var loaded []*active
+	fail := func(err error) error {
+		for _, p := range loaded {
+			p.inst.Close(ctx)
+		}
+		return err
+	}
+	for _, p := range h.Plugins {
+		mod, err := f.rt.Load(ctx, p.Wasm)
+		if err != nil {
+			return fail(fmt.Errorf("restore: plugin %q: %w", p.Name, err))
+		}
+		inst, err := f.rt.Instantiate(ctx, mod)
+		if err != nil {
+			return fail(fmt.Errorf("restore: plugin %q: %w", p.Name, err))
+		}
+		loaded = append(loaded, &active{name: p.Name, mod: mod, inst: inst, since: p.Since})
+	}
+	var trust []transport.Entry
+	for _, t := range h.Trust {
+		key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(t.Key))
+		if err != nil {
+			return fail(fmt.Errorf("%w: trust entry %s: %v", ErrCorruptSnapshot, t.NodeID, err))
+		}
+		trust = append(trust, transport.Entry{NodeID: t.NodeID, Key: key})
+	}
+	// Store.Restore verifies the whole stream before it replaces anything.
+	if err := f.store.Restore(br); err != nil {
+		return fail(fmt.Errorf("%w: %v", ErrCorruptSnapshot, err))
+	}
+	f.store.Update(func() { f.applied.Store(h.Applied) })
+	defer f.notifyApplied()
+	if err := f.trust.Set(trust); err != nil {
+		return fail(fmt.Errorf("%w: trust: %v", ErrCorruptSnapshot, err))
+	}
+	for _, id := range h.Revoked {
+		f.trust.Revoke(id)
+	}
+	f.trustChanged()
+	f.lastTime = h.LastTime
+	f.mu.Lock()
+	old := f.plugins
+	f.plugins = make(map[string]*active, len(loaded))
+	for _, p := range loaded {
+		p.pool = f.rt.NewPool(p.mod, f.queryN)
+		f.plugins[p.name] = p
+	}
+	f.mu.Unlock()
+	for _, p := range old {
+		p.inst.Close(ctx)
+		p.pool.Close(ctx)
+	}
+	f.log.Info("restored snapshot", "plugins", len(loaded), "namespaces", len(f.store.Names()))
+	return nil
+}

@@ -1,0 +1,154 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/host/state"
+)
+
+// Stats is a snapshot of a node's status.
+type Stats struct {
+	NodeID       string            `json:"node_id"`
+	State        string            `json:"state"` // Leader, Follower, Candidate, Shutdown
+	Leader       string            `json:"leader"`
+	LeaderAddr   string            `json:"leader_address"`
+	Term         uint64            `json:"term"`
+	LastIndex    uint64            `json:"last_index"`
+	CommitIndex  uint64            `json:"commit_index"`
+	AppliedIndex uint64            `json:"applied_index"`
+	Ready        bool              `json:"ready"`             // has a leader and this node has caught up
+	Failure      string            `json:"failure,omitempty"` // why the node stopped applying, if it did
+	Plugins      []PluginInfo      `json:"plugins"`
+	Raft         map[string]string `json:"raft"`
+}
+
+// Stats returns the node's status.
+func (n *Node) Stats() Stats {
+	rs := n.raft.Stats()
+	leaderAddr, leaderID := n.raft.LeaderWithID()
+	s := Stats{
+		NodeID: n.cfg.NodeID, State: n.raft.State().String(), Leader: string(leaderID), LeaderAddr: string(leaderAddr),
+		LastIndex: n.raft.LastIndex(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.fsm.applied.Load(),
+		Plugins: n.Plugins(), Raft: rs,
+	}
+	s.Term, _ = strconv.ParseUint(rs["term"], 10, 64)
+	if f := n.fsm.failed.Load(); f != nil {
+		s.Failure = *f
+	}
+	s.Ready = leaderID != "" && s.Failure == "" &&
+		(s.AppliedIndex >= s.CommitIndex || n.onlyHostEntries(s.AppliedIndex+1, s.CommitIndex)) &&
+		(n.raft.State() != raft.Leader || n.leaderReady.Load())
+	return s
+}
+
+// Backup writes a consistent snapshot of this node's state machine (every
+// plugin namespace, the active modules and the trust list, with checksums)
+// to w. Run it on the leader after a linearizable read for the latest state.
+func (n *Node) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	f := n.raft.Snapshot()
+	if err := f.Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		return 0, mapRaftErr(err)
+	}
+	var rc io.ReadCloser
+	if err := f.Error(); err == nil {
+		_, r, err := f.Open()
+		if err != nil {
+			return 0, err
+		}
+		rc = r
+	} else { // nothing new since the last snapshot: it is current
+		r, err := n.latestSnapshot()
+		if err != nil {
+			return 0, err
+		}
+		rc = r
+	}
+	defer rc.Close()
+	return io.Copy(w, ctxReader{ctx, rc})
+}
+
+func (n *Node) latestSnapshot() (io.ReadCloser, error) {
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, 2, newHCLog(n.log))
+	if err != nil {
+		return nil, err
+	}
+	list, err := snaps.List()
+	if err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		return nil, errors.New("raftkv: no snapshot to back up")
+	}
+	_, rc, err := snaps.Open(list[0].ID)
+	return rc, err
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// Restore replaces the whole cluster's state with a backup. It must run on
+// the leader; the backup is verified completely before anything changes, then
+// installed through Raft (followers receive it as a snapshot).
+func (n *Node) Restore(ctx context.Context, r io.Reader) error {
+	if !n.isLeader() {
+		return fmt.Errorf("%w: restore must be sent to the leader", ErrNotLeader)
+	}
+	tmp, err := os.CreateTemp(n.cfg.DataDir, "restore-*.snap")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	size, err := io.Copy(tmp, ctxReader{ctx, r})
+	if err != nil {
+		return fmt.Errorf("raftkv: reading backup: %w", err)
+	}
+	if err := verifySnapshot(tmp); err != nil {
+		return err
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}
+	if err := n.raft.Restore(meta, tmp, n.timeout(ctx)); err != nil {
+		return mapRaftErr(err)
+	}
+	// The restored header carries the source cluster's index; from here on the
+	// FSM has applied everything Raft has.
+	n.fsm.store.Update(func() { n.fsm.applied.Store(n.raft.AppliedIndex()) })
+	n.fsm.notifyApplied()
+	n.log.Info("restored backup", "bytes", size)
+	return nil
+}
+
+// verifySnapshot reads a whole snapshot and checks every checksum without
+// changing anything.
+func verifySnapshot(f *os.File) error {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if _, err := readSnapshotHeader(f); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := state.New().Restore(f); err != nil {
+		return fmt.Errorf("%w: %v: %v", ErrInvalid, ErrCorruptSnapshot, err)
+	}
+	return nil
+}
+

@@ -1,0 +1,336 @@
+// Package cluster runs in-process raftkv clusters for tests: real host.Nodes
+// talking over the real SSH transport on distinct 127.0.0.x addresses, each
+// behind a fault proxy so tests can partition, crash and restart members.
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/raftkv/raftkv/host"
+	"github.com/raftkv/raftkv/internal/faultproxy"
+	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
+)
+
+// Options configures a cluster.
+type Options struct {
+	Nodes int
+	// Configure adjusts each node's configuration before it starts.
+	Configure func(*host.Config)
+	// LogLevel for node logs routed to t.Log (default Warn).
+	LogLevel slog.Level
+}
+
+// Cluster is a set of members; Members[0] bootstraps.
+type Cluster struct {
+	t        testing.TB
+	opts     Options
+	cacheDir string
+	logs     *testWriter
+	Members  []*Member
+}
+
+// Member is one node and its fault proxy.
+type Member struct {
+	ID    string
+	IP    string
+	Proxy *faultproxy.Proxy // the node's advertised address
+	Node  *host.Node        // nil while stopped
+	cfg   host.Config
+}
+
+var nextIP atomic.Uint32
+
+// ip returns a loopback address not used by another member of this process.
+func ip() string {
+	n := nextIP.Add(1)
+	return fmt.Sprintf("127.0.%d.%d", 10+n/250, 2+n%250)
+}
+
+func freePort(t testing.TB, ip string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// FastConfig returns a node configuration with short Raft timeouts.
+func FastConfig() host.Config {
+	cfg := host.DefaultConfig()
+	cfg.HeartbeatTimeout = 300 * time.Millisecond
+	cfg.ElectionTimeout = 300 * time.Millisecond
+	cfg.LeaderLeaseTimeout = 150 * time.Millisecond
+	cfg.ApplyTimeout = 5 * time.Second
+	cfg.QueryInstances = 2
+	cfg.DefaultPlugin = kvwasm.Module
+	return cfg
+}
+
+// Start starts a cluster of opts.Nodes members and waits until all have
+// joined and the default plugin is active everywhere.
+func Start(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if opts.Nodes == 0 {
+		opts.Nodes = 3
+	}
+	if opts.LogLevel == 0 {
+		opts.LogLevel = slog.LevelWarn
+	}
+	c := &Cluster{t: t, opts: opts, cacheDir: sharedCache(t), logs: &testWriter{t: t}}
+	t.Cleanup(c.Close)
+	for i := range opts.Nodes {
+		c.Add(fmt.Sprintf("n%d", i+1), i == 0)
+	}
+	c.WaitConverged(opts.Nodes)
+	return c
+}
+
+var (
+	cacheOnce sync.Once
+	cacheDir  string
+)
+
+// sharedCache is one compiled-code cache for every node of the test binary,
+// so each module is compiled once per run.
+func sharedCache(t testing.TB) string {
+	cacheOnce.Do(func() {
+		d, err := os.MkdirTemp("", "raftkv-wasm-cache")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cacheDir = d
+	})
+	return cacheDir
+}
+
+// Add starts a new member. The first bootstraps; later ones are trusted and
+// joined through the current leader.
+func (c *Cluster) Add(id string, bootstrap bool) *Member {
+	c.t.Helper()
+	m := &Member{ID: id, IP: ip()}
+	raftAddr := freePort(c.t, m.IP)
+	var err error
+	if m.Proxy, err = faultproxy.New(m.IP+":0", raftAddr); err != nil {
+		c.t.Fatal(err)
+	}
+	cfg := FastConfig()
+	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.AdvertiseAddr = id, filepath.Join(c.t.TempDir(), id), raftAddr, m.Proxy.Addr()
+	cfg.Bootstrap, cfg.PluginCacheDir = bootstrap, c.cacheDir
+	cfg.Logger = slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: c.opts.LogLevel}))
+	if c.opts.Configure != nil {
+		c.opts.Configure(&cfg)
+	}
+	m.cfg = cfg
+	c.Members = append(c.Members, m)
+	c.start(m)
+	if !bootstrap {
+		c.join(m)
+	}
+	return m
+}
+
+func (c *Cluster) start(m *Member) {
+	c.t.Helper()
+	n, err := host.New(m.cfg)
+	if err != nil {
+		c.t.Fatalf("starting %s: %v", m.ID, err)
+	}
+	m.Node = n
+}
+
+func (c *Cluster) join(m *Member) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	l := c.Leader()
+	lines, err := l.Node.Trust(ctx, "", m.Node.TrustLine())
+	if err != nil {
+		c.t.Fatalf("trusting %s: %v", m.ID, err)
+	}
+	if err := m.Node.AcceptTrust(lines); err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := l.Node.Join(ctx, host.JoinRequest{NodeID: m.ID, Address: m.Proxy.Addr()}); err != nil {
+		c.t.Fatalf("joining %s: %v", m.ID, err)
+	}
+}
+
+// Member returns the member with the given ID.
+func (c *Cluster) Member(id string) *Member {
+	for _, m := range c.Members {
+		if m.ID == id {
+			return m
+		}
+	}
+	c.t.Fatalf("no member %s", id)
+	return nil
+}
+
+// Leader waits (up to 20 s) for a running member that leads and is ready.
+func (c *Cluster) Leader() *Member {
+	c.t.Helper()
+	var l *Member
+	Poll(c.t, 20*time.Second, func() bool {
+		for _, m := range c.Members {
+			if m.Node != nil && m.Node.IsLeader() && m.Node.Stats().Ready {
+				l = m
+				return true
+			}
+		}
+		return false
+	}, "no ready leader: %s", lazy(c.describe))
+	return l
+}
+
+func (c *Cluster) describe() string {
+	var b strings.Builder
+	for _, m := range c.Members {
+		if m.Node == nil {
+			fmt.Fprintf(&b, "[%s stopped] ", m.ID)
+			continue
+		}
+		s := m.Node.Stats()
+		fmt.Fprintf(&b, "[%s %s leader=%s term=%d commit=%d applied=%d ready=%v failure=%q] ",
+			m.ID, s.State, s.Leader, s.Term, s.CommitIndex, s.AppliedIndex, s.Ready, s.Failure)
+	}
+	return b.String()
+}
+
+// Followers returns the running members that are not the leader.
+func (c *Cluster) Followers() []*Member {
+	l := c.Leader()
+	var out []*Member
+	for _, m := range c.Members {
+		if m != l && m.Node != nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// WaitConverged waits until n members run, all report the same applied index
+// as the leader's commit index, and every one has the default plugin.
+func (c *Cluster) WaitConverged(n int) {
+	c.t.Helper()
+	Poll(c.t, 30*time.Second, func() bool {
+		l := c.Leader()
+		commit := l.Node.Stats().CommitIndex
+		running := 0
+		for _, m := range c.Members {
+			if m.Node == nil {
+				continue
+			}
+			running++
+			if m.Node.AppliedIndex() < commit || len(m.Node.Plugins()) == 0 {
+				return false
+			}
+		}
+		return running == n
+	}, "cluster did not converge")
+}
+
+// Isolate cuts every connection to and from the member.
+func (c *Cluster) Isolate(m *Member) {
+	m.Proxy.Block("*")
+	for _, o := range c.Members {
+		if o != m {
+			o.Proxy.Block(m.IP)
+		}
+	}
+}
+
+// Heal removes every partition.
+func (c *Cluster) Heal() {
+	for _, m := range c.Members {
+		m.Proxy.Heal()
+	}
+}
+
+// Crash isolates the member and then stops it, so it cannot hand over
+// leadership or say goodbye: to the others it simply disappears.
+func (c *Cluster) Crash(m *Member) {
+	c.Isolate(m)
+	c.Stop(m)
+	c.Heal()
+}
+
+// Stop shuts the member down gracefully.
+func (c *Cluster) Stop(m *Member) {
+	if m.Node == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.Node.Close(ctx); err != nil {
+		c.t.Logf("closing %s: %v", m.ID, err)
+	}
+	m.Node = nil
+}
+
+// Restart starts a stopped member again from its data directory.
+func (c *Cluster) Restart(m *Member) {
+	c.t.Helper()
+	c.Stop(m)
+	m.cfg.Bootstrap = false
+	c.start(m)
+}
+
+// Close stops every member and proxy.
+func (c *Cluster) Close() {
+	for _, m := range c.Members {
+		c.Stop(m)
+		m.Proxy.Close()
+	}
+	c.logs.stop()
+}
+
+// lazy formats as f() when printed.
+type lazy func() string
+
+func (f lazy) String() string { return f() }
+
+// Poll calls cond every 20 ms until it returns true, failing after timeout.
+func Poll(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: "+format, append([]any{timeout}, args...)...)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// testWriter routes node logs to t.Log until the cluster is closed.
+type testWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *testWriter) stop() {
+	w.mu.Lock()
+	w.done = true
+	w.mu.Unlock()
+}
