@@ -7,6 +7,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"golang.org/x/crypto/ssh"
@@ -58,6 +59,7 @@ type fsm struct {
 	queryN  int
 	onPeers func(raft.Configuration) // committed configuration changes
 	onTrust func()                   // the trust list changed
+	metrics *metrics
 
 	mu       sync.RWMutex // guards plugins for readers; the FSM goroutine writes
 	plugins  map[string]*active
@@ -105,6 +107,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		}
 		f.envelops = append(f.envelops, e)
 	}
+	start := time.Now()
 	f.store.Update(func() {
 		for i := 0; i < len(logs); {
 			l, e := logs[i], &f.envelops[i]
@@ -156,6 +159,10 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		f.applied.Store(logs[len(logs)-1].Index) // under the store lock: see view
 	})
 	f.notifyApplied()
+	if f.metrics != nil {
+		f.metrics.applyBatch.Observe(time.Since(start).Seconds())
+		f.metrics.batchSize.Observe(float64(len(logs)))
+	}
 	return out
 }
 
@@ -194,6 +201,9 @@ func (f *fsm) applyCommands(logs []*raft.Log, envs []envelope, out []any) error 
 		f.entries = append(f.entries, abi.Entry{Index: l.Index, Term: l.Term, Time: f.lastTime, Data: envs[k].Payload})
 	}
 	results, err := p.inst.Apply(context.Background(), f.store.Namespace(p.name), f.entries)
+	if f.metrics != nil {
+		f.metrics.observeResults(p.name, results)
+	}
 	for k, r := range results {
 		out[k] = &applyResult{res: r}
 	}

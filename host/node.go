@@ -46,6 +46,8 @@ type Node struct {
 	peers   map[string]string // raft address -> node ID
 
 	leaderReady atomic.Bool // this node leads and has applied its term's barrier
+	existing    bool        // the data directory had Raft state at start
+	metrics     *metrics
 
 	shutdown  chan struct{}
 	wg        sync.WaitGroup
@@ -100,6 +102,8 @@ func New(cfg Config) (n *Node, err error) {
 	closers = append(closers, func() { n.rt.Close(context.Background()) })
 	n.fsm = newFSM(log, n.rt, n.trust, cfg.QueryInstances, n.setPeers)
 	n.fsm.onTrust = n.saveTrust
+	n.metrics = newMetrics(n)
+	n.fsm.metrics = n.metrics
 	closers = append(closers, n.fsm.close)
 
 	if n.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")}); err != nil {
@@ -143,6 +147,7 @@ func New(cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	n.existing = existing
 	self := raft.Server{ID: rc.LocalID, Address: raft.ServerAddress(cfg.advertise()), Suffrage: raft.Voter}
 	n.setPeers(raft.Configuration{Servers: []raft.Server{self}})
 	if !existing && cfg.Bootstrap {
@@ -199,6 +204,10 @@ func (n *Node) Close(ctx context.Context) error {
 	})
 	return n.closeErr
 }
+
+// HasExistingState reports whether the node started from an existing data
+// directory (it was a member before), in which case it must not join again.
+func (n *Node) HasExistingState() bool { return n.existing }
 
 // ID returns the node's ID.
 func (n *Node) ID() string { return n.cfg.NodeID }

@@ -151,4 +151,3 @@ func verifySnapshot(f *os.File) error {
 	}
 	return nil
 }
-
