@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -129,4 +130,15 @@ func TestForwardingKeepsPluginErrors(t *testing.T) {
 	if _, err := get(t, f, "missing", host.Leader); !errors.Is(err, notFound) {
 		t.Fatalf("missing key through follower: %v", err)
 	}
+}
+
+func freePort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/transport"
 )
@@ -80,6 +82,10 @@ func (n *Node) forward(ctx context.Context, method string, req *rpcRequest) (abi
 	if string(id) == n.cfg.NodeID { // became leader meanwhile
 		return n.dispatch(ctx, method, req)
 	}
+	// Raft learned the leader's ID and address from its heartbeats, possibly
+	// before this node saw the configuration entry naming it. The transport
+	// still checks that the host key at addr is bound to that ID.
+	n.setPeers(raft.Configuration{Servers: []raft.Server{{ID: id, Address: addr}}})
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, n.cfg.ApplyTimeout)

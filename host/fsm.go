@@ -341,12 +341,18 @@ func (f *fsm) pluginInfos() []PluginInfo {
 	return out
 }
 
-func (f *fsm) close() {
+// release lets a fail-stopped ApplyBatch return so that Raft can shut down.
+func (f *fsm) release() {
 	select {
 	case <-f.stop:
 	default:
 		close(f.stop)
 	}
+}
+
+// close releases the plugins. Raft must be shut down: nothing applies anymore.
+func (f *fsm) close() {
+	f.release()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, p := range f.plugins {

@@ -194,10 +194,11 @@ func (n *Node) Close(ctx context.Context) error {
 			}
 		}
 		close(n.shutdown)
-		n.fsm.close() // releases an FSM stuck in fail-stop
+		n.fsm.release() // lets an FSM stuck in fail-stop return
 		errs := []error{n.raft.Shutdown().Error()}
 		errs = append(errs, n.ntrans.Close(), n.trans.Close())
 		n.wg.Wait()
+		n.fsm.close()
 		errs = append(errs, n.logStore.Close(), n.rt.Close(context.Background()))
 		n.closeErr = errors.Join(errs...)
 		n.log.Info("node stopped")
@@ -275,10 +276,10 @@ func (n *Node) watchLeadership() {
 				continue
 			}
 			if n.raft.State() == raft.Leader {
-				n.leaderReady.Store(true)
-				n.log.Info("leading", "term", n.raft.Stats()["term"])
 				n.ensureSelfTrusted()
 				n.ensureDefaultPlugin()
+				n.leaderReady.Store(n.raft.State() == raft.Leader)
+				n.log.Info("leading", "term", n.raft.Stats()["term"])
 			}
 		}
 	}
@@ -295,13 +296,21 @@ func (n *Node) ensureSelfTrusted() {
 }
 
 func (n *Node) ensureDefaultPlugin() {
-	if n.cfg.DefaultPlugin == nil || n.fsm.plugin(DefaultPluginName) != nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout)
-	defer cancel()
-	if _, err := n.DeployPlugin(ctx, DefaultPluginName, n.cfg.DefaultPlugin); err != nil {
-		n.log.Error("deploying the default plugin failed", "err", err)
+	for wait := 100 * time.Millisecond; n.cfg.DefaultPlugin != nil && n.fsm.plugin(DefaultPluginName) == nil && n.isLeader(); wait = min(2*wait, 5*time.Second) {
+		// Compiling takes seconds (much longer under the race detector): the
+		// budget covers it as well as the proposal.
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout+2*time.Minute)
+		err := n.deployLocal(ctx, DefaultPluginName, n.cfg.DefaultPlugin)
+		cancel()
+		if err == nil {
+			return
+		}
+		n.log.Error("deploying the default plugin failed; retrying", "err", err, "in", wait)
+		select {
+		case <-n.shutdown:
+			return
+		case <-time.After(wait):
+		}
 	}
 }
 

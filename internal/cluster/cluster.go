@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/host"
+	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/internal/faultproxy"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
 )
@@ -66,12 +67,11 @@ func freePort(t testing.TB, ip string) string {
 	return ln.Addr().String()
 }
 
-// FastConfig returns a node configuration with short Raft timeouts.
+// FastConfig returns a node configuration for tests. Raft keeps its default
+// timeouts: shorter ones make leaders step down on a loaded 2-core machine
+// under the race detector.
 func FastConfig() host.Config {
 	cfg := host.DefaultConfig()
-	cfg.HeartbeatTimeout = 300 * time.Millisecond
-	cfg.ElectionTimeout = 300 * time.Millisecond
-	cfg.LeaderLeaseTimeout = 150 * time.Millisecond
 	cfg.ApplyTimeout = 5 * time.Second
 	cfg.QueryInstances = 2
 	cfg.DefaultPlugin = kvwasm.Module
@@ -88,7 +88,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if opts.LogLevel == 0 {
 		opts.LogLevel = slog.LevelWarn
 	}
-	c := &Cluster{t: t, opts: opts, cacheDir: sharedCache(t), logs: &testWriter{t: t}}
+	c := &Cluster{t: t, opts: opts, cacheDir: SharedCache(t), logs: &testWriter{t: t}}
 	t.Cleanup(c.Close)
 	for i := range opts.Nodes {
 		c.Add(fmt.Sprintf("n%d", i+1), i == 0)
@@ -99,20 +99,32 @@ func Start(t testing.TB, opts Options) *Cluster {
 
 var (
 	cacheOnce sync.Once
-	cacheDir  string
+	cacheErr  error
 )
 
-// sharedCache is one compiled-code cache for every node of the test binary,
-// so each module is compiled once per run.
-func sharedCache(t testing.TB) string {
+// SharedCache returns a compiled-code cache shared by every node of every
+// test binary, with the default plugin already compiled into it. Compiling
+// kv.wasm takes ~3 s, and ~26 s under the race detector; doing it once, before
+// any node starts, keeps a compile from starving Raft of CPU mid-test.
+// wazero writes cache entries atomically, so concurrent test binaries may share it.
+func SharedCache(t testing.TB) string {
+	dir := filepath.Join(os.TempDir(), "raftkv-test-wasm-cache")
 	cacheOnce.Do(func() {
-		d, err := os.MkdirTemp("", "raftkv-wasm-cache")
+		ctx := context.Background()
+		cfg := plugin.DefaultConfig()
+		cfg.CacheDir = dir
+		rt, err := plugin.NewRuntime(ctx, cfg)
 		if err != nil {
-			t.Fatal(err)
+			cacheErr = err
+			return
 		}
-		cacheDir = d
+		defer rt.Close(ctx)
+		_, cacheErr = rt.Load(ctx, kvwasm.Module)
 	})
-	return cacheDir
+	if cacheErr != nil {
+		t.Fatalf("compiling the default plugin: %v", cacheErr)
+	}
+	return dir
 }
 
 // Add starts a new member. The first bootstraps; later ones are trusted and
@@ -152,19 +164,32 @@ func (c *Cluster) start(m *Member) {
 
 func (c *Cluster) join(m *Member) {
 	c.t.Helper()
+	// Trust and Join are idempotent: retry them across leader changes (a
+	// loaded machine can make a new cluster's first leader step down).
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if err = c.tryJoin(m); err == nil {
+			return
+		}
+		c.t.Logf("joining %s (attempt %d): %v", m.ID, attempt+1, err)
+		time.Sleep(500 * time.Millisecond)
+	}
+	c.t.Fatalf("joining %s: %v", m.ID, err)
+}
+
+func (c *Cluster) tryJoin(m *Member) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	l := c.Leader()
 	lines, err := l.Node.Trust(ctx, "", m.Node.TrustLine())
 	if err != nil {
-		c.t.Fatalf("trusting %s: %v", m.ID, err)
+		return err
 	}
 	if err := m.Node.AcceptTrust(lines); err != nil {
-		c.t.Fatal(err)
+		return err
 	}
-	if _, err := l.Node.Join(ctx, host.JoinRequest{NodeID: m.ID, Address: m.Proxy.Addr()}); err != nil {
-		c.t.Fatalf("joining %s: %v", m.ID, err)
-	}
+	_, err = l.Node.Join(ctx, host.JoinRequest{NodeID: m.ID, Address: m.Proxy.Addr()})
+	return err
 }
 
 // Member returns the member with the given ID.
@@ -182,7 +207,7 @@ func (c *Cluster) Member(id string) *Member {
 func (c *Cluster) Leader() *Member {
 	c.t.Helper()
 	var l *Member
-	Poll(c.t, 20*time.Second, func() bool {
+	Poll(c.t, 30*time.Second, func() bool {
 		for _, m := range c.Members {
 			if m.Node != nil && m.Node.IsLeader() && m.Node.Stats().Ready {
 				l = m

@@ -1,0 +1,272 @@
+package host_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/raftkv/raftkv/host"
+	"github.com/raftkv/raftkv/internal/cluster"
+)
+
+// TestSnapshotInstallCatchUp: a node that was down while the log was
+// compacted catches up by installing the leader's snapshot.
+func TestSnapshotInstallCatchUp(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3, Configure: func(cfg *host.Config) {
+		cfg.SnapshotThreshold, cfg.TrailingLogs, cfg.SnapshotInterval = 50, 10, 50*time.Millisecond
+	}})
+	down := c.Followers()[0]
+	c.Stop(down)
+	l := c.Leader()
+	for i := range 300 {
+		mustSet(t, l.Node, fmt.Sprintf("key-%03d", i), strconv.Itoa(i))
+	}
+	cluster.Poll(t, 10*time.Second, func() bool {
+		idx, _ := strconv.Atoi(l.Node.Stats().Raft["last_snapshot_index"])
+		return idx > 200
+	}, "leader did not compact its log")
+	c.Restart(down)
+	cluster.Poll(t, 20*time.Second, func() bool {
+		v, err := get(t, down.Node, "key-299", host.Stale)
+		return err == nil && v == "299"
+	}, "restarted node did not catch up")
+	if idx, _ := strconv.Atoi(down.Node.Stats().Raft["last_snapshot_index"]); idx == 0 {
+		t.Fatal("caught up without installing a snapshot")
+	}
+	for _, i := range []int{0, 150, 299} {
+		mustGet(t, down.Node, fmt.Sprintf("key-%03d", i), host.Stale, strconv.Itoa(i))
+	}
+	// Snapshots carry the plugin modules: the restored node runs kv.
+	if ps := down.Node.Plugins(); len(ps) != 1 || ps[0].Name != "kv" {
+		t.Fatalf("plugins after snapshot install: %+v", ps)
+	}
+}
+
+// TestWholeClusterRestart: every node stops; started again from disk, the
+// cluster elects a leader and has all state.
+func TestWholeClusterRestart(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3})
+	l := c.Leader()
+	for i := range 20 {
+		mustSet(t, l.Node, fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i))
+	}
+	for _, m := range c.Members {
+		c.Stop(m)
+	}
+	for _, m := range c.Members {
+		c.Restart(m)
+	}
+	l = c.Leader()
+	for i := range 20 {
+		mustGet(t, l.Node, fmt.Sprintf("k%d", i), host.Linearizable, fmt.Sprintf("v%d", i))
+	}
+	mustSet(t, l.Node, "after-restart", "yes")
+}
+
+// TestUntrustedNodeGetsNothing: a node whose key nobody trusts can be added
+// to the configuration, but the members refuse its connections and it never
+// receives the log.
+func TestUntrustedNodeGetsNothing(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3})
+	l := c.Leader()
+	mustSet(t, l.Node, "secret", "s3cr3t")
+	stranger := newLoneNode(t, "intruder")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Without Trust, Join adds it to the configuration but nothing flows.
+	if _, err := l.Node.Join(ctx, host.JoinRequest{NodeID: "intruder", Address: stranger.Address()}); err != nil {
+		t.Fatalf("join: %v", err)
+	}
+	time.Sleep(time.Second) // give replication a chance it must not take
+	if got := stranger.AppliedIndex(); got != 0 {
+		t.Fatalf("untrusted node applied up to %d", got)
+	}
+	if _, err := stranger.Apply(ctx, "kv", cmd(t, map[string]any{"op": "GET", "key": "secret"})); err == nil {
+		t.Fatal("untrusted node's forwarded request succeeded")
+	}
+}
+
+// newLoneNode starts a node that is not part of any cluster.
+func newLoneNode(t *testing.T, id string) *host.Node {
+	t.Helper()
+	cfg := cluster.FastConfig()
+	cfg.NodeID, cfg.DataDir, cfg.RaftAddr = id, t.TempDir(), "127.0.0.1:"+freePort(t)
+	cfg.PluginCacheDir = cluster.SharedCache(t)
+	n, err := host.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(context.Background()) })
+	return n
+}
+
+// TestRemovedNodeIsRefused: after Remove, the node's key is revoked on every
+// member; it can neither forward requests nor rejoin on its own.
+func TestRemovedNodeIsRefused(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3})
+	victim := c.Followers()[0]
+	l := c.Leader()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.Node.Remove(ctx, victim.ID); err != nil {
+		t.Fatal(err)
+	}
+	members, _ := l.Node.Members(ctx)
+	if len(members) != 2 {
+		t.Fatalf("members after remove: %+v", members)
+	}
+	if _, err := victim.Node.Apply(ctx, "kv", cmd(t, map[string]any{"op": "SET", "key": "x", "value": "y"})); err == nil {
+		t.Fatal("removed node's write succeeded")
+	}
+	// Writes keep working for the remaining members.
+	for _, m := range c.Followers() {
+		if m != victim {
+			mustSet(t, m.Node, "still", "working")
+		}
+	}
+	if err := l.Node.Remove(ctx, "nobody"); !errors.Is(err, host.ErrNotFound) {
+		t.Fatalf("removing an unknown member: %v", err)
+	}
+}
+
+// TestJoinAndRemoveUnderLoad: a fourth node joins and is removed while
+// writes run; every acknowledged write is present on every member.
+func TestJoinAndRemoveUnderLoad(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3})
+	var acked sync.Map
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	writers := []*host.Node{c.Members[1].Node, c.Members[2].Node} // never stopped here
+	for w, n := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !stop.Load(); i++ {
+				k := fmt.Sprintf("w%d-%d", w, i)
+				if err := set(t, n, k, "v"); err == nil {
+					acked.Store(k, true)
+				}
+			}
+		}()
+	}
+	n4 := c.Add("n4", false)
+	c.WaitConverged(4)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Leader().Node.Remove(ctx, n4.ID); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(n4)
+	stop.Store(true)
+	wg.Wait()
+	c.WaitConverged(3)
+	count := 0
+	acked.Range(func(k, _ any) bool {
+		count++
+		for _, m := range c.Members {
+			if m.Node != nil {
+				mustGet(t, m.Node, k.(string), host.Stale, "v")
+			}
+		}
+		return true
+	})
+	if count < 10 {
+		t.Fatalf("only %d writes acknowledged under load", count)
+	}
+}
+
+// TestTrustOnFollowerReachesEveryNode: a key authorised through a follower
+// is trusted by every member, and a node with that key can then join.
+func TestTrustOnFollowerReachesEveryNode(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3})
+	newcomer := newLoneNode(t, "n9")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lines, err := c.Followers()[0].Node.Trust(ctx, "", newcomer.TrustLine())
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, l := range lines {
+		found = found || l == newcomer.TrustLine()
+	}
+	if !found {
+		t.Fatalf("trust list %q lacks the newcomer", lines)
+	}
+	c.WaitConverged(3)
+	for _, m := range c.Members {
+		lines, err := m.Node.Trust(ctx, "", newcomer.TrustLine()) // idempotent: nothing new proposed
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(lines) < 4 {
+			t.Fatalf("%s trusts %d keys", m.ID, len(lines))
+		}
+	}
+	if err := newcomer.AcceptTrust(lines); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Members[1].Node.Join(ctx, host.JoinRequest{NodeID: "n9", Address: newcomer.Address()}); err != nil {
+		t.Fatal(err)
+	}
+	mustSet(t, c.Leader().Node, "for-n9", "hello")
+	cluster.Poll(t, 10*time.Second, func() bool {
+		v, err := get(t, newcomer, "for-n9", host.Stale)
+		return err == nil && v == "hello"
+	}, "trusted newcomer did not receive the log")
+}
+
+// TestReadsOnPartitionedNodes: a partitioned follower serves stale reads but
+// refuses leader and linearizable ones; a partitioned old leader refuses
+// them too, even before it notices it lost its quorum.
+func TestReadsOnPartitionedNodes(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3})
+	l := c.Leader()
+	mustSet(t, l.Node, "k", "v1")
+	c.WaitConverged(3)
+
+	f := c.Followers()[0]
+	c.Isolate(f)
+	mustGet(t, f.Node, "k", host.Stale, "v1")
+	for _, lvl := range []host.Consistency{host.Leader, host.Linearizable} {
+		if _, err := get(t, f.Node, "k", lvl); err == nil {
+			t.Fatalf("partitioned follower served a %v read", lvl)
+		}
+	}
+	c.Heal()
+	c.WaitConverged(3)
+
+	old := c.Leader()
+	c.Isolate(old)
+	// Right after the cut the old leader may still answer: a quorum confirmed
+	// its leadership less than an election timeout ago, so no other leader
+	// can have committed anything yet. What it must never do is answer after
+	// the majority has moved on, below. The majority elects a new leader:
+	var nl *cluster.Member
+	cluster.Poll(t, 20*time.Second, func() bool {
+		for _, m := range c.Members {
+			if m != old && m.Node.IsLeader() && m.Node.Stats().Ready {
+				nl = m
+				return true
+			}
+		}
+		return false
+	}, "majority did not elect a new leader")
+	mustSet(t, nl.Node, "k", "v2")
+	for _, lvl := range []host.Consistency{host.Leader, host.Linearizable} {
+		if v, err := get(t, old.Node, "k", lvl); err == nil {
+			t.Fatalf("isolated old leader served a %v read after the new write: %q", lvl, v)
+		}
+	}
+	mustGet(t, old.Node, "k", host.Stale, "v1") // stale is allowed to be stale
+	c.Heal()
+	cluster.Poll(t, 20*time.Second, func() bool {
+		v, err := get(t, old.Node, "k", host.Linearizable)
+		return err == nil && v == "v2"
+	}, "old leader did not rejoin")
+}
