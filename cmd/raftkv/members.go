@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"text/tabwriter"
+	"time"
+)
+
+// clusterAnswer is the answer of GET /v1/cluster.
+type clusterAnswer struct {
+	NodeID       string   `json:"node_id"`
+	Leader       string   `json:"leader"`
+	Term         uint64   `json:"term"`
+	AppliedIndex uint64   `json:"applied_index"`
+	CommitIndex  uint64   `json:"commit_index"`
+	Members      []member `json:"members"`
+}
+
+type member struct {
+	ID          string    `json:"id"`
+	Address     string    `json:"address"`
+	Suffrage    string    `json:"suffrage"`
+	Leader      bool      `json:"leader"`
+	Reachable   bool      `json:"reachable"`
+	LastContact time.Time `json:"last_contact,omitzero"`
+}
+
+func getCluster(ctx context.Context, c *client) (clusterAnswer, error) {
+	var a clusterAnswer
+	err := c.doJSON(ctx, http.MethodGet, "/v1/cluster", nil, nil, &a)
+	return a, err
+}
+
+func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("members", "[flags]", "List the cluster's members as the node at --addr sees them (the leader pings each one).", stdout)
+	cf := addClientFlags(fs)
+	pos, err := fs.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := needArgs(pos, 0, 0); err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	a, err := getCluster(ctx, c)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		if a.Members == nil {
+			a.Members = []member{}
+		}
+		return printJSON(stdout, a.Members)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tADDRESS\tSUFFRAGE\tLEADER\tREACHABLE\tLAST CONTACT")
+	for _, m := range a.Members {
+		contact := "-"
+		if !m.LastContact.IsZero() {
+			contact = time.Since(m.LastContact).Round(time.Millisecond).String() + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Address, m.Suffrage, yesNo(m.Leader), yesNo(m.Reachable), contact)
+	}
+	return tw.Flush()
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+)
+
+const pluginSummary = `Manage the cluster's WebAssembly plugins:
+
+  raftkv plugin deploy NAME FILE.wasm        deploy or upgrade a plugin (through the Raft log)
+  raftkv plugin list                         list the active plugins
+  raftkv plugin remove NAME [--drop-state]   deactivate a plugin (and delete its state)
+  raftkv plugin digest NAME                  hash of the plugin's state on the node at --addr
+  raftkv plugin command NAME JSON|-          send a command (a write) to a plugin
+  raftkv plugin query NAME JSON|-            send a query (a read) to a plugin`
+
+func runPlugin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintf(stdout, "Usage: raftkv plugin deploy|list|remove|digest|command|query ...\n\n%s\n\nRun 'raftkv plugin SUBCOMMAND -h' for its flags.\n", pluginSummary)
+		if len(args) == 0 {
+			return usagef("missing plugin subcommand")
+		}
+		return nil
+	}
+	sub, args := args[0], args[1:]
+	switch sub {
+	case "deploy":
+		return pluginDeploy(ctx, args, stdout)
+	case "list":
+		return pluginList(ctx, args, stdout)
+	case "remove":
+		return pluginRemove(ctx, args, stdout)
+	case "digest":
+		return pluginDigest(ctx, args, stdout)
+	case "command", "query":
+		return pluginCall(ctx, sub, args, stdout)
+	}
+	return usagef("unknown plugin subcommand %q (want deploy, list, remove, digest, command or query)", sub)
+}
+
+// pluginInfo is one plugin of GET /v1/plugins.
+type pluginInfo struct {
+	Name        string `json:"name"`
+	ABIVersion  int    `json:"abi_version"`
+	Version     string `json:"version"`
+	Description string `json:"description,omitempty"`
+	Hash        string `json:"hash"`
+	Size        int    `json:"size"`
+	ActiveSince uint64 `json:"active_since"`
+	HasMigrate  bool   `json:"has_migrate"`
+	Keys        int    `json:"keys"`
+}
+
+func pluginPath(name string) string { return "/v1/plugins/" + url.PathEscape(name) }
+
+func pluginDeploy(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlagSet("plugin deploy", "NAME FILE.wasm [flags]", "Deploy FILE.wasm as the plugin NAME, or upgrade it (its state is kept and its migrate entry point\nruns once). The leader validates the module first; an invalid one is refused with the reason.", stdout)
+	cf := addClientFlags(fs)
+	pos, err := fs.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := needArgs(pos, 2, 2); err != nil {
+		return err
+	}
+	wasm, err := os.ReadFile(pos[1])
+	if err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	resp, err := c.request(ctx, http.MethodPut, pluginPath(pos[0]), nil, bytes.NewReader(wasm), "application/wasm")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var info pluginInfo
+	if err := decodeBody(resp, &info); err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(stdout, info)
+	}
+	_, err = fmt.Fprintf(stdout, "deployed %s: version %s, hash %s, active since index %d\n", info.Name, orDash(info.Version), shortHash(info.Hash), info.ActiveSince)
+	return err
+}
+
+func pluginList(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlagSet("plugin list", "[flags]", "List the active plugins.", stdout)
+	cf := addClientFlags(fs)
+	pos, err := fs.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := needArgs(pos, 0, 0); err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Plugins []pluginInfo `json:"plugins"`
+	}
+	if err := c.doJSON(ctx, http.MethodGet, "/v1/plugins", nil, nil, &out); err != nil {
+		return err
+	}
+	if cf.json {
+		if out.Plugins == nil {
+			out.Plugins = []pluginInfo{}
+		}
+		return printJSON(stdout, out)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tVERSION\tABI\tHASH\tSIZE\tKEYS\tSINCE\tDESCRIPTION")
+	for _, p := range out.Plugins {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%d\t%s\n", p.Name, orDash(p.Version), p.ABIVersion, shortHash(p.Hash), p.Size, p.Keys, p.ActiveSince, p.Description)
+	}
+	return tw.Flush()
+}
+
+func pluginRemove(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlagSet("plugin remove", "NAME [--drop-state] [flags]", "Deactivate the plugin NAME on every node. The default plugin kv cannot be removed.", stdout)
+	cf := addClientFlags(fs)
+	drop := fs.Bool("drop-state", false, "delete the plugin's state too")
+	pos, err := fs.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := needArgs(pos, 1, 1); err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	q := url.Values{}
+	if *drop {
+		q.Set("drop_state", "true")
+	}
+	if err := c.doJSON(ctx, http.MethodDelete, pluginPath(pos[0]), q, nil, nil); err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(stdout, map[string]any{"removed": pos[0], "state_dropped": *drop})
+	}
+	msg := "removed " + pos[0]
+	if *drop {
+		msg += " and its state"
+	}
+	_, err = fmt.Fprintln(stdout, msg)
+	return err
+}
+
+// digestAnswer is the answer of GET /v1/plugins/{name}/digest.
+type digestAnswer struct {
+	Plugin       string `json:"plugin"`
+	Digest       string `json:"digest"`
+	AppliedIndex uint64 `json:"applied_index"`
+	Keys         int    `json:"keys"`
+}
+
+func pluginDigest(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlagSet("plugin digest", "NAME [flags]", "Print a hash of the plugin's state on the node at --addr and the index it was taken at.\nReplicas at the same applied index have the same digest.", stdout)
+	cf := addClientFlags(fs)
+	pos, err := fs.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := needArgs(pos, 1, 1); err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var d digestAnswer
+	if err := c.doJSON(ctx, http.MethodGet, pluginPath(pos[0])+"/digest", nil, nil, &d); err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(stdout, d)
+	}
+	_, err = fmt.Fprintf(stdout, "%s  %s  keys=%d applied_index=%d\n", d.Digest, d.Plugin, d.Keys, d.AppliedIndex)
+	return err
+}
+
+func pluginCall(ctx context.Context, kind string, args []string, stdout io.Writer) error {
+	fs := newFlagSet("plugin "+kind, "NAME JSON|- [flags]", "Send a "+kind+" to the plugin NAME as JSON (converted to the equivalent MsgPack map) and print\nthe plugin's result as JSON.", stdout)
+	cf := addClientFlags(fs)
+	var consistency *string
+	if kind == "query" {
+		consistency = fs.String("consistency", "", "stale, leader or linearizable (default: the node's, leader)")
+	}
+	pos, err := fs.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := needArgs(pos, 1, 2); err != nil {
+		return err
+	}
+	body, err := valueArg(pos[1:])
+	if err != nil {
+		return err
+	}
+	if !json.Valid(body) {
+		return usagef("the %s is not valid JSON", kind)
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	q := url.Values{}
+	if consistency != nil && *consistency != "" {
+		q.Set("consistency", *consistency)
+	}
+	endpoint := map[string]string{"command": "/commands", "query": "/queries"}[kind]
+	resp, err := c.request(ctx, http.MethodPost, pluginPath(pos[0])+endpoint, q, bytes.NewReader(body), "application/json")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var out json.RawMessage
+	if err := decodeBody(resp, &out); err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(stdout, out)
+	}
+	_, err = fmt.Fprintf(stdout, "%s\n", bytes.TrimSpace(out))
+	return err
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func shortHash(h string) string {
+	h = strings.TrimPrefix(h, "sha256:")
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
