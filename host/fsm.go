@@ -323,9 +323,9 @@ func (f *fsm) plugin(name string) *active {
 }
 
 func (f *fsm) pluginInfos() []PluginInfo {
+	view := f.store.View() // before f.mu: ApplyBatch holds the store lock while it takes f.mu
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	view := f.store.View()
 	out := make([]PluginInfo, 0, len(f.plugins))
 	for _, p := range f.plugins {
 		info := PluginInfo{

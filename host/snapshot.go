@@ -83,15 +83,9 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 
 func (s *fsmSnapshot) writeTo(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
-	hdr, err := abi.Marshal(&s.header)
-	if err != nil {
+	if err := writeSnapshotHeader(bw, &s.header); err != nil {
 		return err
 	}
-	sum := sha256.Sum256(hdr)
-	bw.WriteString(snapshotMagic)
-	binary.Write(bw, binary.BigEndian, uint32(len(hdr)))
-	bw.Write(hdr)
-	bw.Write(sum[:])
 	if _, err := s.view.WriteTo(bw); err != nil {
 		return err
 	}
@@ -99,6 +93,20 @@ func (s *fsmSnapshot) writeTo(w io.Writer) error {
 }
 
 func (s *fsmSnapshot) Release() {}
+
+// writeSnapshotHeader writes the magic, the header and its checksum.
+func writeSnapshotHeader(w *bufio.Writer, h *snapshotHeader) error {
+	hdr, err := abi.Marshal(h)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(hdr)
+	w.WriteString(snapshotMagic)
+	binary.Write(w, binary.BigEndian, uint32(len(hdr)))
+	w.Write(hdr)
+	_, err = w.Write(sum[:])
+	return err
+}
 
 // readSnapshotHeader reads and verifies the header of a snapshot stream.
 func readSnapshotHeader(r io.Reader) (snapshotHeader, error) {

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/hashicorp/raft"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/raftkv/raftkv/host/state"
 )
@@ -122,19 +124,65 @@ func (n *Node) Restore(ctx context.Context, r io.Reader) error {
 	if err := verifySnapshot(tmp); err != nil {
 		return err
 	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+	// Raft installs a user snapshot at max(its last index, meta.Index)+1.
+	// Choosing meta.Index ahead of the log (by more than can be appended
+	// meanwhile) fixes that index, so the header can state it exactly and
+	// every node, followers included, restores the right applied index.
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: n.raft.LastIndex() + 1<<16}
+	restored, err := n.rewriteBackup(tmp, meta.Index+1)
+	if err != nil {
 		return err
 	}
-	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}
-	if err := n.raft.Restore(meta, tmp, n.timeout(ctx)); err != nil {
+	defer os.Remove(restored.Name())
+	defer restored.Close()
+	fi, err := restored.Stat()
+	if err != nil {
+		return err
+	}
+	meta.Size = fi.Size()
+	if err := n.raft.Restore(meta, restored, n.timeout(ctx)); err != nil {
 		return mapRaftErr(err)
 	}
-	// The restored header carries the source cluster's index; from here on the
-	// FSM has applied everything Raft has.
-	n.fsm.store.Update(func() { n.fsm.applied.Store(n.raft.AppliedIndex()) })
-	n.fsm.notifyApplied()
 	n.log.Info("restored backup", "bytes", size)
 	return nil
+}
+
+// rewriteBackup copies a verified backup with its header adapted to this
+// cluster: the trust list stays this cluster's own (the backup's would lock
+// the members out of each other) and the applied index is the one Raft will
+// give the restored snapshot.
+func (n *Node) rewriteBackup(src *os.File, applied uint64) (*os.File, error) {
+	if _, err := src.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	br := bufio.NewReaderSize(src, 1<<20)
+	h, err := readSnapshotHeader(br)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	h.Applied, h.Trust, h.Revoked = applied, nil, n.trust.Revoked()
+	for _, e := range n.trust.Entries() {
+		h.Trust = append(h.Trust, trustChange{NodeID: e.NodeID, Key: string(ssh.MarshalAuthorizedKey(e.Key))})
+	}
+	dst, err := os.CreateTemp(n.cfg.DataDir, "restore-*.snap")
+	if err != nil {
+		return nil, err
+	}
+	bw := bufio.NewWriterSize(dst, 1<<20)
+	if err := writeSnapshotHeader(bw, &h); err == nil {
+		if _, err = io.Copy(bw, br); err == nil {
+			err = bw.Flush()
+		}
+	}
+	if err == nil {
+		_, err = dst.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		dst.Close()
+		os.Remove(dst.Name())
+		return nil, err
+	}
+	return dst, nil
 }
 
 // verifySnapshot reads a whole snapshot and checks every checksum without
