@@ -104,7 +104,11 @@ func (n *Node) forward(ctx context.Context, method string, req *rpcRequest) (abi
 		case errors.As(err, &re):
 			return abi.Result{}, fmt.Errorf("raftkv: leader %s: %s", id, re.Message)
 		}
-		return abi.Result{}, fmt.Errorf("%w: leader %s unreachable: %v", ErrNoLeader, id, err)
+		if method == rpcQuery || method == rpcPing {
+			return abi.Result{}, fmt.Errorf("%w: leader %s unreachable: %v", ErrNoLeader, id, err)
+		}
+		// The request may have reached the leader before the connection failed.
+		return abi.Result{}, fmt.Errorf("%w: forwarding to leader %s failed: %v", ErrUnknownOutcome, id, err)
 	}
 	var resp rpcResponse
 	if err := abi.Unmarshal(raw, &resp); err != nil {
