@@ -67,6 +67,7 @@ func commands() []command {
 		{"backup", "FILE|-", "write a backup of the cluster's state", runBackup},
 		{"restore", "FILE|-", "replace the cluster's state with a backup (send to the leader)", runRestore},
 		{"plugin", "deploy|list|remove|digest|command|query ...", "manage WebAssembly plugins", runPlugin},
+		{"bench", "[--op put|get|cas|mixed] [--clients N] [--count N|--duration D]", "load the cluster and report throughput and latency", runBench},
 		{"version", "", "print the version", runVersion},
 	}
 }

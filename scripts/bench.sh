@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# bench.sh — the benchmark suite behind `make bench`.
+#
+# Builds bin/raftkv, starts a fresh local 3-node cluster on 127.0.0.1 (n1
+# bootstraps, n2 and n3 join; fresh data directories under a temporary
+# directory, logs to files there), waits for /readyz on every node, runs a
+# fixed suite of `raftkv bench` runs against the leader, prints one markdown
+# table, and stops every node it started, whatever happens (trap EXIT).
+#
+#   scripts/bench.sh                    # the full suite (a few minutes)
+#   BENCH_SCALE=0.1 scripts/bench.sh    # every count ×0.1, for a quick run
+#
+# Environment:
+#   BENCH_SCALE        multiplies every count below (default 1)
+#   BENCH_WRITES_C1    writes with 1 client (default 20000)
+#   BENCH_WRITES_C64   writes with 64 clients (default 100000)
+#   BENCH_READS_C1     reads with 1 client, per consistency (default 20000)
+#   BENCH_READS_C64    reads with 64 clients, per consistency (default 100000)
+#   BENCH_MIXED        operations of the 90:10 mixed run, 64 clients (default 100000)
+#   BENCH_PRELOAD      keys written before each read run (default 10000)
+#   BENCH_PORT         first of 9 consecutive ports (default: a free range from 21000)
+#   BENCH_SERVE_FLAGS  extra `raftkv serve` flags for every node
+#   BENCH_KEEP=1       keep the temporary directory (data and logs); it is
+#                      always kept when the script fails
+#   GO                 the go command (default go)
+#
+# The table goes to standard output, progress and logs to standard error. Exit
+# status: 0 when every run finished without errors.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+GO=${GO:-go}
+scale=${BENCH_SCALE:-1}
+
+# scaled N: N × BENCH_SCALE, at least 1.
+scaled() { awk -v n="$1" -v s="$scale" 'BEGIN { v = int(n * s + 0.5); if (v < 1) v = 1; print v }'; }
+writes_c1=$(scaled "${BENCH_WRITES_C1:-20000}")
+writes_c64=$(scaled "${BENCH_WRITES_C64:-100000}")
+reads_c1=$(scaled "${BENCH_READS_C1:-20000}")
+reads_c64=$(scaled "${BENCH_READS_C64:-100000}")
+mixed=$(scaled "${BENCH_MIXED:-100000}")
+preload=$(scaled "${BENCH_PRELOAD:-10000}")
+
+log() { echo "bench.sh: $*" >&2; }
+
+log "building bin/raftkv"
+mkdir -p bin
+CGO_ENABLED=0 "$GO" build -trimpath -o bin/raftkv ./cmd/raftkv
+bin=$root/bin/raftkv
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/raftkv-bench.XXXXXX")
+pids=()
+ok=0
+
+cleanup() {
+  local status=$?
+  local pid
+  for pid in "${pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 150); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "pid $pid did not stop within 30s of SIGTERM; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
+  if [ "$ok" = 1 ] && [ "${BENCH_KEEP:-}" != 1 ]; then
+    rm -rf "$tmp"
+  else
+    log "data and logs kept in $tmp"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# port_free PORT: nothing accepts connections on 127.0.0.1:PORT.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+base=${BENCH_PORT:-}
+if [ -z "$base" ]; then
+  for candidate in $(seq 21000 10 21990); do
+    free=1
+    for p in $(seq "$candidate" $((candidate + 8))); do
+      port_free "$p" || { free=0; break; }
+    done
+    if [ "$free" = 1 ]; then
+      base=$candidate
+      break
+    fi
+  done
+  [ -n "$base" ] || { log "no 9 free consecutive ports in 21000-21998"; exit 1; }
+fi
+http_port() { echo $((base + $1 - 1)); }
+raft_port() { echo $((base + 3 + $1 - 1)); }
+mgmt_port() { echo $((base + 6 + $1 - 1)); }
+
+# ready I: GET /readyz on node I answers 200 (bash's /dev/tcp: no curl needed).
+ready() (
+  exec 3<>"/dev/tcp/127.0.0.1/$(http_port "$1")" || exit 1
+  printf 'GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+  IFS= read -r -t 2 line <&3 || exit 1
+  [[ $line == "HTTP/1."?" 200"* ]]
+)
+
+# start I [FLAGS...]: starts node nI in the background.
+start() {
+  local i=$1
+  shift
+  # shellcheck disable=SC2086 # BENCH_SERVE_FLAGS is a list of flags
+  "$bin" serve --node-id "n$i" --data-dir "$tmp/n$i" \
+    --http-addr "127.0.0.1:$(http_port "$i")" \
+    --raft-addr "127.0.0.1:$(raft_port "$i")" \
+    --mgmt-addr "127.0.0.1:$(mgmt_port "$i")" \
+    --plugin-cache-dir "$tmp/wasm-cache" \
+    "$@" ${BENCH_SERVE_FLAGS:-} >"$tmp/n$i.log" 2>&1 &
+  pids+=($!)
+  log "started n$i (pid $!), http://127.0.0.1:$(http_port "$i"), log $tmp/n$i.log"
+}
+
+# wait_ready I: waits up to 120 s for node I's /readyz.
+wait_ready() {
+  local i=$1 pid=${pids[$1 - 1]}
+  for _ in $(seq 1 600); do
+    if ready "$i" 2>/dev/null; then
+      return 0
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log "n$i exited; the end of its log:"
+      tail -n 20 "$tmp/n$i.log" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+  log "n$i is not ready after 120s; the end of its log:"
+  tail -n 20 "$tmp/n$i.log" >&2
+  exit 1
+}
+
+# n1 first, so that it compiles the KV plugin into the shared cache once.
+start 1 --bootstrap
+wait_ready 1
+start 2 --join "127.0.0.1:$(mgmt_port 1)"
+start 3 --join "127.0.0.1:$(mgmt_port 1)"
+wait_ready 2
+wait_ready 3
+addrs=http://127.0.0.1:$(http_port 1),http://127.0.0.1:$(http_port 2),http://127.0.0.1:$(http_port 3)
+"$bin" status --addr "http://127.0.0.1:$(http_port 1)" >&2
+
+load_before=$(uptime)
+rows=()
+failed=0
+# run LABEL FLAGS...: one bench run; its markdown row goes into the table.
+run() {
+  local label=$1 row status=0
+  shift
+  log "$label: raftkv bench $*"
+  row=$("$bin" bench --addr "$addrs" --target leader --markdown --label "$label" "$@") || status=$?
+  if [ -z "$row" ]; then
+    row="| $label | | failed (exit $status) | | | | | |"
+  fi
+  [ "$status" = 0 ] || failed=1
+  log "$row"
+  rows+=("$row")
+}
+
+run "write" --op put --clients 1 --count "$writes_c1"
+run "write" --op put --clients 64 --count "$writes_c64"
+run "read stale" --op get --consistency stale --clients 1 --count "$reads_c1" --preload "$preload"
+run "read stale" --op get --consistency stale --clients 64 --count "$reads_c64" --preload "$preload"
+run "read linearizable" --op get --consistency linearizable --clients 1 --count "$reads_c1" --preload "$preload"
+run "read linearizable" --op get --consistency linearizable --clients 64 --count "$reads_c64" --preload "$preload"
+run "mixed 90:10 (linearizable reads)" --op mixed --mix 90:10 --consistency linearizable --clients 64 --count "$mixed" --preload "$preload"
+load_after=$(uptime)
+
+echo
+echo "$("$bin" version 2>/dev/null | head -n 1), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo '+dirty'), 3 nodes on 127.0.0.1, $(nproc 2>/dev/null || echo '?') CPUs, 16 B keys, 100 B values, writes to new keys, BENCH_SCALE=$scale"
+echo
+echo "| op | clients | ops/s | p50 | p99 | p99.9 | max | errors |"
+echo "|---|---|---|---|---|---|---|---|"
+printf '%s\n' "${rows[@]}"
+echo
+echo "load before: ${load_before#*load average: }; after: ${load_after#*load average: }"
+
+[ "$failed" = 0 ] || { log "some runs had errors"; exit 1; }
+ok=1
