@@ -1,0 +1,85 @@
+// Package ledger is an example raftkv plugin: a bank ledger whose invariants
+// hold on every replica.
+//
+//   - Money is created only by "deposit", the ledger's single minting
+//     operation: the total supply changes by exactly the deposited amount,
+//     and by nothing else.
+//   - "transfer" moves money between two existing accounts and never
+//     overdraws: a transfer larger than the payer's balance fails with
+//     CodeInsufficientFunds and changes nothing.
+//   - So the sum of all balances always equals the supply, and no balance is
+//     negative (balances are unsigned and checked before every debit). The
+//     "audit" query recomputes the sum to prove it.
+//
+// Every command's writes are atomic (the host undoes them all when the
+// command fails), so a failed transfer cannot leave a half-moved amount
+// behind. Transaction records are stamped with the entry's leader time
+// (sdk.Entry.Now), the only clock that is identical on every node.
+//
+// V1 is version 1.0.0. V2 (2.0.0) adds a per-account transaction count, the
+// index of the account's last transaction and a per-account history index,
+// and its Migrate builds them from the transactions v1 recorded, so upgrading
+// v1 to v2 keeps every account and makes the history of old transactions
+// visible at once. The wasip1 commands in examples/ledger and
+// examples/ledger/v2 register V1 and V2.
+//
+// # Protocol
+//
+// Commands and queries are MsgPack maps with string field names (the HTTP
+// API converts a JSON object into one). Account names and refs accept str or
+// bin. Account names are 1 to 64 bytes of ASCII letters, digits, '.', '_' and
+// '-'. Amounts are integers from 1 to 2^64-1. Unknown fields are ignored.
+// Results are MsgPack maps; times are RFC 3339 strings in UTC.
+//
+// Commands:
+//
+//	{"op":"open","account":a}
+//	    → {"account":a,"balance":0,"opened":time}
+//	{"op":"deposit","account":a,"amount":n[,"ref":r]}
+//	    → {"tx":index,"account":a,"balance":b,"supply":s}
+//	{"op":"transfer","from":a,"to":b,"amount":n[,"ref":r]}
+//	    → {"tx":index,"from":a,"to":b,"amount":n,"from_balance":x,"to_balance":y}
+//
+// A deposit or transfer is recorded as a transaction whose number ("tx") is
+// the index of its log entry. The optional "ref" (1 to 128 bytes) is a client
+// reference that makes a retry safe: a second command with a ref already used
+// fails with abi.CodeConflict ("duplicate ref ...: already applied as tx N")
+// and changes nothing. Use one when a write's outcome is unknown (a timeout,
+// a lost leader) and you retry it.
+//
+// Queries:
+//
+//	{"op":"balance","account":a}
+//	    → {"account":a,"balance":b,"opened":time}  (v2 adds "tx_count","last_tx")
+//	{"op":"supply"}
+//	    → {"supply":s,"accounts":n}
+//	{"op":"accounts"[,"start":a][,"limit":n]}
+//	    → {"accounts":[{"account":a,"balance":b},...][,"next":a]}
+//	{"op":"audit"}
+//	    → {"supply":s,"sum":t,"accounts":n,"counted":c,"ok":bool}
+//	{"op":"tx","index":i}
+//	    → {"tx":i,"time":time,"kind":"deposit"|"transfer",["from":a,]"to":b,"amount":n[,"ref":r]}
+//	{"op":"history","account":a[,"after":i][,"limit":n]}   (v2 only)
+//	    → {"account":a,"transactions":[tx,...][,"next":i]}
+//
+// "accounts" lists accounts in name order from "start"; "history" lists an
+// account's transactions oldest first, after transaction "after". "limit"
+// defaults to 100 and must be between 1 and 1000; "next" is present when more
+// remain and is the value to pass as "start" (or "after") to continue.
+//
+// # Errors
+//
+// Malformed input, an unknown op, a bad account name, ref or amount, and a
+// transfer to the payer itself fail with abi.CodeBadRequest; an account that
+// does not exist with abi.CodeNotFound; opening an account twice or reusing a
+// ref with abi.CodeConflict. The ledger's own codes are CodeInsufficientFunds
+// (64) and CodeSupplyOverflow (65).
+//
+// # State layout
+//
+//	a/<account>          account: {"balance","opened","opened_index"[,"tx_count","last_tx"]}
+//	m/totals             {"supply","accounts"}
+//	t/<index, 8 bytes BE> transaction record
+//	r/<ref>              the tx index (8 bytes BE) that used the ref
+//	h/<account>/<index>  v2: the account's history index (value: 'd' deposit, 'i' in, 'o' out)
+package ledger
