@@ -174,10 +174,12 @@ func (n *Node) dispatch(ctx context.Context, method string, req *rpcRequest) (ab
 		data, err := abi.Marshal(n.joinResponse().Trust)
 		return abi.Result{Data: data}, err
 	case rpcDeploy:
-		if err := n.deployLocal(ctx, req.Plugin, req.Data); err != nil {
+		info, err := n.deployLocal(ctx, req.Plugin, req.Data)
+		if err != nil {
 			return abi.Result{}, err
 		}
-		return abi.Result{}, nil
+		data, err := abi.Marshal(&info)
+		return abi.Result{Data: data}, err
 	case rpcRemovePlugin:
 		return abi.Result{}, n.removePluginLocal(ctx, req.Plugin, req.Drop)
 	case rpcPing:

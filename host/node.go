@@ -300,7 +300,7 @@ func (n *Node) ensureDefaultPlugin() {
 		// Compiling takes seconds (much longer under the race detector): the
 		// budget covers it as well as the proposal.
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout+2*time.Minute)
-		err := n.deployLocal(ctx, DefaultPluginName, n.cfg.DefaultPlugin)
+		_, err := n.deployLocal(ctx, DefaultPluginName, n.cfg.DefaultPlugin)
 		cancel()
 		if err == nil {
 			return

@@ -34,38 +34,42 @@ func (n *Node) DeployPlugin(ctx context.Context, name string, wasm []byte) (Plug
 	if len(wasm) > abi.MaxModuleSize {
 		return PluginInfo{}, fmt.Errorf("%w: module of %d bytes exceeds the %d-byte limit", ErrInvalid, len(wasm), abi.MaxModuleSize)
 	}
-	var err error
 	if n.isLeader() {
-		err = n.deployLocal(ctx, name, wasm)
-	} else {
-		_, err = n.forward(ctx, rpcDeploy, &rpcRequest{Plugin: name, Data: wasm})
+		return n.deployLocal(ctx, name, wasm)
+	}
+	res, err := n.forward(ctx, rpcDeploy, &rpcRequest{Plugin: name, Data: wasm})
+	if err != nil {
+		return PluginInfo{}, err
+	}
+	var info PluginInfo // the leader's view, as this node may not have applied it yet
+	if err := abi.Unmarshal(res.Data, &info); err != nil {
+		return PluginInfo{}, fmt.Errorf("raftkv: bad deploy response: %w", err)
+	}
+	return info, nil
+}
+
+func (n *Node) deployLocal(ctx context.Context, name string, wasm []byte) (PluginInfo, error) {
+	if err := ValidPluginName(name); err != nil {
+		return PluginInfo{}, err
+	}
+	mod, err := n.rt.Load(ctx, wasm) // validates; compiled code is cached for the apply
+	if err != nil {
+		return PluginInfo{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	mod.Close(ctx)
+	r, err := n.propose(ctx, envelope{Kind: kindDeploy, Plugin: name, Payload: wasm})
+	if err == nil {
+		err = r.err
 	}
 	if err != nil {
 		return PluginInfo{}, err
 	}
-	// The deploy is applied here too once this node catches up.
-	for _, p := range n.Plugins() {
+	for _, p := range n.Plugins() { // applied here: the leader applied it before answering
 		if p.Name == name {
 			return p, nil
 		}
 	}
-	return PluginInfo{Name: name}, nil
-}
-
-func (n *Node) deployLocal(ctx context.Context, name string, wasm []byte) error {
-	if err := ValidPluginName(name); err != nil {
-		return err
-	}
-	mod, err := n.rt.Load(ctx, wasm) // validates; compiled code is cached for the apply
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	mod.Close(ctx)
-	r, err := n.propose(ctx, envelope{Kind: kindDeploy, Plugin: name, Payload: wasm})
-	if err != nil {
-		return err
-	}
-	return r.err
+	return PluginInfo{}, fmt.Errorf("raftkv: plugin %q not active after its deploy", name)
 }
 
 // RemovePlugin deactivates a plugin on every node; with dropState its state
