@@ -1,0 +1,5 @@
+//go:build !race
+
+package fsmtest_test
+
+const raceEnabled = false
