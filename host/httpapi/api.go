@@ -1,0 +1,353 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/host"
+)
+
+// Config configures an API. Start from DefaultConfig.
+type Config struct {
+	// Token, if set, is required as "Authorization: Bearer <token>" on every
+	// endpoint but /healthz and /readyz, on both handlers.
+	Token string
+	// MaxBodyBytes bounds request bodies (default abi.MaxCommandSize). Plugin
+	// deploys allow abi.MaxModuleSize and PUT /v1/kv/{key} at most
+	// abi.MaxValueSize; a restore is streamed to disk with no limit.
+	MaxBodyBytes int64
+	// RequestTimeout is each request's context deadline (default 10 s).
+	// Backup and restore streams and plugin deploys (which compile the
+	// module) have none: the client and the node's apply timeout bound them.
+	RequestTimeout time.Duration
+	// Logger receives server-side failures (5xx answers). Nil discards.
+	Logger *slog.Logger
+	// Registry is where the HTTP and node metrics are registered and what
+	// /metrics serves; nil creates one.
+	Registry *prometheus.Registry
+}
+
+// DefaultConfig returns the default configuration.
+func DefaultConfig() Config {
+	return Config{MaxBodyBytes: abi.MaxCommandSize, RequestTimeout: 10 * time.Second}
+}
+
+// API serves a node over HTTP. Build it with New; its handlers are safe for
+// concurrent use.
+type API struct {
+	node     *host.Node
+	cfg      Config
+	log      *slog.Logger
+	token    []byte // "Bearer <token>", nil when no token is required
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	seconds  *prometheus.HistogramVec
+	metrics  http.Handler
+
+	routes    map[string]*routeMetrics // by mux pattern; written only by New
+	unmatched *routeMetrics
+	client    http.Handler
+	mgmt      http.Handler
+}
+
+// New returns the HTTP API of node. It registers the node's collectors, the
+// HTTP metrics and the Go and process collectors with cfg.Registry; a
+// collector that is already registered there is reused, and any other
+// registration failure is logged.
+func New(node *host.Node, cfg Config) *API {
+	def := DefaultConfig()
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = def.MaxBodyBytes
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = def.RequestTimeout
+	}
+	a := &API{node: node, cfg: cfg, log: cfg.Logger, reg: cfg.Registry, routes: map[string]*routeMetrics{}}
+	if a.log == nil {
+		a.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Token != "" {
+		a.token = []byte("Bearer " + cfg.Token)
+	}
+	if a.reg == nil {
+		a.reg = prometheus.NewRegistry()
+	}
+	a.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "raftkv_http_requests_total",
+		Help: "HTTP requests answered, by route (the mux pattern) and status code.",
+	}, []string{"route", "code"})
+	a.seconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "raftkv_http_request_seconds",
+		Help:    "Time to answer an HTTP request, by route (the mux pattern).",
+		Buckets: prometheus.ExponentialBuckets(50e-6, 4, 10),
+	}, []string{"route"})
+	a.requests = register(a, a.requests)
+	a.seconds = register(a, a.seconds)
+	register[prometheus.Collector](a, collectors.NewGoCollector())
+	register[prometheus.Collector](a, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, c := range node.Collectors() {
+		register(a, c)
+	}
+	a.metrics = promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)})
+	a.unmatched = a.newRouteMetrics("unmatched")
+
+	client := http.NewServeMux()
+	a.clientRoutes(client)
+	a.clusterRoutes(client)
+	a.commonRoutes(client)
+	a.client = a.serve(client)
+
+	mgmt := http.NewServeMux()
+	a.handle(mgmt, "GET /join", 0, a.seedJoin)
+	a.clusterRoutes(mgmt)
+	a.commonRoutes(mgmt)
+	a.mgmt = a.serve(mgmt)
+	return a
+}
+
+// register registers c, or returns the collector already registered in its
+// place.
+func register[C prometheus.Collector](a *API, c C) C {
+	err := a.reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	switch {
+	case err == nil:
+	case errors.As(err, &are):
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing
+		}
+	default:
+		a.log.Warn("httpapi: registering a metrics collector failed", "err", err)
+	}
+	return c
+}
+
+// Handler returns the client API: the key-value, transaction, plugin,
+// cluster, backup and restore endpoints, the RaftKV seed's /insert-val and
+// /get-val, /healthz, /readyz and /metrics.
+func (a *API) Handler() http.Handler { return a.client }
+
+// MgmtHandler returns the management API: the RaftKV seed's GET /join, the
+// /v1/cluster endpoints, backup and restore, /healthz, /readyz and /metrics.
+func (a *API) MgmtHandler() http.Handler { return a.mgmt }
+
+func (a *API) clientRoutes(mux *http.ServeMux) {
+	a.handle(mux, "PUT /v1/kv/{key...}", 0, a.kvPut)
+	a.handle(mux, "GET /v1/kv/{key...}", 0, a.kvGet)
+	a.handle(mux, "DELETE /v1/kv/{key...}", 0, a.kvDelete)
+	a.handle(mux, "GET /v1/kv", 0, a.kvList)
+	a.handle(mux, "POST /v1/txn", 0, a.kvTxn)
+
+	a.handle(mux, "POST /insert-val", 0, a.seedInsert)
+	a.handle(mux, "GET /get-val", 0, a.seedGet)
+
+	a.handle(mux, "POST /v1/plugins/{name}/commands", 0, a.pluginCommand)
+	a.handle(mux, "POST /v1/plugins/{name}/queries", 0, a.pluginQuery)
+	a.handle(mux, "PUT /v1/plugins/{name}", noDeadline, a.pluginDeploy) // compiling a module may take long
+	a.handle(mux, "GET /v1/plugins", 0, a.pluginList)
+	a.handle(mux, "DELETE /v1/plugins/{name}", 0, a.pluginRemove)
+	a.handle(mux, "GET /v1/plugins/{name}/digest", 0, a.pluginDigest)
+}
+
+func (a *API) clusterRoutes(mux *http.ServeMux) {
+	a.handle(mux, "GET /v1/cluster", 0, a.cluster)
+	a.handle(mux, "POST /v1/cluster/trust", 0, a.clusterTrust)
+	a.handle(mux, "POST /v1/cluster/join", 0, a.clusterJoin)
+	a.handle(mux, "DELETE /v1/cluster/members/{id}", 0, a.clusterRemove)
+	a.handle(mux, "GET /v1/backup", noDeadline, a.backup)
+	a.handle(mux, "POST /v1/restore", noDeadline, a.restore)
+}
+
+func (a *API) commonRoutes(mux *http.ServeMux) {
+	a.handle(mux, "GET /healthz", public, a.healthz)
+	a.handle(mux, "GET /readyz", public, a.readyz)
+	a.handle(mux, "GET /metrics", 0, func(_ context.Context, w http.ResponseWriter, r *http.Request) error {
+		a.metrics.ServeHTTP(w, r)
+		return nil
+	})
+}
+
+// handlerFunc serves one route. It returns an error instead of writing it,
+// unless it has already started the answer; writeError then reports it.
+type handlerFunc func(ctx context.Context, w http.ResponseWriter, r *http.Request) error
+
+type routeOpts uint8
+
+const (
+	public     routeOpts = 1 << iota // no token required
+	noDeadline                       // streams and deploys: no RequestTimeout
+)
+
+// handle registers h for pattern with authentication, the request deadline
+// and error reporting.
+func (a *API) handle(mux *http.ServeMux, pattern string, opts routeOpts, h handlerFunc) {
+	if a.routes[pattern] == nil {
+		a.routes[pattern] = a.newRouteMetrics(pattern)
+	}
+	mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if opts&public == 0 && !a.authorized(r) {
+			a.writeError(w, r, errUnauthorized)
+			return
+		}
+		ctx := r.Context()
+		if opts&noDeadline == 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, a.cfg.RequestTimeout)
+			defer cancel()
+		}
+		if err := h(ctx, w, r); err != nil {
+			a.writeError(w, r, err)
+		}
+	}))
+}
+
+// authorized reports whether the request carries the token, if one is set.
+func (a *API) authorized(r *http.Request) bool {
+	if a.token == nil {
+		return true
+	}
+	got := r.Header.Get("Authorization")
+	return len(got) == len(a.token) && subtle.ConstantTimeCompare([]byte(got), a.token) == 1
+}
+
+// serve wraps a mux: it records the status of every answer for the metrics,
+// and turns the mux's own 404 and 405 answers into JSON errors (401 when a
+// token is required and missing, so that routes are not revealed).
+func (a *API) serve(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := writerPool.Get().(*statusWriter)
+		*sw = statusWriter{ResponseWriter: w, req: r, api: a}
+		mux.ServeHTTP(sw, r)
+		code := sw.code
+		if code == 0 {
+			code = http.StatusOK // nothing written: net/http answers 200
+		}
+		rm := a.routes[r.Pattern] // redirects set a path as the pattern: unmatched
+		if rm == nil {
+			rm = a.unmatched
+		}
+		rm.observe(code, time.Since(start))
+		*sw = statusWriter{}
+		writerPool.Put(sw)
+	})
+}
+
+var writerPool = sync.Pool{New: func() any { return new(statusWriter) }}
+
+// statusWriter records the status code of an answer. A panic in a handler
+// (http.ErrAbortHandler) skips the pool, which is harmless.
+type statusWriter struct {
+	http.ResponseWriter
+	req     *http.Request
+	api     *API
+	code    int
+	swallow bool // the mux's plain-text error body is replaced
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code != 0 || code < 200 {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	if w.req.Pattern == "" && code >= 400 {
+		// The mux's own NotFound or MethodNotAllowed handler: no route ran.
+		w.swallow = true
+		var err error
+		switch {
+		case !w.api.authorized(w.req):
+			err = errUnauthorized
+		case code == http.StatusMethodNotAllowed:
+			err = &httpError{Status: code, Code: "method_not_allowed", Message: "method " + w.req.Method + " not allowed on " + w.req.URL.Path}
+		case code == http.StatusNotFound:
+			err = &httpError{Status: code, Code: "not_found", Message: "no endpoint " + w.req.URL.Path}
+		default:
+			err = &httpError{Status: code, Code: "bad_request", Message: http.StatusText(code)}
+		}
+		w.ResponseWriter.Header().Del("X-Content-Type-Options")
+		e := classify(err)
+		w.code = e.write(w.ResponseWriter)
+		return
+	}
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.swallow {
+		return len(p), nil
+	}
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Flush implements http.Flusher.
+func (w *statusWriter) Flush() {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// started reports whether the answer's header has been sent.
+func started(w http.ResponseWriter) bool {
+	sw, ok := w.(*statusWriter)
+	return ok && sw.code != 0
+}
+
+// rawWriter returns the server's own ResponseWriter, which
+// http.MaxBytesReader needs to close the connection after a too-large body.
+func rawWriter(w http.ResponseWriter) http.ResponseWriter {
+	if sw, ok := w.(*statusWriter); ok {
+		return sw.ResponseWriter
+	}
+	return w
+}
+
+// routeMetrics are one route's instruments, resolved once so that the
+// request path does no label lookups.
+type routeMetrics struct {
+	route   string
+	seconds prometheus.Observer
+	vec     *prometheus.CounterVec
+	codes   [500]atomic.Pointer[prometheus.Counter] // status 100-599
+}
+
+func (a *API) newRouteMetrics(route string) *routeMetrics {
+	return &routeMetrics{route: route, seconds: a.seconds.WithLabelValues(route), vec: a.requests}
+}
+
+func (m *routeMetrics) observe(code int, d time.Duration) {
+	m.seconds.Observe(d.Seconds())
+	if code < 100 || code > 599 {
+		m.vec.WithLabelValues(m.route, itoa(code)).Inc()
+		return
+	}
+	p := &m.codes[code-100]
+	c := p.Load()
+	if c == nil {
+		counter := m.vec.WithLabelValues(m.route, itoa(code))
+		c = &counter
+		p.Store(c)
+	}
+	(*c).Inc()
+}

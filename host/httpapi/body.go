@@ -1,0 +1,281 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode/utf8"
+)
+
+// mediaType is the kind of a Content-Type.
+type mediaType uint8
+
+const (
+	mediaNone    mediaType = iota // no Content-Type
+	mediaJSON                     // application/json, */*+json
+	mediaMsgpack                  // application/msgpack, x-msgpack, vnd.msgpack
+	mediaWasm                     // application/wasm
+	mediaOctet                    // application/octet-stream
+	mediaForm                     // application/x-www-form-urlencoded: what curl -d sends
+	mediaOther
+)
+
+// requestMedia classifies the request's Content-Type (parameters ignored)
+// and returns it as sent.
+func requestMedia(r *http.Request) (mediaType, string) {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return mediaNone, ""
+	}
+	return classifyMedia(ct), ct
+}
+
+func classifyMedia(ct string) mediaType {
+	mt := ct
+	if i := strings.IndexByte(mt, ';'); i >= 0 {
+		mt = mt[:i]
+	}
+	mt = strings.TrimSpace(mt)
+	switch {
+	case strings.EqualFold(mt, "application/json"),
+		len(mt) > 5 && strings.EqualFold(mt[len(mt)-5:], "+json"):
+		return mediaJSON
+	case strings.EqualFold(mt, "application/msgpack"), strings.EqualFold(mt, "application/x-msgpack"),
+		strings.EqualFold(mt, "application/vnd.msgpack"):
+		return mediaMsgpack
+	case strings.EqualFold(mt, "application/wasm"):
+		return mediaWasm
+	case strings.EqualFold(mt, "application/octet-stream"):
+		return mediaOctet
+	case strings.EqualFold(mt, "application/x-www-form-urlencoded"):
+		return mediaForm
+	}
+	return mediaOther
+}
+
+// wantsMsgpack reports whether the Accept header asks for MsgPack.
+func wantsMsgpack(r *http.Request) bool {
+	accept := r.Header.Get("Accept")
+	for accept != "" {
+		var part string
+		part, accept, _ = strings.Cut(accept, ",")
+		if classifyMedia(part) == mediaMsgpack {
+			return true
+		}
+	}
+	return false
+}
+
+// buffer is a pooled byte slice for request bodies and commands.
+type buffer struct{ b []byte }
+
+// maxPooled is the largest buffer kept for reuse.
+const maxPooled = 256 << 10
+
+var bufPool = sync.Pool{New: func() any { return &buffer{b: make([]byte, 0, 4<<10)} }}
+
+func getBuffer() *buffer { return bufPool.Get().(*buffer) }
+
+func (b *buffer) free() {
+	if cap(b.b) > maxPooled {
+		return
+	}
+	b.b = b.b[:0]
+	bufPool.Put(b)
+}
+
+// readBody appends the request body to dst. A body longer than limit fails
+// with 413 (before anything is read when Content-Length says so).
+func readBody(w http.ResponseWriter, r *http.Request, dst []byte, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return dst, tooLarge("request body of %d bytes exceeds the %d-byte limit", r.ContentLength, limit)
+	}
+	if r.ContentLength >= 0 {
+		// net/http stops the body at Content-Length: read it in place.
+		n := int(r.ContentLength)
+		start := len(dst)
+		dst = slices.Grow(dst, n)[:start+n]
+		if _, err := io.ReadFull(r.Body, dst[start:]); err != nil {
+			return dst[:start], bodyErr(err)
+		}
+		return dst, nil
+	}
+	body := http.MaxBytesReader(rawWriter(w), r.Body, limit)
+	for {
+		if len(dst) == cap(dst) {
+			dst = slices.Grow(dst, max(4<<10, cap(dst)))
+		}
+		n, err := body.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, bodyErr(err)
+		}
+	}
+}
+
+func bodyErr(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return err
+	}
+	return badRequest("reading the request body: %v", err)
+}
+
+// queryValue returns the first value of the query parameter name in a raw
+// query, without parsing the rest into a map.
+func queryValue(raw, name string) (string, bool, error) {
+	for raw != "" {
+		var kv string
+		kv, raw, _ = strings.Cut(raw, "&")
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.ContainsAny(k, "%+") {
+			var err error
+			if k, err = url.QueryUnescape(k); err != nil {
+				return "", false, badRequest("malformed query string: %v", err)
+			}
+		}
+		if k != name {
+			continue
+		}
+		if strings.ContainsAny(v, "%+") {
+			var err error
+			if v, err = url.QueryUnescape(v); err != nil {
+				return "", false, badRequest("malformed query parameter %s: %v", name, err)
+			}
+		}
+		return v, true, nil
+	}
+	return "", false, nil
+}
+
+// uintParam parses an optional non-negative integer query parameter.
+func uintParam(r *http.Request, name string) (v uint64, ok bool, err error) {
+	s, ok, err := queryValue(r.URL.RawQuery, name)
+	if err != nil || !ok {
+		return 0, false, err
+	}
+	v, perr := strconv.ParseUint(s, 10, 64)
+	if perr != nil {
+		return 0, false, badRequest("bad %s value %q: want a non-negative integer", name, s)
+	}
+	return v, true, nil
+}
+
+// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD.
+func appendJSONString[T string | []byte](dst []byte, s T) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		var r rune
+		var size int
+		switch v := any(s).(type) {
+		case string:
+			r, size = utf8.DecodeRuneInString(v[i:])
+		case []byte:
+			r, size = utf8.DecodeRune(v[i:])
+		}
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' { // valid JSON, but not JavaScript
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// writeJSON answers 200 with v encoded as JSON.
+func writeJSON(w http.ResponseWriter, v any) error {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	writeJSONBytes(w, b.Bytes())
+	return nil
+}
+
+// Header values shared by every answer (net/http only reads them).
+var (
+	ctJSON        = []string{"application/json"}
+	ctOctetStream = []string{"application/octet-stream"}
+)
+
+// writeJSONBytes answers 200 with an encoded JSON document.
+func writeJSONBytes(w http.ResponseWriter, b []byte) {
+	h := w.Header()
+	h["Content-Type"] = ctJSON
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
+}
+
+// decodeJSON decodes a JSON body into v, rejecting unknown fields and
+// trailing data.
+func decodeJSON(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("malformed JSON body: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return badRequest("malformed JSON body: data after the JSON value")
+	}
+	return nil
+}
+
+// jsonBody reads a JSON body: Content-Type application/json, none, or what
+// curl -d sends.
+func (a *API) jsonBody(w http.ResponseWriter, r *http.Request, dst []byte) ([]byte, error) {
+	switch mt, ct := requestMedia(r); mt {
+	case mediaJSON, mediaNone, mediaForm:
+	default:
+		return dst, unsupportedMedia(ct, "application/json")
+	}
+	return readBody(w, r, dst, a.cfg.MaxBodyBytes)
+}

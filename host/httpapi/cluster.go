@@ -1,0 +1,203 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/raftkv/raftkv/host"
+)
+
+// clusterInfo is the answer of GET /v1/cluster.
+type clusterInfo struct {
+	Leader       string        `json:"leader"`
+	Term         uint64        `json:"term"`
+	AppliedIndex uint64        `json:"applied_index"`
+	CommitIndex  uint64        `json:"commit_index"`
+	NodeID       string        `json:"node_id"`
+	Members      []host.Member `json:"members"`
+}
+
+// cluster serves GET /v1/cluster: this node's view of the cluster.
+func (a *API) cluster(ctx context.Context, w http.ResponseWriter, _ *http.Request) error {
+	st := a.node.Stats()
+	members, err := a.node.Members(ctx)
+	if err != nil {
+		return err
+	}
+	if members == nil {
+		members = []host.Member{}
+	}
+	return writeJSON(w, clusterInfo{
+		Leader: st.Leader, Term: st.Term, AppliedIndex: st.AppliedIndex, CommitIndex: st.CommitIndex,
+		NodeID: st.NodeID, Members: members,
+	})
+}
+
+type trustAnswer struct {
+	Trust []string `json:"trust"`
+}
+
+func writeTrust(w http.ResponseWriter, lines []string) error {
+	if lines == nil {
+		lines = []string{}
+	}
+	return writeJSON(w, trustAnswer{lines})
+}
+
+// clusterTrust serves POST /v1/cluster/trust {"line": "ssh-ed25519 AAAA… id"}.
+func (a *API) clusterTrust(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
+	buf := getBuffer()
+	defer buf.free()
+	var err error
+	if buf.b, err = a.jsonBody(w, r, buf.b[:0]); err != nil {
+		return err
+	}
+	var req struct {
+		Line string `json:"line"`
+		ID   string `json:"id"` // optional when the line names the node
+	}
+	if err := decodeJSON(buf.b, &req); err != nil {
+		return err
+	}
+	if req.Line == "" {
+		return badRequest("missing line")
+	}
+	lines, err := a.node.Trust(ctx, req.ID, req.Line)
+	if err != nil {
+		return err
+	}
+	return writeTrust(w, lines)
+}
+
+// clusterJoin serves POST /v1/cluster/join {"id","address","non_voter","public_key"}.
+func (a *API) clusterJoin(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
+	buf := getBuffer()
+	defer buf.free()
+	var err error
+	if buf.b, err = a.jsonBody(w, r, buf.b[:0]); err != nil {
+		return err
+	}
+	var req host.JoinRequest
+	if err := decodeJSON(buf.b, &req); err != nil {
+		return err
+	}
+	if req.NodeID == "" || req.Address == "" {
+		return badRequest("id and address are required")
+	}
+	resp, err := a.node.Join(ctx, req)
+	if err != nil {
+		return err
+	}
+	return writeTrust(w, resp.Trust)
+}
+
+// clusterRemove serves DELETE /v1/cluster/members/{id}.
+func (a *API) clusterRemove(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if id == "" {
+		return badRequest("empty member id")
+	}
+	if err := a.node.Remove(ctx, id); err != nil {
+		return err
+	}
+	writeJSONBytes(w, []byte("{}\n"))
+	return nil
+}
+
+// seedJoin serves the RaftKV seed's GET /join?peerID=&peerAddress=.
+func (a *API) seedJoin(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
+	id, _, err := queryValue(r.URL.RawQuery, "peerID")
+	if err != nil {
+		return err
+	}
+	addr, _, err := queryValue(r.URL.RawQuery, "peerAddress")
+	if err != nil {
+		return err
+	}
+	if id == "" || addr == "" {
+		return badRequest("peerID and peerAddress are required")
+	}
+	if _, err := a.node.Join(ctx, host.JoinRequest{NodeID: id, Address: addr}); err != nil {
+		return err
+	}
+	writeText(w, "ok")
+	return nil
+}
+
+// backup serves GET /v1/backup: the node's snapshot, streamed. A failure
+// after the first byte aborts the connection (see writeError).
+func (a *API) backup(ctx context.Context, w http.ResponseWriter, _ *http.Request) error {
+	sw := &startWriter{w: w}
+	if _, err := a.node.Backup(ctx, sw); err != nil {
+		return err
+	}
+	sw.start()
+	return nil
+}
+
+// startWriter sends the success header with the first byte of a stream.
+type startWriter struct {
+	w       http.ResponseWriter
+	started bool
+}
+
+func (s *startWriter) start() {
+	if !s.started {
+		s.started = true
+		s.w.Header().Set("Content-Type", "application/octet-stream")
+		s.w.WriteHeader(http.StatusOK)
+	}
+}
+
+func (s *startWriter) Write(p []byte) (int, error) {
+	s.start()
+	return s.w.Write(p)
+}
+
+// restore serves POST /v1/restore: the body is streamed to Node.Restore,
+// which spools it to disk and verifies it before anything changes.
+func (a *API) restore(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
+	switch mt, ct := requestMedia(r); mt {
+	case mediaOctet, mediaNone:
+	default:
+		return unsupportedMedia(ct, "application/octet-stream")
+	}
+	if !a.node.IsLeader() { // before reading a possibly large body
+		return fmt.Errorf("%w: restore must be sent to the leader", host.ErrNotLeader)
+	}
+	if err := a.node.Restore(ctx, r.Body); err != nil {
+		return err
+	}
+	writeJSONBytes(w, []byte("{}\n"))
+	return nil
+}
+
+// healthz serves GET /healthz: 200 while the node applies the log.
+func (a *API) healthz(_ context.Context, w http.ResponseWriter, _ *http.Request) error {
+	if st := a.node.Stats(); st.Failure != "" {
+		return fmt.Errorf("%w: %s", host.ErrStopped, st.Failure)
+	}
+	writeText(w, "ok")
+	return nil
+}
+
+// readyz serves GET /readyz: 200 when the node knows a leader and has
+// applied the commit index.
+func (a *API) readyz(_ context.Context, w http.ResponseWriter, _ *http.Request) error {
+	st := a.node.Stats()
+	switch {
+	case st.Failure != "":
+		return fmt.Errorf("%w: %s", host.ErrStopped, st.Failure)
+	case st.Leader == "":
+		return host.ErrNoLeader
+	case !st.Ready:
+		return &httpError{Status: http.StatusServiceUnavailable, Code: "not_ready",
+			Message: fmt.Sprintf("catching up: applied index %d, commit index %d", st.AppliedIndex, st.CommitIndex)}
+	}
+	writeText(w, "ok")
+	return nil
+}
+
+var _ io.Writer = (*startWriter)(nil)

@@ -1,0 +1,51 @@
+// Package httpapi is raftkv's HTTP API: the key-value endpoints of the
+// default "kv" plugin, transactions, generic plugin commands and queries,
+// plugin deployment, cluster membership, backup and restore, health checks,
+// Prometheus metrics, and the RaftKV seed's /insert-val, /get-val and /join.
+// docs/api.md is the reference for every endpoint; this package implements it.
+//
+// New builds an API over a host.Node. Handler serves the client API and
+// MgmtHandler the management API (the seed's GET /join, the /v1/cluster
+// endpoints, backup, restore, health and metrics); the cluster endpoints are
+// on both, so a node can join through either address.
+//
+// # Requests
+//
+// Routes are Go 1.22 ServeMux patterns. A key is the rest of the path after
+// /v1/kv/, percent-decoded, so "/v1/kv/a%2Fb" is the key "a/b" (a key of "."
+// or ".." must be sent as %2E: the mux cleans dot segments). Every request
+// runs under Config.RequestTimeout, except the backup and restore streams and
+// plugin deploys.
+// Bodies are bounded (Config.MaxBodyBytes; PUT /v1/kv/{key} by the value
+// limit, plugin modules by abi.MaxModuleSize); a larger one is refused with
+// 413 before it is read when Content-Length announces it.
+//
+// Input is checked before anything is proposed: MsgPack with abi.Validate
+// (which bounds every declared length, so a hostile body cannot make the
+// decoder allocate), kv commands with kvstore.ParseCommand, keys, versions,
+// limits and consistency levels here. Bad input is answered 4xx and never
+// reaches the Raft log.
+//
+// # Errors
+//
+// Every error is JSON, {"error":{"code","message"[,"plugin_code"][,"leader"]}},
+// with the status and code that one function, classify, derives from the
+// host's sentinel errors, the plugin's result code or this package's own
+// checks. A success is reported only for a success: an error after a
+// streamed answer has started (a backup) aborts the connection.
+//
+// # Hot path
+//
+// PUT and GET of a key build the kv command with the low-level MsgPack
+// encoder in a pooled buffer (a PUT with a Content-Length reads the value
+// straight into the command after its header), decode the plugin's result
+// without reflection, and write the answer without encoding/json. Metrics
+// instruments are resolved per route and status once, not per request.
+//
+// # Metrics
+//
+// /metrics serves the registry of Config.Registry: the node's collectors
+// (host.Node.Collectors), raftkv_http_requests_total{route,code} and
+// raftkv_http_request_seconds{route} (route is the mux pattern, such as
+// "GET /v1/kv/{key...}", or "unmatched"), and the Go and process collectors.
+package httpapi
