@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -87,8 +88,12 @@ func (n *Node) forward(ctx context.Context, method string, req *rpcRequest) (abi
 	// still checks that the host key at addr is bound to that ID.
 	n.setPeers(raft.Configuration{Servers: []raft.Server{{ID: id, Address: addr}}})
 	if _, ok := ctx.Deadline(); !ok {
+		timeout := n.cfg.ApplyTimeout
+		if method == rpcDeploy {
+			timeout += 2 * time.Minute // the leader compiles the module first
+		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
 	body, err := abi.Marshal(req)

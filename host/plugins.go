@@ -7,6 +7,7 @@ import (
 	"regexp"
 
 	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/host/state"
 )
 
 var pluginName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
@@ -121,11 +122,17 @@ func (n *Node) StateDigest(name string) (Digest, error) {
 		if n.fsm.plugin(name) == nil {
 			return d, fmt.Errorf("%w: plugin %q", ErrNotFound, name)
 		}
-		var empty [32]byte
-		d.Digest = hex.EncodeToString(empty[:])
-		return d, nil
+		ns = emptyNamespace(name) // never written: the same digest as an emptied one
 	}
 	sum := ns.Digest()
 	d.Digest, d.Keys = hex.EncodeToString(sum[:]), ns.Len()
 	return d, nil
+}
+
+// emptyNamespace returns a view of an empty namespace.
+func emptyNamespace(name string) *state.NamespaceView {
+	s := state.New()
+	s.Update(func() { s.Namespace(name) })
+	ns, _ := s.View().Namespace(name)
+	return ns
 }
