@@ -96,6 +96,9 @@ const (
 	MaxCommandSize = 2 << 20  // 2 MiB per command or query
 	MaxScanLimit   = 10000    // records per state_scan call
 	MaxModuleSize  = 32 << 20 // 32 MiB per .wasm module
+	// MaxBatchBytes bounds the encoding of one raftkv_apply input: the host
+	// splits larger batches, and sends an entry that alone exceeds it on its own.
+	MaxBatchBytes = 2<<20 + 64<<10
 )
 
 // Code is a result code reported by a plugin (through FnResult) or assigned by

@@ -28,9 +28,7 @@ func TestCluster(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := follower.DeployPlugin(ctx, "counter", wasm); err != nil {
-		t.Fatalf("deploy through follower %s: %v", follower.ID(), err)
-	}
+	cluster.Deploy(t, follower, "counter", wasm)
 	// DeployPlugin returns when the leader has applied the deploy; the
 	// follower's own description of the plugin is complete once it has too.
 	var info host.PluginInfo

@@ -21,12 +21,8 @@ import (
 
 func deploy(t testing.TB, n *host.Node, wasm []byte) host.PluginInfo {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
 	start := time.Now()
-	if _, err := n.DeployPlugin(ctx, "ledger", wasm); err != nil {
-		t.Fatalf("deploying ledger through %s: %v", n.ID(), err)
-	}
+	cluster.Deploy(t, n, "ledger", wasm)
 	// DeployPlugin returns once the leader has applied the deploy; through a
 	// follower, the follower's description is complete once it has too.
 	var info host.PluginInfo

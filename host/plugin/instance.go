@@ -173,8 +173,34 @@ func (in *Instance) ensure(ctx context.Context) error {
 // results returned with it cover the entries applied before the failure.
 func (in *Instance) Apply(ctx context.Context, st Store, entries []abi.Entry) ([]abi.Result, error) {
 	results := make([]abi.Result, 0, len(entries))
+	in.call.arena = make([]byte, 0, 16*len(entries))
+	for len(entries) > 0 {
+		n := batchPrefix(entries)
+		var err error
+		if results, err = in.applyBatch(ctx, st, entries[:n], results); err != nil {
+			return results, err
+		}
+		entries = entries[n:]
+	}
+	return results, nil
+}
+
+// batchPrefix returns how many leading entries fit in one guest call
+// (abi.MaxBatchBytes, by a bound on their encoding), at least one.
+func batchPrefix(entries []abi.Entry) int {
+	size := 5 // array header
+	for i, e := range entries {
+		size += 1 + 3*9 + 5 + len(e.Data) // [index, term, time, bin data] at their widest
+		if size > abi.MaxBatchBytes && i > 0 {
+			return i
+		}
+	}
+	return len(entries)
+}
+
+// applyBatch applies entries that fit in one guest call, appending to results.
+func (in *Instance) applyBatch(ctx context.Context, st Store, entries []abi.Entry, results []abi.Result) ([]abi.Result, error) {
 	c := in.call
-	c.arena = make([]byte, 0, 16*len(entries))
 	for len(entries) > 0 {
 		if err := in.ensure(ctx); err != nil {
 			return results, err

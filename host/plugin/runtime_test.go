@@ -16,7 +16,9 @@ import (
 func newRuntime(t testing.TB, timeout time.Duration) *plugin.Runtime {
 	t.Helper()
 	cfg := plugin.DefaultConfig()
-	cfg.CallTimeout = timeout
+	if timeout > 0 {
+		cfg.CallTimeout = timeout
+	}
 	cfg.MemoryLimitPages = 256
 	r, err := plugin.NewRuntime(context.Background(), cfg)
 	if err != nil {

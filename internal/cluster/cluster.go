@@ -5,6 +5,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -358,4 +359,29 @@ func (w *testWriter) stop() {
 	w.mu.Lock()
 	w.done = true
 	w.mu.Unlock()
+}
+
+// Deploy deploys a plugin through n. A deploy of the same module is
+// idempotent, so it is retried when a leader change leaves its outcome
+// unknown (a loaded test machine can make leaders step down).
+func Deploy(t testing.TB, n *host.Node, name string, wasm []byte) host.PluginInfo {
+	t.Helper()
+	var err error
+	for attempt := 1; attempt <= 4; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		var info host.PluginInfo
+		info, err = n.DeployPlugin(ctx, name, wasm)
+		cancel()
+		if err == nil {
+			return info
+		}
+		if !errors.Is(err, host.ErrUnknownOutcome) && !errors.Is(err, host.ErrNotLeader) &&
+			!errors.Is(err, host.ErrNoLeader) && !errors.Is(err, host.ErrTimeout) {
+			break
+		}
+		t.Logf("deploying %s through %s (attempt %d): %v", name, n.ID(), attempt, err)
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("deploying %s through %s: %v", name, n.ID(), err)
+	return host.PluginInfo{}
 }

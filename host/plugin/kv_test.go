@@ -1,0 +1,179 @@
+package plugin_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/host/plugin"
+	"github.com/raftkv/raftkv/host/state"
+	"github.com/raftkv/raftkv/internal/fsmtest"
+	"github.com/raftkv/raftkv/internal/kvmodel"
+	"github.com/raftkv/raftkv/plugins/kv/kvstore"
+	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
+)
+
+// runner is what Instance and Native have in common.
+type runner interface {
+	Apply(ctx context.Context, st plugin.Store, entries []abi.Entry) ([]abi.Result, error)
+	Query(ctx context.Context, st plugin.ReadStore, q []byte) (abi.Result, error)
+}
+
+// hostTarget runs a plugin against the real host store, as the FSM does.
+type hostTarget struct {
+	t  testing.TB
+	r  runner
+	s  *state.Store
+	ns *state.Namespace
+}
+
+func newHostTarget(t testing.TB, r runner) *hostTarget {
+	s := state.New()
+	var ns *state.Namespace
+	s.Update(func() { ns = s.Namespace("kv") })
+	return &hostTarget{t: t, r: r, s: s, ns: ns}
+}
+
+func (h *hostTarget) Apply(entries []abi.Entry) []abi.Result {
+	var res []abi.Result
+	var err error
+	h.s.Update(func() { res, err = h.r.Apply(context.Background(), h.ns, entries) })
+	if err != nil {
+		h.t.Fatalf("apply: %v", err)
+	}
+	return res
+}
+
+func (h *hostTarget) Query(q []byte) abi.Result {
+	view, _ := h.s.View().Namespace("kv")
+	res, err := h.r.Query(context.Background(), view, q)
+	if err != nil {
+		h.t.Fatalf("query: %v", err)
+	}
+	return res
+}
+
+func (h *hostTarget) Dump() []abi.Record {
+	var out []abi.Record
+	h.ns.Scan(nil, nil, 0, func(k, v []byte, ver uint64) bool {
+		out = append(out, abi.Record{Key: append([]byte(nil), k...), Value: append([]byte(nil), v...), Version: ver})
+		return true
+	})
+	return out
+}
+
+func kvInstance(t testing.TB, r *plugin.Runtime) *plugin.Instance {
+	t.Helper()
+	ctx := context.Background()
+	m, err := r.Load(ctx, kvwasm.Module)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := r.Instantiate(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close(ctx) })
+	return in
+}
+
+// TestKVModel: seeded random operation sequences give identical results and
+// identical state on the reference model, the wasm KV plugin and the same
+// plugin code run natively.
+func TestKVModel(t *testing.T) {
+	r := newRuntime(t, 0)
+	seeds := []int64{1, 2, 3}
+	if testing.Short() {
+		seeds = seeds[:1]
+	}
+	for _, seed := range seeds {
+		t.Run(fmt.Sprintf("wasm/seed=%d", seed), func(t *testing.T) {
+			fsmtest.Compare(t, seed, 3000, kvmodel.New(), newHostTarget(t, kvInstance(t, r)))
+		})
+		t.Run(fmt.Sprintf("native/seed=%d", seed), func(t *testing.T) {
+			fsmtest.Compare(t, seed, 3000, kvmodel.New(), newHostTarget(t, plugin.NewNative(kvstore.KV{})))
+		})
+	}
+}
+
+// setBatch returns n SET entries with 16-byte keys and 100-byte values.
+func setBatch(tb testing.TB, first uint64, n int) []abi.Entry {
+	es := make([]abi.Entry, n)
+	val := make([]byte, 100)
+	for i := range es {
+		cmd, err := msgpack.Marshal(map[string]any{"op": "SET", "key": fmt.Sprintf("key-%012d", first+uint64(i)), "value": val})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		es[i] = abi.Entry{Index: first + uint64(i), Term: 1, Time: int64(first) + int64(i), Data: cmd}
+	}
+	return es
+}
+
+// BenchmarkApply measures the apply path: SET commands (new 16-byte keys,
+// 100-byte values) in batches, through the wasm KV plugin and through the
+// same kvstore code run natively, against the real host store.
+func BenchmarkApply(b *testing.B) {
+	for _, impl := range []string{"wasm", "native"} {
+		for _, size := range []int{1, 64, 512} {
+			b.Run(fmt.Sprintf("%s/batch=%d", impl, size), func(b *testing.B) {
+				var r runner = plugin.NewNative(kvstore.KV{})
+				var in *plugin.Instance
+				if impl == "wasm" {
+					in = kvInstance(b, newRuntime(b, 0))
+					r = in
+				}
+				h := newHostTarget(b, r)
+				const pool = 1 << 16 // distinct keys, reused across iterations
+				batches := make([][]abi.Entry, pool/size+1)
+				for i := range batches {
+					batches[i] = setBatch(b, uint64(i*size+1), size)
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					res := h.Apply(batches[i%len(batches)])
+					if !res[0].OK() {
+						b.Fatal(res[0].Err())
+					}
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "cmds/s")
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/cmd")
+				if in != nil {
+					b.ReportMetric(float64(in.MemoryPages()), "guest-pages")
+				}
+			})
+		}
+	}
+}
+
+// TestGuestMemoryFlat applies 1,000,000 SETs in batches of 512 and checks
+// that guest memory stops growing after warm-up.
+func TestGuestMemoryFlat(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1,000,000 applies; run without -short")
+	}
+	in := kvInstance(t, newRuntime(t, 0))
+	h := newHostTarget(t, in)
+	batches := make([][]abi.Entry, 64)
+	for i := range batches {
+		batches[i] = setBatch(t, uint64(i*512+1), 512)
+	}
+	var warm uint32
+	const total = 1_000_000 / 512
+	for i := 0; i < total; i++ {
+		h.Apply(batches[i%len(batches)])
+		if i == total/10 {
+			warm = in.MemoryPages()
+		}
+	}
+	end := in.MemoryPages()
+	t.Logf("guest memory: %d pages after warm-up, %d pages after %d applies", warm, end, total*512)
+	if end > warm {
+		t.Fatalf("guest memory grew from %d to %d pages after warm-up", warm, end)
+	}
+}
