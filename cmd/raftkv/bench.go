@@ -35,6 +35,9 @@ a 404 on a key written by --preload is an error, on any other key a miss (counte
 as done and reported). Everything else (non-2xx, network errors, timeouts) is an
 error. Latency is client-side, from sending the request to the end of the answer.
 
+Keys are a random 4-letter prefix, new for each run, and a zero-padded number
+(no prefix when --key-size is under 12); values are --value-size random letters.
+
 --target leader (the default) sends every request to the leader: bench asks each
 --addr for GET /v1/cluster and matches the leader's ID with the node_id each one
 reports, so list every node's HTTP address (--addr a:8080,b:8081,c:8082).
@@ -620,7 +623,7 @@ func (r *benchRun) runMain(ctx context.Context) *benchReport {
 	if o.durSet {
 		deadline = start.Add(o.duration)
 	}
-	stopProgress := r.startProgress("", o.count, o.duration, start, func() int64 { return r.ok.Load() + r.errs.Load() })
+	stopProgress := r.startProgress("", o.count, o.duration, start, func() int64 { return r.ok.Load() + r.errs.Load() }, r.errs.Load)
 	var wg sync.WaitGroup
 	for _, w := range workers {
 		wg.Go(func() {
@@ -719,7 +722,7 @@ func (r *benchRun) runPreload(ctx context.Context) error {
 	}
 	var next, done atomic.Int64
 	start := time.Now()
-	stop := r.startProgress("preload", n, 0, start, done.Load)
+	stop := r.startProgress("preload", n, 0, start, done.Load, pr.errs.Load)
 	var wg sync.WaitGroup
 	for c := range clients {
 		w := &benchWorker{r: pr, id: c, base: r.targets[c%len(r.targets)], key: make([]byte, 0, o.keySize), url: make([]byte, 0, 256)}
@@ -761,7 +764,7 @@ func (r *benchRun) runPreload(ctx context.Context) error {
 // startProgress shows a progress bar on stderr (a terminal, or --progress)
 // until the returned function is called. total > 0: operations to do;
 // dur > 0: the run's length.
-func (r *benchRun) startProgress(label string, total int64, dur time.Duration, start time.Time, done func() int64) func() {
+func (r *benchRun) startProgress(label string, total int64, dur time.Duration, start time.Time, done, errs func() int64) func() {
 	o := r.o
 	terminal := isTerminal(r.stderr)
 	if o.quiet || !terminal && !o.progress {
@@ -805,7 +808,7 @@ func (r *benchRun) startProgress(label string, total int64, dur time.Duration, s
 				frac = min(frac, 1)
 				const width = 30
 				bar := strings.Repeat("=", int(frac*width)) + strings.Repeat(" ", width-int(frac*width))
-				line := fmt.Sprintf("%s [%s] %3.0f%% %s  %.0f ops/s  %d errors", label, bar, frac*100, what, rate, r.errs.Load())
+				line := fmt.Sprintf("%s [%s] %3.0f%% %s  %.0f ops/s  %d errors", label, bar, frac*100, what, rate, errs())
 				if terminal {
 					fmt.Fprintf(r.stderr, "\r%s\x1b[K", line)
 				} else {

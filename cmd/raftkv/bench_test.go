@@ -68,11 +68,12 @@ func TestBench(t *testing.T) {
 				t.Fatalf("get %s: %+v", c, rep)
 			}
 		}
-		// A key space larger than the preloaded keys: the others are misses.
-		rep := benchJSON(t, 0, addr, "--op", "get", "--keys", "1000", "--preload", "10", "--count", "200", "--key-size", "8")
+		// A key space larger than the preloaded keys: the others are misses
+		// (about half of them; all or none has a probability of 2^-199).
+		rep := benchJSON(t, 0, addr, "--op", "get", "--keys", "20", "--preload", "10", "--count", "200", "--key-size", "8")
 		checkClean(t, rep, 200)
 		if rep.NotFound == 0 || rep.NotFound == 200 {
-			t.Fatalf("get over 1000 keys, 10 preloaded: %d not found of 200", rep.NotFound)
+			t.Fatalf("get over 20 keys, 10 preloaded: %d not found of 200", rep.NotFound)
 		}
 	})
 
@@ -103,7 +104,7 @@ func TestBench(t *testing.T) {
 			t.Fatalf("no progress on stderr with --progress: %q", r.stderr)
 		}
 		rep := benchJSON(t, 0, addr, "--duration", "500ms", "--count", "1000000")
-		if rep.OK == 0 || rep.ElapsedSeconds < 0.5 || rep.ElapsedSeconds > 5 {
+		if rep.OK == 0 || rep.ElapsedSeconds < 0.5 || rep.ElapsedSeconds > 30 {
 			t.Fatalf("bench --duration 500ms: %+v", rep)
 		}
 		// --count bounds a --duration run too.
