@@ -21,13 +21,7 @@ func versioned(t testing.TB, v int) []byte {
 
 func deploy(t testing.TB, n *host.Node, name string, wasm []byte) host.PluginInfo {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	info, err := n.DeployPlugin(ctx, name, wasm)
-	if err != nil {
-		t.Fatalf("deploying %s on %s: %v", name, n.ID(), err)
-	}
-	return info
+	return cluster.Deploy(t, n, name, wasm)
 }
 
 func pluginHash(n *host.Node, name string) string {
