@@ -391,6 +391,9 @@ func raftBenchCluster(b *testing.B, kind string) *raft.Raft {
 				b.Fatal(err)
 			}
 			trans[id] = t
+			// raft's Close leaves pooled connections open, and with them the
+			// peers' handler goroutines; runs after the rafts' Shutdown.
+			b.Cleanup(t.CloseStreams)
 		}
 	}
 	for _, id := range ids {
@@ -400,10 +403,7 @@ func raftBenchCluster(b *testing.B, kind string) *raft.Raft {
 	for _, id := range ids {
 		conf := raft.DefaultConfig()
 		conf.LocalID = raft.ServerID(id)
-		conf.Logger = logger
-		conf.HeartbeatTimeout = 500 * time.Millisecond
-		conf.ElectionTimeout = 500 * time.Millisecond
-		conf.LeaderLeaseTimeout = 250 * time.Millisecond
+		conf.Logger = logger // raft's default timeouts: the machine may be busy
 		store := raft.NewInmemStore()
 		r, err := raft.NewRaft(conf, nopFSM{}, store, store, raft.NewInmemSnapshotStore(), trans[id])
 		if err != nil {
