@@ -93,6 +93,11 @@ func New(cfg Config) (n *Node, err error) {
 	pcfg := plugin.DefaultConfig()
 	pcfg.MemoryLimitPages, pcfg.CallTimeout = cfg.PluginMemoryPages, cfg.PluginCallTimeout
 	pcfg.CacheDir, pcfg.Logger = cfg.PluginCacheDir, log
+	if cfg.DefaultPlugin != nil {
+		// Shipped with the binary and tested: it runs without termination
+		// checks, about twice as fast (see plugin.Config.Trusted).
+		pcfg.Trusted = map[string]bool{plugin.HashOf(cfg.DefaultPlugin): true}
+	}
 	if pcfg.CacheDir == "" {
 		pcfg.CacheDir = filepath.Join(cfg.DataDir, "wasm-cache")
 	}

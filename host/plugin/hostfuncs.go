@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -343,8 +344,8 @@ func i32s(n int) []api.ValueType {
 	return t
 }
 
-func (r *Runtime) instantiateHost(ctx context.Context) error {
-	b := r.rt.NewHostModuleBuilder(abi.ImportModule)
+func instantiateHost(ctx context.Context, rt wazero.Runtime) error {
+	b := rt.NewHostModuleBuilder(abi.ImportModule)
 	for _, h := range hostFuncs {
 		b.NewFunctionBuilder().WithGoModuleFunction(hostFunc(h.fn), h.params, h.results).Export(h.name)
 	}

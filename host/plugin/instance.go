@@ -56,7 +56,7 @@ func (in *Instance) start(ctx context.Context) error {
 	in.stderr.Reset()
 	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions().
 		WithStdout(in.stderr).WithStderr(in.stderr)
-	mod, err := in.r.rt.InstantiateModule(ctx, in.m.compiled, cfg)
+	mod, err := in.m.rt.InstantiateModule(ctx, in.m.compiled, cfg)
 	if err != nil {
 		return fmt.Errorf("plugin: instantiate: %w", err)
 	}

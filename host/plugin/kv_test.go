@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/vmihailenco/msgpack/v5"
-
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/state"
@@ -99,15 +97,14 @@ func TestKVModel(t *testing.T) {
 	}
 }
 
-// setBatch returns n SET entries with 16-byte keys and 100-byte values.
+// setBatch returns n SET entries with 16-byte keys and 100-byte values,
+// encoded canonically as the HTTP API and the CLI encode them.
 func setBatch(tb testing.TB, first uint64, n int) []abi.Entry {
 	es := make([]abi.Entry, n)
 	val := make([]byte, 100)
 	for i := range es {
-		cmd, err := msgpack.Marshal(map[string]any{"op": "SET", "key": fmt.Sprintf("key-%012d", first+uint64(i)), "value": val})
-		if err != nil {
-			tb.Fatal(err)
-		}
+		key := []byte(fmt.Sprintf("key-%012d", first+uint64(i)))
+		cmd := kvstore.Command{Op: kvstore.OpSet, Key: key, Value: val}.AppendMsgpack(nil)
 		es[i] = abi.Entry{Index: first + uint64(i), Term: 1, Time: int64(first) + int64(i), Data: cmd}
 	}
 	return es
@@ -117,13 +114,24 @@ func setBatch(tb testing.TB, first uint64, n int) []abi.Entry {
 // 100-byte values) in batches, through the wasm KV plugin and through the
 // same kvstore code run natively, against the real host store.
 func BenchmarkApply(b *testing.B) {
-	for _, impl := range []string{"wasm", "native"} {
+	for _, impl := range []string{"wasm", "wasm-trusted", "native"} {
 		for _, size := range []int{1, 64, 512} {
 			b.Run(fmt.Sprintf("%s/batch=%d", impl, size), func(b *testing.B) {
 				var r runner = plugin.NewNative(kvstore.KV{})
 				var in *plugin.Instance
-				if impl == "wasm" {
+				switch impl {
+				case "wasm": // with termination checks, as any deployed module
 					in = kvInstance(b, newRuntime(b, 0))
+					r = in
+				case "wasm-trusted": // as the embedded default plugin runs
+					cfg := plugin.DefaultConfig()
+					cfg.Trusted = map[string]bool{plugin.HashOf(kvwasm.Module): true}
+					rt, err := plugin.NewRuntime(context.Background(), cfg)
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.Cleanup(func() { rt.Close(context.Background()) })
+					in = kvInstance(b, rt)
 					r = in
 				}
 				h := newHostTarget(b, r)

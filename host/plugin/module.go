@@ -26,6 +26,7 @@ type Module struct {
 	Wasm       []byte   // the module's bytes (needed for snapshots and replication)
 
 	compiled wazero.CompiledModule
+	rt       wazero.Runtime // the runtime it was compiled in
 }
 
 func invalid(format string, args ...any) error {
@@ -48,11 +49,16 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte) (*Module, error) {
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
 		return nil, invalid("not a WebAssembly binary (missing the \\0asm header)")
 	}
-	compiled, err := r.rt.CompileModule(ctx, wasm)
+	hash := HashOf(wasm)
+	rt := r.rt
+	if r.cfg.Trusted[hash] {
+		rt = r.fast
+	}
+	compiled, err := rt.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, invalid("does not compile: %v", err)
 	}
-	m := &Module{Hash: HashOf(wasm), Size: len(wasm), Wasm: wasm, compiled: compiled}
+	m := &Module{Hash: hash, Size: len(wasm), Wasm: wasm, compiled: compiled, rt: rt}
 	if err := r.validate(m); err != nil {
 		compiled.Close(ctx)
 		return nil, err
