@@ -83,6 +83,13 @@ func kvInstance(t testing.TB, r *plugin.Runtime) *plugin.Instance {
 // plugin code run natively.
 func TestKVModel(t *testing.T) {
 	r := newRuntime(t, 0)
+	m, err := r.Load(context.Background(), kvwasm.Module)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Info.Name != "kv" || m.Info.Version != "1.0.0" || !m.HasMigrate {
+		t.Fatalf("kv module: info %+v, migrate %v", m.Info, m.HasMigrate)
+	}
 	seeds := []int64{1, 2, 3}
 	if testing.Short() {
 		seeds = seeds[:1]
