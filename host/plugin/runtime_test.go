@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +22,9 @@ func newRuntime(t testing.TB, timeout time.Duration) *plugin.Runtime {
 		cfg.CallTimeout = timeout
 	}
 	cfg.MemoryLimitPages = 256
+	// The compiled-code cache every test binary shares (see internal/cluster):
+	// compiling kv.wasm takes ~26 s under the race detector.
+	cfg.CacheDir = filepath.Join(os.TempDir(), "raftkv-test-wasm-cache")
 	r, err := plugin.NewRuntime(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
