@@ -187,8 +187,6 @@ func (n *Node) dispatch(ctx context.Context, method string, req *rpcRequest) (ab
 		return abi.Result{Data: data}, err
 	case rpcRemovePlugin:
 		return abi.Result{}, n.removePluginLocal(ctx, req.Plugin, req.Drop)
-	case rpcPing:
-		return abi.Result{}, nil
 	}
 	return abi.Result{}, fmt.Errorf("%w: unknown method %q", ErrInvalid, method)
 }

@@ -54,10 +54,22 @@ func b2f(b bool) float64 {
 	return 0
 }
 
+// observeResults counts a run's results by code: one labelled update per
+// distinct code, not one per command (this is the apply hot path).
 func (m *metrics) observeResults(plugin string, results []abi.Result) {
 	m.pluginCalls.Inc()
-	for _, r := range results {
-		m.commands.WithLabelValues(plugin, r.Code.String()).Inc()
+	for len(results) > 0 {
+		code, n := results[0].Code, 0
+		rest := results[:0:0]
+		for _, r := range results {
+			if r.Code == code {
+				n++
+			} else {
+				rest = append(rest, r)
+			}
+		}
+		m.commands.WithLabelValues(plugin, code.String()).Add(float64(n))
+		results = rest
 	}
 }
 

@@ -40,6 +40,7 @@ type Node struct {
 	ntrans   *raft.NetworkTransport
 	logStore *raftboltdb.BoltStore
 	logs     raft.LogStore // logStore behind a cache of recent entries
+	snaps    raft.SnapshotStore
 	raft     *raft.Raft
 
 	peersMu sync.RWMutex
@@ -125,6 +126,7 @@ func New(cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftkv: snapshot store: %w", err)
 	}
+	n.snaps = snaps
 
 	n.trans, err = transport.New(transport.Config{
 		NodeID: cfg.NodeID, BindAddr: cfg.RaftAddr, AdvertiseAddr: cfg.advertise(),

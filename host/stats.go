@@ -77,18 +77,14 @@ func (n *Node) Backup(ctx context.Context, w io.Writer) (int64, error) {
 }
 
 func (n *Node) latestSnapshot() (io.ReadCloser, error) {
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, 2, newHCLog(n.log))
-	if err != nil {
-		return nil, err
-	}
-	list, err := snaps.List()
+	list, err := n.snaps.List()
 	if err != nil {
 		return nil, err
 	}
 	if len(list) == 0 {
 		return nil, errors.New("raftkv: no snapshot to back up")
 	}
-	_, rc, err := snaps.Open(list[0].ID)
+	_, rc, err := n.snaps.Open(list[0].ID)
 	return rc, err
 }
 
