@@ -65,6 +65,31 @@ func nodeQuery(t testing.TB, n *host.Node, level host.Consistency, q any, out an
 	}
 }
 
+type historyTx struct {
+	Tx   uint64 `msgpack:"tx"`
+	Time string `msgpack:"time"`
+}
+
+// accountHistory reads an account's whole history from n's own state, a
+// page at a time (a busy account has more than one page's worth).
+func accountHistory(t testing.TB, n *host.Node, account string) []historyTx {
+	t.Helper()
+	var all []historyTx
+	q := m{"op": "history", "account": account, "limit": 1000}
+	for {
+		var h struct {
+			Transactions []historyTx `msgpack:"transactions"`
+			Next         *uint64     `msgpack:"next"`
+		}
+		nodeQuery(t, n, host.Stale, q, &h)
+		all = append(all, h.Transactions...)
+		if h.Next == nil {
+			return all
+		}
+		q["after"] = *h.Next
+	}
+}
+
 // TestClusterUpgrade deploys ledger v1 on a 3-node cluster, runs random
 // transfers through every node (followers forward them to the leader) and,
 // in the middle of that load, upgrades to v2 through a follower. Every node
@@ -189,17 +214,11 @@ func TestClusterUpgrade(t *testing.T) {
 		for _, name := range names {
 			var b balance
 			nodeQuery(t, n, host.Stale, m{"op": "balance", "account": name}, &b)
-			var h struct {
-				Transactions []struct {
-					Tx   uint64 `msgpack:"tx"`
-					Time string `msgpack:"time"`
-				} `msgpack:"transactions"`
+			txs := accountHistory(t, n, name)
+			if b.TxCount == 0 || uint64(len(txs)) != b.TxCount || txs[len(txs)-1].Tx != b.LastTx {
+				t.Fatalf("%s: %s has %+v and %d history entries", mem.ID, name, b, len(txs))
 			}
-			nodeQuery(t, n, host.Stale, m{"op": "history", "account": name, "limit": 1000}, &h)
-			if b.TxCount == 0 || uint64(len(h.Transactions)) != b.TxCount || h.Transactions[len(h.Transactions)-1].Tx != b.LastTx {
-				t.Fatalf("%s: %s has %+v and %d history entries", mem.ID, name, b, len(h.Transactions))
-			}
-			for _, x := range h.Transactions {
+			for _, x := range txs {
 				if x.Time == "" {
 					t.Fatalf("%s: %s: transaction %d has no time", mem.ID, name, x.Tx)
 				}
