@@ -39,6 +39,10 @@ type Config struct {
 	TrailingLogs      uint64
 	// MaxAppendEntries is the most entries sent in one AppendEntries RPC.
 	MaxAppendEntries int
+	// LogStore picks the Raft log and stable store of a new data directory:
+	// LogStoreWAL (the default) or LogStoreBolt. A data directory keeps the
+	// store it was created with, whatever this says.
+	LogStore string
 
 	// PluginMemoryPages caps each plugin instance's memory (64 KiB pages).
 	PluginMemoryPages uint32
@@ -72,6 +76,7 @@ func DefaultConfig() Config {
 		SnapshotInterval:   30 * time.Second,
 		TrailingLogs:       10240,
 		MaxAppendEntries:   512,
+		LogStore:           LogStoreWAL,
 		PluginMemoryPages:  512,
 		PluginCallTimeout:  5 * time.Second,
 		QueryInstances:     4,
@@ -113,6 +118,8 @@ func (c *Config) Validate() error {
 		return errors.New("raftkv: MaxAppendEntries must be in [1, 4096]")
 	case c.QueryInstances < 1:
 		return errors.New("raftkv: QueryInstances must be at least 1")
+	case c.LogStore != "" && c.LogStore != LogStoreWAL && c.LogStore != LogStoreBolt:
+		return fmt.Errorf("raftkv: LogStore %q: want %q or %q", c.LogStore, LogStoreWAL, LogStoreBolt)
 	}
 	return nil
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/raftkv/raftkv/abi"
@@ -34,14 +33,15 @@ type Node struct {
 	signer ssh.Signer
 	trust  *transport.Trust
 
-	rt       *plugin.Runtime
-	fsm      *fsm
-	trans    *transport.Transport
-	ntrans   *raft.NetworkTransport
-	logStore *raftboltdb.BoltStore
-	logs     raft.LogStore // logStore behind a cache of recent entries
-	snaps    raft.SnapshotStore
-	raft     *raft.Raft
+	rt           *plugin.Runtime
+	fsm          *fsm
+	trans        *transport.Transport
+	ntrans       *raft.NetworkTransport
+	logStore     logStore
+	logStoreKind string        // LogStoreWAL or LogStoreBolt
+	logs         raft.LogStore // logStore behind a cache of recent entries
+	snaps        raft.SnapshotStore
+	raft         *raft.Raft
 
 	peersMu sync.RWMutex
 	peers   map[string]string // raft address -> node ID
@@ -112,7 +112,7 @@ func New(cfg Config) (n *Node, err error) {
 	n.fsm.metrics = n.metrics
 	closers = append(closers, n.fsm.close)
 
-	if n.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")}); err != nil {
+	if n.logStore, n.logStoreKind, err = openLogStore(cfg.DataDir, cfg.LogStore); err != nil {
 		return nil, fmt.Errorf("raftkv: raft log: %w", err)
 	}
 	closers = append(closers, func() { n.logStore.Close() })

@@ -28,6 +28,7 @@ type Stats struct {
 	Ready        bool              `json:"ready"`             // has a leader and this node has caught up
 	Failure      string            `json:"failure,omitempty"` // why the node stopped applying, if it did
 	Plugins      []PluginInfo      `json:"plugins"`
+	LogStore     string            `json:"log_store"` // LogStoreWAL or LogStoreBolt
 	Raft         map[string]string `json:"raft"`
 }
 
@@ -38,7 +39,7 @@ func (n *Node) Stats() Stats {
 	s := Stats{
 		NodeID: n.cfg.NodeID, State: n.raft.State().String(), Leader: string(leaderID), LeaderAddr: string(leaderAddr),
 		LastIndex: n.raft.LastIndex(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.fsm.applied.Load(),
-		Plugins: n.Plugins(), Raft: rs,
+		Plugins: n.Plugins(), LogStore: n.logStoreKind, Raft: rs,
 	}
 	s.Term, _ = strconv.ParseUint(rs["term"], 10, 64)
 	if f := n.fsm.failed.Load(); f != nil {

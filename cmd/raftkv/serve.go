@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,7 @@ type serveOptions struct {
 	CACert  string
 
 	ShutdownTimeout time.Duration
+	PprofAddr       string
 
 	Node host.Config    // identity, addresses, Bootstrap and Logger are filled in by serve
 	API  httpapi.Config // Token and Logger are filled in by serve
@@ -82,6 +84,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs.StringVar(&o.TLSKey, "tls-key", "", "private key (PEM) of --tls-cert")
 	fs.StringVar(&o.CACert, "ca-cert", "", "CA certificate (PEM) to verify the --join member's HTTPS certificate (default: system roots)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
+	fs.StringVar(&o.PprofAddr, "pprof-addr", "", "serve Go's profiler (/debug/pprof/) on this address, unauthenticated; empty disables it")
 	fs.Int64Var(&o.API.MaxBodyBytes, "max-body-bytes", o.API.MaxBodyBytes, "largest request body accepted (commands, transactions); values, plugin modules and restores have their own limits")
 	fs.DurationVar(&o.API.RequestTimeout, "request-timeout", o.API.RequestTimeout, "time limit of one API request")
 
@@ -98,6 +101,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs.DurationVar(&o.Node.SnapshotInterval, "snapshot-interval", o.Node.SnapshotInterval, "how often the snapshot threshold is checked")
 	fs.Uint64Var(&o.Node.TrailingLogs, "trailing-logs", o.Node.TrailingLogs, "log entries kept after a snapshot for slow followers")
 	fs.IntVar(&o.Node.MaxAppendEntries, "max-append-entries", o.Node.MaxAppendEntries, "most entries in one AppendEntries RPC")
+	fs.StringVar(&o.Node.LogStore, "log-store", o.Node.LogStore, "Raft log store of a new data directory: wal (raft-wal) or bolt (raft-boltdb); an existing one keeps its own")
 	fs.bindAllEnv(seedEnv)
 
 	pos, err := fs.parse(args)
@@ -131,6 +135,9 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	}
 	if _, err := parseLevel(o.LogLevel); err != nil {
 		return nil, usageError{err.Error()}
+	}
+	if o.Node.LogStore != host.LogStoreWAL && o.Node.LogStore != host.LogStoreBolt {
+		return nil, usagef("--log-store must be %s or %s", host.LogStoreWAL, host.LogStoreBolt)
 	}
 	if o.LogFormat != "text" && o.LogFormat != "json" {
 		return nil, usagef("--log-format must be text or json")
@@ -219,6 +226,14 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger) (err error) {
 		defer mgmtLn.Close()
 	}
 
+	var pprofLn net.Listener
+	if o.PprofAddr != "" {
+		if pprofLn, err = net.Listen("tcp", o.PprofAddr); err != nil {
+			return fmt.Errorf("pprof listener: %w", err)
+		}
+		defer pprofLn.Close()
+	}
+
 	bootstrap := o.Join == ""
 	if o.Bootstrap.set {
 		bootstrap = o.Bootstrap.value
@@ -249,7 +264,7 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger) (err error) {
 	apiCfg.Logger = log
 	api := httpapi.New(node, apiCfg)
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3) // one per server: none blocks
 	var wg sync.WaitGroup
 	var servers []*http.Server
 	start := func(name string, ln net.Listener, h http.Handler) {
@@ -278,6 +293,9 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger) (err error) {
 	start("HTTP", httpLn, api.Handler())
 	if mgmtLn != nil {
 		start("management", mgmtLn, api.MgmtHandler())
+	}
+	if pprofLn != nil {
+		start("pprof", pprofLn, pprofHandler())
 	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
@@ -335,6 +353,18 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger) (err error) {
 	case err := <-errc:
 		return err
 	}
+}
+
+// pprofHandler serves net/http/pprof's endpoints (not on the API listeners:
+// profiles are for operators, and they take no token).
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 func addrOf(ln net.Listener) string {
