@@ -19,6 +19,9 @@ import (
 func TestSnapshotInstallCatchUp(t *testing.T) {
 	c := cluster.Start(t, cluster.Options{Nodes: 3, Configure: func(cfg *host.Config) {
 		cfg.SnapshotThreshold, cfg.TrailingLogs, cfg.SnapshotInterval = 50, 10, 50*time.Millisecond
+		// Compaction deletes whole WAL segments: small ones, so that the
+		// entries the down node needs are gone from the leader's log.
+		cfg.WALSegmentBytes = 16 << 10
 	}})
 	down := c.Followers()[0]
 	c.Stop(down)

@@ -4,10 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/plugins/sdk"
 )
 
 // Config configures a Node. Start from DefaultConfig.
@@ -43,6 +47,11 @@ type Config struct {
 	// LogStoreWAL (the default) or LogStoreBolt. A data directory keeps the
 	// store it was created with, whatever this says.
 	LogStore string
+	// WALSegmentBytes is the size of LogStoreWAL's segment files (default
+	// 64 MiB). Compaction deletes whole segments: entries a snapshot
+	// covers stay readable, and are sent to lagging followers instead of
+	// the snapshot, until their segment goes.
+	WALSegmentBytes int
 
 	// PluginMemoryPages caps each plugin instance's memory (64 KiB pages).
 	PluginMemoryPages uint32
@@ -58,6 +67,20 @@ type Config struct {
 	// DefaultPlugin is the module deployed as "kv" by the first leader when no
 	// "kv" plugin is active. Nil disables it.
 	DefaultPlugin []byte
+	// NativePlugins maps the sha256 of a module (hex, as plugin.HashOf gives
+	// it) to the Go code that module was built from: when a module with that
+	// hash is activated, by its deploy entry or by a snapshot, this node runs
+	// that code on the host (plugin.Native) instead of instantiating the
+	// module. Everything else is as for any module (it is deployed through
+	// the log, validated, compiled and described from its wasm, and carried
+	// in snapshots), so the log, the state and the results are a wasm node's;
+	// only the engine differs (a trap's message text aside). It exists to
+	// measure what WebAssembly costs (raftkv serve --native-kv); nodes in
+	// production leave it nil. The Go code runs unsandboxed, with no memory
+	// cap or call time limit, and its queries run concurrently with each
+	// other and with applies: map only code shipped in the binary, with no
+	// mutable fields (kvstore.KV{} for kvwasm.Module).
+	NativePlugins map[string]sdk.Plugin
 
 	// Logger receives the node's logs (Raft's included). Nil discards.
 	Logger *slog.Logger
@@ -118,8 +141,18 @@ func (c *Config) Validate() error {
 		return errors.New("raftkv: MaxAppendEntries must be in [1, 4096]")
 	case c.QueryInstances < 1:
 		return errors.New("raftkv: QueryInstances must be at least 1")
+	case c.WALSegmentBytes < 0 || c.WALSegmentBytes > 1<<30:
+		return errors.New("raftkv: WALSegmentBytes must be in [0, 1 GiB]")
 	case c.LogStore != "" && c.LogStore != LogStoreWAL && c.LogStore != LogStoreBolt:
 		return fmt.Errorf("raftkv: LogStore %q: want %q or %q", c.LogStore, LogStoreWAL, LogStoreBolt)
+	}
+	for _, hash := range slices.Sorted(maps.Keys(c.NativePlugins)) {
+		if len(hash) != 64 || strings.Trim(hash, "0123456789abcdef") != "" {
+			return fmt.Errorf("raftkv: NativePlugins: key %q is not a module hash (64 lowercase hex digits, as plugin.HashOf gives)", hash)
+		}
+		if c.NativePlugins[hash] == nil {
+			return fmt.Errorf("raftkv: NativePlugins: module %s maps to a nil plugin", hash)
+		}
 	}
 	return nil
 }

@@ -22,8 +22,9 @@ const (
 	// append (pages, then the meta page).
 	LogStoreBolt = "bolt"
 
-	walDir   = "raft-wal" // LogStoreWAL's directory in the data directory
-	boltFile = "raft.db"  // LogStoreBolt's file
+	walDir                 = "raft-wal" // LogStoreWAL's directory in the data directory
+	defaultWALSegmentBytes = 64 << 20   // raft-wal's own default
+	boltFile               = "raft.db"  // LogStoreBolt's file
 )
 
 type logStore interface {
@@ -40,7 +41,7 @@ type logStore interface {
 // twice in every write's latency, and three nodes on one disk share its
 // flushes. raft-wal's single fsync per append makes a write about 1.5x
 // faster than BoltDB's two (see the note in scripts/bench.sh).
-func openLogStore(dataDir, kind string) (logStore, string, error) {
+func openLogStore(dataDir, kind string, segmentBytes int) (logStore, string, error) {
 	boltPath, walPath := filepath.Join(dataDir, boltFile), filepath.Join(dataDir, walDir)
 	hasBolt, hasWAL := exists(boltPath), exists(walPath)
 	switch {
@@ -62,7 +63,10 @@ func openLogStore(dataDir, kind string) (logStore, string, error) {
 	// the file lock a reopen in this process would wait for forever (fixed
 	// upstream after v0.4.0, in hashicorp/raft-wal#28): own it and close it.
 	meta := &metadb.BoltMetaDB{}
-	w, err := wal.Open(walPath, wal.WithMetaStore(meta))
+	if segmentBytes == 0 {
+		segmentBytes = defaultWALSegmentBytes
+	}
+	w, err := wal.Open(walPath, wal.WithMetaStore(meta), wal.WithSegmentSize(segmentBytes))
 	if err != nil {
 		meta.Close()
 		return nil, "", err

@@ -20,7 +20,7 @@ func TestLogStoreKinds(t *testing.T) {
 	} {
 		t.Run(tc.create+"-"+tc.reopen, func(t *testing.T) {
 			dir := t.TempDir()
-			s, kind, err := openLogStore(dir, tc.create)
+			s, kind, err := openLogStore(dir, tc.create, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -38,7 +38,7 @@ func TestLogStoreKinds(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			s, kind, err = openLogStore(dir, tc.reopen)
+			s, kind, err = openLogStore(dir, tc.reopen, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -64,7 +64,7 @@ func TestLogStoreKinds(t *testing.T) {
 // than guessed at.
 func TestLogStoreAmbiguous(t *testing.T) {
 	dir := t.TempDir()
-	s, _, err := openLogStore(dir, LogStoreBolt)
+	s, _, err := openLogStore(dir, LogStoreBolt, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestLogStoreAmbiguous(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, walDir), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := openLogStore(dir, ""); err == nil || !strings.Contains(err.Error(), "both") {
+	if _, _, err := openLogStore(dir, "", 0); err == nil || !strings.Contains(err.Error(), "both") {
 		t.Fatalf("a data directory with both stores: %v, want an error naming both", err)
 	}
 }

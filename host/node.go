@@ -108,11 +108,12 @@ func New(cfg Config) (n *Node, err error) {
 	closers = append(closers, func() { n.rt.Close(context.Background()) })
 	n.fsm = newFSM(log, n.rt, n.trust, cfg.QueryInstances, n.setPeers)
 	n.fsm.onTrust = n.saveTrust
+	n.fsm.natives = cfg.NativePlugins
 	n.metrics = newMetrics(n)
 	n.fsm.metrics = n.metrics
 	closers = append(closers, n.fsm.close)
 
-	if n.logStore, n.logStoreKind, err = openLogStore(cfg.DataDir, cfg.LogStore); err != nil {
+	if n.logStore, n.logStoreKind, err = openLogStore(cfg.DataDir, cfg.LogStore, cfg.WALSegmentBytes); err != nil {
 		return nil, fmt.Errorf("raftkv: raft log: %w", err)
 	}
 	closers = append(closers, func() { n.logStore.Close() })

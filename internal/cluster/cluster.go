@@ -37,6 +37,7 @@ type Cluster struct {
 	t        testing.TB
 	opts     Options
 	cacheDir string
+	dir      string // the members' data directories are in it
 	logs     *testWriter
 	Members  []*Member
 }
@@ -89,7 +90,10 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if opts.LogLevel == 0 {
 		opts.LogLevel = slog.LevelWarn
 	}
-	c := &Cluster{t: t, opts: opts, cacheDir: SharedCache(t), logs: &testWriter{t: t}}
+	// The data directories' parent is made before Close is registered, so
+	// that the testing package removes it after Close (cleanups run last
+	// registered first), never under running nodes.
+	c := &Cluster{t: t, opts: opts, cacheDir: SharedCache(t), logs: &testWriter{t: t}, dir: t.TempDir()}
 	t.Cleanup(c.Close)
 	for i := range opts.Nodes {
 		c.Add(fmt.Sprintf("n%d", i+1), i == 0)
@@ -139,7 +143,7 @@ func (c *Cluster) Add(id string, bootstrap bool) *Member {
 		c.t.Fatal(err)
 	}
 	cfg := FastConfig()
-	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.AdvertiseAddr = id, filepath.Join(c.t.TempDir(), id), raftAddr, m.Proxy.Addr()
+	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.AdvertiseAddr = id, filepath.Join(c.dir, id), raftAddr, m.Proxy.Addr()
 	cfg.Bootstrap, cfg.PluginCacheDir = bootstrap, c.cacheDir
 	cfg.Logger = slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: c.opts.LogLevel}))
 	if c.opts.Configure != nil {
