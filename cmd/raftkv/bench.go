@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -111,13 +112,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	defer r.hc.CloseIdleConnections()
 	if o.preload > 0 {
 		if err := r.runPreload(ctx); err != nil {
 			return err
 		}
 	}
-	rep := r.runMain(ctx)
+	rep, err := r.runMain(ctx)
+	if err != nil {
+		return err
+	}
 	switch {
 	case o.json:
 		if err := printJSON(stdout, rep); err != nil {
@@ -173,6 +176,9 @@ func (o *benchOptions) validate(addr, mix string) error {
 	if o.clients < 1 {
 		return usagef("--clients must be at least 1")
 	}
+	if strings.ContainsAny(o.token, "\r\n") {
+		return usagef("--token must not contain a line break")
+	}
 	if o.conns == 0 {
 		o.conns = o.clients
 	}
@@ -214,13 +220,14 @@ func (o *benchOptions) validate(addr, mix string) error {
 	return nil
 }
 
-// benchRun is one bench invocation: its targets, HTTP client and counters.
+// benchRun is one bench invocation: its targets, TLS configuration and
+// counters.
 type benchRun struct {
 	o        *benchOptions
 	stderr   io.Writer
 	targets  []string // base URLs; client w uses targets[w%len]
 	leader   string   // the leader's node ID
-	hc       *http.Client
+	tlsConf  *tls.Config
 	prefix   string // random per run, so new keys are new
 	digits   int    // key = prefix + index zero-padded to digits
 	maxKey   int64  // 10^digits
@@ -280,16 +287,7 @@ func newBenchRun(ctx context.Context, o *benchOptions, stderr io.Writer) (*bench
 	if err != nil {
 		return nil, err
 	}
-	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:     probe.hc.Transport.(*http.Transport).TLSClientConfig,
-		MaxIdleConns:        o.conns * len(o.addrs),
-		MaxIdleConnsPerHost: o.conns,
-		MaxConnsPerHost:     o.conns,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
-	r.hc = &http.Client{Transport: tr, Timeout: o.timeout}
+	r.tlsConf = probe.hc.Transport.(*http.Transport).TLSClientConfig
 	if err := r.findTargets(ctx); err != nil {
 		return nil, err
 	}
@@ -362,19 +360,38 @@ const (
 type benchWorker struct {
 	r    *benchRun
 	id   int
-	base string
+	pool *benchPool // the connections to its target
 	rng  *mrand.Rand
 	key  []byte
-	url  []byte
-	buf  bytes.Buffer
+	path []byte
 	lat  [2][]time.Duration // [0]: reads (and the single op), [1]: writes of --op mixed
 }
 
-func (r *benchRun) newWorker(id int, perWorker int64) *benchWorker {
+// newPools returns a pool of n connections to each target.
+func (r *benchRun) newPools(ctx context.Context, n int) ([]*benchPool, error) {
+	pools := make([]*benchPool, len(r.targets))
+	for i, base := range r.targets {
+		p, err := newBenchPool(ctx, base, r.o.token, r.tlsConf, n, r.o.timeout)
+		if err != nil {
+			closePools(pools[:i])
+			return nil, err
+		}
+		pools[i] = p
+	}
+	return pools, nil
+}
+
+func closePools(pools []*benchPool) {
+	for _, p := range pools {
+		p.close()
+	}
+}
+
+func (r *benchRun) newWorker(id int, pools []*benchPool, perWorker int64) *benchWorker {
 	w := &benchWorker{
-		r: r, id: id, base: r.targets[id%len(r.targets)],
+		r: r, id: id, pool: pools[id%len(pools)],
 		rng: mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), uint64(id))),
-		key: make([]byte, 0, r.o.keySize), url: make([]byte, 0, 256),
+		key: make([]byte, 0, r.o.keySize), path: make([]byte, 0, 256),
 	}
 	// Preallocate the latencies this worker should record, bounded by the
 	// global sample cap; append grows them if the work is uneven.
@@ -416,14 +433,13 @@ const (
 // wantVersion.
 func (w *benchWorker) do(ctx context.Context, kind int, i int64, casVersion uint64, wantVersion bool) (opResult, uint64) {
 	r := w.r
-	u := append(w.url[:0], w.base...)
-	u = append(u, "/v1/kv/"...)
+	u := append(w.path[:0], "/v1/kv/"...)
 	u = append(u, w.keyName(i)...) // letters and digits: nothing to escape
 	method := http.MethodPut
-	var body io.Reader
+	body := r.value
 	switch kind {
 	case opRead:
-		method = http.MethodGet
+		method, body = http.MethodGet, nil
 		if r.o.consistency != "" {
 			u = append(u, "?consistency="...)
 			u = append(u, r.o.consistency...)
@@ -431,23 +447,14 @@ func (w *benchWorker) do(ctx context.Context, kind int, i int64, casVersion uint
 	case opCAS:
 		u = append(u, "?cas="...)
 		u = strconv.AppendUint(u, casVersion, 10)
-		body = bytes.NewReader(r.value)
-	default:
-		body = bytes.NewReader(r.value)
 	}
-	w.url = u
-	req, err := http.NewRequestWithContext(ctx, method, string(u), body)
-	if err != nil {
-		r.fail("request", err.Error())
-		return resError, 0
+	w.path = u
+	c := w.pool.get()
+	if c == nil {
+		return resCancelled, 0
 	}
-	if body != nil {
-		req.Header["Content-Type"] = benchOctetStream
-	}
-	if r.o.token != "" {
-		req.Header.Set("Authorization", "Bearer "+r.o.token)
-	}
-	resp, err := r.hc.Do(req)
+	defer w.pool.put(c)
+	status, data, err := c.roundTrip(method, u, body)
 	if err != nil {
 		if ctx.Err() != nil {
 			return resCancelled, 0
@@ -455,69 +462,47 @@ func (w *benchWorker) do(ctx context.Context, kind int, i int64, casVersion uint
 		r.failErr(err)
 		return resError, 0
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		data, rerr := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		if rerr != nil && ctx.Err() != nil {
-			return resCancelled, 0
-		}
-		if kind == opRead && resp.StatusCode == http.StatusNotFound && i >= r.preloadN {
+	if status/100 != 2 {
+		if kind == opRead && status == http.StatusNotFound && i >= r.preloadN {
 			return resMiss, 0
 		}
-		ae := &apiError{Status: resp.StatusCode}
+		ae := &apiError{Status: status}
 		var e struct {
 			Error struct {
 				Code    string `json:"code"`
 				Message string `json:"message"`
 			} `json:"error"`
 		}
+		data = data[:min(len(data), 64<<10)]
 		if json.Unmarshal(data, &e) == nil && e.Error.Code != "" {
 			ae.Code, ae.Message = e.Error.Code, e.Error.Message
 		} else {
 			ae.Message = strings.TrimSpace(string(data))
 		}
 		kindName := fmt.Sprintf("HTTP %d %s", ae.Status, ae.Code)
-		if resp.StatusCode == http.StatusNotFound && kind == opRead {
+		if status == http.StatusNotFound && kind == opRead {
 			kindName += " (a preloaded key)"
 		}
 		r.fail(strings.TrimSpace(kindName), ae.Error())
 		return resError, 0
 	}
 	if kind == opRead {
-		n, err := io.Copy(io.Discard, resp.Body)
-		if err != nil {
-			if ctx.Err() != nil {
-				return resCancelled, 0
-			}
-			r.failErr(err)
-			return resError, 0
-		}
-		if n != int64(r.o.valSize) {
-			r.fail("wrong value size", fmt.Sprintf("key %s: %d bytes, want %d", w.key, n, r.o.valSize))
+		if len(data) != r.o.valSize {
+			r.fail("wrong value size", fmt.Sprintf("key %s: %d bytes, want %d", w.key, len(data), r.o.valSize))
 			return resError, 0
 		}
 		return resOK, 0
-	}
-	w.buf.Reset()
-	if _, err := w.buf.ReadFrom(resp.Body); err != nil {
-		if ctx.Err() != nil {
-			return resCancelled, 0
-		}
-		r.failErr(err)
-		return resError, 0
 	}
 	if !wantVersion {
 		return resOK, 0
 	}
-	v, ok := parseVersion(w.buf.Bytes())
+	v, ok := parseVersion(data)
 	if !ok {
-		r.fail("bad answer", fmt.Sprintf("no version in %q", w.buf.Bytes()))
+		r.fail("bad answer", fmt.Sprintf("no version in %q", data))
 		return resError, 0
 	}
 	return resOK, v
 }
-
-var benchOctetStream = []string{"application/octet-stream"}
 
 // parseVersion reads N from {"version":N} without a JSON decoder.
 func parseVersion(b []byte) (uint64, bool) {
@@ -530,13 +515,16 @@ func parseVersion(b []byte) (uint64, bool) {
 	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
 		j++
 	}
-	v, err := strconv.ParseUint(string(b[:j]), 10, 64)
-	return v, err == nil
+	v, ok := parseDecimal(b[:j])
+	return uint64(v), ok
 }
 
 func (r *benchRun) failErr(err error) {
 	var ne net.Error
+	var me *benchMalformedError
 	switch {
+	case errors.As(err, &me):
+		r.fail("malformed answer", err.Error())
 	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		r.fail("timeout", err.Error())
 	default:
@@ -602,7 +590,7 @@ func (w *benchWorker) pick() (kind int, i int64, ok bool) {
 }
 
 // runMain runs the benchmark and returns its report.
-func (r *benchRun) runMain(ctx context.Context) *benchReport {
+func (r *benchRun) runMain(ctx context.Context) (*benchReport, error) {
 	o := r.o
 	per := o.count / int64(o.clients)
 	if o.durSet {
@@ -612,12 +600,17 @@ func (r *benchRun) runMain(ctx context.Context) *benchReport {
 			per = min(per, o.count/int64(o.clients))
 		}
 	}
-	workers := make([]*benchWorker, o.clients)
-	for i := range workers {
-		workers[i] = r.newWorker(i, per)
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	pools, err := r.newPools(ctx, o.conns)
+	if err != nil {
+		return nil, err
+	}
+	defer closePools(pools)
+	workers := make([]*benchWorker, o.clients)
+	for i := range workers {
+		workers[i] = r.newWorker(i, pools, per)
+	}
 	start := time.Now()
 	var deadline time.Time
 	if o.durSet {
@@ -703,7 +696,7 @@ func (r *benchRun) runMain(ctx context.Context) *benchReport {
 		rep.errorFirst = r.errorFirst
 	}
 	rep.PreloadSeconds = r.preloadTime.Seconds()
-	return rep
+	return rep, nil
 }
 
 // runPreload writes keys [0, preload) with --preload-clients clients,
@@ -712,12 +705,13 @@ func (r *benchRun) runPreload(ctx context.Context) error {
 	o := r.o
 	n := o.preload
 	clients := int(min(int64(o.preloadClients), n))
-	tr := r.hc.Transport.(*http.Transport).Clone()
-	tr.MaxConnsPerHost, tr.MaxIdleConnsPerHost = clients, clients
-	hc := &http.Client{Transport: tr, Timeout: o.timeout}
-	defer tr.CloseIdleConnections()
+	pools, err := r.newPools(ctx, clients)
+	if err != nil {
+		return err
+	}
+	defer closePools(pools)
 	pr := &benchRun{
-		o: o, stderr: r.stderr, targets: r.targets, hc: hc, prefix: r.prefix, digits: r.digits, maxKey: r.maxKey,
+		o: o, stderr: r.stderr, targets: r.targets, prefix: r.prefix, digits: r.digits, maxKey: r.maxKey,
 		value: r.value, errorKinds: map[string]int64{}, errorFirst: map[string]string{},
 	}
 	var next, done atomic.Int64
@@ -725,7 +719,7 @@ func (r *benchRun) runPreload(ctx context.Context) error {
 	stop := r.startProgress("preload", n, 0, start, done.Load, pr.errs.Load)
 	var wg sync.WaitGroup
 	for c := range clients {
-		w := &benchWorker{r: pr, id: c, base: r.targets[c%len(r.targets)], key: make([]byte, 0, o.keySize), url: make([]byte, 0, 256)}
+		w := &benchWorker{r: pr, id: c, pool: pools[c%len(pools)], key: make([]byte, 0, o.keySize), path: make([]byte, 0, 256)}
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				i := next.Add(1) - 1
