@@ -16,6 +16,7 @@ import (
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/state"
 	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/plugins/sdk"
 )
 
 // applyResult is what the FSM returns for each log entry (the raft future's
@@ -25,14 +26,43 @@ type applyResult struct {
 	err error // host-level failure: unknown plugin, invalid deploy, ...
 }
 
-// active is a plugin in use: its module, the FSM-owned apply instance and the
-// query pool.
+// active is a plugin in use: its module and the engine that runs its code,
+// the FSM-owned applier and the query pool (see fsm.engine).
 type active struct {
 	name  string
 	mod   *plugin.Module
-	inst  *plugin.Instance
-	pool  *plugin.Pool
+	inst  applier
+	pool  querier
 	since uint64 // log index of the deploy entry
+}
+
+// applier runs a plugin's apply and migrate calls, on the FSM goroutine:
+// a *plugin.Instance, or a *plugin.Native for a module in
+// Config.NativePlugins.
+type applier interface {
+	Apply(ctx context.Context, st plugin.Store, entries []abi.Entry) ([]abi.Result, error)
+	Migrate(ctx context.Context, st plugin.Store, mig abi.Migration, meta abi.Entry) (abi.Result, error)
+	Close(ctx context.Context) error
+}
+
+// querier runs a plugin's read-only queries, concurrently: a *plugin.Pool,
+// or a *plugin.NativePool. After Close a query fails with plugin.ErrClosed.
+type querier interface {
+	Query(ctx context.Context, st plugin.ReadStore, q []byte) (abi.Result, error)
+	Close(ctx context.Context)
+}
+
+var (
+	_ applier = (*plugin.Instance)(nil)
+	_ applier = (*plugin.Native)(nil)
+	_ querier = (*plugin.Pool)(nil)
+	_ querier = (*plugin.NativePool)(nil)
+)
+
+// close releases the plugin's engine.
+func (p *active) close(ctx context.Context) {
+	p.inst.Close(ctx)
+	p.pool.Close(ctx)
 }
 
 // PluginInfo describes an active plugin.
@@ -57,6 +87,7 @@ type fsm struct {
 	store   *state.Store
 	trust   *transport.Trust
 	queryN  int
+	natives map[string]sdk.Plugin    // Config.NativePlugins; read-only
 	onPeers func(raft.Configuration) // committed configuration changes
 	onTrust func()                   // the trust list changed
 	metrics *metrics
@@ -220,7 +251,7 @@ func (f *fsm) deploy(l *raft.Log, e *envelope) *applyResult {
 	if old != nil && old.mod.Hash == mod.Hash {
 		return &applyResult{res: abi.Result{Data: []byte(mod.Hash)}} // already active: no-op
 	}
-	inst, err := f.rt.Instantiate(context.Background(), mod)
+	inst, pool, err := f.engine(context.Background(), mod)
 	if err != nil {
 		return &applyResult{err: fmt.Errorf("%w: %v", ErrInvalid, err)}
 	}
@@ -233,12 +264,37 @@ func (f *fsm) deploy(l *raft.Log, e *envelope) *applyResult {
 		}
 		if err != nil {
 			inst.Close(context.Background())
+			pool.Close(context.Background())
 			return &applyResult{err: err}
 		}
 	}
-	f.install(&active{name: e.Plugin, mod: mod, inst: inst, pool: f.rt.NewPool(mod, f.queryN), since: l.Index})
-	f.log.Info("plugin activated", "plugin", e.Plugin, "hash", mod.Hash, "index", l.Index)
+	p := &active{name: e.Plugin, mod: mod, inst: inst, pool: pool, since: l.Index}
+	f.install(p)
+	f.log.Info("plugin activated", "plugin", e.Plugin, "hash", mod.Hash, "index", l.Index, "engine", p.engine())
 	return &applyResult{res: abi.Result{Data: []byte(mod.Hash)}}
+}
+
+// engine returns what runs mod's code on this node: the Go implementation
+// that Config.NativePlugins gives for its hash, or else instances of the
+// module. Either way mod was loaded (validated, compiled, described) from its
+// wasm, as on every node.
+func (f *fsm) engine(ctx context.Context, mod *plugin.Module) (applier, querier, error) {
+	if p := f.natives[mod.Hash]; p != nil {
+		return plugin.NewNative(p), plugin.NewNativePool(p, f.queryN), nil
+	}
+	inst, err := f.rt.Instantiate(ctx, mod)
+	if err != nil {
+		return nil, nil, err
+	}
+	return inst, f.rt.NewPool(mod, f.queryN), nil
+}
+
+// engine says what runs the plugin's code: "wasm" or "native".
+func (p *active) engine() string {
+	if _, ok := p.inst.(*plugin.Native); ok {
+		return "native"
+	}
+	return "wasm"
 }
 
 func (f *fsm) install(p *active) {
@@ -247,8 +303,7 @@ func (f *fsm) install(p *active) {
 	f.plugins[p.name] = p
 	f.mu.Unlock()
 	if old != nil {
-		old.inst.Close(context.Background())
-		old.pool.Close(context.Background())
+		old.close(context.Background())
 	}
 }
 
@@ -264,8 +319,7 @@ func (f *fsm) removePlugin(e *envelope) *applyResult {
 	if old == nil {
 		return &applyResult{err: fmt.Errorf("%w: plugin %q", ErrNotFound, e.Plugin)}
 	}
-	old.inst.Close(context.Background())
-	old.pool.Close(context.Background())
+	old.close(context.Background())
 	if req.DropState {
 		f.store.Drop(e.Plugin)
 	}
@@ -356,8 +410,7 @@ func (f *fsm) close() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, p := range f.plugins {
-		p.inst.Close(context.Background())
-		p.pool.Close(context.Background())
+		p.close(context.Background())
 	}
 	f.plugins = map[string]*active{}
 }

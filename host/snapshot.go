@@ -157,7 +157,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	var loaded []*active
 	fail := func(err error) error {
 		for _, p := range loaded {
-			p.inst.Close(ctx)
+			p.close(ctx)
 		}
 		return err
 	}
@@ -166,11 +166,11 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		if err != nil {
 			return fail(fmt.Errorf("restore: plugin %q: %w", p.Name, err))
 		}
-		inst, err := f.rt.Instantiate(ctx, mod)
+		inst, pool, err := f.engine(ctx, mod)
 		if err != nil {
 			return fail(fmt.Errorf("restore: plugin %q: %w", p.Name, err))
 		}
-		loaded = append(loaded, &active{name: p.Name, mod: mod, inst: inst, since: p.Since})
+		loaded = append(loaded, &active{name: p.Name, mod: mod, inst: inst, pool: pool, since: p.Since})
 	}
 	var trust []transport.Entry
 	for _, t := range h.Trust {
@@ -198,13 +198,11 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	old := f.plugins
 	f.plugins = make(map[string]*active, len(loaded))
 	for _, p := range loaded {
-		p.pool = f.rt.NewPool(p.mod, f.queryN)
 		f.plugins[p.name] = p
 	}
 	f.mu.Unlock()
 	for _, p := range old {
-		p.inst.Close(ctx)
-		p.pool.Close(ctx)
+		p.close(ctx)
 	}
 	f.log.Info("restored snapshot", "plugins", len(loaded), "namespaces", len(f.store.Names()))
 	return nil

@@ -7,8 +7,17 @@
 # fixed suite of `raftkv bench` runs against the leader, prints one markdown
 # table, and stops every node it started, whatever happens (trap EXIT).
 #
+# Then, to measure what WebAssembly costs end to end, it stops that cluster,
+# starts a fresh one with `serve --native-kv` (the KV plugin's same Go code
+# compiled into the host instead of run as kv.wasm), repeats the write c=64,
+# write c=1 and read stale/linearizable c=64 runs on it, and prints a second
+# table: each of those rows on wasm and on native side by side, with the
+# wasm/native throughput ratio (1.00: WebAssembly costs nothing; 0.90: the
+# wasm cluster does 10% fewer operations per second).
+#
 #   scripts/bench.sh                    # the full suite (a few minutes)
 #   BENCH_SCALE=0.1 scripts/bench.sh    # every count ×0.1, for a quick run
+#   BENCH_NATIVE=0 scripts/bench.sh     # the wasm suite only
 #
 # Environment:
 #   BENCH_SCALE        multiplies every count below (default 1)
@@ -20,6 +29,7 @@
 #   BENCH_PRELOAD      keys written before each read run (default 10000)
 #   BENCH_PORT         first of 9 consecutive ports (default: a free range from 21000)
 #   BENCH_SERVE_FLAGS  extra `raftkv serve` flags for every node
+#   BENCH_NATIVE=0     skip the native-KV cluster and the wasm/native table
 #   BENCH_KEEP=1       keep the temporary directory (data and logs); it is
 #                      always kept when the script fails
 #   GO                 the go command (default go)
@@ -50,11 +60,12 @@ CGO_ENABLED=0 "$GO" build -trimpath -o bin/raftkv ./cmd/raftkv
 bin=$root/bin/raftkv
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/raftkv-bench.XXXXXX")
+dir=$tmp # the running cluster's data directories and logs
 pids=()
 ok=0
 
-cleanup() {
-  local status=$?
+# stop_nodes: SIGTERM every node started, wait for each (SIGKILL after 30 s).
+stop_nodes() {
   local pid
   for pid in "${pids[@]}"; do
     kill -TERM "$pid" 2>/dev/null || true
@@ -70,6 +81,12 @@ cleanup() {
     fi
     wait "$pid" 2>/dev/null || true
   done
+  pids=()
+}
+
+cleanup() {
+  local status=$?
+  stop_nodes
   if [ "$ok" = 1 ] && [ "${BENCH_KEEP:-}" != 1 ]; then
     rm -rf "$tmp"
   else
@@ -115,14 +132,14 @@ start() {
   local i=$1
   shift
   # shellcheck disable=SC2086 # BENCH_SERVE_FLAGS is a list of flags
-  "$bin" serve --node-id "n$i" --data-dir "$tmp/n$i" \
+  "$bin" serve --node-id "n$i" --data-dir "$dir/n$i" \
     --http-addr "127.0.0.1:$(http_port "$i")" \
     --raft-addr "127.0.0.1:$(raft_port "$i")" \
     --mgmt-addr "127.0.0.1:$(mgmt_port "$i")" \
     --plugin-cache-dir "$tmp/wasm-cache" \
-    "$@" ${BENCH_SERVE_FLAGS:-} >"$tmp/n$i.log" 2>&1 &
+    "$@" ${BENCH_SERVE_FLAGS:-} >"$dir/n$i.log" 2>&1 &
   pids+=($!)
-  log "started n$i (pid $!), http://127.0.0.1:$(http_port "$i"), log $tmp/n$i.log"
+  log "started n$i (pid $!), http://127.0.0.1:$(http_port "$i"), log $dir/n$i.log"
 }
 
 # wait_ready I: waits up to 120 s for node I's /readyz.
@@ -134,25 +151,52 @@ wait_ready() {
     fi
     if ! kill -0 "$pid" 2>/dev/null; then
       log "n$i exited; the end of its log:"
-      tail -n 20 "$tmp/n$i.log" >&2
+      tail -n 20 "$dir/n$i.log" >&2
       exit 1
     fi
     sleep 0.2
   done
   log "n$i is not ready after 120s; the end of its log:"
-  tail -n 20 "$tmp/n$i.log" >&2
+  tail -n 20 "$dir/n$i.log" >&2
   exit 1
 }
 
-# n1 first, so that it compiles the KV plugin into the shared cache once.
-start 1 --bootstrap
-wait_ready 1
-start 2 --join "127.0.0.1:$(mgmt_port 1)"
-start 3 --join "127.0.0.1:$(mgmt_port 1)"
-wait_ready 2
-wait_ready 3
+# wait_engine I ENGINE: waits up to 60 s for node I to log that the kv plugin
+# runs on ENGINE (wasm or native), so that a table never mislabels a cluster.
+wait_engine() {
+  local i=$1 engine=$2
+  for _ in $(seq 1 300); do
+    if grep -Eq "plugin activated.* plugin=kv .*engine=$engine|plugin activated.*\"plugin\":\"kv\".*\"engine\":\"$engine\"" "$dir/n$i.log"; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  log "n$i has not logged the kv plugin running on $engine after 60s; the end of its log:"
+  tail -n 20 "$dir/n$i.log" >&2
+  exit 1
+}
+
+# start_cluster ENGINE [FLAGS...]: starts n1..n3 with FLAGS in $dir and waits
+# until every node is ready and runs the kv plugin on ENGINE.
+start_cluster() {
+  local engine=$1 i
+  shift
+  mkdir -p "$dir"
+  # n1 first, so that it compiles the KV plugin into the shared cache once.
+  start 1 --bootstrap "$@"
+  wait_ready 1
+  start 2 --join "127.0.0.1:$(mgmt_port 1)" "$@"
+  start 3 --join "127.0.0.1:$(mgmt_port 1)" "$@"
+  wait_ready 2
+  wait_ready 3
+  for i in 1 2 3; do
+    wait_engine "$i" "$engine"
+  done
+  "$bin" status --addr "http://127.0.0.1:$(http_port 1)" >&2
+}
+
+start_cluster wasm
 addrs=http://127.0.0.1:$(http_port 1),http://127.0.0.1:$(http_port 2),http://127.0.0.1:$(http_port 3)
-"$bin" status --addr "http://127.0.0.1:$(http_port 1)" >&2
 
 load_before=$(uptime)
 rows=()
@@ -188,6 +232,47 @@ echo "|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
 echo "load before: ${load_before#*load average: }; after: ${load_after#*load average: }"
+
+if [ "${BENCH_NATIVE:-1}" != 0 ]; then
+  wasm_rows=("${rows[@]}")
+  log "stopping the wasm cluster; starting a fresh one with --native-kv"
+  stop_nodes
+  dir=$tmp/native
+  start_cluster native --native-kv
+  rows=()
+  load_before=$(uptime)
+  run "write" --op put --clients 64 --count "$writes_c64"
+  run "write" --op put --clients 1 --count "$writes_c1"
+  run "read stale" --op get --consistency stale --clients 64 --count "$reads_c64" --preload "$preload"
+  run "read linearizable" --op get --consistency linearizable --clients 64 --count "$reads_c64" --preload "$preload"
+  load_after=$(uptime)
+
+  echo
+  echo "WebAssembly vs native Go (--native-kv), each on a fresh 3-node cluster, same counts"
+  echo
+  echo "| op | clients | wasm ops/s | native ops/s | wasm/native | wasm p50 | native p50 | wasm p99 | native p99 |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for native_row in "${rows[@]}"; do
+    # The wasm row of the same op and client count (fields: | op | clients | ops/s | p50 | p99 | ...).
+    key=$(awk -F'|' '{ gsub(/^ +| +$/, "", $2); gsub(/^ +| +$/, "", $3); print $2 "|" $3 }' <<<"$native_row")
+    wasm_row=
+    for row in "${wasm_rows[@]}"; do
+      if [ "$(awk -F'|' '{ gsub(/^ +| +$/, "", $2); gsub(/^ +| +$/, "", $3); print $2 "|" $3 }' <<<"$row")" = "$key" ]; then
+        wasm_row=$row
+      fi
+    done
+    printf '%s\n%s\n' "$wasm_row" "$native_row" | awk -F'|' '
+      function trim(s) { gsub(/^ +| +$/, "", s); return s }
+      NR == 1 { w_ops = trim($4); w_p50 = trim($5); w_p99 = trim($6) }
+      NR == 2 {
+        n_ops = trim($4)
+        ratio = (w_ops + 0 > 0 && n_ops + 0 > 0) ? sprintf("%.2f", w_ops / n_ops) : "n/a"
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", trim($2), trim($3), w_ops, n_ops, ratio, w_p50, trim($5), w_p99, trim($6)
+      }'
+  done
+  echo
+  echo "native cluster load before: ${load_before#*load average: }; after: ${load_after#*load average: }"
+fi
 
 [ "$failed" = 0 ] || { log "some runs had errors"; exit 1; }
 ok=1

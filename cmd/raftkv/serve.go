@@ -18,8 +18,11 @@ import (
 
 	"github.com/raftkv/raftkv/host"
 	"github.com/raftkv/raftkv/host/httpapi"
+	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/plugins/kv/kvstore"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
+	"github.com/raftkv/raftkv/plugins/sdk"
 )
 
 // serveOptions is everything "raftkv serve" is configured with.
@@ -45,6 +48,7 @@ type serveOptions struct {
 
 	ShutdownTimeout time.Duration
 	PprofAddr       string
+	NativeKV        bool
 
 	Node host.Config    // identity, addresses, Bootstrap and Logger are filled in by serve
 	API  httpapi.Config // Token and Logger are filled in by serve
@@ -93,6 +97,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs.DurationVar(&o.Node.PluginCallTimeout, "plugin-call-timeout", o.Node.PluginCallTimeout, "wall-clock limit of one plugin call (a breach while applying stops the node)")
 	fs.IntVar(&o.Node.QueryInstances, "query-instances", o.Node.QueryInstances, "plugin instances per plugin serving queries concurrently")
 	fs.StringVar(&o.Node.PluginCacheDir, "plugin-cache-dir", "", "compiled plugin code cache (default <data-dir>/wasm-cache; nodes may share one)")
+	fs.BoolVar(&o.NativeKV, "native-kv", false, "run the embedded KV plugin's Go code natively instead of WebAssembly, to measure what WebAssembly costs (same log, state and results; not needed in production)")
 	fs.DurationVar(&o.Node.ApplyTimeout, "apply-timeout", o.Node.ApplyTimeout, "time limit of a write")
 	fs.DurationVar(&o.Node.HeartbeatTimeout, "heartbeat-timeout", o.Node.HeartbeatTimeout, "Raft heartbeat timeout")
 	fs.DurationVar(&o.Node.ElectionTimeout, "election-timeout", o.Node.ElectionTimeout, "Raft election timeout")
@@ -245,6 +250,10 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger) (err error) {
 	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.AdvertiseAddr = o.NodeID, o.DataDir, o.RaftAddr, o.AdvertiseAddr
 	cfg.Bootstrap = bootstrap
 	cfg.DefaultPlugin = kvwasm.Module
+	if o.NativeKV {
+		cfg.NativePlugins = map[string]sdk.Plugin{plugin.HashOf(kvwasm.Module): kvstore.KV{}}
+		log.Info("--native-kv: the embedded KV plugin runs as native Go code, not WebAssembly")
+	}
 	cfg.Logger = log
 	node, err := host.New(cfg)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/plugins/sdk"
@@ -11,14 +12,25 @@ import (
 
 // Native runs a plugin's Go code directly on the host, with the semantics of
 // an Instance: per-entry atomicity, a panic becomes a trap result, writes in
-// a query are refused. It exists to measure what WebAssembly costs (the same
-// kvstore code runs both ways) and for plugin authors' host-side tests.
-// Like an Instance it is not safe for concurrent use.
+// a query are refused, a migration's writes are kept only if it succeeds. It
+// exists to measure what WebAssembly costs (the same kvstore code runs both
+// ways, up to a whole node: see host.Config.NativePlugins) and for plugin
+// authors' host-side tests.
+//
+// It is not a sandbox: the code shares the host's memory, has no memory cap
+// and no call time limit (like a trusted module, see Config.Trusted), so run
+// only code shipped with the host this way. A trap's message says "panic: …"
+// where a wasm instance reports the wasm trap and the guest's panic line: the
+// code (abi.CodeTrap) and the state are the same, the text is not.
+//
+// Like an Instance it is not safe for concurrent use; NativePool serves
+// concurrent queries.
 type Native struct {
-	p   sdk.Plugin
-	app sdk.Appender // p, if it implements the allocation-free form
-	st  nativeState
-	buf []byte
+	p      sdk.Plugin
+	app    sdk.Appender // p, if it implements the allocation-free form
+	st     nativeState
+	buf    []byte
+	closed bool
 }
 
 // NewNative wraps p.
@@ -28,8 +40,12 @@ func NewNative(p sdk.Plugin) *Native {
 	return n
 }
 
-// Apply applies entries in order; see Instance.Apply.
+// Apply applies entries in order; see Instance.Apply. Its error is only
+// ErrClosed: a panic is the entry's trap result.
 func (n *Native) Apply(_ context.Context, st Store, entries []abi.Entry) ([]abi.Result, error) {
+	if n.closed {
+		return nil, ErrClosed
+	}
 	results := make([]abi.Result, len(entries))
 	arena := make([]byte, 0, 16*len(entries))
 	for i := range entries {
@@ -56,16 +72,147 @@ func (n *Native) Apply(_ context.Context, st Store, entries []abi.Entry) ([]abi.
 			n.buf = out[:0]
 		}
 	}
+	n.st = nativeState{}
 	return results, nil
 }
 
-// Query answers a read-only query; see Instance.Query.
+// Query answers a read-only query; see Instance.Query. The result's Data is
+// its own copy.
 func (n *Native) Query(_ context.Context, st ReadStore, q []byte) (abi.Result, error) {
+	if n.closed {
+		return abi.Result{}, ErrClosed
+	}
 	n.st = nativeState{r: st}
-	out, err := n.call(func() ([]byte, error) { return n.p.Query(&n.st, q) })
+	out, err := n.call(func() ([]byte, error) {
+		if n.app != nil {
+			return n.app.AppendQuery(n.buf[:0], &n.st, q)
+		}
+		return n.p.Query(&n.st, q)
+	})
 	r := resultOf(out, err)
 	r.Data = append([]byte(nil), r.Data...)
+	if n.app != nil && out != nil {
+		n.buf = out[:0]
+	}
+	n.st = nativeState{} // do not keep the view alive
 	return r, nil
+}
+
+// Migrate runs the plugin's sdk.Migrator, if it has one, as part of the
+// deploy entry meta; see Instance.Migrate. Its writes to st are kept only if
+// it succeeds. Without a Migrator the upgrade is accepted, as the SDK's
+// raftkv_migrate accepts it.
+func (n *Native) Migrate(_ context.Context, st Store, mig abi.Migration, meta abi.Entry) (abi.Result, error) {
+	if n.closed {
+		return abi.Result{}, ErrClosed
+	}
+	mg, ok := n.p.(sdk.Migrator)
+	if !ok {
+		return abi.Result{Code: abi.CodeOK}, nil
+	}
+	n.st = nativeState{w: st, r: st, entry: sdk.Entry{Index: meta.Index, Term: meta.Term, Time: meta.Time}}
+	st.Begin()
+	_, err := n.call(func() ([]byte, error) { return nil, mg.Migrate(&n.st, mig) })
+	r := resultOf(nil, err)
+	if r.OK() {
+		st.Commit()
+	} else {
+		st.Rollback()
+	}
+	n.st = nativeState{}
+	r.Data = append([]byte(nil), r.Data...)
+	return r, nil
+}
+
+// Close makes every later call fail with ErrClosed. It is idempotent.
+func (n *Native) Close(context.Context) error {
+	n.closed = true
+	return nil
+}
+
+// NativePool runs read-only queries concurrently on up to size Natives of
+// one plugin, as Pool does with instances: the same bound, so that a node
+// running a plugin natively differs from a wasm node only in the engine.
+// Idle Natives are reused, so a query allocates nothing for its runner.
+type NativePool struct {
+	p     sdk.Plugin
+	slots chan struct{} // one token per Native that may exist
+	idle  chan *Native
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// NewNativePool returns a pool of at most size Natives of p (size >= 1). p's
+// methods run concurrently, so p must be safe for concurrent use, as a
+// plugin without fields is.
+func NewNativePool(p sdk.Plugin, size int) *NativePool {
+	size = max(size, 1)
+	return &NativePool{p: p, slots: make(chan struct{}, size), idle: make(chan *Native, size)}
+}
+
+func (p *NativePool) get(ctx context.Context) (*Native, error) {
+	select {
+	case n := <-p.idle:
+		return n, nil
+	default:
+	}
+	select {
+	case n := <-p.idle:
+		return n, nil
+	case p.slots <- struct{}{}:
+		return NewNative(p.p), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (p *NativePool) put(ctx context.Context, n *Native) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		n.Close(ctx)
+		<-p.slots
+		return
+	}
+	p.idle <- n
+}
+
+// Query runs q on a Native of the pool; see Native.Query. After Close it
+// fails with ErrClosed.
+func (p *NativePool) Query(ctx context.Context, st ReadStore, q []byte) (abi.Result, error) {
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return abi.Result{}, ErrClosed
+	}
+	n, err := p.get(ctx)
+	if err != nil {
+		return abi.Result{}, err
+	}
+	defer p.put(ctx, n)
+	return n.Query(ctx, st, q)
+}
+
+// Close closes the idle Natives; those in use are closed when their query
+// ends. It is idempotent.
+func (p *NativePool) Close(ctx context.Context) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.closed = true
+	for {
+		select {
+		case n := <-p.idle:
+			n.Close(ctx)
+			<-p.slots
+		default:
+			return
+		}
+	}
 }
 
 // call runs f, turning a panic into a trap as the wasm runtime would.
@@ -79,11 +226,19 @@ func (n *Native) call(f func() ([]byte, error)) (out []byte, err error) {
 }
 
 func resultOf(out []byte, err error) abi.Result {
+	if err == nil {
+		return abi.Result{Data: out}
+	}
+	return errorResult(err)
+}
+
+// errorResult maps a plugin error to its result, as the SDK does in wasm. It
+// is apart from resultOf so that the success path does not allocate the
+// errors.As targets.
+func errorResult(err error) abi.Result {
 	var te *trapError
 	var ae *abi.Error
 	switch {
-	case err == nil:
-		return abi.Result{Data: out}
 	case errors.As(err, &te):
 		return te.result()
 	case errors.As(err, &ae):
