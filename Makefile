@@ -49,9 +49,12 @@ plugins:
 bench:
 	bash scripts/bench.sh
 
-# Go benchmarks: apply path (wasm vs native), store, transport.
+# Go benchmarks: apply path (wasm vs native), store, transport; then the node
+# level: snapshot and restore of 1M keys through a file snapshot store, and
+# writes and reads through the leader vs forwarded by a follower (3-node cluster).
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./host/plugin/ ./host/state/ ./host/transport/
+	$(GO) test -run '^$$' -bench '^(BenchmarkSnapshot1M|BenchmarkForward)$$' -benchmem -count 1 ./host/
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
