@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -13,6 +15,7 @@ import (
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/plugins/kv/kvstore"
+	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
 	"github.com/raftkv/raftkv/plugins/sdk"
 )
 
@@ -156,9 +159,10 @@ func TestNativePool(t *testing.T) {
 	}
 }
 
-// BenchmarkNativeQuery: a GET through a NativePool, which reuses idle
-// Natives, and through a new Native per query.
-func BenchmarkNativeQuery(b *testing.B) {
+// BenchmarkQuery: a GET of the KV plugin on 4 query runners, as a node
+// serves queries: a Pool of trusted wasm instances (the embedded default
+// plugin), a NativePool, and a new Native per query (what NativePool saves).
+func BenchmarkQuery(b *testing.B) {
 	ctx := context.Background()
 	h := newHostTarget(b, plugin.NewNative(kvstore.KV{}))
 	h.Apply(setBatch(b, 1, 1024))
@@ -169,7 +173,29 @@ func BenchmarkNativeQuery(b *testing.B) {
 			b.Errorf("GET: %v %v", res, err)
 		}
 	}
-	b.Run("pool", func(b *testing.B) {
+	b.Run("wasm-pool", func(b *testing.B) {
+		cfg := plugin.DefaultConfig()
+		cfg.Trusted = map[string]bool{plugin.HashOf(kvwasm.Module): true}
+		cfg.CacheDir = filepath.Join(os.TempDir(), "raftkv-test-wasm-cache")
+		rt, err := plugin.NewRuntime(ctx, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer rt.Close(ctx)
+		m, err := rt.Load(ctx, kvwasm.Module)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p := rt.NewPool(m, 4)
+		defer p.Close(ctx)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				check(p.Query(ctx, view, q))
+			}
+		})
+	})
+	b.Run("native-pool", func(b *testing.B) {
 		p := plugin.NewNativePool(kvstore.KV{}, 4)
 		defer p.Close(ctx)
 		b.ReportAllocs()
@@ -179,7 +205,7 @@ func BenchmarkNativeQuery(b *testing.B) {
 			}
 		})
 	})
-	b.Run("per-query", func(b *testing.B) {
+	b.Run("native-per-query", func(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
