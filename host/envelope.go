@@ -3,9 +3,7 @@ package host
 import (
 	"fmt"
 
-	"github.com/vmihailenco/msgpack/v5"
-
-	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/plugins/sdk/mp"
 )
 
 // kind says what a log entry carries.
@@ -28,54 +26,59 @@ type envelope struct {
 	Payload []byte
 }
 
-var _ msgpack.CustomEncoder = (*envelope)(nil)
-var _ msgpack.CustomDecoder = (*envelope)(nil)
-
-func (e *envelope) EncodeMsgpack(enc *msgpack.Encoder) error {
-	if err := enc.EncodeArrayLen(4); err != nil {
-		return err
-	}
-	if err := enc.EncodeUint8(uint8(e.Kind)); err != nil {
-		return err
-	}
-	if err := enc.EncodeInt(e.Time); err != nil {
-		return err
-	}
-	if err := enc.EncodeString(e.Plugin); err != nil {
-		return err
-	}
-	return enc.EncodeBytes(e.Payload)
+// encode and decodeEnvelope are written by hand, without reflection: encode
+// runs for every write on the leader, decodeEnvelope for every entry on
+// every node.
+func (e *envelope) encode() ([]byte, error) {
+	b := make([]byte, 0, 1+1+9+mp.BinSize(len(e.Plugin))+mp.BinSize(len(e.Payload)))
+	b = mp.AppendArrayHeader(b, 4)
+	b = mp.AppendUint(b, uint64(e.Kind))
+	b = mp.AppendInt(b, e.Time)
+	b = mp.AppendString(b, e.Plugin)
+	return mp.AppendBytes(b, e.Payload), nil
 }
 
-func (e *envelope) DecodeMsgpack(dec *msgpack.Decoder) error {
-	n, err := dec.DecodeArrayLen()
-	if err != nil {
-		return err
-	}
-	if n != 4 {
-		return fmt.Errorf("envelope has %d fields, want 4", n)
-	}
-	k, err := dec.DecodeUint8()
-	if err != nil {
-		return err
-	}
-	e.Kind = kind(k)
-	if e.Time, err = dec.DecodeInt64(); err != nil {
-		return err
-	}
-	if e.Plugin, err = dec.DecodeString(); err != nil {
-		return err
-	}
-	e.Payload, err = dec.DecodeBytes()
-	return err
-}
-
-func (e *envelope) encode() ([]byte, error) { return msgpack.Marshal(e) }
-
+// decodeEnvelope decodes an entry. Payload is a sub-slice of data (no copy):
+// it is valid as long as the log entry is. Any MsgPack integer and string
+// encoding is accepted, so entries written by other encoders decode too.
 func decodeEnvelope(data []byte) (envelope, error) {
 	var e envelope
-	if err := abi.Unmarshal(data, &e); err != nil {
-		return e, fmt.Errorf("raftkv: undecodable log entry: %w", err)
+	r := mp.NewReader(data)
+	n, err := r.ReadArrayHeader()
+	if err == nil && n != 4 {
+		err = fmt.Errorf("%d fields, want 4", n)
+	}
+	var k uint64
+	if err == nil {
+		if k, err = r.ReadUint64(); err == nil && k > 255 {
+			err = fmt.Errorf("kind %d out of range", k)
+		}
+	}
+	if err == nil {
+		e.Time, err = r.ReadInt64()
+	}
+	var name []byte
+	if err == nil {
+		name, err = r.ReadBytes()
+	}
+	if err == nil {
+		if r.Peek() == mp.TypeNil { // the msgpack library's encoding of an empty payload
+			err = r.ReadNil()
+		} else {
+			e.Payload, err = r.ReadBytes()
+		}
+	}
+	if err == nil && r.Len() != 0 {
+		err = fmt.Errorf("%d bytes after the envelope", r.Len())
+	}
+	if err != nil {
+		return envelope{}, fmt.Errorf("raftkv: undecodable log entry: %w", err)
+	}
+	e.Kind = kind(k)
+	if string(name) == DefaultPluginName { // no allocation for the common case
+		e.Plugin = DefaultPluginName
+	} else {
+		e.Plugin = string(name)
 	}
 	return e, nil
 }

@@ -1,0 +1,91 @@
+package host
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// legacyEnvelope is the msgpack library's encoding of an envelope, as
+// entries written before the hand-written encoder have it.
+func legacyEnvelope(t testing.TB, e envelope) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.EncodeArrayLen(4)
+	enc.EncodeUint8(uint8(e.Kind))
+	enc.EncodeInt(e.Time)
+	enc.EncodeString(e.Plugin)
+	if err := enc.EncodeBytes(e.Payload); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	for _, e := range []envelope{
+		{Kind: kindCommand, Time: 1733100000000000000, Plugin: "kv", Payload: []byte("cmd")},
+		{Kind: kindDeploy, Time: -5, Plugin: "ledger", Payload: bytes.Repeat([]byte{7}, 70000)},
+		{Kind: kindTrustAdd, Time: 0, Plugin: "", Payload: nil},
+	} {
+		data, err := e.encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, enc := range map[string][]byte{"new": data, "legacy": legacyEnvelope(t, e)} {
+			got, err := decodeEnvelope(enc)
+			if err != nil {
+				t.Fatalf("%s encoding of %v: %v", name, e.Kind, err)
+			}
+			if got.Kind != e.Kind || got.Time != e.Time || got.Plugin != e.Plugin || !bytes.Equal(got.Payload, e.Payload) {
+				t.Fatalf("%s encoding: decoded %+v, want %+v", name, got, e)
+			}
+		}
+		// The msgpack library reads the new encoding as the old one.
+		dec := msgpack.NewDecoder(bytes.NewReader(data))
+		if n, err := dec.DecodeArrayLen(); err != nil || n != 4 {
+			t.Fatalf("array header: %d, %v", n, err)
+		}
+		k, _ := dec.DecodeUint8()
+		tm, _ := dec.DecodeInt64()
+		p, _ := dec.DecodeString()
+		pl, err := dec.DecodeBytes()
+		if err != nil || kind(k) != e.Kind || tm != e.Time || p != e.Plugin || !bytes.Equal(pl, e.Payload) {
+			t.Fatalf("msgpack decodes %d %d %q %d bytes (%v), want %+v", k, tm, p, len(pl), err, e)
+		}
+	}
+}
+
+func TestEnvelopeMalformed(t *testing.T) {
+	good, _ := (&envelope{Kind: kindCommand, Time: 3, Plugin: "kv", Payload: []byte("x")}).encode()
+	for name, data := range map[string][]byte{
+		"empty":     nil,
+		"truncated": good[:len(good)-1],
+		"trailing":  append(append([]byte(nil), good...), 0),
+		"3 fields":  {0x93, 1, 2, 0xa0},
+		"kind 256":  {0x94, 0xcd, 1, 0, 1, 0xa0, 0xc4, 0},
+		"not array": {0x81, 1, 2},
+	} {
+		if _, err := decodeEnvelope(data); err == nil {
+			t.Errorf("%s: decoded", name)
+		}
+	}
+}
+
+func FuzzEnvelope(f *testing.F) {
+	good, _ := (&envelope{Kind: kindCommand, Time: 3, Plugin: "kv", Payload: []byte("x")}).encode()
+	f.Add(good)
+	f.Add(legacyEnvelope(f, envelope{Kind: kindDeploy, Plugin: "p"}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		e, err := decodeEnvelope(data)
+		if err != nil {
+			return
+		}
+		again, _ := e.encode()
+		e2, err := decodeEnvelope(again)
+		if err != nil || e2.Kind != e.Kind || e2.Time != e.Time || e2.Plugin != e.Plugin || !bytes.Equal(e2.Payload, e.Payload) {
+			t.Fatalf("re-encoded %+v decodes as %+v, %v", e, e2, err)
+		}
+	})
+}
