@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -71,6 +72,11 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte) (*Module, error) {
 	defer in.Close(ctx)
 	if _, ok := compiled.ExportedFunctions()[abi.ExportInfo]; ok {
 		info, err := in.Info(ctx)
+		// not_found means "no info" (ABI.md section 1): SDK versions whose
+		// plugins had no sdk.Describer reported it.
+		if errors.Is(err, &abi.Error{Code: abi.CodeNotFound}) {
+			info, err = abi.Info{}, nil
+		}
 		if err != nil {
 			compiled.Close(ctx)
 			return nil, invalid("raftkv_info failed: %v", err)

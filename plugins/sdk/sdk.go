@@ -152,7 +152,8 @@ type Migrator interface {
 }
 
 // Describer is implemented by plugins that report a name and version
-// (raftkv_info).
+// (raftkv_info). It is optional: a plugin without it reports an empty
+// abi.Info, has no version, and is known by the name it is deployed under.
 type Describer interface {
 	Info() abi.Info
 }

@@ -172,12 +172,17 @@ func raftkvMigrate(ptr, n uint32) {
 
 //go:wasmexport raftkv_info
 func raftkvInfo() {
-	d, ok := registered.(Describer)
-	if !ok {
-		reportError(Errorf(abi.CodeNotFound, "plugin does not describe itself (no sdk.Describer)"))
+	if registered == nil {
+		reportError(errNoPlugin) // the host refuses the module with this message
 		return
 	}
-	b, err := abi.Marshal(d.Info())
+	// Describer is optional: without it the info is empty, and the plugin is
+	// known only by the name it is deployed under.
+	var info abi.Info
+	if d, ok := registered.(Describer); ok {
+		info = d.Info()
+	}
+	b, err := abi.Marshal(info)
 	if err != nil {
 		reportError(err)
 		return
