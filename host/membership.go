@@ -199,8 +199,7 @@ func (n *Node) AcceptTrust(lines []string) error {
 			return fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 	}
-	n.saveTrust()
-	return nil
+	return n.writeTrust()
 }
 
 func (n *Node) trustLocal(ctx context.Context, nodeID, line string) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/raftkv/raftkv/host/transport"
 )
@@ -16,38 +17,104 @@ import (
 // is kept on disk.
 const trustFile = "trust.json"
 
+// trustTempPattern names the temporary files trust.json is written through
+// (os.CreateTemp); one left by a crash is removed at the next start.
+const trustTempPattern = trustFile + ".*.tmp"
+
+// trustFileMu serialises writes of trust.json: the FSM goroutine and
+// AcceptTrust both write it. It is one lock for every node in the process;
+// writes are rare (trust changes), so they do not contend.
+var trustFileMu sync.Mutex
+
 type trustCache struct {
 	Trust   []string `json:"trust"`   // authorized_keys lines with the node ID as comment
 	Revoked []string `json:"revoked"` // node IDs whose keys are refused
 }
 
-// saveTrust writes the current replicated trust list atomically.
+// saveTrust is the FSM's hook for trust changes. An entry cannot fail because
+// a local file could not be written, so the error is logged: the node keeps
+// running on the list in memory, and a restart starts from the previous file
+// and catches up from the log.
 func (n *Node) saveTrust() {
-	c := trustCache{Revoked: n.trust.Revoked()}
-	for _, e := range n.trust.Entries() {
-		c.Trust = append(c.Trust, e.String())
-	}
-	data, err := json.MarshalIndent(c, "", "  ")
-	if err == nil {
-		path := filepath.Join(n.cfg.DataDir, trustFile)
-		tmp := path + ".tmp"
-		if err = os.WriteFile(tmp, data, 0o600); err == nil {
-			err = os.Rename(tmp, path)
-		}
-	}
-	if err != nil {
+	if err := n.writeTrust(); err != nil {
 		n.log.Error("saving the trust list failed; a restart may not reconnect", "err", err)
 	}
 }
 
-// loadTrust reads the cached trust list, if there is one.
+// writeTrust writes the current trust list to trust.json, atomically and
+// durably: a temporary file in the data directory is written and synced,
+// renamed over trust.json, and the directory synced. The list is read under
+// the lock, so the last writer writes the latest list.
+func (n *Node) writeTrust() (err error) {
+	trustFileMu.Lock()
+	defer trustFileMu.Unlock()
+	c := trustCache{Trust: []string{}, Revoked: n.trust.Revoked()}
+	for _, e := range n.trust.Entries() {
+		c.Trust = append(c.Trust, e.String())
+	}
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
+	}
+	f, err := os.CreateTemp(n.cfg.DataDir, trustTempPattern)
+	if err != nil {
+		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
+	}
+	if err = os.Rename(f.Name(), filepath.Join(n.cfg.DataDir, trustFile)); err != nil {
+		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
+	}
+	if err := syncDir(n.cfg.DataDir); err != nil {
+		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
+	}
+	return nil
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// loadTrust reads the cached trust list, if there is one, and removes the
+// temporary files of writes a crash interrupted.
 func (n *Node) loadTrust() error {
+	leftovers, err := filepath.Glob(filepath.Join(n.cfg.DataDir, trustTempPattern))
+	if err != nil {
+		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
+	}
+	for _, p := range leftovers {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("raftkv: removing an interrupted write of %s: %w", trustFile, err)
+		}
+	}
 	data, err := os.ReadFile(filepath.Join(n.cfg.DataDir, trustFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
 	}
 	var c trustCache
 	if err := json.Unmarshal(data, &c); err != nil {
@@ -62,7 +129,7 @@ func (n *Node) loadTrust() error {
 		entries = append(entries, e)
 	}
 	if err := n.trust.Set(entries); err != nil {
-		return err
+		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
 	}
 	for _, id := range c.Revoked {
 		n.trust.Revoke(id)
