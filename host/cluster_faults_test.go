@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -71,9 +74,11 @@ func TestWholeClusterRestart(t *testing.T) {
 	mustSet(t, l.Node, "after-restart", "yes")
 }
 
-// TestUntrustedNodeGetsNothing: a node whose key nobody trusts can be added
-// to the configuration, but the members refuse its connections and it never
-// receives the log.
+// TestUntrustedNodeGetsNothing: a node whose key nobody trusts is refused
+// when it asks to join, through the leader or a follower, with a message that
+// says how to trust it; it never enters the configuration (where it would
+// count towards the quorum without receiving the log). Sending its key in the
+// join request trusts and adds it in one step.
 func TestUntrustedNodeGetsNothing(t *testing.T) {
 	c := cluster.Start(t, cluster.Options{Nodes: 3})
 	l := c.Leader()
@@ -81,16 +86,73 @@ func TestUntrustedNodeGetsNothing(t *testing.T) {
 	stranger := newLoneNode(t, "intruder")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// Without Trust, Join adds it to the configuration but nothing flows.
-	if _, err := l.Node.Join(ctx, host.JoinRequest{NodeID: "intruder", Address: stranger.Address()}); err != nil {
-		t.Fatalf("join: %v", err)
+	for _, via := range []*cluster.Member{l, c.Followers()[0]} {
+		_, err := via.Node.Join(ctx, host.JoinRequest{NodeID: "intruder", Address: stranger.Address()})
+		if !errors.Is(err, host.ErrInvalid) {
+			t.Fatalf("untrusted join via %s: %v, want ErrInvalid", via.ID, err)
+		}
+		for _, hint := range []string{`"intruder"`, "raftkv trust", "/v1/cluster/trust", "public_key"} {
+			if !strings.Contains(err.Error(), hint) {
+				t.Fatalf("untrusted join via %s: %q does not mention %s", via.ID, err, hint)
+			}
+		}
 	}
-	time.Sleep(time.Second) // give replication a chance it must not take
+	members, err := l.Node.Members(ctx)
+	if err != nil || len(members) != 3 {
+		t.Fatalf("members after a refused join: %+v %v", members, err)
+	}
 	if got := stranger.AppliedIndex(); got != 0 {
 		t.Fatalf("untrusted node applied up to %d", got)
 	}
 	if _, err := stranger.Apply(ctx, "kv", cmd(t, map[string]any{"op": "GET", "key": "secret"})); err == nil {
 		t.Fatal("untrusted node's forwarded request succeeded")
+	}
+	mustSet(t, c.Followers()[0].Node, "after-refusal", "ok")
+
+	// With its key in the request it is trusted and added at once.
+	resp, err := c.Followers()[1].Node.Join(ctx, host.JoinRequest{NodeID: "intruder", Address: stranger.Address(), PublicKey: stranger.TrustLine()})
+	if err != nil {
+		t.Fatalf("join with public_key: %v", err)
+	}
+	if err := stranger.AcceptTrust(resp.Trust); err != nil {
+		t.Fatal(err)
+	}
+	cluster.Poll(t, 20*time.Second, func() bool {
+		v, err := get(t, stranger, "secret", host.Stale)
+		return err == nil && v == "s3cr3t"
+	}, "node joined with its key did not receive the log")
+}
+
+// TestJoinTrustedByAuthorizedKeys: a key in the leader's authorized_keys file
+// is trusted for a join without a trust entry.
+func TestJoinTrustedByAuthorizedKeys(t *testing.T) {
+	newcomer := newLoneNode(t, "n9")
+	c := cluster.Start(t, cluster.Options{Nodes: 1, Configure: func(cfg *host.Config) {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		line := "# operator file\n" + newcomer.TrustLine() + "\n"
+		if err := os.WriteFile(filepath.Join(cfg.DataDir, "authorized_keys"), []byte(line), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}})
+	l := c.Leader()
+	if err := newcomer.AcceptTrust([]string{l.Node.TrustLine()}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := l.Node.Join(ctx, host.JoinRequest{NodeID: "n9", Address: newcomer.Address()}); err != nil {
+		t.Fatalf("join of a key in authorized_keys: %v", err)
+	}
+	mustSet(t, l.Node, "for-n9", "hello")
+	cluster.Poll(t, 20*time.Second, func() bool {
+		v, err := get(t, newcomer, "for-n9", host.Stale)
+		return err == nil && v == "hello"
+	}, "newcomer did not receive the log")
+	// An ID without a key in the file or the trust list is refused.
+	if _, err := l.Node.Join(ctx, host.JoinRequest{NodeID: "n10", Address: "127.0.0.1:1"}); !errors.Is(err, host.ErrInvalid) {
+		t.Fatalf("join of an unknown ID: %v", err)
 	}
 }
 

@@ -759,11 +759,13 @@ func testJoinRemove(t *testing.T, tc *testCluster) {
 	if err := n4.AcceptTrust(trust.Trust); err != nil {
 		t.Fatal(err)
 	}
-	decode(t, do(t, "POST", f.mgmt+"/v1/cluster/join", map2json(t, map[string]any{"id": "n4", "address": n4.Address(), "non_voter": false})), &trust)
-	// The seed's join is idempotent for a member.
+	// The seed's join adds the node once its key is trusted (README,
+	// "Security model and key distribution").
 	if r := do(t, "GET", f.mgmt+"/join?peerID=n4&peerAddress="+url.QueryEscape(n4.Address()), nil); r.status != 200 || string(r.body) != "ok" {
 		t.Fatalf("seed join: %s", r)
 	}
+	// The v1 join is idempotent for a member.
+	decode(t, do(t, "POST", f.mgmt+"/v1/cluster/join", map2json(t, map[string]any{"id": "n4", "address": n4.Address(), "non_voter": false})), &trust)
 	n4api := serveNode(t, n4, DefaultConfig(), nil)
 	put(t, f, "joined", "yes")
 	cluster.Poll(t, 30*time.Second, func() bool {
@@ -926,6 +928,8 @@ func testBadInput(t *testing.T, tc *testCluster) {
 		{"join missing id", true, "POST", "/v1/cluster/join", js, `{"address":"127.0.0.1:1"}`, 400, "bad_request"},
 		{"join bad id", true, "POST", "/v1/cluster/join", js, `{"id":"bad id!","address":"127.0.0.1:1"}`, 400, "bad_request"},
 		{"join unknown field", true, "POST", "/v1/cluster/join", js, `{"id":"n9","address":"127.0.0.1:1","voter":true}`, 400, "bad_request"},
+		{"join untrusted node", true, "POST", "/v1/cluster/join", js, `{"id":"n9","address":"127.0.0.1:1"}`, 400, "bad_request"},
+		{"seed join untrusted node", true, "GET", "/join?peerID=n9&peerAddress=127.0.0.1:1", "", nil, 400, "bad_request"},
 		{"remove unknown member", true, "DELETE", "/v1/cluster/members/nope", "", nil, 404, "not_found"},
 		{"seed join no params", true, "GET", "/join", "", nil, 400, "bad_request"},
 		{"seed join no address", true, "GET", "/join?peerID=n9", "", nil, 400, "bad_request"},
