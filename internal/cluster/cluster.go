@@ -19,6 +19,7 @@ import (
 
 	"github.com/raftkv/raftkv/host"
 	"github.com/raftkv/raftkv/host/plugin"
+	"github.com/raftkv/raftkv/host/transport"
 	"github.com/raftkv/raftkv/internal/faultproxy"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
 )
@@ -197,6 +198,9 @@ func (c *Cluster) tryJoin(m *Member) error {
 	return err
 }
 
+// DataDir returns the member's data directory (it outlives the node).
+func (m *Member) DataDir() string { return m.cfg.DataDir }
+
 // Member returns the member with the given ID.
 func (c *Cluster) Member(id string) *Member {
 	for _, m := range c.Members {
@@ -309,6 +313,10 @@ func (c *Cluster) Stop(m *Member) {
 	m.Node = nil
 }
 
+// Reconfigure changes the member's configuration for its next start (see
+// Restart), e.g. to restart a fail-stopped node with a fixed one.
+func (m *Member) Reconfigure(f func(*host.Config)) { f(&m.cfg) }
+
 // Restart starts a stopped member again from its data directory.
 func (c *Cluster) Restart(m *Member) {
 	c.t.Helper()
@@ -324,6 +332,45 @@ func (c *Cluster) Close() {
 		m.Proxy.Close()
 	}
 	c.logs.stop()
+}
+
+// Handshake connects to member to over SSH the way from's node does, with
+// from's node ID and the key in its data directory (from need not be running),
+// and calls to's ping RPC. It returns nil when to accepts the connection, and
+// the error of the connection or SSH handshake when it refuses it.
+func (c *Cluster) Handshake(from, to *Member) error {
+	signer, err := transport.LoadOrCreateKey(from.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	trust := &transport.Trust{}
+	if err := trust.Add(to.ID, to.Node.PublicKey()); err != nil {
+		return err
+	}
+	addr := to.Proxy.Addr()
+	tr, err := transport.New(transport.Config{
+		NodeID: from.ID, BindAddr: from.IP + ":0", Signer: signer, Trust: trust, DialTimeout: 5 * time.Second,
+		Resolve: func(a string) (string, bool) { return to.ID, a == addr },
+	})
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// The ping body is the node's empty RPC request (a MsgPack map).
+	_, err = tr.Call(ctx, addr, "ping", []byte{0x80})
+	var remote *transport.RemoteError
+	if errors.As(err, &remote) {
+		return nil // authenticated; the handler's answer does not matter here
+	}
+	return err
+}
+
+// Logged reports whether a node logged a line containing every one of subs.
+// Lines are those at Options.LogLevel or above (Warn by default).
+func (c *Cluster) Logged(subs ...string) bool {
+	return c.logs.contains(subs...)
 }
 
 // lazy formats as f() when printed.
@@ -343,20 +390,39 @@ func Poll(t testing.TB, timeout time.Duration, cond func() bool, format string, 
 	}
 }
 
-// testWriter routes node logs to t.Log until the cluster is closed.
+// testWriter routes node logs to t.Log until the cluster is closed, and
+// keeps them for Logged.
 type testWriter struct {
-	t    testing.TB
-	mu   sync.Mutex
-	done bool
+	t     testing.TB
+	mu    sync.Mutex
+	done  bool
+	lines []string
 }
 
 func (w *testWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	line := strings.TrimRight(string(p), "\n")
+	w.lines = append(w.lines, line)
 	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
+		w.t.Log(line)
 	}
 	return len(p), nil
+}
+
+func (w *testWriter) contains(subs ...string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, l := range w.lines {
+		all := true
+		for _, s := range subs {
+			all = all && strings.Contains(l, s)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *testWriter) stop() {
