@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -216,6 +217,21 @@ func TestRemovedNodeIsRefused(t *testing.T) {
 	if err := l.Node.Remove(ctx, "nobody"); !errors.Is(err, host.ErrNotFound) {
 		t.Fatalf("removing an unknown member: %v", err)
 	}
+	if err := l.Node.Remove(ctx, victim.ID); !errors.Is(err, host.ErrNotFound) {
+		t.Fatalf("removing %s again: %v", victim.ID, err)
+	}
+	// A key that is trusted but never joined (or whose removal did not get
+	// to revoke it) is revoked by Remove.
+	line := trustLines(t, "spare", 1)[0]
+	if _, err := l.Node.Trust(ctx, "", line); err != nil {
+		t.Fatal(err)
+	}
+	if err := rest[1].Node.Remove(ctx, "spare0"); err != nil {
+		t.Fatalf("removing trusted non-member spare0: %v", err)
+	}
+	if _, err := l.Node.Join(ctx, host.JoinRequest{NodeID: "spare0", Address: "127.0.0.1:1"}); !errors.Is(err, host.ErrInvalid) {
+		t.Fatalf("join of spare0 after its key was revoked: %v", err)
+	}
 }
 
 // lazyErr prints the error *p holds when it is formatted.
@@ -237,6 +253,81 @@ func waitRefused(t *testing.T, c *cluster.Cluster, from, m *cluster.Member) {
 	cluster.Poll(t, 10*time.Second, func() bool {
 		return c.Logged("node="+m.ID+" ", "refused incoming SSH connection", `(offered for node \"`+from.ID+`\")`)
 	}, "%s did not log refusing the key of %s", m.ID, from.ID)
+}
+
+// TestRemovedLeaderIsRevoked: removing the leader revokes its key too. Sent
+// through a follower, the removal answers ok once the new leader has removed
+// the old one and revoked its key; sent to the leader itself, the node cannot
+// hear its own revocation (its connections are closed) but it happens just the
+// same. The last voter cannot be removed.
+func TestRemovedLeaderIsRevoked(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	others := func(gone ...*cluster.Member) []*cluster.Member {
+		var out []*cluster.Member
+		for _, m := range c.Members {
+			if !slices.Contains(gone, m) {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	// Until a new leader is ready, followers answer ErrNoLeader: wait for
+	// the remaining members to see members without the removed ones.
+	waitMembers := func(rest []*cluster.Member) {
+		t.Helper()
+		for _, m := range rest {
+			cluster.Poll(t, 20*time.Second, func() bool {
+				ms, err := m.Node.Members(ctx)
+				if err != nil || len(ms) != len(rest) {
+					return false
+				}
+				for _, x := range ms {
+					if !slices.ContainsFunc(rest, func(r *cluster.Member) bool { return r.ID == x.ID }) {
+						return false
+					}
+				}
+				return true
+			}, "%s does not see the members %d", m.ID, len(rest))
+		}
+	}
+
+	old := c.Leader()
+	via := c.Followers()[0]
+	if err := c.Handshake(old, via); err != nil {
+		t.Fatalf("%s refuses the leader's key before the removal: %v", via.ID, err)
+	}
+	if err := via.Node.Remove(ctx, old.ID); err != nil {
+		t.Fatalf("removing leader %s through %s: %v", old.ID, via.ID, err)
+	}
+	rest := others(old)
+	waitMembers(rest)
+	for _, m := range rest {
+		waitRefused(t, c, old, m)
+	}
+	mustSet(t, rest[0].Node, "after-leader-removal", "ok")
+
+	// The new leader asked to remove itself.
+	l2 := c.Leader()
+	if l2 == old {
+		t.Fatalf("removed node %s leads", l2.ID)
+	}
+	if err := l2.Node.Remove(ctx, l2.ID); err != nil && !errors.Is(err, host.ErrUnknownOutcome) {
+		t.Fatalf("leader %s removing itself: %v", l2.ID, err)
+	} else {
+		t.Logf("leader %s removing itself: %v", l2.ID, err)
+	}
+	rest = others(old, l2)
+	waitMembers(rest)
+	waitRefused(t, c, l2, rest[0])
+	last := rest[0]
+	cluster.Poll(t, 20*time.Second, func() bool { return last.Node.IsLeader() && last.Node.Stats().Ready },
+		"%s does not lead alone", last.ID)
+	mustSet(t, last.Node, "alone", "ok")
+	if err := last.Node.Remove(ctx, last.ID); !errors.Is(err, host.ErrInvalid) || !strings.Contains(err.Error(), "only voter") {
+		t.Fatalf("removing the only voter: %v", err)
+	}
 }
 
 // TestJoinAndRemoveUnderLoad: a fourth node joins and is removed while

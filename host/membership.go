@@ -136,13 +136,53 @@ func (n *Node) timeout(ctx context.Context) time.Duration {
 	return n.cfg.ApplyTimeout
 }
 
-// Remove removes a member by ID and revokes its keys on every node.
+// Remove removes a member by ID and revokes its keys on every node. It
+// returns once both are committed.
+//
+// The leader is not removed by itself: revoking its own key first would cut
+// it off from the followers before its removal could commit (leaving a
+// revoked voter in the configuration), and once its removal commits it no
+// longer leads and cannot revoke anything. So a leader asked to remove itself
+// hands leadership to another voter (the removal fails with ErrInvalid when
+// there is none) and the new leader removes it and revokes its key like any
+// other member's; Remove sends the request on to the new leader. A node
+// asked to remove itself cannot hear the answer: the leader closes its
+// connections when it revokes its key. It reports ErrUnknownOutcome then;
+// send the removal to another member for a definite answer.
+//
+// An ID that is no longer a member but still has keys in the replicated trust
+// list (a removal whose revocation failed) has them revoked.
 func (n *Node) Remove(ctx context.Context, nodeID string) error {
-	if !n.isLeader() {
-		_, err := n.forward(ctx, rpcRemove, &rpcRequest{NodeID: nodeID})
-		return err
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+		defer cancel()
 	}
-	return n.removeLocal(ctx, nodeID)
+	for {
+		var err error
+		if n.isLeader() {
+			err = n.removeLocal(ctx, nodeID)
+		} else {
+			_, err = n.forward(ctx, rpcRemove, &rpcRequest{NodeID: nodeID})
+		}
+		switch {
+		case nodeID == n.cfg.NodeID && errors.Is(err, ErrUnknownOutcome):
+			return fmt.Errorf("%w; the leader closes a removed node's connections when it revokes its key, so %s "+
+				"cannot learn the outcome of its own removal: list the members through another node", err, nodeID)
+		case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader):
+			// Nothing was proposed: leadership moved (or was handed over so
+			// that the leader can be removed). Retry at the new leader.
+		default:
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: removing %s: %v (last: %v)", ErrTimeout, nodeID, ctx.Err(), err)
+		case <-n.shutdown:
+			return ErrClosed
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func (n *Node) removeLocal(ctx context.Context, nodeID string) error {
@@ -150,26 +190,67 @@ func (n *Node) removeLocal(ctx context.Context, nodeID string) error {
 	if err := cf.Error(); err != nil {
 		return mapRaftErr(err)
 	}
-	found := false
+	found, otherVoters := false, 0
 	for _, s := range cf.Configuration().Servers {
 		found = found || string(s.ID) == nodeID
+		if s.Suffrage == raft.Voter && string(s.ID) != n.cfg.NodeID {
+			otherVoters++
+		}
 	}
-	if !found {
+	switch {
+	case !found && n.hasReplicatedKey(nodeID):
+		return n.revoke(ctx, nodeID)
+	case !found:
 		return fmt.Errorf("%w: no member %q", ErrNotFound, nodeID)
+	case nodeID == n.cfg.NodeID:
+		return n.handOver(ctx, otherVoters)
 	}
 	if err := n.raft.RemoveServer(raft.ServerID(nodeID), 0, n.timeout(ctx)).Error(); err != nil {
 		return mapRaftErr(err)
 	}
 	n.log.Info("member removed", "id", nodeID)
-	if nodeID == n.cfg.NodeID {
-		return nil // this node no longer leads; the others keep its key until revoked by the new leader
+	return n.revoke(ctx, nodeID)
+}
+
+// handOver transfers leadership to another voter, so that the new leader can
+// remove this node (see Remove). It returns ErrNotLeader once it has.
+func (n *Node) handOver(ctx context.Context, otherVoters int) error {
+	if otherVoters == 0 {
+		return fmt.Errorf("%w: %s is the only voter: add another voter before removing it", ErrInvalid, n.cfg.NodeID)
 	}
+	f := n.raft.LeadershipTransfer()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("handing leadership over before removing %s: %w", n.cfg.NodeID, mapRaftErr(err))
+		}
+	case <-ctx.Done():
+		return fmt.Errorf("%w: handing leadership over before removing %s: %v", ErrTimeout, n.cfg.NodeID, ctx.Err())
+	}
+	n.log.Info("handed leadership over to be removed")
+	return fmt.Errorf("%w: %s handed leadership over, so that the new leader removes it", ErrNotLeader, n.cfg.NodeID)
+}
+
+// revoke removes nodeID's keys from the replicated trust list and refuses
+// them on every node, through the log.
+func (n *Node) revoke(ctx context.Context, nodeID string) error {
 	payload, _ := abi.Marshal(&trustChange{NodeID: nodeID})
 	r, err := n.propose(ctx, envelope{Kind: kindTrustRemove, Payload: payload})
 	if err != nil {
 		return err
 	}
+	if r.err == nil {
+		n.log.Info("member's keys revoked", "id", nodeID)
+	}
 	return r.err
+}
+
+// hasReplicatedKey reports whether the replicated trust list has a key for
+// nodeID.
+func (n *Node) hasReplicatedKey(nodeID string) bool {
+	return slices.ContainsFunc(n.trust.Entries(), func(e transport.Entry) bool { return e.NodeID == nodeID })
 }
 
 // Trust authorises a node's public key on every member, through the log, and
