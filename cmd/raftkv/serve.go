@@ -277,6 +277,10 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger) (err error) {
 	var wg sync.WaitGroup
 	var servers []*http.Server
 	start := func(name string, ln net.Listener, h http.Handler) {
+		// No ReadTimeout or WriteTimeout: backups, restores and deploys are
+		// long streams. The API bounds bodies itself with per-request read
+		// deadlines (httpapi.Config.RequestTimeout for the whole body,
+		// StreamIdleTimeout between reads of a stream's).
 		srv := &http.Server{
 			Handler:           h,
 			TLSConfig:         tlsConfig.Clone(), // each server adds its ALPN protocols

@@ -28,10 +28,15 @@ type Config struct {
 	// deploys allow abi.MaxModuleSize and PUT /v1/kv/{key} at most
 	// abi.MaxValueSize; a restore is streamed to disk with no limit.
 	MaxBodyBytes int64
-	// RequestTimeout is each request's context deadline (default 10 s).
-	// Backup and restore streams and plugin deploys (which compile the
-	// module) have none: the client and the node's apply timeout bound them.
+	// RequestTimeout is each request's context deadline (default 10 s), and
+	// the time its whole body has to arrive in. Backup and restore streams
+	// and plugin deploys (which compile the module) have no context
+	// deadline: the client and the node's apply timeout bound them.
 	RequestTimeout time.Duration
+	// StreamIdleTimeout bounds the bodies of plugin deploys and restores,
+	// which may be long streams: the connection is closed when no byte of
+	// the body arrives for this long (default 1 min).
+	StreamIdleTimeout time.Duration
 	// Logger receives server-side failures (5xx answers). Nil discards.
 	Logger *slog.Logger
 	// Registry is where the HTTP and node metrics are registered and what
@@ -41,7 +46,7 @@ type Config struct {
 
 // DefaultConfig returns the default configuration.
 func DefaultConfig() Config {
-	return Config{MaxBodyBytes: abi.MaxCommandSize, RequestTimeout: 10 * time.Second}
+	return Config{MaxBodyBytes: abi.MaxCommandSize, RequestTimeout: 10 * time.Second, StreamIdleTimeout: time.Minute}
 }
 
 // API serves a node over HTTP. Build it with New; its handlers are safe for
@@ -73,6 +78,9 @@ func New(node *host.Node, cfg Config) *API {
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = def.RequestTimeout
+	}
+	if cfg.StreamIdleTimeout <= 0 {
+		cfg.StreamIdleTimeout = def.StreamIdleTimeout
 	}
 	a := &API{node: node, cfg: cfg, log: cfg.Logger, reg: cfg.Registry, routes: map[string]*routeMetrics{}}
 	if a.log == nil {
@@ -155,7 +163,7 @@ func (a *API) clientRoutes(mux *http.ServeMux) {
 
 	a.handle(mux, "POST /v1/plugins/{name}/commands", 0, a.pluginCommand)
 	a.handle(mux, "POST /v1/plugins/{name}/queries", 0, a.pluginQuery)
-	a.handle(mux, "PUT /v1/plugins/{name}", noDeadline, a.pluginDeploy) // compiling a module may take long
+	a.handle(mux, "PUT /v1/plugins/{name}", noDeadline|stream, a.pluginDeploy) // compiling a module may take long
 	a.handle(mux, "GET /v1/plugins", 0, a.pluginList)
 	a.handle(mux, "DELETE /v1/plugins/{name}", 0, a.pluginRemove)
 	a.handle(mux, "GET /v1/plugins/{name}/digest", 0, a.pluginDigest)
@@ -167,7 +175,7 @@ func (a *API) clusterRoutes(mux *http.ServeMux) {
 	a.handle(mux, "POST /v1/cluster/join", 0, a.clusterJoin)
 	a.handle(mux, "DELETE /v1/cluster/members/{id}", 0, a.clusterRemove)
 	a.handle(mux, "GET /v1/backup", noDeadline, a.backup)
-	a.handle(mux, "POST /v1/restore", noDeadline, a.restore)
+	a.handle(mux, "POST /v1/restore", noDeadline|stream, a.restore)
 }
 
 func (a *API) commonRoutes(mux *http.ServeMux) {
@@ -188,6 +196,7 @@ type routeOpts uint8
 const (
 	public     routeOpts = 1 << iota // no token required
 	noDeadline                       // streams and deploys: no RequestTimeout
+	stream                           // the body may be long: StreamIdleTimeout between reads
 )
 
 // handle registers h for pattern with authentication, the request deadline
@@ -200,6 +209,12 @@ func (a *API) handle(mux *http.ServeMux, pattern string, opts routeOpts, h handl
 		if opts&public == 0 && !a.authorized(r) {
 			a.writeError(w, r, errUnauthorized)
 			return
+		}
+		if opts&stream != 0 && r.ContentLength != 0 {
+			if sw, ok := w.(*statusWriter); ok {
+				sw.bodyIdle = a.cfg.StreamIdleTimeout
+				sw.setReadDeadline(time.Now().Add(sw.bodyIdle))
+			}
 		}
 		ctx := r.Context()
 		if opts&noDeadline == 0 {
@@ -230,6 +245,9 @@ func (a *API) serve(mux *http.ServeMux) http.Handler {
 		start := time.Now()
 		sw := writerPool.Get().(*statusWriter)
 		*sw = statusWriter{ResponseWriter: w, req: r, api: a}
+		if r.ContentLength != 0 { // a body (-1: of unknown length) has RequestTimeout to arrive
+			sw.setReadDeadline(start.Add(a.cfg.RequestTimeout))
+		}
 		mux.ServeHTTP(sw, r)
 		code := sw.code
 		if code == 0 {
@@ -255,6 +273,16 @@ type statusWriter struct {
 	api     *API
 	code    int
 	swallow bool // the mux's plain-text error body is replaced
+	// bodyIdle, when set, is how long each read of the body may wait
+	// (stream routes); otherwise the whole body has one deadline.
+	bodyIdle time.Duration
+	body     timedBody // see newTimedBody
+}
+
+// setReadDeadline sets the connection's read deadline, where the server
+// supports it (HTTP/1 and HTTP/2 do; a test recorder does not).
+func (w *statusWriter) setReadDeadline(t time.Time) {
+	_ = http.NewResponseController(w.ResponseWriter).SetReadDeadline(t)
 }
 
 func (w *statusWriter) WriteHeader(code int) {

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 )
 
@@ -91,42 +93,119 @@ func (b *buffer) free() {
 	bufPool.Put(b)
 }
 
+// bodyChunk is the first allocation for a body that does not fit dst, and
+// the least a body buffer grows by.
+const bodyChunk = 64 << 10
+
 // readBody appends the request body to dst. A body longer than limit fails
-// with 413 (before anything is read when Content-Length says so).
+// with 413 (before anything is read when Content-Length says so). The buffer
+// grows as bytes arrive, never to more than twice what has arrived plus
+// bodyChunk, so a Content-Length that is announced and not sent reserves no
+// memory. The read is bounded in time (see timedBody).
 func readBody(w http.ResponseWriter, r *http.Request, dst []byte, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return dst, tooLarge("request body of %d bytes exceeds the %d-byte limit", r.ContentLength, limit)
 	}
-	if r.ContentLength >= 0 {
-		// net/http stops the body at Content-Length: read it in place.
-		n := int(r.ContentLength)
-		start := len(dst)
-		dst = slices.Grow(dst, n)[:start+n]
-		if _, err := io.ReadFull(r.Body, dst[start:]); err != nil {
-			return dst[:start], bodyErr(err)
-		}
+	if r.ContentLength == 0 {
 		return dst, nil
 	}
-	body := http.MaxBytesReader(rawWriter(w), r.Body, limit)
+	body := newTimedBody(w, r.Body)
+	if r.ContentLength < 0 {
+		body = http.MaxBytesReader(rawWriter(w), body, limit)
+	} // else net/http stops the body at Content-Length
+	start := len(dst)
 	for {
 		if len(dst) == cap(dst) {
-			dst = slices.Grow(dst, max(4<<10, cap(dst)))
+			got := len(dst) - start
+			n := max(bodyChunk, got)
+			if r.ContentLength > 0 {
+				n = min(n, max(1, int(r.ContentLength)-got))
+			}
+			dst = slices.Grow(dst, n)
 		}
 		n, err := body.Read(dst[len(dst):cap(dst)])
 		dst = dst[:len(dst)+n]
 		if err == io.EOF {
+			if got := len(dst) - start; r.ContentLength > 0 && int64(got) != r.ContentLength {
+				// net/http's own bodies report this as io.ErrUnexpectedEOF.
+				return dst[:start], badRequest("reading the request body: %d bytes of the %d announced", got, r.ContentLength)
+			}
 			return dst, nil
 		}
 		if err != nil {
-			return dst, bodyErr(err)
+			return dst[:start], bodyErr(err)
 		}
 	}
+}
+
+// timedBody bounds the reading of a request body in time. When a request
+// with a body arrives, serve sets a read deadline on its connection:
+// Config.RequestTimeout for the whole body, or, on the deploy and restore
+// routes, Config.StreamIdleTimeout, which timedBody pushes forward before
+// every read so that a long upload only has to keep making progress. A read
+// past the deadline fails, and the server closes the connection rather than
+// wait for the rest. At the end of the body timedBody lifts the deadline, so
+// that a handler that works long after reading its body (a deploy compiles
+// the module, a restore installs it) is not cut off by net/http's background
+// read of the connection.
+type timedBody struct {
+	body io.ReadCloser
+	sw   *statusWriter
+	done bool
+	err  error // the read error that ended the body, if not io.EOF
+}
+
+// bodyReadErr returns the error that cut short a body returned by
+// newTimedBody, or nil.
+func bodyReadErr(body io.ReadCloser) error {
+	if b, ok := body.(*timedBody); ok {
+		return b.err
+	}
+	return nil
+}
+
+// newTimedBody returns body bounded in time, without allocating: the
+// request's statusWriter holds its timedBody.
+func newTimedBody(w http.ResponseWriter, body io.ReadCloser) io.ReadCloser {
+	sw, ok := w.(*statusWriter)
+	if !ok {
+		return body
+	}
+	if sw.body.sw == nil { // the first read of this request's body
+		sw.body = timedBody{body: body, sw: sw}
+	}
+	return &sw.body
+}
+
+func (b *timedBody) Close() error { return b.body.Close() }
+
+func (b *timedBody) Read(p []byte) (int, error) {
+	if b.done {
+		return b.body.Read(p)
+	}
+	if b.sw.bodyIdle > 0 {
+		b.sw.setReadDeadline(time.Now().Add(b.sw.bodyIdle))
+	}
+	n, err := b.body.Read(p)
+	if err != nil {
+		b.done = true
+		if err == io.EOF {
+			b.sw.setReadDeadline(time.Time{})
+		} else {
+			b.err = err
+		}
+	}
+	return n, err
 }
 
 func bodyErr(err error) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return err
+	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return &httpError{Status: http.StatusRequestTimeout, Code: "request_timeout",
+			Message: "reading the request body: it did not arrive in time"}
 	}
 	return badRequest("reading the request body: %v", err)
 }

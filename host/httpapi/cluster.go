@@ -167,7 +167,11 @@ func (a *API) restore(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	if !a.node.IsLeader() { // before reading a possibly large body
 		return fmt.Errorf("%w: restore must be sent to the leader", host.ErrNotLeader)
 	}
-	if err := a.node.Restore(ctx, r.Body); err != nil {
+	body := newTimedBody(w, r.Body)
+	if err := a.node.Restore(ctx, body); err != nil {
+		if rerr := bodyReadErr(body); rerr != nil {
+			return bodyErr(rerr) // the client's fault: a stalled or broken upload
+		}
 		return err
 	}
 	writeJSONBytes(w, []byte("{}\n"))

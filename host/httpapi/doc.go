@@ -18,7 +18,11 @@
 // plugin deploys.
 // Bodies are bounded (Config.MaxBodyBytes; PUT /v1/kv/{key} by the value
 // limit, plugin modules by abi.MaxModuleSize); a larger one is refused with
-// 413 before it is read when Content-Length announces it.
+// 413 before it is read when Content-Length announces it. They are bounded in
+// time too, with read deadlines on the connection: the whole body within
+// Config.RequestTimeout, or, for deploys and restores, no pause longer than
+// Config.StreamIdleTimeout; a late body is answered 408 and its connection
+// closed. Body buffers grow as bytes arrive, never from Content-Length alone.
 //
 // Input is checked before anything is proposed: MsgPack with abi.Validate
 // (which bounds every declared length, so a hostile body cannot make the
