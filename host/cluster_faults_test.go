@@ -419,7 +419,9 @@ func TestTrustOnFollowerReachesEveryNode(t *testing.T) {
 
 // TestReadsOnPartitionedNodes: a partitioned follower serves stale reads but
 // refuses leader and linearizable ones; a partitioned old leader refuses
-// them too, even before it notices it lost its quorum.
+// them too once the majority has moved on, and catches up when healed.
+// TestPartitionedLeaderRefusesReads covers the old leader's reads while it
+// still believes it leads.
 func TestReadsOnPartitionedNodes(t *testing.T) {
 	c := cluster.Start(t, cluster.Options{Nodes: 3})
 	l := c.Leader()
