@@ -27,7 +27,8 @@ func newMetrics(n *Node) *metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
 		}),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "raftkv_plugin_commands_total", Help: "Plugin commands applied, by plugin and result code (trap counts plugin traps).",
+			Name: "raftkv_plugin_commands_total",
+			Help: "Plugin commands applied, by plugin and result code: the ABI's named codes (trap counts plugin traps), \"other\" for the plugin-defined ones.",
 		}, []string{"plugin", "code"}),
 		pluginCalls: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "raftkv_plugin_apply_calls_total", Help: "Guest calls made to apply runs of commands.",
@@ -54,21 +55,40 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// observeResults counts a run's results by code: one labelled update per
-// distinct code, not one per command (this is the apply hot path).
+// codeOther stands for every code that is not one of the ABI's named codes.
+const codeOther = abi.Code(^uint32(0))
+
+// labelled returns the code whose label counts a result of code c: c itself
+// for the ABI's named codes, codeOther for the plugin-defined ones (a plugin
+// chooses its codes freely, and every label value is a time series).
+func labelled(c abi.Code) abi.Code {
+	switch c {
+	case abi.CodeOK, abi.CodeBadRequest, abi.CodeNotFound, abi.CodeConflict, abi.CodeTooLarge,
+		abi.CodeInternal, abi.CodeTrap, abi.CodeNoResult, abi.CodeReadOnly:
+		return c
+	}
+	return codeOther
+}
+
+// observeResults counts a run's results by code label: one labelled update
+// per distinct label, not one per command (this is the apply hot path).
 func (m *metrics) observeResults(plugin string, results []abi.Result) {
 	m.pluginCalls.Inc()
 	for len(results) > 0 {
-		code, n := results[0].Code, 0
+		code, n := labelled(results[0].Code), 0
 		rest := results[:0:0]
 		for _, r := range results {
-			if r.Code == code {
+			if labelled(r.Code) == code {
 				n++
 			} else {
 				rest = append(rest, r)
 			}
 		}
-		m.commands.WithLabelValues(plugin, code.String()).Add(float64(n))
+		label := "other"
+		if code != codeOther {
+			label = code.String()
+		}
+		m.commands.WithLabelValues(plugin, label).Add(float64(n))
 		results = rest
 	}
 }
