@@ -42,9 +42,7 @@ func TestSnapshotInstallCatchUp(t *testing.T) {
 		v, err := get(t, down.Node, "key-299", host.Stale)
 		return err == nil && v == "299"
 	}, "restarted node did not catch up")
-	if idx, _ := strconv.Atoi(down.Node.Stats().Raft["last_snapshot_index"]); idx == 0 {
-		t.Fatal("caught up without installing a snapshot")
-	}
+	assertInstalledSnapshot(t, c, down)
 	for _, i := range []int{0, 150, 299} {
 		mustGet(t, down.Node, fmt.Sprintf("key-%03d", i), host.Stale, strconv.Itoa(i))
 	}

@@ -144,6 +144,9 @@ func TestDeployCatchUp(t *testing.T) {
 			c := cluster.Start(t, cluster.Options{Nodes: 3, Configure: func(cfg *host.Config) {
 				if viaSnapshot {
 					cfg.SnapshotThreshold, cfg.TrailingLogs, cfg.SnapshotInterval = 20, 5, 50*time.Millisecond
+					// Compaction deletes whole WAL segments: small ones, so
+					// that the entries the down node needs are gone.
+					cfg.WALSegmentBytes = 16 << 10
 				}
 			}})
 			down := c.Followers()[0]
@@ -171,7 +174,23 @@ func TestDeployCatchUp(t *testing.T) {
 			if err != nil || string(res.Data) != "120" {
 				t.Fatalf("counter on the restarted node: %q %v", res.Data, err)
 			}
+			if viaSnapshot {
+				assertInstalledSnapshot(t, c, down)
+			}
 		})
+	}
+}
+
+// assertInstalledSnapshot checks that m caught up by installing the
+// leader's snapshot: it has a snapshot, and it logged installing one (a
+// node that replayed the log may have taken a snapshot of its own).
+func assertInstalledSnapshot(t *testing.T, c *cluster.Cluster, m *cluster.Member) {
+	t.Helper()
+	if idx, _ := strconv.ParseUint(m.Node.Stats().Raft["last_snapshot_index"], 10, 64); idx == 0 {
+		t.Fatalf("%s caught up without a snapshot", m.ID)
+	}
+	if !c.Logged("node="+m.ID+" ", "Installed remote snapshot") {
+		t.Fatalf("%s did not install the leader's snapshot", m.ID)
 	}
 }
 

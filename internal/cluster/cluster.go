@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -146,7 +147,11 @@ func (c *Cluster) Add(id string, bootstrap bool) *Member {
 	cfg := FastConfig()
 	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.AdvertiseAddr = id, filepath.Join(c.dir, id), raftAddr, m.Proxy.Addr()
 	cfg.Bootstrap, cfg.PluginCacheDir = bootstrap, c.cacheDir
-	cfg.Logger = slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: c.opts.LogLevel}))
+	// Lines at LogLevel go to t.Log; Logged searches every line from Info up.
+	cfg.Logger = slog.New(slog.NewMultiHandler(
+		slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: c.opts.LogLevel}),
+		slog.NewTextHandler(c.logs.kept(), &slog.HandlerOptions{Level: slog.LevelInfo}),
+	))
 	if c.opts.Configure != nil {
 		c.opts.Configure(&cfg)
 	}
@@ -367,8 +372,8 @@ func (c *Cluster) Handshake(from, to *Member) error {
 	return err
 }
 
-// Logged reports whether a node logged a line containing every one of subs.
-// Lines are those at Options.LogLevel or above (Warn by default).
+// Logged reports whether a node logged a line, at level Info or above,
+// containing every one of subs.
 func (c *Cluster) Logged(subs ...string) bool {
 	return c.logs.contains(subs...)
 }
@@ -390,8 +395,8 @@ func Poll(t testing.TB, timeout time.Duration, cond func() bool, format string, 
 	}
 }
 
-// testWriter routes node logs to t.Log until the cluster is closed, and
-// keeps them for Logged.
+// testWriter routes node logs to t.Log until the cluster is closed; what is
+// written to kept() is kept for Logged.
 type testWriter struct {
 	t     testing.TB
 	mu    sync.Mutex
@@ -402,11 +407,20 @@ type testWriter struct {
 func (w *testWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	line := strings.TrimRight(string(p), "\n")
-	w.lines = append(w.lines, line)
 	if !w.done {
-		w.t.Log(line)
+		w.t.Log(strings.TrimRight(string(p), "\n"))
 	}
+	return len(p), nil
+}
+
+type keptWriter struct{ w *testWriter }
+
+func (w *testWriter) kept() io.Writer { return keptWriter{w} }
+
+func (k keptWriter) Write(p []byte) (int, error) {
+	k.w.mu.Lock()
+	defer k.w.mu.Unlock()
+	k.w.lines = append(k.w.lines, strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
 
