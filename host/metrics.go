@@ -1,6 +1,12 @@
 package host
 
 import (
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/raftkv/raftkv/abi"
@@ -8,12 +14,13 @@ import (
 
 // metrics are the node's Prometheus instruments (see Node.Collectors).
 type metrics struct {
-	applyBatch  prometheus.Histogram
-	batchSize   prometheus.Histogram
-	commands    *prometheus.CounterVec // by plugin and result code
-	pluginCalls prometheus.Counter
-	stateGauges *prometheus.GaugeFunc
-	collectors  []prometheus.Collector
+	applyBatch    prometheus.Histogram
+	batchSize     prometheus.Histogram
+	commands      *prometheus.CounterVec // by plugin and result code
+	pluginCalls   prometheus.Counter
+	leaderChanges prometheus.Counter
+	collectors    []prometheus.Collector
+	observeOnce   sync.Once // registers the leader-change observer
 }
 
 func newMetrics(n *Node) *metrics {
@@ -33,17 +40,22 @@ func newMetrics(n *Node) *metrics {
 		pluginCalls: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "raftkv_plugin_apply_calls_total", Help: "Guest calls made to apply runs of commands.",
 		}),
+		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "raftkv_raft_leader_changes_total",
+			Help: "Times this node saw the Raft leader change (to another node or to none), since its metrics were first collected.",
+		}),
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	m.collectors = []prometheus.Collector{
-		m.applyBatch, m.batchSize, m.commands, m.pluginCalls,
+		m.applyBatch, m.batchSize, m.commands, m.pluginCalls, m.leaderChanges,
 		gauge("raftkv_raft_commit_index", "Raft commit index.", func() float64 { return float64(n.raft.CommitIndex()) }),
 		gauge("raftkv_raft_last_index", "Last Raft log index.", func() float64 { return float64(n.raft.LastIndex()) }),
 		gauge("raftkv_applied_index", "Index of the last entry applied to the state machine.", func() float64 { return float64(n.fsm.applied.Load()) }),
 		gauge("raftkv_raft_leader", "1 if this node is the leader.", func() float64 { return b2f(n.isLeader()) }),
 		gauge("raftkv_fail_stopped", "1 if this node stopped applying the log.", func() float64 { return b2f(n.fsm.failed.Load() != nil) }),
+		raftCollector{n},
 	}
 	return m
 }
@@ -93,7 +105,96 @@ func (m *metrics) observeResults(plugin string, results []abi.Result) {
 	}
 }
 
+// raftCollector reports Raft's state at scrape time, from one raft.Stats
+// call and the latest configuration (neither waits for Raft's main loop).
+type raftCollector struct{ n *Node }
+
+var (
+	descTerm  = prometheus.NewDesc("raftkv_raft_term", "Current Raft term.", nil, nil)
+	descState = prometheus.NewDesc("raftkv_raft_state",
+		"1 for this node's Raft state (follower, candidate, leader or shutdown), 0 for the others.", []string{"state"}, nil)
+	descLastContact = prometheus.NewDesc("raftkv_raft_last_contact_seconds",
+		"Seconds since this node last heard from the leader (0 on the leader; absent if it never has).", nil, nil)
+	descVoters    = prometheus.NewDesc("raftkv_raft_voters", "Voters in the latest Raft configuration, this node included if it votes.", nil, nil)
+	descNonvoters = prometheus.NewDesc("raftkv_raft_nonvoters", "Non-voters in the latest Raft configuration.", nil, nil)
+	descSnapshot  = prometheus.NewDesc("raftkv_raft_last_snapshot_index", "Log index of the last Raft snapshot.", nil, nil)
+	descPending   = prometheus.NewDesc("raftkv_raft_fsm_pending", "Committed batches queued for the state machine.", nil, nil)
+	raftStates    = []raft.RaftState{raft.Follower, raft.Candidate, raft.Leader, raft.Shutdown}
+)
+
+func (raftCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descTerm, descState, descLastContact, descVoters, descNonvoters, descSnapshot, descPending} {
+		ch <- d
+	}
+}
+
+func (c raftCollector) Collect(ch chan<- prometheus.Metric) {
+	r := c.n.raft
+	stats := r.Stats()
+	num := func(key string) float64 {
+		v, _ := strconv.ParseUint(stats[key], 10, 64)
+		return float64(v)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(descTerm, num("term"))
+	state := r.State()
+	for _, s := range raftStates {
+		gauge(descState, b2f(s == state), strings.ToLower(s.String()))
+	}
+	switch last := r.LastContact(); {
+	case state == raft.Leader:
+		gauge(descLastContact, 0)
+	case !last.IsZero():
+		gauge(descLastContact, time.Since(last).Seconds())
+	}
+	if f := r.GetConfiguration(); f.Error() == nil {
+		var voters, nonvoters float64
+		for _, s := range f.Configuration().Servers {
+			if s.Suffrage == raft.Voter {
+				voters++
+			} else {
+				nonvoters++
+			}
+		}
+		gauge(descVoters, voters)
+		gauge(descNonvoters, nonvoters)
+	}
+	gauge(descSnapshot, num("last_snapshot_index"))
+	gauge(descPending, num("fsm_pending"))
+}
+
 // Collectors returns the node's Prometheus collectors: apply latency and
-// batch sizes, plugin commands by result code (traps included), plugin calls
-// and Raft indexes. Register them with a prometheus.Registerer.
-func (n *Node) Collectors() []prometheus.Collector { return n.metrics.collectors }
+// batch sizes, plugin commands by result code (traps included), plugin
+// calls, Raft indexes, term, state, last contact with the leader,
+// configuration size, last snapshot, pending batches and leader changes
+// (docs/api.md lists them). Register them with a prometheus.Registerer.
+//
+// The first call registers a Raft observer that counts leader changes from
+// then on; Close deregisters it. Call Collectors before Close.
+func (n *Node) Collectors() []prometheus.Collector {
+	n.metrics.observeOnce.Do(n.observeLeaderChanges)
+	return n.metrics.collectors
+}
+
+// observeLeaderChanges counts LeaderObservations in the observer's filter,
+// on Raft's goroutine: nothing is queued and no goroutine reads them.
+func (n *Node) observeLeaderChanges() {
+	select {
+	case <-n.shutdown:
+		return
+	default:
+	}
+	obs := raft.NewObserver(nil, false, func(o *raft.Observation) bool {
+		if _, ok := o.Data.(raft.LeaderObservation); ok {
+			n.metrics.leaderChanges.Inc()
+		}
+		return false
+	})
+	n.raft.RegisterObserver(obs)
+	n.goFunc(func() {
+		<-n.shutdown
+		n.raft.DeregisterObserver(obs)
+	})
+}

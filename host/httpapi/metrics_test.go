@@ -7,7 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/internal/wasmbuild"
 )
 
@@ -41,6 +43,61 @@ func metric(t *testing.T, series map[string]float64, name string) float64 {
 		t.Fatalf("/metrics has no %s", name)
 	}
 	return v
+}
+
+// TestRaftMetrics scrapes the Raft metrics of a real 3-node cluster: term,
+// state, last contact, configuration size, snapshot index, pending batches,
+// and leader changes counted when the leader steps down.
+func TestRaftMetrics(t *testing.T) {
+	tc := startCluster(t, 3)
+	l := tc.leader()
+	f := tc.followers()[0]
+	put(t, l, "m", "v")
+
+	ls, fs := scrape(t, l), scrape(t, f)
+	for _, s := range []map[string]float64{ls, fs} {
+		if metric(t, s, "raftkv_raft_term") < 1 {
+			t.Error("raftkv_raft_term < 1")
+		}
+		if metric(t, s, "raftkv_raft_voters") != 3 || metric(t, s, "raftkv_raft_nonvoters") != 0 {
+			t.Error("raftkv_raft_voters != 3 or raftkv_raft_nonvoters != 0")
+		}
+		metric(t, s, "raftkv_raft_last_snapshot_index")
+		if metric(t, s, "raftkv_raft_fsm_pending") < 0 {
+			t.Error("raftkv_raft_fsm_pending < 0")
+		}
+		if metric(t, s, "raftkv_raft_leader_changes_total") != 0 {
+			t.Error("leader changes counted in a stable cluster")
+		}
+		if metric(t, s, `raftkv_raft_state{state="candidate"}`) != 0 || metric(t, s, `raftkv_raft_state{state="shutdown"}`) != 0 {
+			t.Error("candidate or shutdown state set")
+		}
+	}
+	if metric(t, ls, `raftkv_raft_state{state="leader"}`) != 1 || metric(t, ls, `raftkv_raft_state{state="follower"}`) != 0 {
+		t.Errorf("leader's state gauges: %v", ls)
+	}
+	if metric(t, fs, `raftkv_raft_state{state="follower"}`) != 1 || metric(t, fs, `raftkv_raft_state{state="leader"}`) != 0 {
+		t.Errorf("follower's state gauges: %v", fs)
+	}
+	if metric(t, ls, "raftkv_raft_last_contact_seconds") != 0 {
+		t.Error("the leader's last contact is not 0")
+	}
+	if c := metric(t, fs, "raftkv_raft_last_contact_seconds"); c <= 0 || c > 30 {
+		t.Errorf("follower's last contact %v s", c)
+	}
+	if metric(t, ls, "raftkv_raft_term") != metric(t, fs, "raftkv_raft_term") {
+		t.Error("leader and follower disagree on the term")
+	}
+
+	// The leader steps down (Close hands leadership over): the others count
+	// the change, and the new leader's term is later.
+	term := metric(t, ls, "raftkv_raft_term")
+	tc.c.Stop(l.m)
+	cluster.Poll(t, 30*time.Second, func() bool {
+		s := scrape(t, f)
+		return s["raftkv_raft_leader_changes_total"] >= 1 && s["raftkv_raft_term"] > term &&
+			s[`raftkv_raft_state{state="leader"}`]+s[`raftkv_raft_state{state="follower"}`] == 1
+	}, "%s never counted the leader change", f.m.ID)
 }
 
 // TestResultCodeLabels: raftkv_plugin_commands_total keeps the ABI's named
