@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -17,7 +18,10 @@ import (
 )
 
 // Module is a compiled, validated plugin module. It is immutable and may be
-// instantiated any number of times.
+// instantiated any number of times until it is closed. Each Load returns its
+// own Module, with its own reference to the compiled code (wazero shares the
+// code of identical modules and frees it with the last reference), so closing
+// one Module never affects another, even of the same hash.
 type Module struct {
 	Hash       string // sha256 of the .wasm, hex
 	Size       int    // bytes of the .wasm
@@ -26,8 +30,10 @@ type Module struct {
 	Info       abi.Info // from raftkv_info, if the module exports it
 	Wasm       []byte   // the module's bytes (needed for snapshots and replication)
 
-	compiled wazero.CompiledModule
-	rt       wazero.Runtime // the runtime it was compiled in
+	compiled  wazero.CompiledModule
+	rt        wazero.Runtime // the runtime it was compiled in
+	owner     *Runtime
+	closeOnce sync.Once
 }
 
 func invalid(format string, args ...any) error {
@@ -42,7 +48,11 @@ func HashOf(wasm []byte) string {
 
 // Load compiles and validates a module, then instantiates it once to run its
 // initialiser and read its info. Every refusal wraps ErrInvalidModule and says
-// what is wrong.
+// what is wrong; it is deterministic (the same bytes are refused the same way
+// on every node). An initialiser or raftkv_info that runs past
+// Config.CallTimeout is not a refusal: that error wraps ErrTimeLimit (and not
+// ErrInvalidModule), and a caller applying the log must stop (fail-stop). The
+// caller closes the Module when it no longer needs it.
 func (r *Runtime) Load(ctx context.Context, wasm []byte) (*Module, error) {
 	if len(wasm) > abi.MaxModuleSize {
 		return nil, invalid("module is %d bytes, the limit is %d", len(wasm), abi.MaxModuleSize)
@@ -57,17 +67,18 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte) (*Module, error) {
 	}
 	compiled, err := rt.CompileModule(ctx, wasm)
 	if err != nil {
-		return nil, invalid("does not compile: %v", err)
+		return nil, fmt.Errorf("%w: does not compile: %w", ErrInvalidModule, err)
 	}
-	m := &Module{Hash: hash, Size: len(wasm), Wasm: wasm, compiled: compiled, rt: rt}
+	m := &Module{Hash: hash, Size: len(wasm), Wasm: wasm, compiled: compiled, rt: rt, owner: r}
+	r.open.Add(1)
 	if err := r.validate(m); err != nil {
-		compiled.Close(ctx)
+		m.Close(ctx)
 		return nil, err
 	}
 	in, err := r.Instantiate(ctx, m)
 	if err != nil {
-		compiled.Close(ctx)
-		return nil, invalid("does not start: %v", err)
+		m.Close(ctx)
+		return nil, loadErr("does not start", err)
 	}
 	defer in.Close(ctx)
 	if _, ok := compiled.ExportedFunctions()[abi.ExportInfo]; ok {
@@ -78,16 +89,34 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte) (*Module, error) {
 			info, err = abi.Info{}, nil
 		}
 		if err != nil {
-			compiled.Close(ctx)
-			return nil, invalid("raftkv_info failed: %v", err)
+			m.Close(ctx)
+			return nil, loadErr("raftkv_info failed", err)
 		}
 		m.Info = info
 	}
 	return m, nil
 }
 
-// Close releases the compiled code.
-func (m *Module) Close(ctx context.Context) error { return m.compiled.Close(ctx) }
+// loadErr wraps a failure of the module's own code at load time: a time limit
+// or an abandoned call as it is, anything else (a trap, a bad info) as a
+// refusal.
+func loadErr(what string, err error) error {
+	if errors.Is(err, ErrTimeLimit) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("plugin: loading module: %s: %w", what, err)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrInvalidModule, what, err)
+}
+
+// Close releases this Module's reference to the compiled code: instances
+// already running keep working, new ones cannot be made. It is idempotent.
+func (m *Module) Close(ctx context.Context) error {
+	var err error
+	m.closeOnce.Do(func() {
+		err = m.compiled.Close(ctx)
+		m.owner.open.Add(-1)
+	})
+	return err
+}
 
 var (
 	sigAlloc = sig{[]api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}}

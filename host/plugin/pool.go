@@ -38,6 +38,12 @@ func (p *Pool) get(ctx context.Context) (*Instance, error) {
 		in, err := p.r.Instantiate(ctx, p.m)
 		if err != nil {
 			<-p.slots
+			p.mu.Lock()
+			closed := p.closed
+			p.mu.Unlock()
+			if closed { // closed meanwhile, its module too: not the query's fault
+				return nil, ErrClosed
+			}
 			return nil, err
 		}
 		return in, nil
@@ -74,7 +80,8 @@ func (p *Pool) Query(ctx context.Context, st ReadStore, q []byte) (abi.Result, e
 }
 
 // Close closes the idle instances; instances in use are closed when their
-// query ends. It is idempotent.
+// query ends. It is idempotent. The pool's module may be closed after it: a
+// query that has not got an instance by then fails with ErrClosed.
 func (p *Pool) Close(ctx context.Context) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -68,6 +69,7 @@ type Runtime struct {
 	cache     wazero.CompilationCache
 	log       *slog.Logger
 	wasiFns   map[string]bool // WASI functions the host provides
+	open      atomic.Int64    // Modules loaded and not closed
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -129,6 +131,10 @@ func (r *Runtime) Close(ctx context.Context) error {
 	})
 	return r.closeErr
 }
+
+// OpenModules returns how many Modules Load returned that are not closed:
+// what a leak check compares with the modules in use.
+func (r *Runtime) OpenModules() int { return int(r.open.Load()) }
 
 // Config returns the runtime's configuration.
 func (r *Runtime) Config() Config { return r.cfg }
