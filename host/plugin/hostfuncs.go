@@ -1,16 +1,14 @@
 package plugin
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 
+	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/plugins/sdk/mp"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
-	"github.com/vmihailenco/msgpack/v5"
-
-	"github.com/raftkv/raftkv/abi"
 )
 
 // ReadStore is the state a query reads. host/state's views implement it.
@@ -63,10 +61,8 @@ type call struct {
 	meta    abi.Entry   // migrate: the deploy entry
 	arena   []byte      // result payloads of the current call
 
-	log     *slog.Logger
-	scanBuf bytes.Buffer
-	enc     *msgpack.Encoder
-	recs    []scanRec
+	log  *slog.Logger
+	recs []scanRec
 }
 
 type scanRec struct {
@@ -77,9 +73,7 @@ type scanRec struct {
 type callKey struct{}
 
 func newCall(log *slog.Logger) *call {
-	c := &call{log: log}
-	c.enc = msgpack.NewEncoder(&c.scanBuf)
-	return c
+	return &call{log: log}
 }
 
 func (c *call) reset() {
@@ -219,25 +213,54 @@ func stateScan(c *call, m api.Module, s []uint64) {
 		return
 	}
 	start, end := read(m, sptr, slen, "state_scan start"), read(m, eptr, elen, "state_scan end")
+	// The answer's size is computed from the records' lengths; the records
+	// are encoded only when they fit the guest's buffer, and then straight
+	// into it. A scan of many large values into a small buffer therefore
+	// costs the host nothing but the visit (at most limit records).
 	c.recs = c.recs[:0]
+	var n int64
 	c.reader().Scan(start, end, int(limit), func(k, v []byte, ver uint64) bool {
 		c.recs = append(c.recs, scanRec{k, v, ver})
+		n += recordSize(k, v, ver)
 		return true
 	})
-	c.scanBuf.Reset()
-	_ = c.enc.EncodeArrayLen(len(c.recs)) // writes to a bytes.Buffer cannot fail
-	for _, r := range c.recs {
-		_ = c.enc.EncodeArrayLen(3)
-		_ = c.enc.EncodeBytes(r.key)
-		_ = c.enc.EncodeBytes(r.value)
-		_ = c.enc.EncodeUint(r.version)
+	n += int64(mp.ArrayHeaderSize(len(c.recs)))
+	if n <= int64(bufcap) {
+		buf, ok := m.Memory().Read(bufptr, uint32(n))
+		if !ok {
+			trapf("state_scan: buffer [%d, %d+%d) is outside guest memory", bufptr, bufptr, n)
+		}
+		b := mp.AppendArrayHeader(buf[:0], len(c.recs))
+		for _, r := range c.recs {
+			b = appendRecord(b, r)
+		}
+		if int64(len(b)) != n || (n > 0 && &b[0] != &buf[0]) {
+			trapf("state_scan: host bug: encoded %d bytes, computed %d", len(b), n)
+		}
 	}
 	clear(c.recs) // drop references to store memory
-	n := c.scanBuf.Len()
-	if uint32(n) <= bufcap && !m.Memory().Write(bufptr, c.scanBuf.Bytes()) {
-		trapf("state_scan: buffer [%d, %d+%d) is outside guest memory", bufptr, bufptr, n)
+	rc(s, n)
+}
+
+// recordSize is the encoded size of a Record [key bin, value bin, version
+// uint]; a nil value is encoded as nil, as the msgpack package does.
+func recordSize(k, v []byte, ver uint64) int64 {
+	vs := 1
+	if v != nil {
+		vs = mp.BinSize(len(v))
 	}
-	rc(s, int64(n))
+	return int64(1 + mp.BinSize(len(k)) + vs + mp.UintSize(ver))
+}
+
+func appendRecord(b []byte, r scanRec) []byte {
+	b = mp.AppendArrayHeader(b, 3)
+	b = mp.AppendBytes(b, r.key)
+	if r.value == nil {
+		b = mp.AppendNil(b)
+	} else {
+		b = mp.AppendBytes(b, r.value)
+	}
+	return mp.AppendUint(b, r.version)
 }
 
 func result(c *call, m api.Module, s []uint64) {
