@@ -2,8 +2,10 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -27,7 +29,8 @@ type applyResult struct {
 }
 
 // active is a plugin in use: its module and the engine that runs its code,
-// the FSM-owned applier and the query pool (see fsm.engine).
+// the FSM-owned applier and the query pool (see fsm.engine). It owns its
+// module: close releases the engine and the compiled code.
 type active struct {
 	name  string
 	mod   *plugin.Module
@@ -59,10 +62,12 @@ var (
 	_ querier = (*plugin.NativePool)(nil)
 )
 
-// close releases the plugin's engine.
+// close releases the plugin's engine and its module. Queries running on it
+// finish; later ones fail with plugin.ErrClosed.
 func (p *active) close(ctx context.Context) {
 	p.inst.Close(ctx)
 	p.pool.Close(ctx)
+	p.mod.Close(ctx)
 }
 
 // PluginInfo describes an active plugin.
@@ -92,25 +97,47 @@ type fsm struct {
 	onTrust func()                   // the trust list changed
 	metrics *metrics
 
-	mu       sync.RWMutex // guards plugins for readers; the FSM goroutine writes
-	plugins  map[string]*active
+	// plugins holds the active plugins by name in a map that is replaced,
+	// never modified: the FSM goroutine publishes a new one when a plugin
+	// changes, readers load it without a lock.
+	plugins atomic.Pointer[map[string]*active]
+	// pgen orders plugin changes with the state they go with, for readers
+	// (see pluginView): it is odd while a batch (or a restore) that changes
+	// plugins is applied, and even again once that batch's state is visible.
+	pgen     atomic.Uint64
 	lastTime int64 // FSM goroutine only: monotonic "now" given to plugins
 
+	// applied is the index of the last entry applied: after a fail-stop, the
+	// one before the entry that failed, whatever Raft handed over with it.
 	applied   atomic.Uint64
 	appliedMu sync.Mutex
 	appliedCh chan struct{} // closed and replaced after each batch
 
 	failed   atomic.Pointer[string] // fail-stop reason
-	stop     chan struct{}          // closed at shutdown: releases a fail-stopped apply
+	failOnce sync.Once
+	failedCh chan struct{} // closed at the fail-stop
+	stop     chan struct{} // closed at shutdown: releases a fail-stopped apply
 	entries  []abi.Entry
 	envelops []envelope
+	loaded   []loadedModule // per entry of the batch being applied
+}
+
+// loadedModule is a deploy entry's module, loaded and given its engine before
+// the batch takes the store lock: compiling takes seconds, and readers of the
+// state must not wait for it. Loading depends on the module's bytes only, so
+// doing it early changes no result.
+type loadedModule struct {
+	p   *active // nil if nothing was loaded
+	err error   // the load failed
 }
 
 func newFSM(log *slog.Logger, rt *plugin.Runtime, trust *transport.Trust, queryN int, onPeers func(raft.Configuration)) *fsm {
-	return &fsm{
+	f := &fsm{
 		log: log, rt: rt, store: state.New(), trust: trust, queryN: queryN, onPeers: onPeers,
-		plugins: map[string]*active{}, appliedCh: make(chan struct{}), stop: make(chan struct{}),
+		appliedCh: make(chan struct{}), failedCh: make(chan struct{}), stop: make(chan struct{}),
 	}
+	f.plugins.Store(&map[string]*active{})
+	return f
 }
 
 var _ raft.BatchingFSM = (*fsm)(nil)
@@ -122,12 +149,15 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
 	if f.failed.Load() != nil {
 		<-f.stop // fail-stop: never apply past the failure
+		err := f.stopped()
 		for i := range out {
-			out[i] = &applyResult{err: ErrStopped}
+			out[i] = &applyResult{err: err}
 		}
 		return out
 	}
+	start := time.Now()
 	f.envelops = f.envelops[:0]
+	changes := false // the batch deploys or removes a plugin
 	for _, l := range logs {
 		var e envelope
 		if l.Type == raft.LogCommand {
@@ -135,66 +165,91 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			if e, err = decodeEnvelope(l.Data); err != nil {
 				e = envelope{} // kind 0: reported below
 			}
+			changes = changes || e.Kind == kindDeploy || e.Kind == kindRemovePlugin
 		}
 		f.envelops = append(f.envelops, e)
 	}
-	start := time.Now()
-	f.store.Update(func() {
-		for i := 0; i < len(logs); {
-			l, e := logs[i], &f.envelops[i]
-			if l.Type == raft.LogConfiguration {
-				if f.onPeers != nil {
-					f.onPeers(raft.DecodeConfiguration(l.Data))
-				}
-				i++
-				continue
-			}
-			if l.Type != raft.LogCommand {
-				i++
-				continue
-			}
-			if e.Kind != kindCommand {
-				f.lastTime = max(f.lastTime, e.Time)
-			}
-			switch e.Kind {
-			case kindCommand:
-				j := i + 1
-				for j < len(logs) && logs[j].Type == raft.LogCommand && f.envelops[j].Kind == kindCommand && f.envelops[j].Plugin == e.Plugin {
-					j++
-				}
-				if err := f.applyCommands(logs[i:j], f.envelops[i:j], out[i:j]); err != nil {
-					f.failStop(err, logs[i].Index)
-					for k := i; k < len(logs); k++ {
-						if out[k] == nil {
-							out[k] = &applyResult{err: ErrStopped}
-						}
-					}
-					i = len(logs)
-					continue
-				}
-				i = j
-			case kindDeploy:
-				out[i] = f.deploy(l, e)
-				i++
-			case kindRemovePlugin:
-				out[i] = f.removePlugin(e)
-				i++
-			case kindTrustAdd, kindTrustRemove:
-				out[i] = f.trustChange(e)
-				i++
-			default:
-				out[i] = &applyResult{err: fmt.Errorf("%w: undecodable log entry %d", ErrInvalid, l.Index)}
-				i++
-			}
-		}
-		f.applied.Store(logs[len(logs)-1].Index) // under the store lock: see view
-	})
+	if changes {
+		f.loadDeploys(logs)
+		f.pgen.Add(1) // odd: readers wait for this batch
+	}
+	f.store.Update(func() { f.applyLocked(logs, out) })
+	if changes {
+		f.pgen.Add(1)
+		f.closeLoaded() // modules of entries a fail-stop left unapplied
+	}
 	f.notifyApplied()
 	if f.metrics != nil {
 		f.metrics.applyBatch.Observe(time.Since(start).Seconds())
 		f.metrics.batchSize.Observe(float64(len(logs)))
 	}
 	return out
+}
+
+// applyLocked applies the batch under the store lock.
+func (f *fsm) applyLocked(logs []*raft.Log, out []any) {
+	for i := 0; i < len(logs); {
+		l, e := logs[i], &f.envelops[i]
+		if l.Type == raft.LogConfiguration {
+			if f.onPeers != nil {
+				f.onPeers(raft.DecodeConfiguration(l.Data))
+			}
+			i++
+			continue
+		}
+		if l.Type != raft.LogCommand {
+			i++
+			continue
+		}
+		if e.Kind != kindCommand {
+			f.lastTime = max(f.lastTime, e.Time)
+		}
+		switch e.Kind {
+		case kindCommand:
+			j := i + 1
+			for j < len(logs) && logs[j].Type == raft.LogCommand && f.envelops[j].Kind == kindCommand && f.envelops[j].Plugin == e.Plugin {
+				j++
+			}
+			if n, err := f.applyCommands(logs[i:j], f.envelops[i:j], out[i:j]); err != nil {
+				f.stopAt(logs, i+n, err, out)
+				return
+			}
+			i = j
+		case kindDeploy:
+			r, err := f.deploy(l, e, &f.loaded[i])
+			if err != nil {
+				f.stopAt(logs, i, err, out)
+				return
+			}
+			out[i] = r
+			i++
+		case kindRemovePlugin:
+			out[i] = f.removePlugin(e)
+			i++
+		case kindTrustAdd, kindTrustRemove:
+			out[i] = f.trustChange(e)
+			i++
+		default:
+			out[i] = &applyResult{err: fmt.Errorf("%w: undecodable log entry %d", ErrInvalid, l.Index)}
+			i++
+		}
+	}
+	f.applied.Store(logs[len(logs)-1].Index) // under the store lock: see view
+}
+
+// stopAt fail-stops at logs[k]: the entries before it are applied, it and
+// the rest are not, and never will be on this run of the node.
+func (f *fsm) stopAt(logs []*raft.Log, k int, err error, out []any) {
+	// Entries between logs[k-1] and logs[k] are of kinds Raft does not hand
+	// over (no-ops, barriers): the state reflects them.
+	f.applied.Store(logs[k].Index - 1)
+	f.failStop(fmt.Sprintf("applying log index %d", logs[k].Index), err)
+	stopped := f.stopped()
+	for ; k < len(logs); k++ {
+		if out[k] == nil {
+			out[k] = &applyResult{err: stopped}
+		}
+	}
 }
 
 // view returns a view of the state and the index it reflects.
@@ -210,20 +265,98 @@ func (f *fsm) view() (*state.View, uint64) {
 	}
 }
 
-func (f *fsm) failStop(err error, index uint64) {
-	msg := fmt.Sprintf("applying log index %d: %v", index, err)
-	f.failed.Store(&msg)
-	f.log.Error("FAIL-STOP: this node stopped applying the Raft log; raise the plugin call timeout or deploy a fixed plugin, then restart it", "index", index, "err", err)
+// pluginView returns the plugin called name (nil if none is active) and a
+// view of the state, as of the same point in the log: the plugin is the one
+// whose code was active on that state. During an upgrade, old code never
+// reads migrated state, nor new code the state before its migration. While a
+// batch that changes plugins is applied, it waits for the batch to end.
+func (f *fsm) pluginView(ctx context.Context, name string) (*active, *state.View, error) {
+	for {
+		g := f.pgen.Load()
+		if g&1 == 1 {
+			_, ch := f.appliedSignal()
+			if f.pgen.Load() == g { // ch is closed after this batch
+				select {
+				case <-ch:
+				case <-ctx.Done():
+					return nil, nil, fmt.Errorf("%w: waiting for a plugin change to be applied: %v", ErrTimeout, ctx.Err())
+				}
+			}
+			continue
+		}
+		p := (*f.plugins.Load())[name]
+		v := f.store.View()
+		// pgen did not move: no plugin change began or ended in between, so
+		// v (taken after the last change ended, before the next began) goes
+		// with p.
+		if f.pgen.Load() == g {
+			return p, v, nil
+		}
+	}
 }
 
-func (f *fsm) applyCommands(logs []*raft.Log, envs []envelope, out []any) error {
-	p := f.plugins[envs[0].Plugin]
+// query runs q on the named plugin's code against the state that code is
+// active on (see pluginView).
+func (f *fsm) query(ctx context.Context, name string, q []byte) (abi.Result, error) {
+	for {
+		p, view, err := f.pluginView(ctx, name)
+		if err != nil {
+			return abi.Result{}, err
+		}
+		if p == nil {
+			return abi.Result{}, fmt.Errorf("%w %q", ErrUnknownPlugin, name)
+		}
+		var st plugin.ReadStore = emptyStore{}
+		if ns, ok := view.Namespace(name); ok {
+			st = ns
+		}
+		res, err := p.pool.Query(ctx, st, q)
+		switch {
+		case errors.Is(err, plugin.ErrClosed):
+			continue // replaced or removed meanwhile: again, as of the change
+		case errors.Is(err, plugin.ErrTimeLimit):
+			return res, fmt.Errorf("%w: %w", ErrTimeout, err)
+		}
+		return res, err
+	}
+}
+
+// stopsApplying reports whether a plugin call's error must stop the node
+// applying (fail-stop) rather than become the entry's result: it is not
+// deterministic.
+func stopsApplying(err error) bool {
+	return errors.Is(err, plugin.ErrTimeLimit) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// failStop records that the node stopped applying the log. Runs on the FSM
+// goroutine; the node hands leadership over from its own goroutine.
+func (f *fsm) failStop(what string, err error) {
+	f.failOnce.Do(func() {
+		msg := fmt.Sprintf("%s: %v", what, err)
+		f.failed.Store(&msg)
+		close(f.failedCh)
+		f.log.Error("FAIL-STOP: this node stopped applying the Raft log; raise the plugin call timeout or deploy a fixed plugin, then restart it", "at", what, "err", err)
+	})
+}
+
+// stopped returns nil, or ErrStopped with the reason after a fail-stop.
+func (f *fsm) stopped() error {
+	if msg := f.failed.Load(); msg != nil {
+		return fmt.Errorf("%w: %s", ErrStopped, *msg)
+	}
+	return nil
+}
+
+// applyCommands applies a run of commands for one plugin. n entries got a
+// result; a non-nil error is a fail-stop at the entry after them.
+func (f *fsm) applyCommands(logs []*raft.Log, envs []envelope, out []any) (n int, err error) {
+	p := f.plugin(envs[0].Plugin)
 	if p == nil {
 		err := fmt.Errorf("%w %q", ErrUnknownPlugin, envs[0].Plugin)
 		for k := range out {
 			out[k] = &applyResult{err: err}
 		}
-		return nil
+		return len(out), nil
 	}
 	f.entries = f.entries[:0]
 	for k, l := range logs {
@@ -239,39 +372,112 @@ func (f *fsm) applyCommands(logs []*raft.Log, envs []envelope, out []any) error 
 		out[k] = &applyResult{res: r}
 	}
 	clear(f.entries) // do not keep payloads alive
-	return err
+	return len(results), err
 }
 
-func (f *fsm) deploy(l *raft.Log, e *envelope) *applyResult {
-	mod, err := f.rt.Load(context.Background(), e.Payload)
+// loadDeploys loads the modules of the batch's deploy entries into f.loaded,
+// before the batch takes the store lock. A deploy of the module a plugin
+// already runs (and that no earlier entry of the batch changes) is a no-op:
+// nothing is loaded for it.
+func (f *fsm) loadDeploys(logs []*raft.Log) {
+	f.loaded = append(f.loaded[:0], make([]loadedModule, len(logs))...)
+	var touched map[string]bool // names an earlier entry deploys or removes
+	for i, l := range logs {
+		e := &f.envelops[i]
+		if l.Type != raft.LogCommand || (e.Kind != kindDeploy && e.Kind != kindRemovePlugin) {
+			continue
+		}
+		if touched == nil {
+			touched = map[string]bool{}
+		}
+		if e.Kind == kindDeploy && !touched[e.Plugin] {
+			if old := f.plugin(e.Plugin); old != nil && old.mod.Hash == plugin.HashOf(e.Payload) {
+				continue
+			}
+		}
+		touched[e.Plugin] = true
+		if e.Kind == kindDeploy {
+			p, err := f.load(context.Background(), e.Plugin, e.Payload)
+			f.loaded[i] = loadedModule{p: p, err: err}
+		}
+	}
+}
+
+// closeLoaded closes the modules loaded for the batch that were not used.
+func (f *fsm) closeLoaded() {
+	for i := range f.loaded {
+		if p := f.loaded[i].p; p != nil {
+			p.close(context.Background())
+		}
+	}
+	clear(f.loaded)
+	f.loaded = f.loaded[:0]
+}
+
+// load loads a module and gives it its engine. The error wraps
+// plugin.ErrTimeLimit when the module's initialiser or raftkv_info ran past
+// the time limit (see stopsApplying), and plugin.ErrInvalidModule when it is
+// refused.
+func (f *fsm) load(ctx context.Context, name string, wasm []byte) (*active, error) {
+	mod, err := f.rt.Load(ctx, wasm)
 	if err != nil {
-		return &applyResult{err: fmt.Errorf("%w: %v", ErrInvalid, err)}
+		return nil, err
 	}
-	old := f.plugins[e.Plugin]
-	if old != nil && old.mod.Hash == mod.Hash {
-		return &applyResult{res: abi.Result{Data: []byte(mod.Hash)}} // already active: no-op
-	}
-	inst, pool, err := f.engine(context.Background(), mod)
+	inst, pool, err := f.engine(ctx, mod)
 	if err != nil {
-		return &applyResult{err: fmt.Errorf("%w: %v", ErrInvalid, err)}
+		mod.Close(ctx)
+		return nil, err
 	}
+	return &active{name: name, mod: mod, inst: inst, pool: pool}, nil
+}
+
+// deploy activates the module of a deploy entry, which loadDeploys loaded
+// (ld). A non-nil error is a fail-stop at this entry: a wall-clock limit was
+// exceeded, which must not become a result (a faster node would activate
+// the module). Refusals are results, the same on every node.
+func (f *fsm) deploy(l *raft.Log, e *envelope, ld *loadedModule) (*applyResult, error) {
+	ctx := context.Background()
+	p, err := ld.p, ld.err
+	*ld = loadedModule{} // p is ours now
+	old := f.plugin(e.Plugin)
+	if p == nil && err == nil { // not loaded: a no-op when the batch began
+		if old != nil && old.mod.Hash == plugin.HashOf(e.Payload) {
+			return &applyResult{res: abi.Result{Data: []byte(old.mod.Hash)}}, nil
+		}
+		p, err = f.load(ctx, e.Plugin, e.Payload)
+	}
+	if err != nil {
+		if stopsApplying(err) {
+			return nil, fmt.Errorf("deploying plugin %q: %w", e.Plugin, err)
+		}
+		return &applyResult{err: fmt.Errorf("%w: %w", ErrInvalid, err)}, nil
+	}
+	if old != nil && old.mod.Hash == p.mod.Hash {
+		p.close(ctx)
+		return &applyResult{res: abi.Result{Data: []byte(old.mod.Hash)}}, nil // already active: no-op
+	}
+	p.since = l.Index
 	if old != nil {
 		mig := abi.Migration{FromHash: old.mod.Hash, FromVersion: old.mod.Info.Version, Index: l.Index}
 		meta := abi.Entry{Index: l.Index, Term: l.Term, Time: f.lastTime}
-		res, err := inst.Migrate(context.Background(), f.store.Namespace(e.Plugin), mig, meta)
+		res, err := p.inst.Migrate(ctx, f.store.Namespace(e.Plugin), mig, meta)
 		if err == nil && !res.OK() {
-			err = fmt.Errorf("%w: migration refused the upgrade: %v", ErrInvalid, res.Err())
+			err = fmt.Errorf("%w: migration refused the upgrade: %w", ErrInvalid, res.Err())
 		}
 		if err != nil {
-			inst.Close(context.Background())
-			pool.Close(context.Background())
-			return &applyResult{err: err}
+			p.close(ctx)
+			if stopsApplying(err) {
+				return nil, fmt.Errorf("migrating plugin %q: %w", e.Plugin, err)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				err = fmt.Errorf("%w: migration failed: %w", ErrInvalid, err)
+			}
+			return &applyResult{err: err}, nil
 		}
 	}
-	p := &active{name: e.Plugin, mod: mod, inst: inst, pool: pool, since: l.Index}
 	f.install(p)
-	f.log.Info("plugin activated", "plugin", e.Plugin, "hash", mod.Hash, "index", l.Index, "engine", p.engine())
-	return &applyResult{res: abi.Result{Data: []byte(mod.Hash)}}
+	f.log.Info("plugin activated", "plugin", e.Plugin, "hash", p.mod.Hash, "index", l.Index, "engine", p.engine())
+	return &applyResult{res: abi.Result{Data: []byte(p.mod.Hash)}}, nil
 }
 
 // engine returns what runs mod's code on this node: the Go implementation
@@ -297,12 +503,27 @@ func (p *active) engine() string {
 	return "wasm"
 }
 
+// setPlugin publishes the plugins with name bound to p (removed if p is nil)
+// and returns the plugin it replaces. FSM goroutine only.
+func (f *fsm) setPlugin(name string, p *active) (old *active) {
+	cur := *f.plugins.Load()
+	next := maps.Clone(cur)
+	if next == nil {
+		next = map[string]*active{}
+	}
+	old = cur[name]
+	if p == nil {
+		delete(next, name)
+	} else {
+		next[name] = p
+	}
+	f.plugins.Store(&next)
+	return old
+}
+
+// install activates p and closes the plugin it replaces.
 func (f *fsm) install(p *active) {
-	f.mu.Lock()
-	old := f.plugins[p.name]
-	f.plugins[p.name] = p
-	f.mu.Unlock()
-	if old != nil {
+	if old := f.setPlugin(p.name, p); old != nil {
 		old.close(context.Background())
 	}
 }
@@ -310,16 +531,12 @@ func (f *fsm) install(p *active) {
 func (f *fsm) removePlugin(e *envelope) *applyResult {
 	var req removePlugin
 	if err := abi.Unmarshal(e.Payload, &req); err != nil {
-		return &applyResult{err: fmt.Errorf("%w: remove plugin: %v", ErrInvalid, err)}
+		return &applyResult{err: fmt.Errorf("%w: remove plugin: %w", ErrInvalid, err)}
 	}
-	f.mu.Lock()
-	old := f.plugins[e.Plugin]
-	delete(f.plugins, e.Plugin)
-	f.mu.Unlock()
-	if old == nil {
+	if f.plugin(e.Plugin) == nil {
 		return &applyResult{err: fmt.Errorf("%w: plugin %q", ErrNotFound, e.Plugin)}
 	}
-	old.close(context.Background())
+	f.setPlugin(e.Plugin, nil).close(context.Background())
 	if req.DropState {
 		f.store.Drop(e.Plugin)
 	}
@@ -329,7 +546,7 @@ func (f *fsm) removePlugin(e *envelope) *applyResult {
 func (f *fsm) trustChange(e *envelope) *applyResult {
 	var tc trustChange
 	if err := abi.Unmarshal(e.Payload, &tc); err != nil {
-		return &applyResult{err: fmt.Errorf("%w: trust change: %v", ErrInvalid, err)}
+		return &applyResult{err: fmt.Errorf("%w: trust change: %w", ErrInvalid, err)}
 	}
 	if e.Kind == kindTrustRemove {
 		f.trust.Remove(tc.NodeID)
@@ -342,7 +559,7 @@ func (f *fsm) trustChange(e *envelope) *applyResult {
 		err = f.trust.Add(tc.NodeID, key)
 	}
 	if err != nil {
-		return &applyResult{err: fmt.Errorf("%w: trust %s: %v", ErrInvalid, tc.NodeID, err)}
+		return &applyResult{err: fmt.Errorf("%w: trust %s: %w", ErrInvalid, tc.NodeID, err)}
 	}
 	f.trustChanged()
 	return &applyResult{}
@@ -369,19 +586,17 @@ func (f *fsm) appliedSignal() (uint64, <-chan struct{}) {
 	return f.applied.Load(), f.appliedCh
 }
 
-// plugin returns the active plugin name, for queries.
+// plugin returns the active plugin called name, or nil. To run its code on
+// the state, take both with pluginView.
 func (f *fsm) plugin(name string) *active {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	return f.plugins[name]
+	return (*f.plugins.Load())[name]
 }
 
 func (f *fsm) pluginInfos() []PluginInfo {
-	view := f.store.View() // before f.mu: ApplyBatch holds the store lock while it takes f.mu
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	out := make([]PluginInfo, 0, len(f.plugins))
-	for _, p := range f.plugins {
+	view := f.store.View()
+	plugins := *f.plugins.Load()
+	out := make([]PluginInfo, 0, len(plugins))
+	for _, p := range plugins {
 		info := PluginInfo{
 			Name: p.name, ABIVersion: p.mod.ABIVersion, Version: p.mod.Info.Version, Description: p.mod.Info.Description,
 			Hash: p.mod.Hash, Size: p.mod.Size, ActiveSince: p.since, HasMigrate: p.mod.HasMigrate,
@@ -407,12 +622,12 @@ func (f *fsm) release() {
 // close releases the plugins. Raft must be shut down: nothing applies anymore.
 func (f *fsm) close() {
 	f.release()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, p := range f.plugins {
+	plugins := *f.plugins.Load()
+	f.plugins.Store(&map[string]*active{})
+	for _, p := range plugins {
 		p.close(context.Background())
 	}
-	f.plugins = map[string]*active{}
+	f.closeLoaded()
 }
 
 // emptyStore is the state of a plugin that has never written anything.

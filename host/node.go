@@ -46,9 +46,12 @@ type Node struct {
 	peersMu sync.RWMutex
 	peers   map[string]string // raft address -> node ID
 
-	leaderReady atomic.Bool // this node leads and has applied its term's barrier
-	existing    bool        // the data directory had Raft state at start
-	metrics     *metrics
+	// readyTerm is the term whose barrier this node, as its leader, has
+	// applied (0: none). Leader reads pass only while it is the current term.
+	readyTerm atomic.Uint64
+	existing  bool // the data directory had Raft state at start
+	metrics   *metrics
+	deployMu  sync.Mutex // one deploy validated and proposed at a time (see deployLocal)
 
 	shutdown  chan struct{}
 	wg        sync.WaitGroup
@@ -267,18 +270,34 @@ func (n *Node) resolve(addr string) (string, bool) {
 
 // watchLeadership runs a barrier whenever this node becomes leader, so that
 // reads are served only once every entry committed by earlier leaders is
-// applied here, and deploys the default plugin if the cluster has none.
+// applied here, and deploys the default plugin if the cluster has none. A
+// fail-stopped node hands leadership over, so that the others can go on.
 func (n *Node) watchLeadership() {
 	ch := n.raft.LeaderCh()
+	failed := n.fsm.failedCh
+	var retry <-chan time.Time // handing leadership over again
 	for {
 		select {
 		case <-n.shutdown:
 			return
+		case <-failed:
+			failed = nil
+			n.readyTerm.Store(0)
+			retry = n.handOverFailed()
+		case <-retry:
+			retry = n.handOverFailed()
 		case leader := <-ch:
-			n.leaderReady.Store(false)
+			n.readyTerm.Store(0)
 			if !leader {
 				continue
 			}
+			if n.fsm.failed.Load() != nil {
+				retry = n.handOverFailed()
+				continue
+			}
+			// The barrier covers this term, or a later one if leadership
+			// changes meanwhile: then the term check below fails.
+			term := n.raft.CurrentTerm()
 			if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
 				n.log.Warn("leader barrier failed", "err", err)
 				continue
@@ -286,11 +305,39 @@ func (n *Node) watchLeadership() {
 			if n.raft.State() == raft.Leader {
 				n.ensureSelfTrusted()
 				n.ensureDefaultPlugin()
-				n.leaderReady.Store(n.raft.State() == raft.Leader)
-				n.log.Info("leading", "term", n.raft.Stats()["term"])
+				if n.raft.State() == raft.Leader && n.raft.CurrentTerm() == term {
+					n.readyTerm.Store(term)
+					n.log.Info("leading", "term", term)
+				}
 			}
 		}
 	}
+}
+
+// handOverFailed transfers leadership away from a fail-stopped leader (best
+// effort: a voter must be up to date to take it) and returns when to try
+// again, nil when this node does not lead.
+func (n *Node) handOverFailed() <-chan time.Time {
+	if !n.isLeader() {
+		return nil
+	}
+	if len(n.voters()) < 2 {
+		n.log.Error("fail-stopped leader of a single-voter cluster: no one to hand leadership to")
+		return nil
+	}
+	n.log.Error("fail-stopped: handing leadership over")
+	if err := n.raft.LeadershipTransfer().Error(); err != nil {
+		n.log.Warn("leadership transfer after a fail-stop failed; retrying", "err", err)
+		return time.After(n.cfg.ElectionTimeout)
+	}
+	return nil
+}
+
+// leaderReady reports whether this node leads in the term whose barrier it
+// applied.
+func (n *Node) leaderReady() bool {
+	t := n.readyTerm.Load()
+	return t != 0 && t == n.raft.CurrentTerm() && n.isLeader()
 }
 
 // ensureSelfTrusted puts the leader's own key in the replicated trust list,
@@ -304,7 +351,7 @@ func (n *Node) ensureSelfTrusted() {
 }
 
 func (n *Node) ensureDefaultPlugin() {
-	for wait := 100 * time.Millisecond; n.cfg.DefaultPlugin != nil && n.fsm.plugin(DefaultPluginName) == nil && n.isLeader(); wait = min(2*wait, 5*time.Second) {
+	for wait := 100 * time.Millisecond; n.cfg.DefaultPlugin != nil && n.fsm.plugin(DefaultPluginName) == nil && n.isLeader() && n.fsm.failed.Load() == nil; wait = min(2*wait, 5*time.Second) {
 		// Compiling takes seconds (much longer under the race detector): the
 		// budget covers it as well as the proposal.
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout+2*time.Minute)
@@ -434,6 +481,11 @@ func (c Consistency) String() string {
 }
 
 // Query runs a read-only query on the named plugin at the given consistency.
+// The plugin's code and the state it reads are those active at the same log
+// index. A node that stopped applying the log (fail-stop, see
+// Stats().Failure) refuses leader and linearizable reads with ErrStopped;
+// it still answers stale reads, from the state at the last entry it applied
+// (stale by definition; its health says it stopped).
 func (n *Node) Query(ctx context.Context, pluginName string, q []byte, level Consistency) (abi.Result, error) {
 	if len(q) > abi.MaxCommandSize {
 		return abi.Result{}, fmt.Errorf("%w: query of %d bytes exceeds the %d-byte limit", ErrInvalid, len(q), abi.MaxCommandSize)
@@ -449,6 +501,9 @@ func (n *Node) Query(ctx context.Context, pluginName string, q []byte, level Con
 
 func (n *Node) queryLocal(ctx context.Context, pluginName string, q []byte, level Consistency) (abi.Result, error) {
 	if level != Stale {
+		if err := n.fsm.stopped(); err != nil {
+			return abi.Result{}, err
+		}
 		var readIndex uint64
 		if level == Linearizable {
 			readIndex = n.raft.CommitIndex()
@@ -460,22 +515,7 @@ func (n *Node) queryLocal(ctx context.Context, pluginName string, q []byte, leve
 			return abi.Result{}, err
 		}
 	}
-	p := n.fsm.plugin(pluginName)
-	if p == nil {
-		return abi.Result{}, fmt.Errorf("%w %q", ErrUnknownPlugin, pluginName)
-	}
-	var st plugin.ReadStore = emptyStore{}
-	if ns, ok := n.fsm.store.View().Namespace(pluginName); ok {
-		st = ns
-	}
-	res, err := p.pool.Query(ctx, st, q)
-	if errors.Is(err, plugin.ErrTimeLimit) {
-		return res, fmt.Errorf("%w: %v", ErrTimeout, err)
-	}
-	if errors.Is(err, plugin.ErrClosed) { // the plugin was replaced during the query
-		return n.queryLocal(ctx, pluginName, q, Stale)
-	}
-	return res, err
+	return n.fsm.query(ctx, pluginName, q)
 }
 
 // waitApplied blocks until the state machine reflects every entry up to index.
@@ -485,8 +525,8 @@ func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 		if applied >= index || n.onlyHostEntries(applied+1, index) {
 			return nil
 		}
-		if n.fsm.failed.Load() != nil {
-			return ErrStopped
+		if err := n.fsm.stopped(); err != nil {
+			return err
 		}
 		select {
 		case <-ch:
@@ -524,13 +564,20 @@ func (n *Node) onlyHostEntries(from, to uint64) bool {
 }
 
 // verifyLeader confirms with a quorum that this node still leads, and that it
-// has applied every entry committed before its term.
+// has applied every entry committed before its term: the term of the barrier
+// it applied is the current term, before and after the confirmation (so the
+// leadership confirmed is that term's, not a later one whose barrier has not
+// run yet).
 func (n *Node) verifyLeader(ctx context.Context) error {
-	if !n.leaderReady.Load() {
+	term := n.readyTerm.Load()
+	notReady := func() error {
 		if n.isLeader() {
 			return fmt.Errorf("%w: leader is still catching up after its election", ErrNoLeader)
 		}
 		return ErrNotLeader
+	}
+	if term == 0 || term != n.raft.CurrentTerm() {
+		return notReady()
 	}
 	f := n.raft.VerifyLeader()
 	done := make(chan error, 1)
@@ -539,6 +586,9 @@ func (n *Node) verifyLeader(ctx context.Context) error {
 	case err := <-done:
 		if err != nil {
 			return mapRaftErr(err)
+		}
+		if n.raft.CurrentTerm() != term {
+			return notReady()
 		}
 		return nil
 	case <-ctx.Done():
@@ -552,7 +602,7 @@ func (n *Node) WaitForLeader(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		if addr, _ := n.raft.LeaderWithID(); addr != "" {
-			if !n.isLeader() || n.leaderReady.Load() {
+			if !n.isLeader() || n.leaderReady() {
 				return nil
 			}
 		}

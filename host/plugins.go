@@ -10,6 +10,16 @@ import (
 	"github.com/raftkv/raftkv/host/state"
 )
 
+// Limits on the active plugins, which every snapshot carries (the modules'
+// bytes are in its header, read into memory whole). The leader refuses a
+// deploy that would exceed them with ErrInvalid; the default plugin counts.
+const (
+	// MaxPlugins is the most plugins active at once.
+	MaxPlugins = 32
+	// MaxPluginBytes bounds the total size of the active modules' .wasm.
+	MaxPluginBytes = 128 << 20
+)
+
 var pluginName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
 
 // ValidPluginName reports whether name can name a plugin: a lowercase letter,
@@ -24,7 +34,8 @@ func ValidPluginName(name string) error {
 // DeployPlugin deploys a module as the named plugin through the log: every
 // node activates it at the same index. The leader validates it first (it
 // compiles, exports a supported ABI marker, imports only host functions, fits
-// the size limit); an invalid module is refused with ErrInvalid and the
+// the size limit, and the active plugins stay within MaxPlugins and
+// MaxPluginBytes); an invalid module is refused with ErrInvalid and the
 // reason, and nothing is replicated. Replacing a plugin keeps its state and
 // runs the new module's migrate entry point once; a failing migration leaves
 // the old module active everywhere.
@@ -53,9 +64,16 @@ func (n *Node) deployLocal(ctx context.Context, name string, wasm []byte) (Plugi
 	if err := ValidPluginName(name); err != nil {
 		return PluginInfo{}, err
 	}
+	// One deploy at a time, so that the limits hold for the plugins this
+	// leader has applied when the next deploy is checked.
+	n.deployMu.Lock()
+	defer n.deployMu.Unlock()
+	if err := checkPluginLimits(n.Plugins(), name, len(wasm)); err != nil {
+		return PluginInfo{}, err
+	}
 	mod, err := n.rt.Load(ctx, wasm) // validates; compiled code is cached for the apply
 	if err != nil {
-		return PluginInfo{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return PluginInfo{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	mod.Close(ctx)
 	r, err := n.propose(ctx, envelope{Kind: kindDeploy, Plugin: name, Payload: wasm})
@@ -71,6 +89,26 @@ func (n *Node) deployLocal(ctx context.Context, name string, wasm []byte) (Plugi
 		}
 	}
 	return PluginInfo{}, fmt.Errorf("raftkv: plugin %q not active after its deploy", name)
+}
+
+// checkPluginLimits refuses a deploy of size bytes as the named plugin that
+// would take the active plugins past MaxPlugins or MaxPluginBytes (a new
+// version replaces the old one's bytes).
+func checkPluginLimits(active []PluginInfo, name string, size int) error {
+	count, total := 1, size
+	for _, p := range active {
+		if p.Name != name {
+			count++
+			total += p.Size
+		}
+	}
+	if count > MaxPlugins {
+		return fmt.Errorf("%w: plugin %q would be active plugin number %d; the limit is %d (remove one first)", ErrInvalid, name, count, MaxPlugins)
+	}
+	if total > MaxPluginBytes {
+		return fmt.Errorf("%w: with plugin %q the active modules would total %d bytes; the limit is %d (remove one first)", ErrInvalid, name, total, MaxPluginBytes)
+	}
+	return nil
 }
 
 // RemovePlugin deactivates a plugin on every node; with dropState its state

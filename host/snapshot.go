@@ -29,9 +29,16 @@ import (
 // runs exactly the code that was active at its index.
 const snapshotMagic = "RKVSNAP1"
 
-// maxSnapshotHeader bounds the header: every module at its size limit would
-// not fit, but a cluster with more than 16 maximal modules is not sensible.
+// maxSnapshotHeader bounds the header, which a node reads into memory whole.
+// The active modules are bounded by MaxPlugins and MaxPluginBytes (checked
+// at deploy), so every snapshot a cluster writes fits with room to spare;
+// the bound is as large as it was before those limits existed, so snapshots
+// written then stay readable. A header that would exceed it is not written.
 const maxSnapshotHeader = 16*abi.MaxModuleSize + (1 << 20)
+
+// The header of a cluster at its plugin limits, with a trust list of
+// thousands of nodes, fits well within the bound.
+var _ [maxSnapshotHeader - (MaxPluginBytes + MaxPlugins*(1<<10) + (16 << 20))]struct{}
 
 // ErrCorruptSnapshot is returned when a snapshot or backup fails verification.
 var ErrCorruptSnapshot = errors.New("raftkv: corrupt snapshot")
@@ -58,15 +65,19 @@ type fsmSnapshot struct {
 }
 
 // Snapshot captures the state in O(number of namespaces + plugins) on the FSM
-// goroutine; Persist streams it concurrently with further applies.
+// goroutine; Persist streams it concurrently with further applies. A
+// fail-stopped FSM refuses: Raft labels a snapshot with the last index it
+// handed over, which may be past the entry that failed, and a node restarted
+// from such a snapshot would skip that entry forever.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	if err := f.stopped(); err != nil {
+		return nil, fmt.Errorf("raftkv: no snapshot: %w", err)
+	}
 	s := &fsmSnapshot{view: f.store.View()}
 	s.header = snapshotHeader{Version: 1, Applied: f.applied.Load(), LastTime: f.lastTime, Revoked: f.trust.Revoked()}
-	f.mu.RLock()
-	for _, p := range f.plugins {
+	for _, p := range *f.plugins.Load() {
 		s.header.Plugins = append(s.header.Plugins, snapshotPlugin{Name: p.name, Hash: p.mod.Hash, Since: p.since, Wasm: p.mod.Wasm})
 	}
-	f.mu.RUnlock()
 	for _, e := range f.trust.Entries() {
 		s.header.Trust = append(s.header.Trust, trustChange{NodeID: e.NodeID, Key: string(ssh.MarshalAuthorizedKey(e.Key))})
 	}
@@ -99,6 +110,9 @@ func writeSnapshotHeader(w *bufio.Writer, h *snapshotHeader) error {
 	hdr, err := abi.Marshal(h)
 	if err != nil {
 		return err
+	}
+	if len(hdr) > maxSnapshotHeader { // no snapshot that could not be read back
+		return fmt.Errorf("raftkv: snapshot header of %d bytes exceeds the %d-byte limit (%d plugins)", len(hdr), maxSnapshotHeader, len(h.Plugins))
 	}
 	sum := sha256.Sum256(hdr)
 	w.WriteString(snapshotMagic)
@@ -136,7 +150,12 @@ func readSnapshotHeader(r io.Reader) (snapshotHeader, error) {
 	if h.Version != 1 {
 		return h, fmt.Errorf("%w: snapshot format version %d is not supported", ErrCorruptSnapshot, h.Version)
 	}
+	names := make(map[string]bool, len(h.Plugins))
 	for _, p := range h.Plugins {
+		if err := ValidPluginName(p.Name); err != nil || names[p.Name] {
+			return h, fmt.Errorf("%w: bad or repeated plugin name %q", ErrCorruptSnapshot, p.Name)
+		}
+		names[p.Name] = true
 		if plugin.HashOf(p.Wasm) != p.Hash {
 			return h, fmt.Errorf("%w: module of plugin %q does not match its hash", ErrCorruptSnapshot, p.Name)
 		}
@@ -145,13 +164,30 @@ func readSnapshotHeader(r io.Reader) (snapshotHeader, error) {
 }
 
 // Restore replaces the whole FSM state with a snapshot. Everything is loaded
-// and verified before anything is replaced.
+// and verified before anything is replaced: if Restore fails, the FSM is as it
+// was and the modules it loaded are closed. A module whose initialiser runs
+// past the time limit fail-stops the node (a faster node would restore it).
+// A fail-stopped FSM refuses to restore: it changes nothing until restarted.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	if err := f.stopped(); err != nil {
+		return fmt.Errorf("raftkv: no restore: %w", err)
+	}
 	br := bufio.NewReaderSize(rc, 1<<20)
 	h, err := readSnapshotHeader(br)
 	if err != nil {
 		return err
+	}
+	var trust []transport.Entry
+	for _, t := range h.Trust {
+		key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(t.Key))
+		if err != nil {
+			return fmt.Errorf("%w: trust entry %s: %w", ErrCorruptSnapshot, t.NodeID, err)
+		}
+		trust = append(trust, transport.Entry{NodeID: t.NodeID, Key: key})
+	}
+	if err := (&transport.Trust{}).Set(trust); err != nil { // what f.trust.Set below would refuse
+		return fmt.Errorf("%w: trust: %w", ErrCorruptSnapshot, err)
 	}
 	ctx := context.Background()
 	var loaded []*active
@@ -161,46 +197,40 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		}
 		return err
 	}
-	for _, p := range h.Plugins {
-		mod, err := f.rt.Load(ctx, p.Wasm)
+	for _, sp := range h.Plugins {
+		p, err := f.load(ctx, sp.Name, sp.Wasm)
 		if err != nil {
-			return fail(fmt.Errorf("restore: plugin %q: %w", p.Name, err))
+			err = fmt.Errorf("restore: plugin %q: %w", sp.Name, err)
+			if stopsApplying(err) {
+				f.failStop(fmt.Sprintf("restoring the snapshot at index %d", h.Applied), err)
+			}
+			return fail(err)
 		}
-		inst, pool, err := f.engine(ctx, mod)
-		if err != nil {
-			return fail(fmt.Errorf("restore: plugin %q: %w", p.Name, err))
-		}
-		loaded = append(loaded, &active{name: p.Name, mod: mod, inst: inst, pool: pool, since: p.Since})
+		p.since = sp.Since
+		loaded = append(loaded, p)
 	}
-	var trust []transport.Entry
-	for _, t := range h.Trust {
-		key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(t.Key))
-		if err != nil {
-			return fail(fmt.Errorf("%w: trust entry %s: %v", ErrCorruptSnapshot, t.NodeID, err))
-		}
-		trust = append(trust, transport.Entry{NodeID: t.NodeID, Key: key})
-	}
+	f.pgen.Add(1) // odd: readers wait until state and plugins are both replaced
+	defer f.notifyApplied()
+	defer f.pgen.Add(1)
 	// Store.Restore verifies the whole stream before it replaces anything.
 	if err := f.store.Restore(br); err != nil {
-		return fail(fmt.Errorf("%w: %v", ErrCorruptSnapshot, err))
+		return fail(fmt.Errorf("%w: %w", ErrCorruptSnapshot, err))
 	}
 	f.store.Update(func() { f.applied.Store(h.Applied) })
-	defer f.notifyApplied()
-	if err := f.trust.Set(trust); err != nil {
-		return fail(fmt.Errorf("%w: trust: %v", ErrCorruptSnapshot, err))
+	if err := f.trust.Set(trust); err != nil { // checked above: cannot happen
+		f.failStop(fmt.Sprintf("restoring the snapshot at index %d", h.Applied), err)
+		return fail(fmt.Errorf("raftkv: restore: trust: %w", err))
 	}
 	for _, id := range h.Revoked {
 		f.trust.Revoke(id)
 	}
 	f.trustChanged()
 	f.lastTime = h.LastTime
-	f.mu.Lock()
-	old := f.plugins
-	f.plugins = make(map[string]*active, len(loaded))
+	next := make(map[string]*active, len(loaded))
 	for _, p := range loaded {
-		f.plugins[p.name] = p
+		next[p.name] = p
 	}
-	f.mu.Unlock()
+	old := *f.plugins.Swap(&next)
 	for _, p := range old {
 		p.close(ctx)
 	}

@@ -47,14 +47,20 @@ func (n *Node) Stats() Stats {
 	}
 	s.Ready = leaderID != "" && s.Failure == "" &&
 		(s.AppliedIndex >= s.CommitIndex || n.onlyHostEntries(s.AppliedIndex+1, s.CommitIndex)) &&
-		(n.raft.State() != raft.Leader || n.leaderReady.Load())
+		(n.raft.State() != raft.Leader || n.leaderReady())
 	return s
 }
 
 // Backup writes a consistent snapshot of this node's state machine (every
 // plugin namespace, the active modules and the trust list, with checksums)
 // to w. Run it on the leader after a linearizable read for the latest state.
+// A node that stopped applying the log (fail-stop) refuses with ErrStopped.
 func (n *Node) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	// A fail-stopped node has no consistent state to offer past the failure,
+	// and its FSM, stuck, would never answer Raft's snapshot request.
+	if err := n.fsm.stopped(); err != nil {
+		return 0, fmt.Errorf("raftkv: no backup: %w", err)
+	}
 	f := n.raft.Snapshot()
 	if err := f.Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
 		return 0, mapRaftErr(err)
