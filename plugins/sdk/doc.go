@@ -55,11 +55,12 @@
 //   - Slices returned by State.Get and State.Scan, and Entry.Data, belong to
 //     the SDK and are only valid until the next State call (Entry.Data: until
 //     Apply returns). Copy what you keep.
-//   - Memory is small: 16 MiB by default, for the Go runtime (about 5), the
-//     batch (hosts keep it under MaxBatchBytes) and the plugin. The SDK keeps
-//     its own buffers allocation-free; keep Apply from allocating in the
-//     common case too (the garbage collector only runs when the plugin
-//     allocates; see SoftMemoryLimit).
+//   - Memory is small: the host caps it (32 MiB by default, the same on every
+//     node), and the SDK is sized to run in 16 MiB (see SoftMemoryLimit), for
+//     the Go runtime (about 5), the batch (hosts keep it under MaxBatchBytes)
+//     and the plugin. The SDK keeps its own buffers allocation-free; keep
+//     Apply from allocating in the common case too (the garbage collector
+//     only runs when the plugin allocates).
 //
 // Optional interfaces: Migrator (transform the state when this module
 // replaces an earlier version of the same plugin), Describer (report a name

@@ -37,8 +37,8 @@ type State interface {
 
 // MaxScanBytes bounds the MsgPack encoding of one Scan answer (the ABI's
 // Record array), so that a scan over large values cannot exhaust the guest's
-// memory (16 MiB by default). It fits at least one record of the largest key
-// and value.
+// memory (see SoftMemoryLimit). It fits at least one record of the largest
+// key and value.
 const MaxScanBytes = abi.MaxValueSize + 64<<10
 
 // MaxBatchBytes is the largest batch (the encoded input of raftkv_apply) the
@@ -50,11 +50,13 @@ const MaxBatchBytes = abi.MaxCommandSize + 64<<10
 
 // SoftMemoryLimit is the Go memory limit (runtime/debug.SetMemoryLimit) that
 // the wasm build of the SDK sets when the module starts. The guest's memory is
-// capped by the host (16 MiB by default) and a wasm memory never shrinks, so
-// the garbage collector must run before the heap nears the cap rather than at
-// GOGC's usual twice the live heap. A plugin meant for clusters with a larger
-// cap may raise the limit from its own init function, which runs after the
-// SDK's.
+// capped by the host (512 pages, 32 MiB, by default; raftkv serve
+// --plugin-memory-pages sets it for a cluster) and a wasm memory never
+// shrinks, so the garbage collector must run before the heap nears the cap
+// rather than at GOGC's usual twice the live heap. The SDK is sized to run in
+// 16 MiB (256 pages), so that its plugins also run on clusters with half the
+// default cap; a plugin that needs more, on clusters that give it, may raise
+// the limit from its own init function, which runs after the SDK's.
 const SoftMemoryLimit = 10 << 20
 
 // PrefixEnd returns the end key of a scan over every key that starts with

@@ -22,12 +22,13 @@ var (
 	reader mp.Reader                // batch decoder
 )
 
-// Buffers and guest memory. The guest's memory is small (16 MiB by default,
-// of which the Go runtime and this module's data take about 5), a wasm memory
-// cannot shrink, and Go's heap does not move objects, so a large buffer needs
-// a free run of its size. The SDK therefore keeps few buffers, reuses them,
-// and gives large ones one of two sizes, so that a freed large buffer fits
-// the next request of its kind and the heap does not fragment.
+// Buffers and guest memory. The guest's memory is small (the host caps it at
+// 32 MiB by default; the SDK is sized to run in 16, of which the Go runtime
+// and this module's data take about 5), a wasm memory cannot shrink, and Go's
+// heap does not move objects, so a large buffer needs a free run of its size.
+// The SDK therefore keeps few buffers, reuses them, and gives large ones one
+// of two sizes, so that a freed large buffer fits the next request of its
+// kind and the heap does not fragment.
 const (
 	// largeBuf is the size of every large buffer (more than 64 KiB): enough
 	// for the largest value, scan answer (MaxScanBytes) and KV result.
