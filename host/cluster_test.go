@@ -17,11 +17,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// bbolt and raft-boltdb keep no goroutines after Close; these are
-		// runtime/stdlib workers that outlive a test by design.
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-	)
+	goleak.VerifyTestMain(m)
 }
 
 func cmd(t testing.TB, v map[string]any) []byte {
