@@ -85,8 +85,16 @@ func TestDeployAndUpgradeUnderLoad(t *testing.T) {
 				default:
 				}
 				res, err := n.Apply(context.Background(), "ver", []byte("incr"))
-				if err != nil || !res.OK() {
-					continue
+				switch {
+				case errors.Is(err, host.ErrUnknownOutcome), errors.Is(err, host.ErrTimeout),
+					errors.Is(err, host.ErrNotLeader), errors.Is(err, host.ErrNoLeader):
+					continue // a leader change under load: no result to check
+				case err != nil:
+					t.Errorf("incr through %s: %v", n.ID(), err)
+					return
+				case !res.OK():
+					t.Errorf("incr through %s: %v", n.ID(), res.Err())
+					return
 				}
 				var v, idx, total int
 				if _, err := fmt.Sscanf(string(res.Data), "v%d:%d:%d", &v, &idx, &total); err != nil {
@@ -99,11 +107,27 @@ func TestDeployAndUpgradeUnderLoad(t *testing.T) {
 			}
 		}(m.Node)
 	}
-	time.Sleep(500 * time.Millisecond)
+	// The load runs until results have come back on each side of the
+	// upgrade (or a writer failed).
+	resultsAfter := func(index uint64) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, r := range results {
+			if uint64(r.index) > index {
+				n++
+			}
+		}
+		return n
+	}
+	cluster.Poll(t, 30*time.Second, func() bool { return t.Failed() || resultsAfter(0) >= 20 }, "no results before the upgrade")
 	info2 := deploy(t, c.Members[1].Node, "ver", v2) // through any node
-	time.Sleep(500 * time.Millisecond)
+	cluster.Poll(t, 30*time.Second, func() bool { return t.Failed() || resultsAfter(info2.ActiveSince) >= 20 }, "no results after the upgrade")
 	close(stop)
 	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
 
 	if info1.Hash == info2.Hash || info2.ActiveSince <= info1.ActiveSince {
 		t.Fatalf("upgrade info: %+v then %+v", info1, info2)
