@@ -218,16 +218,25 @@ func (n *Node) handOver(ctx context.Context, otherVoters int) error {
 	if otherVoters == 0 {
 		return fmt.Errorf("%w: %s is the only voter: add another voter before removing it", ErrInvalid, n.cfg.NodeID)
 	}
-	f := n.raft.LeadershipTransfer()
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err := <-done:
-		if err != nil {
+	// A transfer that fails (the target did not win in time) changed
+	// nothing: try again, a few times.
+	for attempt := 1; ; attempt++ {
+		f := n.raft.LeadershipTransfer()
+		done := make(chan error, 1)
+		go func() { done <- f.Error() }()
+		var err error
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: handing leadership over before removing %s: %v", ErrTimeout, n.cfg.NodeID, ctx.Err())
+		}
+		if err == nil || !n.isLeader() {
+			break
+		}
+		if attempt == 3 {
 			return fmt.Errorf("handing leadership over before removing %s: %w", n.cfg.NodeID, mapRaftErr(err))
 		}
-	case <-ctx.Done():
-		return fmt.Errorf("%w: handing leadership over before removing %s: %v", ErrTimeout, n.cfg.NodeID, ctx.Err())
+		n.log.Warn("leadership transfer failed; retrying", "err", err, "attempt", attempt)
 	}
 	n.log.Info("handed leadership over to be removed")
 	return fmt.Errorf("%w: %s handed leadership over, so that the new leader removes it", ErrNotLeader, n.cfg.NodeID)
