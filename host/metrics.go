@@ -3,7 +3,6 @@ package host
 import (
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -20,7 +19,6 @@ type metrics struct {
 	pluginCalls   prometheus.Counter
 	leaderChanges prometheus.Counter
 	collectors    []prometheus.Collector
-	observeOnce   sync.Once // registers the leader-change observer
 }
 
 func newMetrics(n *Node) *metrics {
@@ -171,10 +169,9 @@ func (c raftCollector) Collect(ch chan<- prometheus.Metric) {
 // configuration size, last snapshot, pending batches and leader changes
 // (docs/api.md lists them). Register them with a prometheus.Registerer.
 //
-// The first call registers a Raft observer that counts leader changes from
-// then on; Close deregisters it. Call Collectors before Close.
+// Leader changes are counted from the node's start (New registers the Raft
+// observer; Close deregisters it).
 func (n *Node) Collectors() []prometheus.Collector {
-	n.metrics.observeOnce.Do(n.observeLeaderChanges)
 	return n.metrics.collectors
 }
 

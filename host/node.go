@@ -62,7 +62,7 @@ type Node struct {
 // New starts a node. A node whose data directory has no Raft state and whose
 // Config.Bootstrap is set becomes a single-node cluster; otherwise it waits to
 // be added by a member (see Join) or recovers its state from disk.
-func New(cfg Config) (n *Node, err error) {
+func New(cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -74,7 +74,9 @@ func New(cfg Config) (n *Node, err error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	log = log.With("node", cfg.NodeID)
-	n = &Node{cfg: cfg, log: log, peers: map[string]string{}, shutdown: make(chan struct{}), trust: &transport.Trust{}}
+	// n is not the named result: "return nil, err" must not nil it before
+	// the closers below, which use it, run.
+	n := &Node{cfg: cfg, log: log, peers: map[string]string{}, shutdown: make(chan struct{}), trust: &transport.Trust{}}
 	var closers []func()
 	defer func() {
 		if err != nil {
@@ -170,6 +172,7 @@ func New(cfg Config) (n *Node, err error) {
 	if n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.logStore, snaps, n.ntrans); err != nil {
 		return nil, fmt.Errorf("raftkv: raft: %w", err)
 	}
+	n.observeLeaderChanges()
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		n.setPeers(f.Configuration())
 	}
@@ -375,8 +378,8 @@ func (n *Node) isLeader() bool { return n.raft.State() == raft.Leader }
 // propose appends an envelope to the log on this node, which must be the
 // leader, and waits for it to be applied.
 func (n *Node) propose(ctx context.Context, e envelope) (*applyResult, error) {
-	if n.fsm.failed.Load() != nil {
-		return nil, ErrStopped
+	if err := n.fsm.stopped(); err != nil {
+		return nil, err
 	}
 	e.Time = time.Now().UnixNano()
 	data, err := e.encode()
@@ -585,6 +588,11 @@ func (n *Node) verifyLeader(ctx context.Context) error {
 	select {
 	case err := <-done:
 		if err != nil {
+			if errors.Is(err, raft.ErrLeadershipLost) {
+				// For a write that means an unknown outcome; a read just
+				// did not happen.
+				return fmt.Errorf("%w: leadership lost while confirming it", ErrNotLeader)
+			}
 			return mapRaftErr(err)
 		}
 		if n.raft.CurrentTerm() != term {

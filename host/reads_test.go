@@ -132,10 +132,6 @@ func TestPartitionedLeaderRefusesReads(t *testing.T) {
 // refusal reports whether err is how a node refuses a read it cannot serve
 // consistently.
 func refusal(err error) bool {
-	// ErrUnknownOutcome ("leadership lost, write outcome unknown") is what
-	// Node.verifyLeader returns today when raft's VerifyLeader fails with
-	// ErrLeadershipLost: a misnomer for a read, which should be
-	// ErrNotLeader. It is still a refusal.
 	return errors.Is(err, host.ErrNotLeader) || errors.Is(err, host.ErrNoLeader) ||
-		errors.Is(err, host.ErrTimeout) || errors.Is(err, host.ErrUnknownOutcome)
+		errors.Is(err, host.ErrTimeout)
 }

@@ -738,10 +738,8 @@ func doHTTPWith(client *http.Client, method, url string, body []byte) (httpResul
 }
 
 // readRefusals are the error codes of a read a node cannot serve at the
-// consistency asked for. unknown_outcome is what a read gets today when the
-// leader loses leadership while confirming it (host's verifyLeader maps
-// raft.ErrLeadershipLost to ErrUnknownOutcome), a misnomer for not_leader.
-var readRefusals = []string{"not_leader", "no_leader", "timeout", "unknown_outcome"}
+// consistency asked for.
+var readRefusals = []string{"not_leader", "no_leader", "timeout"}
 
 func keysOf(items []kvItem) []string {
 	var ks []string

@@ -91,6 +91,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs.StringVar(&o.PprofAddr, "pprof-addr", "", "serve Go's profiler (/debug/pprof/) on this address, unauthenticated; empty disables it")
 	fs.Int64Var(&o.API.MaxBodyBytes, "max-body-bytes", o.API.MaxBodyBytes, "largest request body accepted (commands, transactions); values, plugin modules and restores have their own limits")
 	fs.DurationVar(&o.API.RequestTimeout, "request-timeout", o.API.RequestTimeout, "time limit of one API request")
+	fs.DurationVar(&o.API.StreamIdleTimeout, "stream-idle-timeout", o.API.StreamIdleTimeout, "longest pause in the body of a plugin deploy or a restore")
 
 	var pages uint
 	fs.UintVar(&pages, "plugin-memory-pages", uint(o.Node.PluginMemoryPages), "memory cap of a plugin instance, in 64 KiB pages")

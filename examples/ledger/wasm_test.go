@@ -68,7 +68,7 @@ func cacheDir() string { return filepath.Join(os.TempDir(), "raftkv-test-wasm-ca
 func newRuntime(t testing.TB) *plugin.Runtime {
 	t.Helper()
 	cfg := plugin.DefaultConfig()
-	cfg.MemoryLimitPages = 256 // the ABI's default cap: 16 MiB
+	cfg.MemoryLimitPages = 256 // 16 MiB, half the host default: the ledger runs in it
 	cfg.CacheDir = cacheDir()
 	r, err := plugin.NewRuntime(context.Background(), cfg)
 	if err != nil {
