@@ -56,6 +56,9 @@ func Example() {
 		if _, err := n1.Join(ctx, host.JoinRequest{NodeID: n.ID(), Address: n.Address()}); err != nil {
 			log.Fatal(err)
 		}
+		if err := n.WaitForLeader(ctx); err != nil { // it has heard from the leader
+			log.Fatal(err)
+		}
 		nodes = append(nodes, n)
 	}
 
