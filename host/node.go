@@ -521,6 +521,12 @@ func (n *Node) queryLocal(ctx context.Context, pluginName string, q []byte, leve
 	return n.fsm.query(ctx, pluginName, q)
 }
 
+// WaitApplied blocks until this node's state machine reflects every log
+// entry up to index (for example a write's index, or another node's commit
+// index), or ctx ends. Entries Raft keeps to itself (a new leader's no-op)
+// count as reflected.
+func (n *Node) WaitApplied(ctx context.Context, index uint64) error { return n.waitApplied(ctx, index) }
+
 // waitApplied blocks until the state machine reflects every entry up to index.
 func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 	for {

@@ -272,7 +272,12 @@ func (c *Cluster) WaitConverged(n int) {
 				continue
 			}
 			running++
-			if m.Node.AppliedIndex() < commit || len(m.Node.Plugins()) == 0 {
+			// The last committed entries may be a new leader's no-op,
+			// which no FSM sees: WaitApplied allows for that.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+			err := m.Node.WaitApplied(ctx, commit)
+			cancel()
+			if err != nil || len(m.Node.Plugins()) == 0 {
 				return false
 			}
 		}
