@@ -29,6 +29,7 @@ type Instance struct {
 	mig    api.Function
 	info   api.Function
 	call   *call
+	vctx   context.Context // carries call; the context of a trusted module's calls
 	stderr *tailBuffer
 	input  bytes.Buffer
 	enc    *msgpack.Encoder
@@ -39,6 +40,7 @@ type Instance struct {
 // Instantiate creates an instance of m and runs its initialiser.
 func (r *Runtime) Instantiate(ctx context.Context, m *Module) (*Instance, error) {
 	in := &Instance{r: r, m: m, call: newCall(r.log.With("plugin", m.Hash[:12])), stderr: &tailBuffer{}}
+	in.vctx = context.WithValue(context.Background(), callKey{}, in.call)
 	in.enc = msgpack.NewEncoder(&in.input)
 	if err := in.start(ctx); err != nil {
 		return nil, err
@@ -68,7 +70,9 @@ func (in *Instance) start(ctx context.Context) error {
 	in.info = mod.ExportedFunction(abi.ExportInfo)
 	if f := mod.ExportedFunction(abi.ExportInitialize); f != nil {
 		in.call.reset()
-		if err := in.invoke(ctx, f, 0, 0); err != nil {
+		cctx, cancel := in.opContext(ctx)
+		defer cancel()
+		if err := in.invoke(ctx, cctx, f, 0, 0); err != nil {
 			return fmt.Errorf("plugin: _initialize: %w", err)
 		}
 	}
@@ -105,11 +109,22 @@ func (e *trapError) Error() string { return "plugin trapped: " + e.msg }
 
 func (e *trapError) result() abi.Result { return abi.Result{Code: abi.CodeTrap, Data: []byte(e.msg)} }
 
-// invoke calls fn with up to two i32 arguments under the wall-clock limit. The
-// error is a *trapError, or wraps ErrTimeLimit or the context's error.
-func (in *Instance) invoke(ctx context.Context, fn api.Function, a, b uint32) error {
-	cctx, cancel := context.WithTimeout(context.WithValue(ctx, callKey{}, in.call), in.r.cfg.CallTimeout)
-	defer cancel()
+// opContext returns the context of one operation's guest calls (an apply
+// run, a query, a migration, the initialiser): it carries the instance's call
+// state and, for modules with termination checks, the wall-clock limit. A
+// trusted module runs without checks, so a deadline could not stop it: its
+// calls get a context made once, with no timer to arm per call (that timer
+// was most of a KV query's cost).
+func (in *Instance) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if in.m.trusted {
+		return in.vctx, func() {}
+	}
+	return context.WithTimeout(context.WithValue(ctx, callKey{}, in.call), in.r.cfg.CallTimeout)
+}
+
+// invoke calls fn with up to two i32 arguments in cctx (from opContext(ctx)).
+// The error is a *trapError, or wraps ErrTimeLimit or ctx's error.
+func (in *Instance) invoke(ctx, cctx context.Context, fn api.Function, a, b uint32) error {
 	in.stack[0], in.stack[1] = uint64(a), uint64(b)
 	err := fn.CallWithStack(cctx, in.stack[:])
 	if err == nil {
@@ -145,10 +160,10 @@ func (in *Instance) invoke(ctx context.Context, fn api.Function, a, b uint32) er
 }
 
 // send copies data into a guest buffer from raftkv_alloc.
-func (in *Instance) send(ctx context.Context, data []byte) (uint32, error) {
+func (in *Instance) send(ctx, cctx context.Context, data []byte) (uint32, error) {
 	in.call.reset()
 	in.stack[0] = uint64(len(data))
-	if err := in.invoke(ctx, in.alloc, uint32(len(data)), 0); err != nil {
+	if err := in.invoke(ctx, cctx, in.alloc, uint32(len(data)), 0); err != nil {
 		return 0, err
 	}
 	ptr := uint32(in.stack[0])
@@ -207,16 +222,18 @@ func (in *Instance) applyBatch(ctx context.Context, st Store, entries []abi.Entr
 		}
 		in.encodeBatch(entries)
 		base := len(results)
-		ptr, err := in.send(ctx, in.input.Bytes())
+		cctx, cancel := in.opContext(ctx)
+		ptr, err := in.send(ctx, cctx, in.input.Bytes())
 		if err == nil {
 			c.mode, c.store, c.read, c.entries, c.next, c.results = modeApply, st, st, entries, 0, results
 			st.Begin()
-			err = in.invoke(ctx, in.apply, ptr, uint32(in.input.Len()))
+			err = in.invoke(ctx, cctx, in.apply, ptr, uint32(in.input.Len()))
 			results = c.results
 			if c.next < len(entries) {
 				st.Rollback() // the open entry: unreported, trapped or timed out
 			}
 		}
+		cancel()
 		var te *trapError
 		switch {
 		case err == nil:
@@ -262,15 +279,17 @@ func (in *Instance) single(ctx context.Context, md mode, fn func() api.Function,
 		return abi.Result{}, err
 	}
 	c := in.call
+	cctx, cancel := in.opContext(ctx)
+	defer cancel()
 	var ptr uint32
 	var err error
 	if md != modeInfo {
-		ptr, err = in.send(ctx, input)
+		ptr, err = in.send(ctx, cctx, input)
 	}
 	if err == nil {
 		c.arena = nil
 		c.mode, c.store, c.read, c.meta = md, st, read, meta
-		err = in.invoke(ctx, fn(), ptr, uint32(len(input)))
+		err = in.invoke(ctx, cctx, fn(), ptr, uint32(len(input)))
 	}
 	res := c.single
 	c.reset()

@@ -32,6 +32,7 @@ type Module struct {
 
 	compiled  wazero.CompiledModule
 	rt        wazero.Runtime // the runtime it was compiled in
+	trusted   bool           // compiled without termination checks (Config.Trusted)
 	owner     *Runtime
 	closeOnce sync.Once
 }
@@ -69,7 +70,7 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte) (*Module, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: does not compile: %w", ErrInvalidModule, err)
 	}
-	m := &Module{Hash: hash, Size: len(wasm), Wasm: wasm, compiled: compiled, rt: rt, owner: r}
+	m := &Module{Hash: hash, Size: len(wasm), Wasm: wasm, compiled: compiled, rt: rt, owner: r, trusted: rt == r.fast}
 	r.open.Add(1)
 	if err := r.validate(m); err != nil {
 		m.Close(ctx)
