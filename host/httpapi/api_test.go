@@ -596,6 +596,10 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("HealthAndMetrics", func(t *testing.T) {
+		// A follower may still be applying the Plugins test's deploy and
+		// removal (loading a module takes a while under the race detector):
+		// /readyz is 503 until it has caught up, which is the point of it.
+		cluster.Poll(t, 30*time.Second, func() bool { return f1.m.Node.Stats().Ready }, "%s did not catch up", f1.m.ID)
 		for _, n := range []*node{l, f1} {
 			for _, base := range []string{n.url, n.mgmt} {
 				for _, p := range []string{"/healthz", "/readyz"} {
