@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/plugins/sdk"
@@ -128,91 +127,6 @@ func (n *Native) Migrate(_ context.Context, st Store, mig abi.Migration, meta ab
 func (n *Native) Close(context.Context) error {
 	n.closed = true
 	return nil
-}
-
-// NativePool runs read-only queries concurrently on up to size Natives of
-// one plugin, as Pool does with instances: the same bound, so that a node
-// running a plugin natively differs from a wasm node only in the engine.
-// Idle Natives are reused, so a query allocates nothing for its runner.
-type NativePool struct {
-	p     sdk.Plugin
-	slots chan struct{} // one token per Native that may exist
-	idle  chan *Native
-
-	mu     sync.Mutex
-	closed bool
-}
-
-// NewNativePool returns a pool of at most size Natives of p (size >= 1). p's
-// methods run concurrently, so p must be safe for concurrent use, as a
-// plugin without fields is.
-func NewNativePool(p sdk.Plugin, size int) *NativePool {
-	size = max(size, 1)
-	return &NativePool{p: p, slots: make(chan struct{}, size), idle: make(chan *Native, size)}
-}
-
-func (p *NativePool) get(ctx context.Context) (*Native, error) {
-	select {
-	case n := <-p.idle:
-		return n, nil
-	default:
-	}
-	select {
-	case n := <-p.idle:
-		return n, nil
-	case p.slots <- struct{}{}:
-		return NewNative(p.p), nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-func (p *NativePool) put(ctx context.Context, n *Native) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		n.Close(ctx)
-		<-p.slots
-		return
-	}
-	p.idle <- n
-}
-
-// Query runs q on a Native of the pool; see Native.Query. After Close it
-// fails with ErrClosed.
-func (p *NativePool) Query(ctx context.Context, st ReadStore, q []byte) (abi.Result, error) {
-	p.mu.Lock()
-	closed := p.closed
-	p.mu.Unlock()
-	if closed {
-		return abi.Result{}, ErrClosed
-	}
-	n, err := p.get(ctx)
-	if err != nil {
-		return abi.Result{}, err
-	}
-	defer p.put(ctx, n)
-	return n.Query(ctx, st, q)
-}
-
-// Close closes the idle Natives; those in use are closed when their query
-// ends. It is idempotent.
-func (p *NativePool) Close(ctx context.Context) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return
-	}
-	p.closed = true
-	for {
-		select {
-		case n := <-p.idle:
-			n.Close(ctx)
-			<-p.slots
-		default:
-			return
-		}
-	}
 }
 
 // call runs f, turning a panic into a trap as the wasm runtime would.
