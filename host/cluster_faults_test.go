@@ -443,16 +443,7 @@ func TestReadsOnPartitionedNodes(t *testing.T) {
 	// its leadership less than an election timeout ago, so no other leader
 	// can have committed anything yet. What it must never do is answer after
 	// the majority has moved on, below. The majority elects a new leader:
-	var nl *cluster.Member
-	cluster.Poll(t, 20*time.Second, func() bool {
-		for _, m := range c.Members {
-			if m != old && m.Node.IsLeader() && m.Node.Stats().Ready {
-				nl = m
-				return true
-			}
-		}
-		return false
-	}, "majority did not elect a new leader")
+	nl := c.LeaderOtherThan(old)
 	mustSet(t, nl.Node, "k", "v2")
 	for _, lvl := range []host.Consistency{host.Leader, host.Linearizable} {
 		if v, err := get(t, old.Node, "k", lvl); err == nil {

@@ -70,16 +70,7 @@ func TestPartitionedLeaderRefusesReads(t *testing.T) {
 	}
 
 	// The majority elects a new leader, which overwrites k.
-	var nl *cluster.Member
-	cluster.Poll(t, 20*time.Second, func() bool {
-		for _, m := range c.Members {
-			if m != old && m.Node.IsLeader() && m.Node.Stats().Ready {
-				nl = m
-				return true
-			}
-		}
-		return false
-	}, "majority did not elect a new leader")
+	nl := c.LeaderOtherThan(old)
 	mustSet(t, nl.Node, "k", "v2")
 	acked := time.Now()
 	// Reads keep being sent to the old leader until, at each level, two have

@@ -217,19 +217,30 @@ func (c *Cluster) Member(id string) *Member {
 	return nil
 }
 
-// Leader waits (up to 20 s) for a running member that leads and is ready.
+// Leader waits (up to 30 s) for a running member that leads and is ready.
 func (c *Cluster) Leader() *Member {
 	c.t.Helper()
+	return c.LeaderOtherThan(nil)
+}
+
+// LeaderOtherThan waits for a ready leader that is not old (the majority's
+// new leader after old was cut off) and returns it.
+func (c *Cluster) LeaderOtherThan(old *Member) *Member {
+	c.t.Helper()
+	not := "-"
+	if old != nil {
+		not = old.ID
+	}
 	var l *Member
 	Poll(c.t, 30*time.Second, func() bool {
 		for _, m := range c.Members {
-			if m.Node != nil && m.Node.IsLeader() && m.Node.Stats().Ready {
+			if m != old && m.Node != nil && m.Node.IsLeader() && m.Node.Stats().Ready {
 				l = m
 				return true
 			}
 		}
 		return false
-	}, "no ready leader: %s", lazy(c.describe))
+	}, "no ready leader (other than %s): %s", not, lazy(c.describe))
 	return l
 }
 
