@@ -41,9 +41,15 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done
 
-# Rebuild the default KV plugin (committed and embedded; see its go:generate line).
-plugins:
+# Every plugin: the default KV plugin (committed and embedded; see its
+# go:generate line), and the examples into bin/plugins/ (the C one needs
+# clang and lld: make deps).
+plugins: deps
 	$(GO) generate ./plugins/kv/kvwasm
+	@mkdir -p bin/plugins
+	$(WASM_ENV) $(GO) build -trimpath -buildmode=c-shared -o bin/plugins/ledger.wasm ./examples/ledger
+	$(WASM_ENV) $(GO) build -trimpath -buildmode=c-shared -o bin/plugins/ledger-v2.wasm ./examples/ledger/v2
+	sh examples/c-counter/build.sh bin/plugins/counter.wasm
 
 # End-to-end load on a fresh local 3-node cluster of the built binary.
 bench:
