@@ -21,3 +21,12 @@ func QueryLocal(ctx context.Context, n *Node, name string, q []byte, level Consi
 
 // OpenModules reports how many compiled modules n holds open.
 func OpenModules(n *Node) int { return n.rt.OpenModules() }
+
+// The slow test plugin and its timeouts (see fsm_test.go), for the node tests.
+var SlowWasm = slowWasm
+
+const (
+	SpinIters        = spinIters
+	ShortCallTimeout = shortCallTimeout
+	LongCallTimeout  = longCallTimeout
+)

@@ -14,21 +14,7 @@ import (
 	"github.com/raftkv/raftkv/host"
 	"github.com/raftkv/raftkv/host/httpapi"
 	"github.com/raftkv/raftkv/internal/cluster"
-	"github.com/raftkv/raftkv/internal/wasmbuild"
 )
-
-// A "spin" of the slow test plugin (host/testdata/slow) of spinIters takes
-// about a second (some 40 ns an iteration): far past shortTimeout on any
-// machine, far within longTimeout on a loaded one.
-const (
-	spinIters    = "25000000"
-	shortTimeout = 250 * time.Millisecond
-	longTimeout  = 2 * time.Minute
-)
-
-func slowModule(t testing.TB, version string, flags ...string) []byte {
-	return wasmbuild.Build(t, "./testdata/slow", append([]string{"-X main.version=" + version}, flags...)...)
-}
 
 // lead makes m the cluster's ready leader.
 func lead(t *testing.T, c *cluster.Cluster, m *cluster.Member) {
@@ -102,22 +88,22 @@ func httpGet(t *testing.T, h *httpapi.API, path string) (int, string) {
 // and ends with the others' state.
 func TestFailStopLeader(t *testing.T) {
 	c := cluster.Start(t, cluster.Options{Nodes: 3, Configure: func(cfg *host.Config) {
-		cfg.PluginCallTimeout = longTimeout
+		cfg.PluginCallTimeout = host.LongCallTimeout
 		if cfg.NodeID == "n1" {
-			cfg.PluginCallTimeout = shortTimeout
+			cfg.PluginCallTimeout = host.ShortCallTimeout
 			// Raft would snapshot right after the failure if it could.
 			cfg.SnapshotThreshold, cfg.SnapshotInterval = 4, 50*time.Millisecond
 		}
 	}})
 	n1 := c.Member("n1")
 	lead(t, c, n1)
-	deploy(t, n1.Node, "slow", slowModule(t, "1"))
+	deploy(t, n1.Node, "slow", host.SlowWasm(t, "1"))
 	applyOK(t, n1.Node, "slow", "set a 1")
 	mustSet(t, n1.Node, "before", "1")
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := n1.Node.Apply(ctx, "slow", []byte("spin "+spinIters+" k")); !errors.Is(err, host.ErrStopped) {
+	if _, err := n1.Node.Apply(ctx, "slow", []byte("spin "+host.SpinIters+" k")); !errors.Is(err, host.ErrStopped) {
 		t.Fatalf("a command past the leader's time limit: %v, want ErrStopped", err)
 	}
 	at := failedAt(t, n1, "applying log index")
@@ -153,7 +139,7 @@ func TestFailStopLeader(t *testing.T) {
 		t.Fatalf("n1 took a snapshot at index %d, past the entry %d it failed at", idx, at)
 	}
 
-	n1.Reconfigure(func(cfg *host.Config) { cfg.PluginCallTimeout = longTimeout })
+	n1.Reconfigure(func(cfg *host.Config) { cfg.PluginCallTimeout = host.LongCallTimeout })
 	c.Restart(n1)
 	c.WaitConverged(3)
 	if f := n1.Node.Stats().Failure; f != "" {
@@ -173,9 +159,9 @@ func TestFailStopLeader(t *testing.T) {
 // activates it and ends with the others' state.
 func TestDeployTimeLimitFailStops(t *testing.T) {
 	c := cluster.Start(t, cluster.Options{Nodes: 3, Configure: func(cfg *host.Config) {
-		cfg.PluginCallTimeout = longTimeout
+		cfg.PluginCallTimeout = host.LongCallTimeout
 		if cfg.NodeID == "n3" {
-			cfg.PluginCallTimeout = shortTimeout
+			cfg.PluginCallTimeout = host.ShortCallTimeout
 			cfg.SnapshotThreshold, cfg.SnapshotInterval = 4, 50*time.Millisecond
 		}
 	}})
@@ -191,16 +177,16 @@ func TestDeployTimeLimitFailStops(t *testing.T) {
 		}
 	}
 
-	v1 := deploy(t, n1.Node, "slow", slowModule(t, "1"))
+	v1 := deploy(t, n1.Node, "slow", host.SlowWasm(t, "1"))
 	applyOK(t, n1.Node, "slow", "init")
-	v2 := deploy(t, n1.Node, "slow", slowModule(t, "2", "-X main.migrateSpin="+spinIters))
+	v2 := deploy(t, n1.Node, "slow", host.SlowWasm(t, "2", "-X main.migrateSpin="+host.SpinIters))
 	if at := failedAt(t, n3, "migrating plugin"); at != v2.ActiveSince {
 		t.Fatalf("n3 failed at index %d, want the upgrade's %d", at, v2.ActiveSince)
 	}
 	if h := pluginHash(n3.Node, "slow"); h != v1.Hash {
 		t.Fatalf("the fail-stopped n3 runs %s, want v1 %s", h, v1.Hash)
 	}
-	restart(longTimeout)
+	restart(host.LongCallTimeout)
 	if h := pluginHash(n3.Node, "slow"); h != v2.Hash {
 		t.Fatalf("n3 runs %s after catching up, want v2 %s", h, v2.Hash)
 	}
@@ -212,15 +198,15 @@ func TestDeployTimeLimitFailStops(t *testing.T) {
 		mustSet(t, n1.Node, fmt.Sprintf("k%d", i), "v")
 	}
 	cluster.Poll(t, 30*time.Second, func() bool { return snapshotIndex(n3.Node) >= v2.ActiveSince }, "n3 took no snapshot past the upgrade")
-	restart(shortTimeout)
-	info := deploy(t, n1.Node, "info", slowModule(t, "3", "-X main.infoSpin="+spinIters))
+	restart(host.ShortCallTimeout)
+	info := deploy(t, n1.Node, "info", host.SlowWasm(t, "3", "-X main.infoSpin="+host.SpinIters))
 	if at := failedAt(t, n3, `deploying plugin "info"`); at != info.ActiveSince {
 		t.Fatalf("n3 failed at index %d, want the deploy's %d", at, info.ActiveSince)
 	}
 	if h := pluginHash(n3.Node, "info"); h != "" {
 		t.Fatalf("the fail-stopped n3 runs %s", h)
 	}
-	restart(longTimeout)
+	restart(host.LongCallTimeout)
 	if h := pluginHash(n3.Node, "info"); h != info.Hash {
 		t.Fatalf("n3 runs %q after catching up, want %s", h, info.Hash)
 	}

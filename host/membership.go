@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -83,11 +81,7 @@ func (n *Node) joinLocal(ctx context.Context, req JoinRequest) (JoinResponse, er
 	}
 	// A voter whose key nobody trusts would never receive the log, yet count
 	// towards the quorum: refuse it before it is in the configuration.
-	trusted, err := n.keyTrusted(req.NodeID)
-	if err != nil {
-		return JoinResponse{}, err
-	}
-	if !trusted {
+	if !n.trust.Trusts(req.NodeID) {
 		return JoinResponse{}, fmt.Errorf("%w: join: no key is trusted for node %q: trust it first (raftkv trust LINE, "+
 			"or POST /v1/cluster/trust {\"line\": \"ssh-ed25519 AAAA… %s\"}), or send its key in the join request (public_key)",
 			ErrInvalid, req.NodeID, req.NodeID)
@@ -326,40 +320,6 @@ func (n *Node) trustLocal(ctx context.Context, nodeID, line string) error {
 		return err
 	}
 	return r.err
-}
-
-// keyTrusted reports whether this node trusts a key for nodeID: one bound to
-// it in the replicated trust list or in this node's authorized_keys file, and
-// not revoked or bound to another node as well. The file is read again to
-// list its keys (Trust does not list them); a key is counted only if the
-// trust set in use, loaded from the file at start, accepts it for nodeID.
-func (n *Node) keyTrusted(nodeID string) (bool, error) {
-	var keys []ssh.PublicKey
-	for _, e := range n.trust.Entries() {
-		if e.NodeID == nodeID {
-			keys = append(keys, e.Key)
-		}
-	}
-	path := filepath.Join(n.cfg.DataDir, transport.AuthorizedKeysFile)
-	data, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return false, fmt.Errorf("raftkv: %w", err)
-	}
-	entries, err := transport.ParseAuthorizedKeys(data)
-	if err != nil {
-		return false, fmt.Errorf("raftkv: %s: %w", path, err)
-	}
-	for _, e := range entries {
-		if e.NodeID == nodeID {
-			keys = append(keys, e.Key)
-		}
-	}
-	for _, k := range keys {
-		if id, ok := n.trust.NodeFor(k); ok && id == nodeID {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // replicatedTrust reports whether key is bound to nodeID in the replicated

@@ -43,6 +43,8 @@ type Node struct {
 	snaps        raft.SnapshotStore
 	raft         *raft.Raft
 
+	trustFileMu sync.Mutex // serialises writes of trust.json: the FSM and AcceptTrust both write it
+
 	peersMu sync.RWMutex
 	peers   map[string]string // raft address -> node ID
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/raftkv/raftkv/host/transport"
 )
@@ -20,11 +19,6 @@ const trustFile = "trust.json"
 // trustTempPattern names the temporary files trust.json is written through
 // (os.CreateTemp); one left by a crash is removed at the next start.
 const trustTempPattern = trustFile + ".*.tmp"
-
-// trustFileMu serialises writes of trust.json: the FSM goroutine and
-// AcceptTrust both write it. It is one lock for every node in the process;
-// writes are rare (trust changes), so they do not contend.
-var trustFileMu sync.Mutex
 
 type trustCache struct {
 	Trust   []string `json:"trust"`   // authorized_keys lines with the node ID as comment
@@ -46,8 +40,8 @@ func (n *Node) saveTrust() {
 // renamed over trust.json, and the directory synced. The list is read under
 // the lock, so the last writer writes the latest list.
 func (n *Node) writeTrust() (err error) {
-	trustFileMu.Lock()
-	defer trustFileMu.Unlock()
+	n.trustFileMu.Lock()
+	defer n.trustFileMu.Unlock()
 	c := trustCache{Trust: []string{}, Revoked: n.trust.Revoked()}
 	for _, e := range n.trust.Entries() {
 		c.Trust = append(c.Trust, e.String())

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -716,25 +714,6 @@ func pausedLeaderReads(t *testing.T, a e2eCluster, round int) {
 		return err
 	})
 	a.waitReady(t, 3)
-}
-
-// doHTTPWith is doHTTP through client.
-func doHTTPWith(client *http.Client, method, url string, body []byte) (httpResult, error) {
-	var r io.Reader
-	if body != nil {
-		r = bytes.NewReader(body)
-	}
-	req, err := http.NewRequest(method, url, r)
-	if err != nil {
-		return httpResult{}, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return httpResult{}, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	return httpResult{resp.StatusCode, string(data), resp.Header}, err
 }
 
 // readRefusals are the error codes of a read a node cannot serve at the

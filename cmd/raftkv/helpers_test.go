@@ -69,6 +69,11 @@ type httpResult struct {
 }
 
 func doHTTP(method, url string, body []byte, header ...string) (httpResult, error) {
+	return doHTTPWith(httpClient, method, url, body, header...)
+}
+
+// doHTTPWith is doHTTP through client; header is name, value pairs.
+func doHTTPWith(client *http.Client, method, url string, body []byte, header ...string) (httpResult, error) {
 	var r io.Reader
 	if body != nil {
 		r = bytes.NewReader(body)
@@ -80,7 +85,7 @@ func doHTTP(method, url string, body []byte, header ...string) (httpResult, erro
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return httpResult{}, err
 	}

@@ -158,6 +158,28 @@ func (t *Trust) Revoke(nodeID string) {
 	t.changedLocked()
 }
 
+// Trusts reports whether a key is trusted for nodeID, from the
+// authorized_keys file or the replicated list (not revoked, not bound to
+// another node ID as well).
+func (t *Trust) Trusts(nodeID string) bool {
+	t.mu.RLock()
+	var keys []ssh.PublicKey
+	for _, src := range [][]Entry{t.file, t.replicated} {
+		for _, e := range src {
+			if e.NodeID == nodeID {
+				keys = append(keys, e.Key)
+			}
+		}
+	}
+	t.mu.RUnlock()
+	for _, k := range keys {
+		if id, ok := t.NodeFor(k); ok && id == nodeID {
+			return true
+		}
+	}
+	return false
+}
+
 // Entries returns the replicated entries, sorted by node ID and key.
 func (t *Trust) Entries() []Entry {
 	t.mu.RLock()

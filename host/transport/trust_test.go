@@ -72,6 +72,15 @@ func TestTrustSources(t *testing.T) {
 	expect(kr, "repl-node")
 	expect(kx, "")
 	expect(nil, "")
+	trusts := func(id string, want bool) {
+		t.Helper()
+		if got := tr.Trusts(id); got != want {
+			t.Fatalf("Trusts(%q) = %v, want %v", id, got, want)
+		}
+	}
+	trusts("file-node", true)
+	trusts("repl-node", true)
+	trusts("nobody", false)
 
 	// A bad file changes nothing.
 	os.WriteFile(path, []byte("ssh-ed25519 broken\n"), 0o600)
@@ -83,6 +92,7 @@ func TestTrustSources(t *testing.T) {
 	// Revoke beats the file; Add lifts it.
 	tr.Revoke("file-node")
 	expect(kf, "")
+	trusts("file-node", false)
 	if got := tr.Revoked(); !slices.Equal(got, []string{"file-node"}) {
 		t.Fatalf("Revoked() = %v", got)
 	}
@@ -107,6 +117,7 @@ func TestTrustSources(t *testing.T) {
 	// Remove drops replicated keys only.
 	tr.Remove("repl-node")
 	expect(kr, "")
+	trusts("repl-node", false)
 
 	// A key the file binds to one node and the replicated set to another is
 	// trusted for neither.
@@ -116,6 +127,7 @@ func TestTrustSources(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(kf, "")
+	trusts("other", false) // its only key is ambiguous
 	id, why := tr.lookup(kf)
 	if id != "" || !strings.Contains(why, "more than one") {
 		t.Fatalf("lookup of an ambiguous key = %q, %q", id, why)
