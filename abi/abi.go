@@ -27,6 +27,10 @@ const (
 	// ExportInfo (optional): () -> (). Reports a MsgPack Info through the
 	// result host function.
 	ExportInfo = "raftkv_info"
+	// ExportValidate (optional, ABI v1 addition): (ptr i32, len i32) -> ().
+	// Checks a command's bytes, without state, before the leader proposes
+	// it; a non-zero result refuses the command.
+	ExportValidate = "raftkv_validate"
 	// ExportInitialize is the WASI reactor initialiser (Go c-shared, clang
 	// reactors). The host calls it once per instance if it is exported.
 	ExportInitialize = "_initialize"
@@ -116,12 +120,14 @@ const (
 	CodeTrap       Code = 6 // assigned by the host: the plugin trapped (panic, out-of-bounds access, out of memory)
 	CodeNoResult   Code = 7 // assigned by the host: the plugin returned without reporting a result
 	CodeReadOnly   Code = 8 // a query attempted to write
+	CodeOutOfFuel  Code = 9 // assigned by the host: the entry or query used up its fuel budget
 )
 
 var codeNames = map[Code]string{
 	CodeOK: "ok", CodeBadRequest: "bad_request", CodeNotFound: "not_found",
 	CodeConflict: "conflict", CodeTooLarge: "too_large", CodeInternal: "internal",
 	CodeTrap: "trap", CodeNoResult: "no_result", CodeReadOnly: "read_only",
+	CodeOutOfFuel: "out_of_fuel",
 }
 
 // String returns the code's stable snake_case name ("plugin_<n>" for plugin codes).
@@ -198,4 +204,12 @@ type Info struct {
 	Name        string `msgpack:"name"`
 	Version     string `msgpack:"version"`
 	Description string `msgpack:"description,omitempty"`
+	// Migrate, when false, says the module's raftkv_migrate does nothing
+	// (an SDK that exports it for every plugin reports this); nil or true:
+	// the module has a migration if it exports raftkv_migrate.
+	Migrate *bool `msgpack:"migrate,omitempty"`
+	// Validate, when false, says the module's raftkv_validate accepts
+	// everything (an SDK that exports it for every plugin reports this):
+	// the host then does not call it.
+	Validate *bool `msgpack:"validate,omitempty"`
 }

@@ -34,6 +34,7 @@ var goldens = []struct {
 	{"migration", abi.Migration{FromHash: "ab12", FromVersion: "1.0.0", Index: 42}, func() any { return new(abi.Migration) }},
 	{"info", abi.Info{Name: "kv", Version: "1.0.0", Description: "key-value store"}, func() any { return new(abi.Info) }},
 	{"result", abi.Result{Code: abi.CodeConflict, Data: []byte("version mismatch")}, func() any { return new(abi.Result) }},
+	{"result_out_of_fuel", abi.Result{Code: abi.CodeOutOfFuel, Data: []byte("out of fuel: the entry's budget is 20000000")}, func() any { return new(abi.Result) }},
 }
 
 func TestGoldenEncodings(t *testing.T) {

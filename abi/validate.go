@@ -1,9 +1,11 @@
 package abi
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
@@ -135,12 +137,28 @@ func Validate(data []byte) error {
 	}
 }
 
-// Unmarshal validates data (see Validate) and decodes it into v.
+// Unmarshal validates data (see Validate) and decodes it into v, a non-nil
+// pointer. An integer that does not fit in the Go integer type it decodes
+// into is an error wrapping ErrIntRange, never truncated (see ints.go).
 func Unmarshal(data []byte, v any) error {
 	if err := Validate(data); err != nil {
 		return err
 	}
-	return msgpack.Unmarshal(data, v)
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	dec.UsePreallocateValues(true)
+	dec.Reset(bytes.NewReader(data))
+	// Decode reads into a *uint64 (and the other pointers to integers) on a
+	// fast path that skips the registered, range-checked integer decoders;
+	// DecodeValue does not.
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer && !rv.IsNil() && isInt(rv.Elem().Kind()) {
+		return dec.DecodeValue(rv.Elem())
+	}
+	return dec.Decode(v)
+}
+
+func isInt(k reflect.Kind) bool {
+	return reflect.Int <= k && k <= reflect.Uintptr
 }
 
 // Marshal encodes v with the ABI's MsgPack conventions.
