@@ -3,7 +3,7 @@ package sdk
 import (
 	"encoding/binary"
 
-	"github.com/raftkv/raftkv/plugins/sdk/mp"
+	"github.com/raftkv/raftkv/abi/mp"
 )
 
 // Decoding of the ABI's Batch (the input of raftkv_apply).

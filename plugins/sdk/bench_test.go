@@ -6,7 +6,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/raftkv/raftkv/abi"
-	"github.com/raftkv/raftkv/plugins/sdk/mp"
+	"github.com/raftkv/raftkv/abi/mp"
 )
 
 var sinkU uint64

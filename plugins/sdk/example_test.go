@@ -1,70 +1,109 @@
 package sdk_test
 
 import (
-	"bytes"
 	"fmt"
-	"strconv"
 
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/plugins/sdk"
 )
 
-// Counter counts: the command "inc" adds one, "add N" adds N (N > 0), and
-// any query answers the count.
-type Counter struct{}
+// The counter of the package documentation: commands and queries are MsgPack
+// maps with an "op" field (what the HTTP API makes of a JSON object), and
+// results are MsgPack (what it renders back as JSON).
+var (
+	counter = sdk.NewRouter(abi.Info{Name: "counter", Version: "1.0.0"})
+	count   = sdk.NewItem[int64]("n")
+)
 
-func (Counter) Apply(st sdk.State, e sdk.Entry) ([]byte, error) {
-	delta := 1
-	if cmd := string(e.Data); cmd != "inc" {
-		n, err := strconv.Atoi(cmd[min(len(cmd), 4):])
-		if len(cmd) < 4 || cmd[:4] != "add " || err != nil || n <= 0 {
-			return nil, sdk.Errorf(abi.CodeBadRequest, "unknown command %q", cmd)
-		}
-		delta = n
-	}
-	v, _, _ := st.Get([]byte("count"))
-	n, _ := strconv.Atoi(string(v))
-	n += delta
-	if err := st.Set([]byte("count"), []byte(strconv.Itoa(n))); err != nil {
-		return nil, err
-	}
-	return []byte(strconv.Itoa(n)), nil
+type add struct {
+	N int64 `msgpack:"n"`
 }
 
-func (Counter) Query(st sdk.State, q []byte) ([]byte, error) {
-	v, version, ok := st.Get([]byte("count"))
-	if !ok {
-		return nil, sdk.Errorf(abi.CodeNotFound, "nothing counted yet")
-	}
-	return fmt.Appendf(nil, "%s (written at index %d)", bytes.Clone(v), version), nil
+func init() {
+	sdk.Command(counter, "add", func(st sdk.State, e sdk.Entry, req add) (int64, error) {
+		if req.N <= 0 {
+			return 0, sdk.BadRequest("n must be positive, not %d", req.N)
+		}
+		return count.Update(st, func(n int64, _ bool) (int64, error) { return n + req.N, nil })
+	})
+	sdk.Query(counter, "get", func(st sdk.State, _ struct{}) (int64, error) {
+		return count.Load(st)
+	})
+	// In the plugin's main package: sdk.Register(counter)
 }
 
 // A plugin runs natively on a MemState, which applies entries as the host
 // does: the failed entry leaves no trace.
 func Example() {
 	st := sdk.NewMemState()
-	var p Counter
+	msg := func(v any) []byte { b, _ := sdk.Marshal(v); return b }
 
-	fmt.Println(st.Query(p, nil).Err())
-	results := st.Apply(p,
-		abi.Entry{Index: 1, Term: 1, Data: []byte("inc")},
-		abi.Entry{Index: 2, Term: 1, Data: []byte("add 10")},
-		abi.Entry{Index: 3, Term: 1, Data: []byte("add -5")},
-		abi.Entry{Index: 4, Term: 1, Data: []byte("inc")},
+	fmt.Println(st.Query(counter, msg(map[string]any{"op": "get"})).Err())
+	results := st.Apply(counter,
+		abi.Entry{Index: 1, Term: 1, Data: msg(map[string]any{"op": "add", "n": 1})},
+		abi.Entry{Index: 2, Term: 1, Data: msg(map[string]any{"op": "add", "n": 10})},
+		abi.Entry{Index: 3, Term: 1, Data: msg(map[string]any{"op": "add", "n": -5})},
+		abi.Entry{Index: 4, Term: 1, Data: msg(map[string]any{"op": "inc"})},
 	)
 	for _, r := range results {
 		if r.OK() {
-			fmt.Printf("ok %s\n", r.Data)
+			var n int64
+			sdk.Unmarshal(r.Data, &n)
+			fmt.Printf("ok %d (MsgPack %x)\n", n, r.Data)
 		} else {
 			fmt.Println(r.Err())
 		}
 	}
-	fmt.Printf("%s\n", st.Query(p, nil).Data)
+	fmt.Printf("%x\n", st.Query(counter, msg(map[string]any{"op": "get"})).Data)
 	// Output:
-	// plugin: not_found: nothing counted yet
-	// ok 1
-	// ok 11
-	// plugin: bad_request: unknown command "add -5"
-	// ok 12
-	// 12 (written at index 4)
+	// plugin: not_found: n not found
+	// ok 1 (MsgPack 01)
+	// ok 11 (MsgPack 0b)
+	// plugin: bad_request: n must be positive, not -5
+	// plugin: bad_request: unknown command op "inc" (commands: add)
+	// 0b
+}
+
+// Tally is a Plugin written without the Router: Decode and Result do the
+// codec, and the errors are the author's.
+type Tally struct{}
+
+func (Tally) Apply(st sdk.State, e sdk.Entry) ([]byte, error) {
+	req, err := sdk.Decode[struct {
+		Word string `msgpack:"word"`
+	}](e.Data)
+	if err != nil {
+		return nil, err
+	}
+	words := sdk.NewMap[string, uint64]("w/", sdk.StringKey)
+	n, err := words.Update(st, req.Word, func(n uint64, _ bool) (uint64, error) { return n + 1, nil })
+	if err != nil {
+		return nil, err
+	}
+	return sdk.Result(map[string]any{"word": req.Word, "count": n})
+}
+
+func (Tally) Query(st sdk.State, q []byte) ([]byte, error) {
+	words := sdk.NewMap[string, uint64]("w/", sdk.StringKey)
+	out := map[string]uint64{}
+	var err error
+	for w, n := range words.All(st, &err) {
+		out[w] = n
+	}
+	if err != nil {
+		return nil, err
+	}
+	return sdk.Result(out)
+}
+
+func ExamplePlugin() {
+	st := sdk.NewMemState()
+	for i, w := range []string{"a", "b", "a"} {
+		b, _ := sdk.Marshal(map[string]string{"word": w})
+		st.Apply(Tally{}, abi.Entry{Index: uint64(i + 1), Data: b})
+	}
+	var all map[string]uint64
+	sdk.Unmarshal(st.Query(Tally{}, nil).Data, &all)
+	fmt.Println(all)
+	// Output: map[a:2 b:1]
 }

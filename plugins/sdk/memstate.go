@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/raftkv/raftkv/abi"
-	"github.com/raftkv/raftkv/plugins/sdk/mp"
+	"github.com/raftkv/raftkv/abi/mp"
 )
 
 // MemState is an in-memory State with the host's semantics, for testing

@@ -284,3 +284,14 @@ func rcError(rc int64) error {
 	}
 	return Errorf(abi.CodeInternal, "host returned unknown code %d", rc)
 }
+
+// Validator is implemented by plugins that can tell a malformed command from
+// its bytes alone. The leader calls ValidateCommand before it proposes a
+// command (raftkv_validate, ABI.md), so an error refuses the command with
+// its code (400 over HTTP for abi.CodeBadRequest) before it reaches the log.
+// It must be pure: it sees only the command, no state and no entry, and
+// must not depend on anything else, since a command it accepts is applied
+// later by Apply, which still checks everything against the state.
+type Validator interface {
+	ValidateCommand(cmd []byte) error
+}

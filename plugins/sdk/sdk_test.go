@@ -12,7 +12,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/raftkv/raftkv/abi"
-	"github.com/raftkv/raftkv/plugins/sdk/mp"
+	"github.com/raftkv/raftkv/abi/mp"
 )
 
 func TestPrefixEnd(t *testing.T) {

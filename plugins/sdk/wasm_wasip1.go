@@ -8,7 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/raftkv/raftkv/abi"
-	"github.com/raftkv/raftkv/plugins/sdk/mp"
+	"github.com/raftkv/raftkv/abi/mp"
 )
 
 // The module's exports (ABI.md section 1). Every export runs on the host's
@@ -171,6 +171,17 @@ func raftkvMigrate(ptr, n uint32) {
 	finish()
 }
 
+//go:wasmexport raftkv_validate
+func raftkvValidate(ptr, n uint32) {
+	v, ok := registered.(Validator)
+	if !ok { // raftkv_info told the host not to call it
+		report(nil, nil, false)
+		return
+	}
+	report(nil, v.ValidateCommand(input(ptr, n)), false)
+	finish()
+}
+
 //go:wasmexport raftkv_info
 func raftkvInfo() {
 	if registered == nil {
@@ -182,6 +193,16 @@ func raftkvInfo() {
 	var info abi.Info
 	if d, ok := registered.(Describer); ok {
 		info = d.Info()
+	}
+	if _, ok := registered.(Migrator); !ok {
+		// raftkv_migrate is exported for every plugin; tell the host it is
+		// a no-op, so that it reports has_migrate false.
+		no := false
+		info.Migrate = &no
+	}
+	if _, ok := registered.(Validator); !ok {
+		no := false
+		info.Validate = &no // likewise for raftkv_validate
 	}
 	b, err := abi.Marshal(info)
 	if err != nil {

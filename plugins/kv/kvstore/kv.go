@@ -6,8 +6,8 @@ import (
 	"fmt"
 
 	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/abi/mp"
 	"github.com/raftkv/raftkv/plugins/sdk"
-	"github.com/raftkv/raftkv/plugins/sdk/mp"
 )
 
 // KV is the key-value state machine. It holds no data of its own (the State

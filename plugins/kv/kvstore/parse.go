@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/raftkv/raftkv/abi"
-	"github.com/raftkv/raftkv/plugins/sdk/mp"
+	"github.com/raftkv/raftkv/abi/mp"
 )
 
 // fields holds the raw MsgPack encodings of the known fields of a request
