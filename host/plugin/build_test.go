@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/raftkv/raftkv/host/plugin"
 )
 
 var (
@@ -51,3 +53,11 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// testOpts loads a module as the FSM loads a plugin: with the default
+// limits, but 256 pages of memory (newRuntime's cap).
+var testOpts = func() plugin.LoadOptions {
+	o := plugin.LoadOptions{Name: "test", Limits: plugin.DefaultLimits()}
+	o.Limits.MemoryPages = 256
+	return o
+}()

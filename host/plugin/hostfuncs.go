@@ -1,12 +1,15 @@
 package plugin
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"time"
 
 	"github.com/raftkv/raftkv/abi"
-	"github.com/raftkv/raftkv/plugins/sdk/mp"
+	"github.com/raftkv/raftkv/abi/mp"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 )
@@ -28,6 +31,10 @@ type Store interface {
 	Begin()
 	Commit()
 	Rollback()
+	// Len and Bytes are the namespace's number of keys and the sum of their
+	// keys' and values' lengths (the namespace quotas of Limits).
+	Len() int
+	Bytes() int64
 }
 
 type mode uint8
@@ -38,6 +45,7 @@ const (
 	modeQuery
 	modeMigrate
 	modeInfo
+	modeValidate // raftkv_validate: no state, no entry
 )
 
 // trap is panicked by host functions to abort the guest; wazero returns it
@@ -60,9 +68,22 @@ type call struct {
 	single  *abi.Result // query, migrate, info
 	meta    abi.Entry   // migrate: the deploy entry
 	arena   []byte      // result payloads of the current call
+	recs    []scanRec
 
-	log  *slog.Logger
-	recs []scanRec
+	m       *Module
+	r       *Runtime
+	out     *guestOutput
+	fuel    api.MutableGlobal // the live instance's fuel counter; nil if unmetered
+	stack   api.MutableGlobal // its call-stack budget; nil if unmetered
+	timer   *time.Timer       // the wall-clock limit of the current operation; nil if none
+	timeout time.Duration
+	budget  uint64 // fuel of the current entry or call
+
+	// Per entry or call (reset by begin).
+	quota   quota         // the write quotas
+	logLeft uint64        // log bytes left (Limits.MaxLogBytes)
+	clock   int64         // nanoseconds the clocks advanced (sleeps, reads)
+	rng     *rand.ChaCha8 // random source, seeded on first use
 }
 
 type scanRec struct {
@@ -72,13 +93,76 @@ type scanRec struct {
 
 type callKey struct{}
 
-func newCall(log *slog.Logger) *call {
-	return &call{log: log}
+func newCall(m *Module, r *Runtime) *call {
+	c := &call{m: m, r: r}
+	c.out = &guestOutput{c: c}
+	return c
 }
 
 func (c *call) reset() {
 	c.mode, c.store, c.read, c.entries, c.next = modeIdle, nil, nil, nil, 0
 	c.results, c.single = nil, nil
+}
+
+// startCall prepares a guest call (see begin) with a full call-stack budget.
+func (c *call) startCall(fuel uint64) {
+	if c.stack != nil {
+		c.stack.Set(StackSlots)
+	}
+	c.begin(fuel)
+}
+
+// begin starts an entry, or a call that is not an apply, with fuel: it sets
+// the fuel counter, re-arms the wall-clock limit and resets the per-entry
+// quotas, clocks, random source and output. (The call-stack budget is the
+// call's: an entry starts at the depth where the previous one reported its
+// result.)
+func (c *call) begin(fuel uint64) {
+	c.budget = fuel
+	if c.fuel != nil {
+		c.fuel.Set(fuel)
+	}
+	if c.timer != nil {
+		c.timer.Reset(c.timeout)
+	}
+	c.quota = quota{lim: &c.m.Limits}
+	c.logLeft, c.clock, c.rng = c.m.Limits.MaxLogBytes, 0, nil
+	c.out.newEntry()
+}
+
+// account records the fuel the current entry or call used, at its result.
+func (c *call) account() {
+	if c.fuel == nil {
+		return
+	}
+	used := c.budget - min(c.budget, c.fuel.Get())
+	c.m.counters.FuelUsed.Add(used)
+	for {
+		old := c.m.counters.MaxFuelUsed.Load()
+		if used <= old || c.m.counters.MaxFuelUsed.CompareAndSwap(old, used) {
+			return
+		}
+	}
+}
+
+// Host functions charge fuel for the work they do on the guest's behalf:
+// hostCallCost per call plus one unit per byte they move (ABI.md, section 5).
+const (
+	hostCallCost   = 50
+	scanRecordCost = 20
+)
+
+// charge takes n units of fuel and traps if the fuel runs out. Unmetered
+// modules are not charged.
+func (c *call) charge(n uint64) {
+	if c.fuel == nil {
+		return
+	}
+	left := int64(c.fuel.Get()) - int64(min(n, 1<<62))
+	c.fuel.Set(uint64(left))
+	if left < 0 {
+		panic(&trap{"out of fuel"})
+	}
 }
 
 // result copies a guest payload into the call's arena.
@@ -138,24 +222,29 @@ func read(m api.Module, ptr, n uint32, what string) []byte {
 
 func rc(stack []uint64, v int64) { stack[0] = uint64(v) }
 
-// hostFunc adapts f to wazero, fetching the call state from the context.
+// hostFunc adapts f to wazero, fetching the call state from the context. A
+// call costs hostCallCost fuel, and traps if the fuel ran out before it
+// (metered code checks its fuel only at loop starts and function entries).
 func hostFunc(f func(c *call, m api.Module, stack []uint64)) api.GoModuleFunc {
 	return func(ctx context.Context, m api.Module, stack []uint64) {
 		c, _ := ctx.Value(callKey{}).(*call)
 		if c == nil {
 			trapf("host function called outside of a raftkv call")
 		}
+		c.charge(hostCallCost)
 		f(c, m, stack)
 	}
 }
 
 func stateGet(c *call, m api.Module, s []uint64) {
 	kptr, klen, vptr, vcap, verptr := uint32(s[0]), uint32(s[1]), uint32(s[2]), uint32(s[3]), uint32(s[4])
+	c.charge(uint64(min(klen, abi.MaxKeySize)))
 	if klen > abi.MaxKeySize {
 		rc(s, abi.RcTooLarge)
 		return
 	}
 	v, ver, ok := c.reader().Get(read(m, kptr, klen, "state_get key"))
+	c.charge(uint64(len(v)))
 	if !ok {
 		rc(s, -1)
 		return
@@ -179,13 +268,20 @@ func stateSet(c *call, m api.Module, s []uint64) {
 	case klen > abi.MaxKeySize || vlen > abi.MaxValueSize:
 		code = abi.RcTooLarge
 	default:
-		st.Set(read(m, kptr, klen, "state_set key"), read(m, vptr, vlen, "state_set value"), c.entry().Index)
+		c.charge(uint64(klen) + uint64(vlen))
+		key, val := read(m, kptr, klen, "state_set key"), read(m, vptr, vlen, "state_set value")
+		if c.quota.allowSet(st, key, val) {
+			st.Set(key, val, c.entry().Index)
+		} else {
+			code = abi.RcTooLarge
+		}
 	}
 	rc(s, int64(code))
 }
 
 func stateDelete(c *call, m api.Module, s []uint64) {
 	kptr, klen := uint32(s[0]), uint32(s[1])
+	c.charge(uint64(min(klen, abi.MaxKeySize)))
 	st, code := c.writable()
 	switch {
 	case code != abi.RcOK:
@@ -193,6 +289,8 @@ func stateDelete(c *call, m api.Module, s []uint64) {
 	case klen == 0:
 		rc(s, abi.RcBadArg)
 	case klen > abi.MaxKeySize:
+		rc(s, abi.RcTooLarge)
+	case !c.quota.allowWrite(uint64(klen)):
 		rc(s, abi.RcTooLarge)
 	case st.Delete(read(m, kptr, klen, "state_delete key")):
 		rc(s, 1)
@@ -204,6 +302,7 @@ func stateDelete(c *call, m api.Module, s []uint64) {
 func stateScan(c *call, m api.Module, s []uint64) {
 	sptr, slen, eptr, elen := uint32(s[0]), uint32(s[1]), uint32(s[2]), uint32(s[3])
 	limit, bufptr, bufcap := int32(s[4]), uint32(s[5]), uint32(s[6])
+	c.charge(uint64(min(slen, abi.MaxKeySize)) + uint64(min(elen, abi.MaxKeySize)))
 	if limit < 1 || limit > abi.MaxScanLimit {
 		rc(s, abi.RcBadArg)
 		return
@@ -225,7 +324,9 @@ func stateScan(c *call, m api.Module, s []uint64) {
 		return true
 	})
 	n += int64(mp.ArrayHeaderSize(len(c.recs)))
+	c.charge(scanRecordCost * uint64(len(c.recs)))
 	if n <= int64(bufcap) {
+		c.charge(uint64(n)) // only what is copied: asking for the size is cheap
 		buf, ok := m.Memory().Read(bufptr, uint32(n))
 		if !ok {
 			trapf("state_scan: buffer [%d, %d+%d) is outside guest memory", bufptr, bufptr, n)
@@ -266,11 +367,18 @@ func appendRecord(b []byte, r scanRec) []byte {
 func result(c *call, m api.Module, s []uint64) {
 	code, ptr, n := uint32(s[0]), uint32(s[1]), uint32(s[2])
 	var r abi.Result
-	if n > abi.MaxResultSize {
+	switch {
+	case c.quota.broken != "":
+		// The entry broke a quota: whatever it reports, it changed nothing.
+		c.m.counters.QuotaExceeded.Add(1)
+		r = c.result(uint32(abi.CodeTooLarge), []byte(c.quota.broken))
+	case n > abi.MaxResultSize:
 		r = abi.Result{Code: abi.CodeTooLarge, Data: fmt.Appendf(nil, "result of %d bytes exceeds the %d-byte limit", n, abi.MaxResultSize)}
-	} else {
+	default:
+		c.charge(uint64(n))
 		r = c.result(code, read(m, ptr, n, "result payload"))
 	}
+	c.account()
 	switch c.mode {
 	case modeApply:
 		if c.next >= len(c.entries) {
@@ -284,9 +392,10 @@ func result(c *call, m api.Module, s []uint64) {
 		c.results = append(c.results, r)
 		c.next++
 		if c.next < len(c.entries) {
+			c.begin(c.m.Limits.ApplyFuel)
 			c.store.Begin()
 		}
-	case modeQuery, modeMigrate, modeInfo:
+	case modeQuery, modeMigrate, modeInfo, modeValidate:
 		if c.single != nil {
 			trapf("result called twice")
 		}
@@ -298,10 +407,11 @@ func result(c *call, m api.Module, s []uint64) {
 
 func logMsg(c *call, m api.Module, s []uint64) {
 	level, ptr, n := int32(s[0]), uint32(s[1]), uint32(s[2])
-	const maxLog = 64 << 10
-	if n > maxLog {
-		n = maxLog
+	if uint64(n) > c.logLeft {
+		c.m.counters.LogBytesDropped.Add(uint64(n) - c.logLeft)
+		n = uint32(c.logLeft)
 	}
+	c.charge(uint64(n))
 	msg := read(m, ptr, n, "log message")
 	lvl := slog.LevelInfo
 	switch level {
@@ -312,7 +422,36 @@ func logMsg(c *call, m api.Module, s []uint64) {
 	case abi.LogError:
 		lvl = slog.LevelError
 	}
-	c.log.Log(context.Background(), lvl, string(msg))
+	if msg = bytes.TrimRight(c.takeLog(msg), "\n"); len(msg) > 0 {
+		c.m.emit(c.quiet(), lvl, string(msg), "log")
+	}
+}
+
+// takeLog returns the part of msg the entry's log budget (Limits.MaxLogBytes)
+// still allows, counting the rest as dropped.
+func (c *call) takeLog(msg []byte) []byte {
+	n := uint64(len(msg))
+	if n > c.logLeft {
+		c.m.counters.LogBytesDropped.Add(n - c.logLeft)
+		n = c.logLeft
+	}
+	c.logLeft -= n
+	return msg[:n]
+}
+
+// quiet reports whether the current output belongs to a replayed entry (an
+// index up to Runtime.SetQuietThrough's): it is then suppressed. Queries are
+// never replayed; the module's initialiser and info count as part of the
+// entry that loaded the module (LoadOptions.Index).
+func (c *call) quiet() bool {
+	q := c.r.quiet.Load()
+	switch {
+	case q == 0 || c.mode == modeQuery || c.mode == modeValidate:
+		return false
+	case c.entry() != nil:
+		return c.entry().Index <= q
+	}
+	return c.m.index != 0 && c.m.index <= q
 }
 
 func entryIndex(c *call, _ api.Module, s []uint64) {

@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/abi/mp"
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/state"
 	"github.com/raftkv/raftkv/internal/wasmbuild"
-	"github.com/raftkv/raftkv/plugins/sdk/mp"
 )
 
 // TestSDKPluginWithoutDescriber: sdk.Describer is optional, so a plugin
@@ -21,7 +21,7 @@ import (
 func TestSDKPluginWithoutDescriber(t *testing.T) {
 	r := newRuntime(t, 5*time.Second)
 	ctx := context.Background()
-	m, err := r.Load(ctx, wasmbuild.Build(t, "./testdata/nodescriber"))
+	m, err := r.Load(ctx, wasmbuild.Build(t, "./testdata/nodescriber"), testOpts)
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
@@ -35,8 +35,9 @@ func TestSDKPluginWithoutDescriber(t *testing.T) {
 	}
 	defer in.Close(ctx)
 	// The SDK itself reports success, not not_found (which the host tolerates).
-	if info, err := in.Info(ctx); err != nil || info != (abi.Info{}) {
-		t.Fatalf("Info() = %+v, %v; want an empty Info", info, err)
+	// (It says it has no migration: "migrate": false, since the SDK knows.)
+	if info, err := in.Info(ctx); err != nil || info.Name != "" || info.Version != "" || info.Description != "" || info.Migrate == nil || *info.Migrate {
+		t.Fatalf("Info() = %+v, %v; want no name, version or description, and migrate false", info, err)
 	}
 	s := state.New()
 	ns := s.Namespace("test")
@@ -56,7 +57,7 @@ func TestSDKPluginWithoutDescriber(t *testing.T) {
 // failing every command.
 func TestSDKPluginUnregistered(t *testing.T) {
 	r := newRuntime(t, 5*time.Second)
-	_, err := r.Load(context.Background(), wasmbuild.Build(t, "./testdata/unregistered"))
+	_, err := r.Load(context.Background(), wasmbuild.Build(t, "./testdata/unregistered"), testOpts)
 	if !errors.Is(err, plugin.ErrInvalidModule) || !strings.Contains(err.Error(), "sdk.Register") {
 		t.Fatalf("Load: %v, want ErrInvalidModule naming sdk.Register", err)
 	}
@@ -82,7 +83,7 @@ func TestInfoResults(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			wasm := wasmbuild.Build(t, "./testdata/info", "-X main.code="+c.code, "-X main.payload="+c.payload)
-			m, err := r.Load(ctx, wasm)
+			m, err := r.Load(ctx, wasm, testOpts)
 			if c.refused != "" {
 				if err == nil {
 					m.Close(ctx)

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -14,6 +14,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/host/plugin/meter"
 )
 
 // Instance is one live instance of a module. It is not safe for concurrent
@@ -28,9 +29,9 @@ type Instance struct {
 	query  api.Function
 	mig    api.Function
 	info   api.Function
+	valid  api.Function
 	call   *call
 	vctx   context.Context // carries call; the context of a trusted module's calls
-	stderr *tailBuffer
 	input  bytes.Buffer
 	enc    *msgpack.Encoder
 	stack  [2]uint64
@@ -39,7 +40,7 @@ type Instance struct {
 
 // Instantiate creates an instance of m and runs its initialiser.
 func (r *Runtime) Instantiate(ctx context.Context, m *Module) (*Instance, error) {
-	in := &Instance{r: r, m: m, call: newCall(r.log.With("plugin", m.Hash[:12])), stderr: &tailBuffer{}}
+	in := &Instance{r: r, m: m, call: newCall(m, r)}
 	in.vctx = context.WithValue(context.Background(), callKey{}, in.call)
 	in.enc = msgpack.NewEncoder(&in.input)
 	if err := in.start(ctx); err != nil {
@@ -55,12 +56,23 @@ func (in *Instance) start(ctx context.Context) error {
 	if in.closed {
 		return ErrClosed
 	}
-	in.stderr.Reset()
+	c := in.call
+	c.reset()
+	c.begin(in.m.Limits.LoadFuel)
+	// Determinism: the clocks and the random source are functions of the
+	// call's current entry (see call.now and call.random), the same on every
+	// node and for every instance; stdout and stderr go to the node log.
 	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions().
-		WithStdout(in.stderr).WithStderr(in.stderr)
+		WithStdout(c.out).WithStderr(c.out).
+		WithWalltime(c.walltime, 1).WithNanotime(c.now, 1).
+		WithNanosleep(c.sleep).WithRandSource(c)
 	mod, err := in.m.rt.InstantiateModule(ctx, in.m.compiled, cfg)
 	if err != nil {
-		return fmt.Errorf("plugin: instantiate: %w", err)
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("plugin: instantiate: %w", err)
+		}
+		// The start function trapped (or ran out of fuel).
+		return fmt.Errorf("plugin: instantiate: %w", c.classify(err, nil))
 	}
 	in.mod = mod
 	in.alloc = mod.ExportedFunction(abi.ExportAlloc)
@@ -68,8 +80,18 @@ func (in *Instance) start(ctx context.Context) error {
 	in.query = mod.ExportedFunction(abi.ExportQuery)
 	in.mig = mod.ExportedFunction(abi.ExportMigrate)
 	in.info = mod.ExportedFunction(abi.ExportInfo)
+	in.valid = mod.ExportedFunction(abi.ExportValidate)
+	if in.m.metered {
+		c.fuel, _ = mod.ExportedGlobal(meter.FuelExport).(api.MutableGlobal)
+		c.stack, _ = mod.ExportedGlobal(meter.StackExport).(api.MutableGlobal)
+		if c.fuel == nil || c.stack == nil {
+			mod.Close(ctx)
+			in.mod = nil
+			return fmt.Errorf("plugin: instantiate: the metering globals are missing")
+		}
+	}
 	if f := mod.ExportedFunction(abi.ExportInitialize); f != nil {
-		in.call.reset()
+		c.startCall(in.m.Limits.LoadFuel)
 		cctx, cancel := in.opContext(ctx)
 		defer cancel()
 		if err := in.invoke(ctx, cctx, f, 0, 0); err != nil {
@@ -85,11 +107,13 @@ func (in *Instance) kill(ctx context.Context) {
 		in.mod.Close(ctx)
 		in.mod = nil
 	}
+	in.call.fuel, in.call.stack = nil, nil
 }
 
 // Close releases the instance. It is idempotent.
 func (in *Instance) Close(ctx context.Context) error {
 	in.kill(ctx)
+	in.call.out.flush()
 	in.closed = true
 	return nil
 }
@@ -102,24 +126,43 @@ func (in *Instance) MemoryPages() uint32 {
 	return in.mod.Memory().Size() / 65536
 }
 
-// trapError is a deterministic guest failure; it becomes an abi.CodeTrap result.
-type trapError struct{ msg string }
+// trapError is a deterministic guest failure; it becomes the result of the
+// entry or call: abi.CodeTrap, or abi.CodeOutOfFuel.
+type trapError struct {
+	code abi.Code
+	msg  string
+}
 
-func (e *trapError) Error() string { return "plugin trapped: " + e.msg }
+func (e *trapError) Error() string {
+	if e.code == abi.CodeOutOfFuel {
+		return "plugin " + e.msg
+	}
+	return "plugin trapped: " + e.msg
+}
 
-func (e *trapError) result() abi.Result { return abi.Result{Code: abi.CodeTrap, Data: []byte(e.msg)} }
+func (e *trapError) result() abi.Result { return abi.Result{Code: e.code, Data: []byte(e.msg)} }
 
 // opContext returns the context of one operation's guest calls (an apply
 // run, a query, a migration, the initialiser): it carries the instance's call
-// state and, for modules with termination checks, the wall-clock limit. A
-// trusted module runs without checks, so a deadline could not stop it: its
-// calls get a context made once, with no timer to arm per call (that timer
-// was most of a KV query's cost).
+// state and, for modules with termination checks, the wall-clock limit,
+// which call.begin re-arms at every entry of a batch (the limit is per entry,
+// as fuel is). A trusted module runs without checks, so a deadline could not
+// stop it: its calls get a context made once, with no timer to arm per call
+// (that timer was most of a KV query's cost).
 func (in *Instance) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	if in.m.trusted {
 		return in.vctx, func() {}
 	}
-	return context.WithTimeout(context.WithValue(ctx, callKey{}, in.call), in.r.cfg.CallTimeout)
+	cctx, cancel := context.WithCancel(context.WithValue(ctx, callKey{}, in.call))
+	c := in.call
+	timeout := in.r.cfg.CallTimeout
+	c.timer = time.AfterFunc(timeout, cancel)
+	c.timeout = timeout
+	return cctx, func() {
+		c.timer.Stop()
+		c.timer = nil
+		cancel()
+	}
 }
 
 // invoke calls fn with up to two i32 arguments in cctx (from opContext(ctx)).
@@ -127,41 +170,74 @@ func (in *Instance) opContext(ctx context.Context) (context.Context, context.Can
 func (in *Instance) invoke(ctx, cctx context.Context, fn api.Function, a, b uint32) error {
 	in.stack[0], in.stack[1] = uint64(a), uint64(b)
 	err := fn.CallWithStack(cctx, in.stack[:])
-	if err == nil {
+	c := in.call
+	if err == nil && (c.fuel == nil || int64(c.fuel.Get()) >= 0) {
 		return nil
 	}
+	if err == nil {
+		// The last code the call ran took its fuel below zero: metered code
+		// checks at loop starts and function entries only.
+		err = c.outOfFuel()
+	} else {
+		err = c.classify(err, ctx)
+	}
 	in.kill(ctx)
+	return err
+}
+
+// classify turns the error of a guest call into a *trapError, or an error
+// wrapping ErrTimeLimit or ctx's error (ctx nil: no deadline applied). It
+// reads the metering globals, so it runs before the module is closed.
+func (c *call) classify(err error, ctx context.Context) error {
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
 		switch exit.ExitCode() {
 		case sys.ExitCodeDeadlineExceeded, sys.ExitCodeContextCanceled:
-			if ctx.Err() != nil {
+			if ctx != nil && ctx.Err() != nil {
 				return fmt.Errorf("plugin: call abandoned: %w", ctx.Err())
 			}
-			return fmt.Errorf("%w (%v)", ErrTimeLimit, in.r.cfg.CallTimeout)
+			return fmt.Errorf("%w (%v for one entry or call)", ErrTimeLimit, c.timeout)
 		}
+	}
+	// Fuel first: a host function that ran out of fuel traps too.
+	if c.fuel != nil && int64(c.fuel.Get()) < 0 {
+		return c.outOfFuel()
+	}
+	if c.stack != nil && int64(c.stack.Get()) < 0 {
+		return &trapError{abi.CodeTrap, fmt.Sprintf("call stack exhausted: calls nested deeper than %d slots (ABI.md, section 5)", StackSlots)}
+	}
+	if exit != nil {
 		msg := fmt.Sprintf("plugin exited with code %d", exit.ExitCode())
-		if line := in.stderr.FirstLine(); line != "" {
+		if line := c.out.firstLine(); line != "" {
 			msg += ": " + line
 		}
-		return &trapError{msg}
+		return &trapError{abi.CodeTrap, msg}
 	}
 	var t *trap
 	if errors.As(err, &t) {
-		return &trapError{t.msg}
+		return &trapError{abi.CodeTrap, t.msg}
 	}
 	// A wasm trap. Language runtimes print why (Go: "panic: ...") before
-	// executing unreachable; that line is the useful message.
+	// executing unreachable; that line, printed during this entry, is the
+	// useful message.
 	msg, _, _ := strings.Cut(err.Error(), "\n")
-	if line := in.stderr.FirstLine(); line != "" {
+	if line := c.out.firstLine(); line != "" {
 		msg += ": " + line
 	}
-	return &trapError{msg}
+	return &trapError{abi.CodeTrap, msg}
 }
 
-// send copies data into a guest buffer from raftkv_alloc.
-func (in *Instance) send(ctx, cctx context.Context, data []byte) (uint32, error) {
+// outOfFuel is the error of an entry or call that used up its fuel.
+func (c *call) outOfFuel() *trapError {
+	c.m.counters.OutOfFuel.Add(1)
+	return &trapError{abi.CodeOutOfFuel, fmt.Sprintf("out of fuel: used the budget of %d", c.budget)}
+}
+
+// send copies data into a guest buffer from raftkv_alloc, which runs with
+// the fuel of the operation (budget).
+func (in *Instance) send(ctx, cctx context.Context, data []byte, budget uint64) (uint32, error) {
 	in.call.reset()
+	in.call.startCall(budget)
 	in.stack[0] = uint64(len(data))
 	if err := in.invoke(ctx, cctx, in.alloc, uint32(len(data)), 0); err != nil {
 		return 0, err
@@ -169,7 +245,7 @@ func (in *Instance) send(ctx, cctx context.Context, data []byte) (uint32, error)
 	ptr := uint32(in.stack[0])
 	if !in.mod.Memory().Write(ptr, data) {
 		in.kill(ctx)
-		return 0, &trapError{fmt.Sprintf("raftkv_alloc(%d) returned %d, outside guest memory", len(data), ptr)}
+		return 0, &trapError{abi.CodeTrap, fmt.Sprintf("raftkv_alloc(%d) returned %d, outside guest memory", len(data), ptr)}
 	}
 	return ptr, nil
 }
@@ -182,10 +258,11 @@ func (in *Instance) ensure(ctx context.Context) error {
 }
 
 // Apply applies a batch of committed entries to st and returns one result per
-// entry. A trap becomes the trapping entry's result; the rest of the batch runs
-// on a fresh instance. The error is non-nil only when applying must stop: it
-// wraps ErrTimeLimit, a context error, or an instantiation failure; the
-// results returned with it cover the entries applied before the failure.
+// entry. A trap, or running out of fuel, becomes the entry's result; the rest
+// of the batch runs on a fresh instance. The error is non-nil only when
+// applying must stop: it wraps ErrTimeLimit, a context error, or an
+// instantiation failure; the results returned with it cover the entries
+// applied before the failure.
 func (in *Instance) Apply(ctx context.Context, st Store, entries []abi.Entry) ([]abi.Result, error) {
 	results := make([]abi.Result, 0, len(entries))
 	in.call.arena = make([]byte, 0, 16*len(entries))
@@ -216,6 +293,7 @@ func batchPrefix(entries []abi.Entry) int {
 // applyBatch applies entries that fit in one guest call, appending to results.
 func (in *Instance) applyBatch(ctx context.Context, st Store, entries []abi.Entry, results []abi.Result) ([]abi.Result, error) {
 	c := in.call
+	fuel := in.m.Limits.ApplyFuel
 	for len(entries) > 0 {
 		if err := in.ensure(ctx); err != nil {
 			return results, err
@@ -223,9 +301,10 @@ func (in *Instance) applyBatch(ctx context.Context, st Store, entries []abi.Entr
 		in.encodeBatch(entries)
 		base := len(results)
 		cctx, cancel := in.opContext(ctx)
-		ptr, err := in.send(ctx, cctx, in.input.Bytes())
+		ptr, err := in.send(ctx, cctx, in.input.Bytes(), fuel)
 		if err == nil {
 			c.mode, c.store, c.read, c.entries, c.next, c.results = modeApply, st, st, entries, 0, results
+			c.startCall(fuel)
 			st.Begin()
 			err = in.invoke(ctx, cctx, in.apply, ptr, uint32(in.input.Len()))
 			results = c.results
@@ -273,8 +352,9 @@ func (in *Instance) encodeBatch(entries []abi.Entry) {
 	}
 }
 
-// single runs one query, migration or info call and returns its result.
-func (in *Instance) single(ctx context.Context, md mode, fn func() api.Function, st Store, read ReadStore, input []byte, meta abi.Entry) (abi.Result, error) {
+// single runs one query, migration or info call with fuel and returns its
+// result.
+func (in *Instance) single(ctx context.Context, md mode, fn func() api.Function, st Store, read ReadStore, input []byte, meta abi.Entry, fuel uint64) (abi.Result, error) {
 	if err := in.ensure(ctx); err != nil {
 		return abi.Result{}, err
 	}
@@ -284,11 +364,12 @@ func (in *Instance) single(ctx context.Context, md mode, fn func() api.Function,
 	var ptr uint32
 	var err error
 	if md != modeInfo {
-		ptr, err = in.send(ctx, cctx, input)
+		ptr, err = in.send(ctx, cctx, input, fuel)
 	}
 	if err == nil {
 		c.arena = nil
 		c.mode, c.store, c.read, c.meta = md, st, read, meta
+		c.startCall(fuel)
 		err = in.invoke(ctx, cctx, fn(), ptr, uint32(len(input)))
 	}
 	res := c.single
@@ -305,14 +386,16 @@ func (in *Instance) single(ctx context.Context, md mode, fn func() api.Function,
 	return abi.Result{}, err
 }
 
-// Query runs a read-only query against st. A trap is returned as a result
-// with abi.CodeTrap; the error wraps ErrTimeLimit or a context error.
+// Query runs a read-only query against st with Limits.QueryFuel. A trap is
+// returned as a result with abi.CodeTrap (abi.CodeOutOfFuel for a query that
+// used up its fuel); the error wraps ErrTimeLimit or a context error.
 func (in *Instance) Query(ctx context.Context, st ReadStore, q []byte) (abi.Result, error) {
-	return in.single(ctx, modeQuery, func() api.Function { return in.query }, nil, st, q, abi.Entry{})
+	return in.single(ctx, modeQuery, func() api.Function { return in.query }, nil, st, q, abi.Entry{}, in.m.Limits.QueryFuel)
 }
 
 // Migrate runs the module's raftkv_migrate, if it exports one, as part of the
-// deploy entry meta. Its writes to st are kept only if it succeeds.
+// deploy entry meta, with Limits.LoadFuel. Its writes to st are kept only if
+// it succeeds.
 func (in *Instance) Migrate(ctx context.Context, st Store, mig abi.Migration, meta abi.Entry) (abi.Result, error) {
 	if !in.m.HasMigrate {
 		return abi.Result{Code: abi.CodeOK}, nil
@@ -322,7 +405,7 @@ func (in *Instance) Migrate(ctx context.Context, st Store, mig abi.Migration, me
 		return abi.Result{}, err
 	}
 	st.Begin()
-	res, err := in.single(ctx, modeMigrate, func() api.Function { return in.mig }, st, st, input, meta)
+	res, err := in.single(ctx, modeMigrate, func() api.Function { return in.mig }, st, st, input, meta, in.m.Limits.LoadFuel)
 	if err == nil && res.OK() {
 		st.Commit()
 	} else {
@@ -331,13 +414,24 @@ func (in *Instance) Migrate(ctx context.Context, st Store, mig abi.Migration, me
 	return res, err
 }
 
-// Info calls raftkv_info.
+// Validate runs the module's raftkv_validate on a command, if it has one
+// (Module.HasValidate), with Limits.QueryFuel: an OK result, or the refusal.
+// It sees no state (a state call traps) and no entry. A trap is a result, as
+// for Query.
+func (in *Instance) Validate(ctx context.Context, cmd []byte) (abi.Result, error) {
+	if !in.m.HasValidate {
+		return abi.Result{Code: abi.CodeOK}, nil
+	}
+	return in.single(ctx, modeValidate, func() api.Function { return in.valid }, nil, nil, cmd, abi.Entry{}, in.m.Limits.QueryFuel)
+}
+
+// Info calls raftkv_info with Limits.LoadFuel.
 func (in *Instance) Info(ctx context.Context) (abi.Info, error) {
 	var info abi.Info
 	if in.m.compiled.ExportedFunctions()[abi.ExportInfo] == nil {
 		return info, nil
 	}
-	res, err := in.single(ctx, modeInfo, func() api.Function { return in.info }, nil, nil, nil, abi.Entry{})
+	res, err := in.single(ctx, modeInfo, func() api.Function { return in.info }, nil, nil, nil, abi.Entry{}, in.m.Limits.LoadFuel)
 	if err != nil {
 		return info, err
 	}
@@ -348,40 +442,4 @@ func (in *Instance) Info(ctx context.Context) (abi.Info, error) {
 		return info, fmt.Errorf("raftkv_info payload is not a MsgPack Info map: %w", err)
 	}
 	return info, nil
-}
-
-// tailBuffer keeps the first line and a bounded amount of what the guest
-// writes to stdout/stderr (Go writes panic messages there before exiting).
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-const tailMax = 4 << 10
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if room := tailMax - len(t.buf); room > 0 {
-		t.buf = append(t.buf, p[:min(room, len(p))]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) Reset() {
-	t.mu.Lock()
-	t.buf = t.buf[:0]
-	t.mu.Unlock()
-}
-
-// FirstLine returns the first non-empty line written since the last Reset.
-func (t *tailBuffer) FirstLine() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for line := range strings.SplitSeq(string(t.buf), "\n") {
-		if line = strings.TrimSpace(line); line != "" {
-			return line
-		}
-	}
-	return ""
 }

@@ -3,6 +3,7 @@ package plugin_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/raftkv/raftkv/abi"
@@ -10,6 +11,7 @@ import (
 	"github.com/raftkv/raftkv/host/state"
 	"github.com/raftkv/raftkv/internal/fsmtest"
 	"github.com/raftkv/raftkv/internal/kvmodel"
+	"github.com/raftkv/raftkv/internal/sdknative"
 	"github.com/raftkv/raftkv/plugins/kv/kvstore"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
 )
@@ -66,7 +68,7 @@ func (h *hostTarget) Dump() []abi.Record {
 func kvInstance(t testing.TB, r *plugin.Runtime) *plugin.Instance {
 	t.Helper()
 	ctx := context.Background()
-	m, err := r.Load(ctx, kvwasm.Module)
+	m, err := r.Load(ctx, kvwasm.Module, testOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,11 +85,11 @@ func kvInstance(t testing.TB, r *plugin.Runtime) *plugin.Instance {
 // plugin code run natively.
 func TestKVModel(t *testing.T) {
 	r := newRuntime(t, 0)
-	m, err := r.Load(context.Background(), kvwasm.Module)
+	m, err := r.Load(context.Background(), kvwasm.Module, testOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Info.Name != "kv" || m.Info.Version != "1.0.0" || !m.HasMigrate {
+	if m.Info.Name != "kv" || m.Info.Version != "1.0.0" || m.HasMigrate { // kv has no migration (raftkv_info says so)
 		t.Fatalf("kv module: info %+v, migrate %v", m.Info, m.HasMigrate)
 	}
 	seeds := []int64{1, 2, 3}
@@ -96,10 +98,12 @@ func TestKVModel(t *testing.T) {
 	}
 	for _, seed := range seeds {
 		t.Run(fmt.Sprintf("wasm/seed=%d", seed), func(t *testing.T) {
-			fsmtest.Compare(t, seed, 3000, kvmodel.New(), newHostTarget(t, kvInstance(t, r)))
+			in := kvInstance(t, r)
+			fsmtest.Compare(t, seed, 3000, kvmodel.New(), newHostTarget(t, in))
+			t.Logf("counters %+v", in.Module().Counters())
 		})
 		t.Run(fmt.Sprintf("native/seed=%d", seed), func(t *testing.T) {
-			fsmtest.Compare(t, seed, 3000, kvmodel.New(), newHostTarget(t, plugin.NewNative(kvstore.KV{})))
+			fsmtest.Compare(t, seed, 3000, kvmodel.New(), newHostTarget(t, plugin.NewNative(sdknative.Code(kvstore.KV{}))))
 		})
 	}
 }
@@ -119,16 +123,24 @@ func setBatch(tb testing.TB, first uint64, n int) []abi.Entry {
 
 // BenchmarkApply measures the apply path: SET commands (new 16-byte keys,
 // 100-byte values) in batches, through the wasm KV plugin and through the
-// same kvstore code run natively, against the real host store.
+// same kvstore code run natively, against the real host store. "wasm" is
+// metered, as every deployed module; "wasm-unmetered" is the same module
+// with the same termination checks but no fuel, as deployed modules ran
+// before metering: their ratio is what metering costs.
 func BenchmarkApply(b *testing.B) {
-	for _, impl := range []string{"wasm", "wasm-trusted", "native"} {
+	for _, impl := range []string{"wasm", "wasm-unmetered", "wasm-trusted", "native"} {
 		for _, size := range []int{1, 64, 512} {
 			b.Run(fmt.Sprintf("%s/batch=%d", impl, size), func(b *testing.B) {
-				var r runner = plugin.NewNative(kvstore.KV{})
+				var r runner = plugin.NewNative(sdknative.Code(kvstore.KV{}))
 				var in *plugin.Instance
 				switch impl {
-				case "wasm": // with termination checks, as any deployed module
+				case "wasm": // with termination checks and fuel, as any deployed module
 					in = kvInstance(b, newRuntime(b, 0))
+					r = in
+				case "wasm-unmetered":
+					rt := newRuntime(b, 0)
+					plugin.Unmetered(rt)
+					in = kvInstance(b, rt)
 					r = in
 				case "wasm-trusted": // as the embedded default plugin runs
 					cfg := plugin.DefaultConfig()
@@ -163,6 +175,63 @@ func BenchmarkApply(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// TestKVFuel: a KV SET uses a few thousand units of fuel (ABI.md), and no
+// entry comes near the default budget, garbage collections included.
+func TestKVFuel(t *testing.T) {
+	in := kvInstance(t, newRuntime(t, 0))
+	h := newHostTarget(t, in)
+	const n = 20 * 64
+	for i := range n / 64 {
+		h.Apply(setBatch(t, uint64(1+i*64), 64))
+	}
+	c := in.Module().Counters()
+	if avg := c.FuelUsed / n; avg < 1000 || avg >= 10000 {
+		t.Errorf("a SET uses %d fuel on average, not a few thousand", avg)
+	}
+	if budget := plugin.DefaultLimits().ApplyFuel; c.MaxFuelUsed > budget/20 {
+		t.Errorf("an entry used %d fuel, over 5%% of the default budget %d", c.MaxFuelUsed, budget)
+	}
+	t.Logf("%d SETs: %d fuel on average, %d at most", n, c.FuelUsed/n, c.MaxFuelUsed)
+}
+
+// BenchmarkMetering measures what metering costs on the apply path: the same
+// SET batches applied alternately by the metered KV module and the same
+// module unmetered (both with the termination checks of deployed modules),
+// timed in CPU time of the applying thread, so that load from other
+// processes changes both alike. It reports each one's CPU ns per command
+// and the overhead of metering in percent.
+func BenchmarkMetering(b *testing.B) {
+	for _, size := range []int{1, 64, 512} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			unmetered := newRuntime(b, 0)
+			plugin.Unmetered(unmetered)
+			targets := []*hostTarget{newHostTarget(b, kvInstance(b, newRuntime(b, 0))), newHostTarget(b, kvInstance(b, unmetered))}
+			batches := make([][]abi.Entry, (1<<16)/size+1)
+			for i := range batches {
+				batches[i] = setBatch(b, uint64(i*size+1), size)
+			}
+			var cpu [2]int64
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for j, h := range targets {
+					start := threadCPU()
+					res := h.Apply(batches[i%len(batches)])
+					cpu[j] += threadCPU() - start
+					if !res[0].OK() {
+						b.Fatal(res[0].Err())
+					}
+				}
+			}
+			n := float64(b.N * size)
+			b.ReportMetric(float64(cpu[0])/n, "metered-cpu-ns/cmd")
+			b.ReportMetric(float64(cpu[1])/n, "unmetered-cpu-ns/cmd")
+			b.ReportMetric(100*(float64(cpu[0])/float64(cpu[1])-1), "overhead-%")
+		})
 	}
 }
 

@@ -22,7 +22,7 @@ func BenchmarkLoad(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer rt.Close(ctx)
-		m, err := rt.Load(ctx, kvwasm.Module)
+		m, err := rt.Load(ctx, kvwasm.Module, testOpts)
 		if err != nil {
 			b.Fatal(err)
 		}

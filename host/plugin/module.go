@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/host/plugin/meter"
 )
 
 // Module is a compiled, validated plugin module. It is immutable and may be
@@ -27,12 +29,22 @@ type Module struct {
 	Size       int    // bytes of the .wasm
 	ABIVersion int
 	HasMigrate bool
-	Info       abi.Info // from raftkv_info, if the module exports it
-	Wasm       []byte   // the module's bytes (needed for snapshots and replication)
+	// HasValidate: the module exports raftkv_validate (and does not report
+	// "validate": false), so commands are checked before they are proposed.
+	HasValidate bool
+	Info        abi.Info // from raftkv_info, if the module exports it
+	Wasm        []byte   // the module's bytes (needed for snapshots and replication)
+	Name        string   // LoadOptions.Name: the plugin's name
+	Limits      Limits   // LoadOptions.Limits
 
 	compiled  wazero.CompiledModule
 	rt        wazero.Runtime // the runtime it was compiled in
 	trusted   bool           // compiled without termination checks (Config.Trusted)
+	metered   bool           // instrumented with fuel (every module but trusted ones)
+	index     uint64         // LoadOptions.Index
+	log       *slog.Logger   // tagged with the plugin's name
+	counters  *counters
+	limiter   logLimiter
 	owner     *Runtime
 	closeOnce sync.Once
 }
@@ -47,14 +59,24 @@ func HashOf(wasm []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Load compiles and validates a module, then instantiates it once to run its
-// initialiser and read its info. Every refusal wraps ErrInvalidModule and says
+// Load instruments, compiles and validates a module with its limits, then
+// instantiates it once to run its initialiser and read its info. Every
+// module but a trusted one (Config.Trusted) is metered (package meter): what
+// is compiled is the instrumented module, and its memory maximum is
+// Limits.MemoryPages, trusted or not. Every refusal wraps ErrInvalidModule and says
 // what is wrong; it is deterministic (the same bytes are refused the same way
 // on every node). An initialiser or raftkv_info that runs past
 // Config.CallTimeout is not a refusal: that error wraps ErrTimeLimit (and not
 // ErrInvalidModule), and a caller applying the log must stop (fail-stop). The
 // caller closes the Module when it no longer needs it.
-func (r *Runtime) Load(ctx context.Context, wasm []byte) (*Module, error) {
+func (r *Runtime) Load(ctx context.Context, wasm []byte, opts LoadOptions) (*Module, error) {
+	if err := opts.Limits.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Limits.MemoryPages > r.cfg.MemoryLimitPages {
+		return nil, fmt.Errorf("%w: the plugin's memory_pages %d exceeds this node's MemoryLimitPages %d",
+			ErrNodeLimit, opts.Limits.MemoryPages, r.cfg.MemoryLimitPages)
+	}
 	if len(wasm) > abi.MaxModuleSize {
 		return nil, invalid("module is %d bytes, the limit is %d", len(wasm), abi.MaxModuleSize)
 	}
@@ -63,14 +85,28 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte) (*Module, error) {
 	}
 	hash := HashOf(wasm)
 	rt := r.rt
-	if r.cfg.Trusted[hash] {
+	trusted := r.cfg.Trusted[hash]
+	if trusted {
 		rt = r.fast
 	}
-	compiled, err := rt.CompileModule(ctx, wasm)
+	mo := meter.Options{MemoryPages: opts.Limits.MemoryPages}
+	metered := !trusted && !r.unmetered
+	if metered {
+		mo.Fuel, mo.InitialFuel, mo.StackSlots = true, opts.Limits.LoadFuel, StackSlots
+	}
+	code, err := instrumented.instrument(hash, wasm, mo)
+	if errors.Is(err, meter.ErrMalformed) {
+		return nil, fmt.Errorf("%w: does not compile: %w", ErrInvalidModule, err)
+	} else if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidModule, err)
+	}
+	compiled, err := rt.CompileModule(ctx, code)
 	if err != nil {
 		return nil, fmt.Errorf("%w: does not compile: %w", ErrInvalidModule, err)
 	}
-	m := &Module{Hash: hash, Size: len(wasm), Wasm: wasm, compiled: compiled, rt: rt, owner: r, trusted: rt == r.fast}
+	m := &Module{Hash: hash, Size: len(wasm), Wasm: wasm, Name: opts.Name, Limits: opts.Limits,
+		compiled: compiled, rt: rt, owner: r, trusted: trusted, metered: metered, index: opts.Index,
+		counters: new(counters), log: r.log.With("plugin", opts.Name, "hash", hash[:12])}
 	r.open.Add(1)
 	if err := r.validate(m); err != nil {
 		m.Close(ctx)
@@ -93,6 +129,13 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte) (*Module, error) {
 			m.Close(ctx)
 			return nil, loadErr("raftkv_info failed", err)
 		}
+		if info.Migrate != nil && !*info.Migrate {
+			m.HasMigrate = false // raftkv_migrate is exported but a no-op (ABI.md, raftkv_info)
+		}
+		if info.Validate != nil && !*info.Validate {
+			m.HasValidate = false
+		}
+		info.Migrate, info.Validate = nil, nil
 		m.Info = info
 	}
 	return m, nil
@@ -167,6 +210,10 @@ func (r *Runtime) validate(m *Module) error {
 		return invalid("module targets raftkv ABI v%d; this host supports v%d", markers[0], abi.Version)
 	}
 	m.ABIVersion = markers[0]
+	_, start := exports["_start"]
+	if _, init := exports[abi.ExportInitialize]; start && !init {
+		return invalid("module is a WASI command (it exports _start, not _initialize): its runtime would never be initialised. Build it as a reactor: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared (Rust: crate-type cdylib; C: -mexec-model=reactor)")
+	}
 	if _, ok := m.compiled.ExportedMemories()[abi.ExportMemory]; !ok {
 		return invalid("module does not export its memory as %q", abi.ExportMemory)
 	}
@@ -181,6 +228,7 @@ func (r *Runtime) validate(m *Module) error {
 		{abi.ExportQuery, sigCall, true},
 		{abi.ExportMigrate, sigCall, false},
 		{abi.ExportInfo, sigVoid, false},
+		{abi.ExportValidate, sigCall, false},
 		{abi.ExportInitialize, sigVoid, false},
 	}
 	for _, w := range want {
@@ -196,6 +244,7 @@ func (r *Runtime) validate(m *Module) error {
 		}
 	}
 	_, m.HasMigrate = exports[abi.ExportMigrate]
+	_, m.HasValidate = exports[abi.ExportValidate]
 	// Imports: raftkv host functions and WASI only.
 	for _, d := range m.compiled.ImportedFunctions() {
 		mod, name, _ := d.Import()

@@ -11,13 +11,16 @@ import (
 )
 
 // TestLoadTimeLimitIsNotARefusal: a module whose raftkv_info runs past the
-// call time limit fails to load with ErrTimeLimit, not ErrInvalidModule (a
-// faster node would load it), and nothing stays open.
+// call time limit (its fuel would let it run longer) fails to load with
+// ErrTimeLimit, not ErrInvalidModule (a faster node would load it), and
+// nothing stays open.
 func TestLoadTimeLimitIsNotARefusal(t *testing.T) {
 	r := newRuntime(t, 250*time.Millisecond)
 	// About a second of deterministic work (some 40 ns an iteration).
 	wasm := wasmbuild.Build(t, "../testdata/slow", "-X main.infoSpin=25000000")
-	_, err := r.Load(context.Background(), wasm)
+	opts := testOpts
+	opts.Limits.LoadFuel = plugin.MaxFuel
+	_, err := r.Load(context.Background(), wasm, opts)
 	if !errors.Is(err, plugin.ErrTimeLimit) || errors.Is(err, plugin.ErrInvalidModule) {
 		t.Fatalf("Load: %v, want ErrTimeLimit and not ErrInvalidModule", err)
 	}
@@ -33,11 +36,11 @@ func TestModulesOfOneHashCloseIndependently(t *testing.T) {
 	ctx := context.Background()
 	r := newRuntime(t, 0)
 	wasm := buildWasm(t, "./testdata/guest")
-	a, err := r.Load(ctx, wasm)
+	a, err := r.Load(ctx, wasm, testOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := r.Load(ctx, wasm)
+	b, err := r.Load(ctx, wasm, testOpts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,38 +6,58 @@ import (
 	"fmt"
 
 	"github.com/raftkv/raftkv/abi"
-	"github.com/raftkv/raftkv/plugins/sdk"
 )
+
+// Code is Go code that a Native runs in place of a module: a plugin's entry
+// points in the host's own types, so that the host does not import the guest
+// SDK. internal/sdknative adapts a Go SDK plugin (sdk.Plugin with its
+// optional Appender, Validator and Migrator) to it.
+type Code interface {
+	// Apply applies e and appends its result to dst (a reusable buffer of
+	// length 0; the result is consumed before the next call). An error is
+	// the entry's result as the SDK maps it (an *abi.Error keeps its code).
+	Apply(dst []byte, st *NativeState, e abi.Entry) ([]byte, error)
+	// Query answers q as Apply does, with a read-only st.
+	Query(dst []byte, st *NativeState, q []byte) ([]byte, error)
+	// Validate checks a command before it is proposed; nil accepts it.
+	Validate(cmd []byte) error
+	// Migrate transforms the state an earlier version left; st's entry is
+	// the deploy entry. nil accepts the upgrade.
+	Migrate(st *NativeState, m abi.Migration) error
+}
 
 // Native runs a plugin's Go code directly on the host, with the semantics of
 // an Instance: per-entry atomicity, a panic becomes a trap result, writes in
 // a query are refused, a migration's writes are kept only if it succeeds. It
 // exists to measure what WebAssembly costs (the same kvstore code runs both
-// ways, up to a whole node: see host.Config.NativePlugins) and for plugin
+// ways, up to a whole node: see internal/sdknative) and for plugin
 // authors' host-side tests.
 //
-// It is not a sandbox: the code shares the host's memory, has no memory cap
-// and no call time limit (like a trusted module, see Config.Trusted), so run
-// only code shipped with the host this way. A trap's message says "panic: …"
+// It is not a sandbox: the code shares the host's memory, has no memory cap,
+// no fuel and no call time limit (like a trusted module, see Config.Trusted),
+// so run only code shipped with the host this way. SetLimits gives it the
+// write quotas of its plugin's Limits. A trap's message says "panic: …"
 // where a wasm instance reports the wasm trap and the guest's panic line: the
 // code (abi.CodeTrap) and the state are the same, the text is not.
 //
 // Like an Instance it is not safe for concurrent use; NativePool serves
 // concurrent queries.
 type Native struct {
-	p      sdk.Plugin
-	app    sdk.Appender // p, if it implements the allocation-free form
-	st     nativeState
+	p      Code
+	lim    *Limits // SetLimits; nil: no quotas
+	st     NativeState
 	buf    []byte
 	closed bool
 }
 
 // NewNative wraps p.
-func NewNative(p sdk.Plugin) *Native {
-	n := &Native{p: p}
-	n.app, _ = p.(sdk.Appender)
-	return n
-}
+func NewNative(p Code) *Native { return &Native{p: p} }
+
+// SetLimits enforces the write quotas of l (Limits.MaxWriteBytes,
+// MaxNamespaceKeys, MaxNamespaceBytes) as an Instance does: a write over a
+// quota fails with abi.CodeTooLarge and the entry's result is too_large. A
+// Native is not metered: l's fuel and memory cap do not apply.
+func (n *Native) SetLimits(l Limits) { n.lim = &l }
 
 // Apply applies entries in order; see Instance.Apply. Its error is only
 // ErrClosed: a panic is the entry's trap result.
@@ -49,16 +69,13 @@ func (n *Native) Apply(_ context.Context, st Store, entries []abi.Entry) ([]abi.
 	arena := make([]byte, 0, 16*len(entries))
 	for i := range entries {
 		e := &entries[i]
-		n.st = nativeState{w: st, r: st, entry: sdk.Entry{Index: e.Index, Term: e.Term, Time: e.Time}}
+		n.st = NativeState{w: st, r: st, entry: abi.Entry{Index: e.Index, Term: e.Term, Time: e.Time}, q: quota{lim: n.lim}}
 		st.Begin()
-		out, err := n.call(func() ([]byte, error) {
-			se := sdk.Entry{Index: e.Index, Term: e.Term, Time: e.Time, Data: e.Data}
-			if n.app != nil {
-				return n.app.AppendApply(n.buf[:0], &n.st, se)
-			}
-			return n.p.Apply(&n.st, se)
-		})
+		out, err := n.call(func() ([]byte, error) { return n.p.Apply(n.buf[:0], &n.st, *e) })
 		r := resultOf(out, err)
+		if n.st.q.broken != "" {
+			r = abi.Result{Code: abi.CodeTooLarge, Data: []byte(n.st.q.broken)}
+		}
 		if r.OK() {
 			st.Commit()
 		} else {
@@ -67,11 +84,11 @@ func (n *Native) Apply(_ context.Context, st Store, entries []abi.Entry) ([]abi.
 		start := len(arena)
 		arena = append(arena, r.Data...)
 		results[i] = abi.Result{Code: r.Code, Data: arena[start:len(arena):len(arena)]}
-		if n.app != nil && out != nil {
+		if out != nil {
 			n.buf = out[:0]
 		}
 	}
-	n.st = nativeState{}
+	n.st = NativeState{}
 	return results, nil
 }
 
@@ -81,44 +98,46 @@ func (n *Native) Query(_ context.Context, st ReadStore, q []byte) (abi.Result, e
 	if n.closed {
 		return abi.Result{}, ErrClosed
 	}
-	n.st = nativeState{r: st}
-	out, err := n.call(func() ([]byte, error) {
-		if n.app != nil {
-			return n.app.AppendQuery(n.buf[:0], &n.st, q)
-		}
-		return n.p.Query(&n.st, q)
-	})
+	n.st = NativeState{r: st}
+	out, err := n.call(func() ([]byte, error) { return n.p.Query(n.buf[:0], &n.st, q) })
 	r := resultOf(out, err)
 	r.Data = append([]byte(nil), r.Data...)
-	if n.app != nil && out != nil {
+	if out != nil {
 		n.buf = out[:0]
 	}
-	n.st = nativeState{} // do not keep the view alive
+	n.st = NativeState{} // do not keep the view alive
 	return r, nil
 }
 
-// Migrate runs the plugin's sdk.Migrator, if it has one, as part of the
-// deploy entry meta; see Instance.Migrate. Its writes to st are kept only if
-// it succeeds. Without a Migrator the upgrade is accepted, as the SDK's
-// raftkv_migrate accepts it.
+// Validate runs the code's Validate; see Instance.Validate.
+func (n *Native) Validate(_ context.Context, cmd []byte) (abi.Result, error) {
+	if n.closed {
+		return abi.Result{}, ErrClosed
+	}
+	r := resultOf(n.call(func() ([]byte, error) { return nil, n.p.Validate(cmd) }))
+	r.Data = append([]byte(nil), r.Data...)
+	return r, nil
+}
+
+// Migrate runs the code's Migrate as part of the deploy entry meta; see
+// Instance.Migrate. Its writes to st are kept only if it succeeds.
 func (n *Native) Migrate(_ context.Context, st Store, mig abi.Migration, meta abi.Entry) (abi.Result, error) {
 	if n.closed {
 		return abi.Result{}, ErrClosed
 	}
-	mg, ok := n.p.(sdk.Migrator)
-	if !ok {
-		return abi.Result{Code: abi.CodeOK}, nil
-	}
-	n.st = nativeState{w: st, r: st, entry: sdk.Entry{Index: meta.Index, Term: meta.Term, Time: meta.Time}}
+	n.st = NativeState{w: st, r: st, entry: abi.Entry{Index: meta.Index, Term: meta.Term, Time: meta.Time}, q: quota{lim: n.lim}}
 	st.Begin()
-	_, err := n.call(func() ([]byte, error) { return nil, mg.Migrate(&n.st, mig) })
+	_, err := n.call(func() ([]byte, error) { return nil, n.p.Migrate(&n.st, mig) })
 	r := resultOf(nil, err)
+	if n.st.q.broken != "" {
+		r = abi.Result{Code: abi.CodeTooLarge, Data: []byte(n.st.q.broken)}
+	}
 	if r.OK() {
 		st.Commit()
 	} else {
 		st.Rollback()
 	}
-	n.st = nativeState{}
+	n.st = NativeState{}
 	r.Data = append([]byte(nil), r.Data...)
 	return r, nil
 }
@@ -133,7 +152,7 @@ func (n *Native) Close(context.Context) error {
 func (n *Native) call(f func() ([]byte, error)) (out []byte, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			out, err = nil, &trapError{fmt.Sprintf("panic: %v", v)}
+			out, err = nil, &trapError{abi.CodeTrap, fmt.Sprintf("panic: %v", v)}
 		}
 	}()
 	return f()
@@ -161,23 +180,28 @@ func errorResult(err error) abi.Result {
 	return abi.Result{Code: abi.CodeInternal, Data: []byte(err.Error())}
 }
 
-// nativeState is sdk.State over the host store.
-type nativeState struct {
+// NativeState is the state a Native gives its Code: the host store with the
+// checks and quotas of the host functions (the methods have the semantics of
+// the SDK's State, which internal/sdknative presents it as).
+type NativeState struct {
 	w     Store // nil during a query
 	r     ReadStore
-	entry sdk.Entry
+	entry abi.Entry
+	q     quota
 }
 
-func (s *nativeState) CurrentEntry() sdk.Entry { return s.entry }
+// Entry is the entry being applied (without its Data), the deploy entry
+// during Migrate, the zero Entry during a query.
+func (s *NativeState) Entry() abi.Entry { return s.entry }
 
-func (s *nativeState) Get(key []byte) ([]byte, uint64, bool) {
+func (s *NativeState) Get(key []byte) ([]byte, uint64, bool) {
 	if len(key) == 0 || len(key) > abi.MaxKeySize {
 		return nil, 0, false
 	}
 	return s.r.Get(key)
 }
 
-func (s *nativeState) check(key []byte, vlen int) error {
+func (s *NativeState) check(key []byte, vlen int) error {
 	switch {
 	case s.w == nil:
 		return &abi.Error{Code: abi.CodeReadOnly, Message: "state is read-only during a query"}
@@ -189,22 +213,28 @@ func (s *nativeState) check(key []byte, vlen int) error {
 	return nil
 }
 
-func (s *nativeState) Set(key, value []byte) error {
+func (s *NativeState) Set(key, value []byte) error {
 	if err := s.check(key, len(value)); err != nil {
 		return err
+	}
+	if !s.q.allowSet(s.w, key, value) {
+		return &abi.Error{Code: abi.CodeTooLarge, Message: s.q.broken}
 	}
 	s.w.Set(key, value, s.entry.Index)
 	return nil
 }
 
-func (s *nativeState) Delete(key []byte) (bool, error) {
+func (s *NativeState) Delete(key []byte) (bool, error) {
 	if err := s.check(key, 0); err != nil {
 		return false, err
+	}
+	if !s.q.allowWrite(uint64(len(key))) {
+		return false, &abi.Error{Code: abi.CodeTooLarge, Message: s.q.broken}
 	}
 	return s.w.Delete(key), nil
 }
 
-func (s *nativeState) Scan(start, end []byte, limit int) ([]abi.Record, error) {
+func (s *NativeState) Scan(start, end []byte, limit int) ([]abi.Record, error) {
 	if limit < 1 || limit > abi.MaxScanLimit {
 		return nil, &abi.Error{Code: abi.CodeBadRequest, Message: fmt.Sprintf("scan limit %d out of range [1, %d]", limit, abi.MaxScanLimit)}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/plugin"
+	"github.com/raftkv/raftkv/internal/sdknative"
 	"github.com/raftkv/raftkv/plugins/kv/kvstore"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
 	"github.com/raftkv/raftkv/plugins/sdk"
@@ -59,7 +60,7 @@ func TestNativeMigrate(t *testing.T) {
 		{kvstore.KV{}, abi.CodeOK, false},
 	} {
 		t.Run(fmt.Sprintf("%T/%v", tc.p, tc.code), func(t *testing.T) {
-			n := plugin.NewNative(tc.p)
+			n := plugin.NewNative(sdknative.Code(tc.p))
 			h := newHostTarget(t, n)
 			var res abi.Result
 			var err error
@@ -109,10 +110,10 @@ func (g gate) Query(st sdk.State, q []byte) ([]byte, error) { return g.AppendQue
 func TestNativePool(t *testing.T) {
 	ctx := context.Background()
 	g := gate{inflight: &atomic.Int32{}, release: make(chan struct{})}
-	h := newHostTarget(t, plugin.NewNative(kvstore.KV{}))
+	h := newHostTarget(t, plugin.NewNative(sdknative.Code(kvstore.KV{})))
 	h.Apply(setBatch(t, 1, 8))
 	view, _ := h.s.View().Namespace("kv")
-	p := plugin.NewNativePool(g, 2)
+	p := plugin.NewNativePool(sdknative.Code(g), 2)
 
 	var wg sync.WaitGroup
 	errs := make([]error, 6)
@@ -164,7 +165,8 @@ func TestNativePool(t *testing.T) {
 // plugin), a NativePool, and a new Native per query (what NativePool saves).
 func BenchmarkQuery(b *testing.B) {
 	ctx := context.Background()
-	h := newHostTarget(b, plugin.NewNative(kvstore.KV{}))
+	kv := sdknative.Code(kvstore.KV{})
+	h := newHostTarget(b, plugin.NewNative(kv))
 	h.Apply(setBatch(b, 1, 1024))
 	view, _ := h.s.View().Namespace("kv")
 	q := kvstore.Query{Op: kvstore.OpGet, Key: []byte("key-000000000512")}.AppendMsgpack(nil)
@@ -182,7 +184,7 @@ func BenchmarkQuery(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer rt.Close(ctx)
-		m, err := rt.Load(ctx, kvwasm.Module)
+		m, err := rt.Load(ctx, kvwasm.Module, testOpts)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -196,7 +198,7 @@ func BenchmarkQuery(b *testing.B) {
 		})
 	})
 	b.Run("native-pool", func(b *testing.B) {
-		p := plugin.NewNativePool(kvstore.KV{}, 4)
+		p := plugin.NewNativePool(kv, 4)
 		defer p.Close(ctx)
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
@@ -209,8 +211,47 @@ func BenchmarkQuery(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				check(plugin.NewNative(kvstore.KV{}).Query(ctx, view, q))
+				check(plugin.NewNative(kv).Query(ctx, view, q))
 			}
 		})
 	})
+}
+
+// TestNativeQuotas: a Native with limits enforces the write quotas as a
+// wasm instance does, with the same results.
+func TestNativeQuotas(t *testing.T) {
+	opts := testOpts
+	opts.Limits.MaxWriteBytes = 1000
+	opts.Limits.MaxNamespaceKeys = 3
+	r := newRuntime(t, 0)
+	m, err := r.Load(context.Background(), kvwasm.Module, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(context.Background()) })
+	in, err := r.Instantiate(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close(context.Background()) })
+	native := plugin.NewNative(sdknative.Code(kvstore.KV{}))
+	native.SetLimits(opts.Limits)
+	set := func(i uint64, key string, size int) abi.Entry {
+		cmd := kvstore.Command{Op: kvstore.OpSet, Key: []byte(key), Value: make([]byte, size)}
+		return abi.Entry{Index: i, Term: 1, Data: cmd.AppendMsgpack(nil)}
+	}
+	es := []abi.Entry{set(1, "a", 10), set(2, "big", 2000), set(3, "b", 10), set(4, "c", 10), set(5, "d", 10), set(6, "a", 20)}
+	var got [2][]abi.Result
+	for i, r := range []runner{in, native} {
+		got[i] = newHostTarget(t, r).Apply(es)
+	}
+	for i := range es {
+		w, n := got[0][i], got[1][i]
+		if w.Code != n.Code || string(w.Data) != string(n.Data) {
+			t.Errorf("entry %d: wasm %v %q, native %v %q", i+1, w.Code, w.Data, n.Code, n.Data)
+		}
+	}
+	if got[1][1].Code != abi.CodeTooLarge || got[1][4].Code != abi.CodeTooLarge || !got[1][5].OK() {
+		t.Fatalf("native results %+v: want too_large for the big value and the 4th key", got[1])
+	}
 }

@@ -5,12 +5,12 @@ import (
 	"sync"
 
 	"github.com/raftkv/raftkv/abi"
-	"github.com/raftkv/raftkv/plugins/sdk"
 )
 
 // runner is what a pool hands queries to: an *Instance or a *Native.
 type runner interface {
 	Query(ctx context.Context, st ReadStore, q []byte) (abi.Result, error)
+	Validate(ctx context.Context, cmd []byte) (abi.Result, error)
 	Close(ctx context.Context) error
 }
 
@@ -48,7 +48,7 @@ func (r *Runtime) NewPool(m *Module, size int) *Pool {
 // NewNativePool returns a pool of at most size Natives of p (size >= 1). p's
 // methods run concurrently, so p must be safe for concurrent use, as a
 // plugin without fields is.
-func NewNativePool(p sdk.Plugin, size int) *NativePool {
+func NewNativePool(p Code, size int) *NativePool {
 	return newPool(size, func(context.Context) (*Native, error) { return NewNative(p), nil })
 }
 
@@ -106,6 +106,23 @@ func (p *pool[R]) Query(ctx context.Context, st ReadStore, q []byte) (abi.Result
 	}
 	defer p.put(ctx, in)
 	return in.Query(ctx, st, q)
+}
+
+// Validate checks a command on a runner of the pool (see
+// Instance.Validate). After Close it fails with ErrClosed.
+func (p *pool[R]) Validate(ctx context.Context, cmd []byte) (abi.Result, error) {
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return abi.Result{}, ErrClosed
+	}
+	in, err := p.get(ctx)
+	if err != nil {
+		return abi.Result{}, err
+	}
+	defer p.put(ctx, in)
+	return in.Validate(ctx, cmd)
 }
 
 // Close closes the idle runners; runners in use are closed when their query

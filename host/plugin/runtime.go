@@ -23,13 +23,23 @@ var (
 	ErrInvalidModule = errors.New("plugin: invalid module")
 	// ErrClosed is returned by calls on a closed runtime, pool or instance.
 	ErrClosed = errors.New("plugin: closed")
+	// ErrLimits wraps every reason Limits.Validate refuses limits.
+	ErrLimits = errors.New("plugin: invalid limits")
+	// ErrNodeLimit means a plugin's replicated Limits exceed what this node's
+	// Config allows (Limits.MemoryPages over Config.MemoryLimitPages). It is
+	// not a refusal of the module (other nodes may accept it): a caller
+	// applying the log must stop (fail-stop) until the node is configured
+	// like the others.
+	ErrNodeLimit = errors.New("plugin: limits exceed this node's configuration")
 )
 
 // Config configures a Runtime.
 type Config struct {
 	// MemoryLimitPages caps each instance's memory, in 64 KiB pages.
 	MemoryLimitPages uint32
-	// CallTimeout bounds the wall-clock time of one guest call (a whole batch).
+	// CallTimeout bounds the wall-clock time of one entry of a guest call, or
+	// of a query, migration or load call: a last resort against host bugs
+	// (see DefaultConfig). Trusted modules run without it.
 	CallTimeout time.Duration
 	// CacheDir, if set, holds wazero's compiled code so that restarts do not
 	// recompile modules.
@@ -44,10 +54,42 @@ type Config struct {
 	Trusted map[string]bool
 }
 
-// DefaultConfig returns the defaults: 512 pages (32 MiB), 5 s per call, no cache.
+// DefaultConfig returns the defaults: 512 pages (32 MiB), no cache, and a
+// wall-clock limit per entry or call of FuelTime(DefaultLimits().LoadFuel),
+// 200 s.
+//
+// The wall-clock limit is a last resort against host bugs: fuel stops every
+// metered call deterministically, and only a trusted module or a host
+// function gone wrong should reach the limit. But how fast fuel burns
+// depends on the machine and its load, by two orders of magnitude
+// (BenchmarkFuelRate: 32 to 600 million units per second on a 2-core
+// machine at load 14; about 2.5 million where three nodes shared a loaded
+// 2-core machine, where 200 million units of load fuel ran past a 60 s limit
+// on every node and stopped them all). So the default limit is derived from
+// the default budgets: the largest of them, the load fuel, burns within it
+// at SlowFuelPerSecond. A plugin deployed with larger budgets needs a node
+// limit to match (FuelTime of its largest budget), or a call that runs out
+// of its fuel on a fast machine stops a slow one.
 func DefaultConfig() Config {
-	return Config{MemoryLimitPages: 512, CallTimeout: 5 * time.Second}
+	return Config{MemoryLimitPages: 512, CallTimeout: FuelTime(DefaultLimits().LoadFuel)}
 }
+
+// SlowFuelPerSecond is the rate at which a metered call is assumed to burn
+// fuel on the slowest machine a node runs on, under load: below the slowest
+// rate seen (see DefaultConfig).
+const SlowFuelPerSecond = 1_000_000
+
+// FuelTime is how long a budget of fuel may take to burn, at
+// SlowFuelPerSecond.
+func FuelTime(fuel uint64) time.Duration {
+	return time.Duration(fuel/SlowFuelPerSecond) * time.Second
+}
+
+// StackSlots is the call-stack budget of every metered call (package meter:
+// each call takes meter.FrameSlots of it, 4 + parameters + locals; 8 MiB of
+// slots). Recursion deeper than that traps, at the same depth on every
+// node, long before the engine's own stack limit.
+const StackSlots = 1 << 20
 
 // Validate reports a configuration error.
 func (c Config) Validate() error {
@@ -70,6 +112,8 @@ type Runtime struct {
 	log       *slog.Logger
 	wasiFns   map[string]bool // WASI functions the host provides
 	open      atomic.Int64    // Modules loaded and not closed
+	quiet     atomic.Uint64   // SetQuietThrough
+	unmetered bool            // tests only (export_test.go): what metering costs
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -131,6 +175,13 @@ func (r *Runtime) Close(ctx context.Context) error {
 	})
 	return r.closeErr
 }
+
+// SetQuietThrough suppresses the plugin log output (the log host function,
+// stdout, stderr) of entries with an index up to index: the FSM calls it
+// with the last index it applied before a restart, so that replaying those
+// entries does not log them again. Suppressed lines are counted
+// (Counters.LogLinesSuppressed). 0 suppresses nothing.
+func (r *Runtime) SetQuietThrough(index uint64) { r.quiet.Store(index) }
 
 // OpenModules returns how many Modules Load returned that are not closed:
 // what a leak check compares with the modules in use.

@@ -12,8 +12,13 @@ import (
 
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/plugin"
+	"github.com/raftkv/raftkv/host/plugin/meter"
 	"github.com/raftkv/raftkv/host/state"
 )
+
+// testCacheDir is the compiled-code cache every test binary shares (see
+// internal/cluster).
+var testCacheDir = filepath.Join(os.TempDir(), "raftkv-test-wasm-cache")
 
 func newRuntime(t testing.TB, timeout time.Duration) *plugin.Runtime {
 	t.Helper()
@@ -24,7 +29,7 @@ func newRuntime(t testing.TB, timeout time.Duration) *plugin.Runtime {
 	cfg.MemoryLimitPages = 256
 	// The compiled-code cache every test binary shares (see internal/cluster):
 	// compiling kv.wasm takes ~26 s under the race detector.
-	cfg.CacheDir = filepath.Join(os.TempDir(), "raftkv-test-wasm-cache")
+	cfg.CacheDir = testCacheDir
 	r, err := plugin.NewRuntime(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -34,9 +39,13 @@ func newRuntime(t testing.TB, timeout time.Duration) *plugin.Runtime {
 }
 
 func guest(t testing.TB, r *plugin.Runtime) *plugin.Instance {
+	return guestWith(t, r, testOpts)
+}
+
+func guestWith(t testing.TB, r *plugin.Runtime, opts plugin.LoadOptions) *plugin.Instance {
 	t.Helper()
 	ctx := context.Background()
-	m, err := r.Load(ctx, buildWasm(t, "./testdata/guest"))
+	m, err := r.Load(ctx, buildWasm(t, "./testdata/guest"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,9 +74,13 @@ type applier struct {
 }
 
 func newApplier(t *testing.T, timeout time.Duration) *applier {
+	return newApplierWith(t, timeout, testOpts)
+}
+
+func newApplierWith(t *testing.T, timeout time.Duration, opts plugin.LoadOptions) *applier {
 	r := newRuntime(t, timeout)
 	s := state.New()
-	return &applier{t: t, in: guest(t, r), s: s, ns: s.Namespace("test")}
+	return &applier{t: t, in: guestWith(t, r, opts), s: s, ns: s.Namespace("test")}
 }
 
 func (a *applier) apply(first uint64, cmds ...string) ([]abi.Result, error) {
@@ -156,7 +169,7 @@ func TestTrapMidBatch(t *testing.T) {
 }
 
 func TestHostileCommands(t *testing.T) {
-	a := newApplier(t, 2*time.Second)
+	a := newApplier(t, 0) // bounded by fuel and the memory cap, not by the wall clock
 	got := a.mustApply(1, "oom", "set after oom", "hugekey", "hugeresult", "set x y", "noresult")
 	if !strings.HasPrefix(got[0], "6:wasm error: unreachable: runtime: out of memory") {
 		t.Fatalf("memory bomb: %q", got[0])
@@ -169,23 +182,46 @@ func TestHostileCommands(t *testing.T) {
 	}
 }
 
+// slowGet simulates a host bug: reading the key "slow" takes seconds.
+func slowGet(r plugin.ReadStore, key []byte) ([]byte, uint64, bool) {
+	if string(key) == "slow" {
+		time.Sleep(3 * time.Second)
+	}
+	return r.Get(key)
+}
+
+type slowStore struct{ plugin.Store }
+
+func (s slowStore) Get(key []byte) ([]byte, uint64, bool) { return slowGet(s.Store, key) }
+
+type slowView struct{ plugin.ReadStore }
+
+func (s slowView) Get(key []byte) ([]byte, uint64, bool) { return slowGet(s.ReadStore, key) }
+
+// TestTimeLimitIsFatalButRecoverable: the wall-clock limit, the last resort
+// against host bugs (here a store that takes seconds to answer), stops the
+// call: an error, not a result, and the runtime serves the next call.
 func TestTimeLimitIsFatalButRecoverable(t *testing.T) {
-	a := newApplier(t, 300*time.Millisecond)
-	res, err := a.apply(1, "set a 1", "loop", "set b 2")
+	a := newApplier(t, time.Second) // > the initialiser under the race detector, < slowGet
+	var res []abi.Result
+	var err error
+	a.s.Update(func() {
+		res, err = a.in.Apply(context.Background(), slowStore{a.ns}, batch(1, "set a 1", "get slow", "set b 2"))
+	})
 	if !errors.Is(err, plugin.ErrTimeLimit) {
 		t.Fatalf("err = %v, want ErrTimeLimit", err)
 	}
 	if len(res) != 1 || res[0].Code != abi.CodeOK {
-		t.Fatalf("results before the loop: %+v", res)
+		t.Fatalf("results before the slow entry: %+v", res)
 	}
-	// The loop's writes are undone; the runtime serves the next call.
+	// The slow entry's writes are undone; the runtime serves the next call.
 	expect(t, a.mustApply(3, "get a", "set c 3", "get c"), "0:1@1", "0:ok", "0:3@4")
 	ns, _ := a.s.View().Namespace("test")
-	if _, err := a.in.Query(context.Background(), ns, []byte("loop")); !errors.Is(err, plugin.ErrTimeLimit) {
-		t.Fatalf("looping query: %v", err)
+	if _, err := a.in.Query(context.Background(), slowView{ns}, []byte("get slow")); !errors.Is(err, plugin.ErrTimeLimit) {
+		t.Fatalf("slow query: %v", err)
 	}
 	if r := a.query("get c"); string(r.Data) != "3@4" {
-		t.Fatalf("after looping query: %q", r.Data)
+		t.Fatalf("after the slow query: %q", r.Data)
 	}
 }
 
@@ -219,6 +255,15 @@ func TestInvalidModules(t *testing.T) {
 	r := newRuntime(t, time.Second)
 	ctx := context.Background()
 	valid := buildWasm(t, "./testdata/guest")
+	metered, err := meter.Instrument(valid, meter.Options{Fuel: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A module whose only function uses an atomic instruction (threads).
+	threads := []byte("\x00asm\x01\x00\x00\x00" +
+		"\x01\x04\x01\x60\x00\x00" + // type () -> ()
+		"\x03\x02\x01\x00" + // one function
+		"\x0a\x07\x01\x05\x00\xfe\x03\x00\x0b") // atomic.fence; end
 	cases := []struct {
 		name string
 		wasm []byte
@@ -230,10 +275,12 @@ func TestInvalidModules(t *testing.T) {
 		{"wrong abi", buildWasm(t, "./testdata/badabi"), "targets raftkv ABI v2; this host supports v1"},
 		{"missing export", buildWasm(t, "./testdata/noquery"), "does not export raftkv_query"},
 		{"unknown import", buildWasm(t, "./testdata/badimport"), "imports env.launch_missiles"},
+		{"reserved export", metered, `exports "raftkv_fuel", a name reserved for the host`},
+		{"unknown opcode", threads, "opcode 0xFE"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := r.Load(ctx, c.wasm)
+			_, err := r.Load(ctx, c.wasm, testOpts)
 			if !errors.Is(err, plugin.ErrInvalidModule) || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("Load: %v; want ErrInvalidModule containing %q", err, c.want)
 			}
@@ -244,7 +291,7 @@ func TestInvalidModules(t *testing.T) {
 func TestPoolConcurrentQueries(t *testing.T) {
 	r := newRuntime(t, 5*time.Second)
 	ctx := context.Background()
-	m, err := r.Load(ctx, buildWasm(t, "./testdata/guest"))
+	m, err := r.Load(ctx, buildWasm(t, "./testdata/guest"), testOpts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/state"
 	"github.com/raftkv/raftkv/internal/wasmbuild"
 )
@@ -24,7 +25,9 @@ import (
 func TestScanEncodesOnlyWhatFits(t *testing.T) {
 	r := newRuntime(t, 60*time.Second)
 	ctx := context.Background()
-	m, err := r.Load(ctx, wasmbuild.Build(t, "./testdata/scanner"))
+	opts := testOpts // the fill entries write up to 48 MiB
+	opts.Limits.MaxWriteBytes, opts.Limits.ApplyFuel = 64<<20, plugin.MaxFuel
+	m, err := r.Load(ctx, wasmbuild.Build(t, "./testdata/scanner"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

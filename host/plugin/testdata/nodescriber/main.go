@@ -8,8 +8,8 @@ package main
 import (
 	"strconv"
 
+	"github.com/raftkv/raftkv/abi/mp"
 	"github.com/raftkv/raftkv/plugins/sdk"
-	"github.com/raftkv/raftkv/plugins/sdk/mp"
 )
 
 type counter struct{}
