@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"runtime"
 	"testing"
@@ -21,6 +22,7 @@ func FuzzRestore(f *testing.F) {
 		f.Add(flipped)
 	}
 	f.Add([]byte("RKVSTATE"))
+	f.Add(claimsMillions(f))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s := New()
@@ -57,4 +59,19 @@ func FuzzRestore(f *testing.F) {
 			t.Fatalf("accepted stream re-encodes differently:\n in %x\nout %x", used, out.Bytes())
 		}
 	})
+}
+
+// claimsMillions is a stream whose one namespace claims 2^40 records and
+// holds two: Restore must allocate for what it reads, not for the claim.
+func claimsMillions(f *testing.F) []byte {
+	small := New()
+	small.Update(func() {
+		ns := small.Namespace("n")
+		ns.Set([]byte("a"), []byte("v"), 1)
+		ns.Set([]byte("b"), []byte("v"), 1)
+	})
+	v := encode(f, small)
+	// header 16 bytes, name length 4, name "n", then the record count.
+	binary.LittleEndian.PutUint64(v[16+4+1:], 1<<40)
+	return v[:len(v)-4]
 }

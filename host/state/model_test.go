@@ -62,11 +62,18 @@ func checkSame(t *testing.T, what string, r reader, m model) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("%s: full scan\n got %v\nwant %v", what, got, want)
 	}
+	var size int64
 	for k, e := range m {
 		v, ver, ok := r.Get([]byte(k))
 		if !ok || string(v) != e.value || ver != e.version {
 			t.Fatalf("%s: Get(%q) = %q, %d, %v; want %q, %d", what, k, v, ver, ok, e.value, e.version)
 		}
+		size += int64(len(k) + len(e.value))
+	}
+	// The write side counts the bytes it holds (the plugin quotas read it),
+	// through sets, replacements, deletes and rollbacks.
+	if ns, ok := r.(*Namespace); ok && ns.Bytes() != size {
+		t.Fatalf("%s: Bytes = %d, model %d", what, ns.Bytes(), size)
 	}
 }
 

@@ -15,6 +15,7 @@ type Namespace struct {
 	name string
 	tree *btree.BTreeG[item]
 	view *NamespaceView // clone cached by Store.View; nil once written since
+	size int64          // sum of the keys' and values' lengths
 
 	recording bool   // between Begin and Commit/Rollback
 	undo      []undo // reverse of every Set/Delete since Begin
@@ -56,6 +57,10 @@ func (n *Namespace) Set(key, value []byte, version uint64) {
 	it := newItem(key, value, version)
 	old, replaced := n.tree.ReplaceOrInsert(it)
 	n.view = nil
+	n.size += int64(it.size())
+	if replaced {
+		n.size -= int64(old.size())
+	}
 	if n.recording {
 		if replaced {
 			n.undo = append(n.undo, undo{it: old, restore: true})
@@ -72,6 +77,7 @@ func (n *Namespace) Delete(key []byte) bool {
 		return false
 	}
 	n.view = nil
+	n.size -= int64(old.size())
 	if n.recording {
 		n.undo = append(n.undo, undo{it: old, restore: true})
 	}
@@ -89,6 +95,9 @@ func (n *Namespace) Scan(start, end []byte, limit int, fn func(key, value []byte
 
 // Len returns the number of keys.
 func (n *Namespace) Len() int { return n.tree.Len() }
+
+// Bytes returns the sum of the lengths of the keys and values.
+func (n *Namespace) Bytes() int64 { return n.size }
 
 // Begin starts a command: from now on every Set and Delete is recorded so that
 // Rollback can undo it. Reads see the command's own writes immediately. It
@@ -114,9 +123,12 @@ func (n *Namespace) Rollback() {
 	for i := len(n.undo) - 1; i >= 0; i-- {
 		u := n.undo[i]
 		if u.restore {
-			n.tree.ReplaceOrInsert(u.it)
-		} else {
-			n.tree.Delete(u.it)
+			n.size += int64(u.it.size())
+			if old, ok := n.tree.ReplaceOrInsert(u.it); ok {
+				n.size -= int64(old.size())
+			}
+		} else if old, ok := n.tree.Delete(u.it); ok {
+			n.size -= int64(old.size())
 		}
 	}
 	if len(n.undo) > 0 {
@@ -146,6 +158,11 @@ func (n *Namespace) clearUndo() {
 // command.
 func (n *Namespace) reset(tree *btree.BTreeG[item]) {
 	n.tree = tree
+	n.size = 0
+	tree.Ascend(func(it item) bool {
+		n.size += int64(it.size())
+		return true
+	})
 	n.view = nil
 	n.recording = false
 	n.clearUndo()

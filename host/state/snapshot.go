@@ -211,7 +211,8 @@ func (s *Store) Restore(r io.Reader) error {
 		if ok {
 			n.reset(trees[i])
 		} else {
-			n = &Namespace{name: name, tree: trees[i]}
+			n = &Namespace{name: name}
+			n.reset(trees[i])
 		}
 		spaces[name] = n
 	}
@@ -278,6 +279,16 @@ func decodeNamespace(sr *snapReader, i uint32) (string, *btree.BTreeG[item], err
 	}
 	count := binary.LittleEndian.Uint64(sr.buf[:8])
 	tree := newTree()
+	// Records arrive in ascending key order. Inserted in that order, every
+	// B-tree node splits in the middle and stays half full (about 197 heap
+	// bytes per key for 16-byte keys and 100-byte values). So the even
+	// records go in first, as they are read (half-full nodes again), and the
+	// odd ones after the whole namespace is verified: each lands between two
+	// even neighbours in a node that has room for it, filling the nodes
+	// almost completely without splitting them (about 160 bytes per key; see
+	// BenchmarkRestore). Both passes are ascending, so both stay cache
+	// friendly. The odd items wait in a slice of 32-byte items.
+	var odd []item
 	var prev string
 	hdr := sr.buf[:16]
 	for j := uint64(0); j < count; j++ {
@@ -306,6 +317,18 @@ func decodeNamespace(sr *snapReader, i uint32) (string, *btree.BTreeG[item], err
 			return "", nil, fmt.Errorf("%w: namespace %q record %d: key %q not after %q", ErrCorrupt, name, j, key, prev)
 		}
 		prev = key
+		if j%2 == 0 {
+			tree.ReplaceOrInsert(it)
+		} else {
+			if odd == nil {
+				// count comes from the stream, not from what is there:
+				// start small and let append grow with what is read.
+				odd = make([]item, 0, min(count/2, 1024))
+			}
+			odd = append(odd, it)
+		}
+	}
+	for _, it := range odd {
 		tree.ReplaceOrInsert(it)
 	}
 	return name, tree, nil

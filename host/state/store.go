@@ -142,7 +142,7 @@ func (s *Store) View() *View {
 	}
 	for name, n := range s.spaces {
 		if n.view == nil {
-			n.view = &NamespaceView{name: name, tree: n.tree.Clone()}
+			n.view = &NamespaceView{name: name, tree: n.tree.Clone(), size: n.size}
 		}
 		v.names = append(v.names, name)
 		v.spaces[name] = n.view

@@ -49,6 +49,7 @@ func (v *View) Digest() [32]byte {
 type NamespaceView struct {
 	name string
 	tree *btree.BTreeG[item] // a clone nobody writes to
+	size int64               // the namespace's Bytes when the view was taken
 
 	digestOnce sync.Once
 	digest     [32]byte
@@ -77,6 +78,9 @@ func (nv *NamespaceView) Scan(start, end []byte, limit int, fn func(key, value [
 
 // Len returns the number of keys.
 func (nv *NamespaceView) Len() int { return nv.tree.Len() }
+
+// Bytes returns the sum of the lengths of the keys and values.
+func (nv *NamespaceView) Bytes() int64 { return nv.size }
 
 // Digest returns a SHA-256 over every (key, value, version) in key order, each
 // framed as u32 key length, key, u32 value length, value, u64 version (little

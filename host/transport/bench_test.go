@@ -433,3 +433,48 @@ func raftBenchCluster(b *testing.B, kind string) *raft.Raft {
 	}
 	return leader
 }
+
+// BenchmarkCallDuringStream measures a small call's round trip (a Raft
+// heartbeat's stand-in) between two nodes while a big write (a deploy's
+// 32 MiB log entry) streams between them over the same SSH connection: the
+// head-of-line delay a heartbeat suffers behind a big AppendEntries.
+func BenchmarkCallDuringStream(b *testing.B) {
+	for _, streaming := range []bool{false, true} {
+		name := map[bool]string{false: "idle", true: "streaming"}[streaming]
+		b.Run(name, func(b *testing.B) {
+			c := newCluster(b, func(cfg *Config) { quiet(cfg); cfg.RPCHandler = echoHandler }, "a", "b")
+			a, addr := c.nodes["a"].tr, c.addr("b")
+			if streaming {
+				w, r := c.dialPair("a", "b")
+				stop := make(chan struct{})
+				go io.Copy(io.Discard, r)
+				go func() {
+					buf := make([]byte, 32<<20)
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						if _, err := w.Write(buf); err != nil {
+							return
+						}
+					}
+				}()
+				b.Cleanup(func() { close(stop); w.Close(); r.Close() })
+				time.Sleep(100 * time.Millisecond) // the stream is under way
+			}
+			req := make([]byte, 100)
+			var worst time.Duration
+			b.ResetTimer()
+			for range b.N {
+				start := time.Now()
+				if _, err := a.Call(context.Background(), addr, "echo", req); err != nil {
+					b.Fatal(err)
+				}
+				worst = max(worst, time.Since(start))
+			}
+			b.ReportMetric(float64(worst.Microseconds()), "max-µs/call")
+		})
+	}
+}

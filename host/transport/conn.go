@@ -41,6 +41,7 @@ const (
 // Transport closes.
 type chanConn struct {
 	ch            ssh.Channel
+	peer          string // the node ID the peer proved (accepted raft streams)
 	local, remote net.Addr
 	done          <-chan struct{} // Transport shutdown
 
@@ -274,6 +275,10 @@ func (c *chanConn) Close() error {
 // peerClosed reports whether the peer has closed the channel (or the
 // connection died) as far as the read pump has seen.
 func (c *chanConn) peerClosed() bool { return c.peerDone.Load() }
+
+// PeerID returns the node ID the peer of an accepted raft stream proved in
+// the SSH handshake ("" on a dialled stream).
+func (c *chanConn) PeerID() string { return c.peer }
 
 func (c *chanConn) LocalAddr() net.Addr  { return c.local }
 func (c *chanConn) RemoteAddr() net.Addr { return c.remote }

@@ -3,39 +3,82 @@ package transport
 import (
 	"go/parser"
 	"go/token"
-	"os"
+	"io/fs"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 )
 
-// TestImports enforces the layering of DESIGN.md: the transport imports no
-// wazero, no abi and nothing else of raftkv.
+// layer is a rule of the layering that DESIGN.md ("Map of the tree")
+// describes: the non-test Go files of the packages in dir (and in its
+// subdirectories if deep) import nothing with one of the forbidden prefixes,
+// except what allowed lets through.
+type layer struct {
+	dir       string // from the repository's root
+	deep      bool
+	forbidden []string
+	allowed   []string
+	why       string
+}
+
+var layers = []layer{
+	{dir: "host/transport", forbidden: []string{"github.com/tetratelabs/wazero", "github.com/raftkv/raftkv/"},
+		why: "the transport imports no wazero, no abi and nothing else of raftkv"},
+	{dir: "host", deep: true, forbidden: []string{"github.com/raftkv/raftkv/plugins/sdk"},
+		why: "the server does not import guest code (internal/sdknative bridges them for benchmarks)"},
+	{dir: "cmd", deep: true, forbidden: []string{"github.com/raftkv/raftkv/plugins/sdk"},
+		why: "the server does not import guest code (internal/sdknative bridges them for benchmarks)"},
+	{dir: "abi", deep: true, forbidden: []string{"github.com/raftkv/raftkv/"}, allowed: []string{"github.com/raftkv/raftkv/abi"},
+		why: "the ABI imports no other raftkv package"},
+}
+
+// TestImports enforces the layering rules above.
 func TestImports(t *testing.T) {
-	entries, err := os.ReadDir(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fset := token.NewFileSet()
-	checked := 0
-	for _, e := range entries {
-		name := e.Name()
-		if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(fset, name, nil, parser.ImportsOnly)
+	for _, l := range layers {
+		checked := 0
+		root := filepath.Join("..", "..", filepath.FromSlash(l.dir))
+		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				if path != root && (!l.deep || d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			name := d.Name()
+			if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
+				return nil
+			}
+			f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+			if err != nil {
+				return err
+			}
+			checked++
+			for _, imp := range f.Imports {
+				p, _ := strconv.Unquote(imp.Path.Value)
+				if hasPrefix(p, l.forbidden) && !hasPrefix(p, l.allowed) {
+					t.Errorf("%s imports %s: %s", filepath.ToSlash(path), p, l.why)
+				}
+			}
+			return nil
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		checked++
-		for _, imp := range f.Imports {
-			path, _ := strconv.Unquote(imp.Path.Value)
-			if strings.HasPrefix(path, "github.com/tetratelabs/wazero") || strings.HasPrefix(path, "github.com/raftkv/raftkv/") {
-				t.Errorf("%s imports %s", name, path)
-			}
+		if checked == 0 {
+			t.Fatalf("%s: no source files checked", l.dir)
 		}
 	}
-	if checked == 0 {
-		t.Fatal("no source files checked")
+}
+
+func hasPrefix(path string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if path == strings.TrimSuffix(p, "/") || strings.HasPrefix(path, strings.TrimSuffix(p, "/")+"/") {
+			return true
+		}
 	}
+	return false
 }

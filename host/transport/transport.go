@@ -106,7 +106,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("BindAddr %q: %w", c.BindAddr, err))
 	}
 	if c.AdvertiseAddr != "" {
-		if err := checkAdvertisable(c.AdvertiseAddr); err != nil {
+		if err := CheckAdvertisable(c.AdvertiseAddr); err != nil {
 			errs = append(errs, fmt.Errorf("AdvertiseAddr: %w", err))
 		}
 	}
@@ -128,7 +128,10 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func checkAdvertisable(addr string) error {
+// CheckAdvertisable reports whether addr is an address peers can dial: a
+// host and a port, not 0, not an unspecified IP (0.0.0.0, ::). It is the
+// one check of an advertised address; host.Config.Validate uses it too.
+func CheckAdvertisable(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("%q: %w", addr, err)
@@ -300,7 +303,7 @@ func New(cfg Config) (*Transport, error) {
 	adv := cfg.AdvertiseAddr
 	if adv == "" {
 		adv = ln.Addr().String()
-		if err := checkAdvertisable(adv); err != nil {
+		if err := CheckAdvertisable(adv); err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("%w: BindAddr %q: %w; set AdvertiseAddr", ErrInvalidConfig, cfg.BindAddr, err)
 		}
@@ -601,6 +604,7 @@ func (t *Transport) acceptStream(sc *sshConn, nc ssh.NewChannel) {
 	if err != nil {
 		return
 	}
+	c.peer = sc.nodeID
 	select {
 	case t.accepted <- c:
 	case <-t.ctx.Done():
