@@ -17,6 +17,7 @@ import (
 
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host"
+	"github.com/raftkv/raftkv/internal/buildinfo"
 )
 
 // Config configures an API. Start from DefaultConfig.
@@ -37,11 +38,21 @@ type Config struct {
 	// which may be long streams: the connection is closed when no byte of
 	// the body arrives for this long (default 1 min).
 	StreamIdleTimeout time.Duration
-	// Logger receives server-side failures (5xx answers). Nil discards.
+	// Logger receives server-side failures (5xx answers), changes of
+	// readiness and the access log. Nil discards.
 	Logger *slog.Logger
+	// AccessLog logs every request but the health probes (/healthz,
+	// /readyz) at info level when it is answered: method, path, route,
+	// status, bytes, duration and the client's address.
+	AccessLog bool
 	// Registry is where the HTTP and node metrics are registered and what
 	// /metrics serves; nil creates one.
 	Registry *prometheus.Registry
+	// AllowedHosts are the host names (ports ignored) a node without a
+	// Token answers to in the Host header, besides IP addresses, localhost
+	// and *.localhost: any other name is refused, against DNS rebinding
+	// (see guard.go).
+	AllowedHosts []string
 }
 
 // DefaultConfig returns the default configuration.
@@ -52,14 +63,21 @@ func DefaultConfig() Config {
 // API serves a node over HTTP. Build it with New; its handlers are safe for
 // concurrent use.
 type API struct {
-	node     *host.Node
-	cfg      Config
-	log      *slog.Logger
-	token    []byte // "Bearer <token>", nil when no token is required
-	reg      *prometheus.Registry
-	requests *prometheus.CounterVec
-	seconds  *prometheus.HistogramVec
-	metrics  http.Handler
+	node  *host.Node
+	cfg   Config
+	log   *slog.Logger
+	token []byte // "Bearer <token>", nil when no token is required
+	// allowedHosts is Config.AllowedHosts, normalized (see hostAllowed).
+	allowedHosts []string
+	reg          *prometheus.Registry
+	requests     *prometheus.CounterVec
+	seconds      *prometheus.HistogramVec
+	metrics      http.Handler
+
+	ready atomic.Int32 // readiness /readyz last answered: 0 none yet, 1 ready, 2 not ready
+	// writes and reads count the successful key-value and plugin requests
+	// this node answered (see routeClass), for GET /v1/status and /ui.
+	writes, reads atomic.Uint64
 
 	routes    map[string]*routeMetrics // by mux pattern; written only by New
 	unmatched *routeMetrics
@@ -89,6 +107,7 @@ func New(node *host.Node, cfg Config) *API {
 	if cfg.Token != "" {
 		a.token = []byte("Bearer " + cfg.Token)
 	}
+	a.allowedHosts = normalizeHosts(cfg.AllowedHosts)
 	if a.reg == nil {
 		a.reg = prometheus.NewRegistry()
 	}
@@ -103,6 +122,7 @@ func New(node *host.Node, cfg Config) *API {
 	}, []string{"route"})
 	a.requests = register(a, a.requests)
 	a.seconds = register(a, a.seconds)
+	register[prometheus.Collector](a, buildInfoCollector())
 	register[prometheus.Collector](a, collectors.NewGoCollector())
 	register[prometheus.Collector](a, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, c := range node.Collectors() {
@@ -118,11 +138,24 @@ func New(node *host.Node, cfg Config) *API {
 	a.client = a.serve(client)
 
 	mgmt := http.NewServeMux()
-	a.handle(mgmt, "GET /join", 0, a.seedJoin)
+	a.handle(mgmt, "GET /join", changes, a.seedJoin)
 	a.clusterRoutes(mgmt)
 	a.commonRoutes(mgmt)
 	a.mgmt = a.serve(mgmt)
 	return a
+}
+
+// buildInfoCollector is raftkv_build_info, 1 with the build as labels.
+func buildInfoCollector() prometheus.Collector {
+	bi := buildinfo.Get()
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "raftkv_build_info",
+		Help: "The node's build: always 1, with the version, commit, build time and Go version as labels.",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "commit": bi.Commit, "build_time": bi.BuildTime,
+			"goversion": bi.GoVersion},
+	})
+	g.Set(1)
+	return g
 }
 
 // register registers c, or returns the collector already registered in its
@@ -147,6 +180,22 @@ func register[C prometheus.Collector](a *API, c C) C {
 // /get-val, /healthz, /readyz and /metrics.
 func (a *API) Handler() http.Handler { return a.client }
 
+// Protect wraps another handler of the node (its profiler) in the API's
+// access rules: the token when one is set, the browser guard otherwise.
+func (a *API) Protect(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.authorized(r) {
+			a.writeError(w, r, errUnauthorized)
+			return
+		}
+		if err := a.guardBrowser(r, false); err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // MgmtHandler returns the management API: the RaftKV seed's GET /join, the
 // /v1/cluster endpoints, backup and restore, /healthz, /readyz and /metrics.
 func (a *API) MgmtHandler() http.Handler { return a.mgmt }
@@ -167,10 +216,19 @@ func (a *API) clientRoutes(mux *http.ServeMux) {
 	a.handle(mux, "GET /v1/plugins", 0, a.pluginList)
 	a.handle(mux, "DELETE /v1/plugins/{name}", 0, a.pluginRemove)
 	a.handle(mux, "GET /v1/plugins/{name}/digest", 0, a.pluginDigest)
+	a.handle(mux, "GET /v1/plugins/{name}", 0, a.pluginGet)
+	a.handle(mux, "PUT /v1/plugins/{name}/limits", noDeadline, a.pluginLimits) // compiles the module again
+	a.handle(mux, "POST /v1/plugins/{name}/reset", noDeadline, a.pluginReset)
+	a.handle(mux, "POST /v1/plugins/{name}/quarantine", 0, a.pluginQuarantine)
 }
 
 func (a *API) clusterRoutes(mux *http.ServeMux) {
 	a.handle(mux, "GET /v1/cluster", 0, a.cluster)
+	a.handle(mux, "GET /v1/version", 0, a.version)
+	a.handle(mux, "GET /v1/status", 0, a.status)
+	a.handle(mux, "GET /v1/status/cluster", 0, a.clusterStatus)
+	a.handle(mux, "GET /ui", public, a.ui)
+	a.handle(mux, "GET /ui/{file}", public, a.ui)
 	a.handle(mux, "POST /v1/cluster/trust", 0, a.clusterTrust)
 	a.handle(mux, "POST /v1/cluster/join", 0, a.clusterJoin)
 	a.handle(mux, "DELETE /v1/cluster/members/{id}", 0, a.clusterRemove)
@@ -197,18 +255,26 @@ const (
 	public     routeOpts = 1 << iota // no token required
 	noDeadline                       // streams and deploys: no RequestTimeout
 	stream                           // the body may be long: StreamIdleTimeout between reads
+	changes                          // a GET that changes the cluster (the seed's /join): see guardBrowser
 )
 
-// handle registers h for pattern with authentication, the request deadline
-// and error reporting.
+// handle registers h for pattern with authentication (the token, or without
+// one the browser guard), the request deadline and error reporting.
 func (a *API) handle(mux *http.ServeMux, pattern string, opts routeOpts, h handlerFunc) {
 	if a.routes[pattern] == nil {
 		a.routes[pattern] = a.newRouteMetrics(pattern)
 	}
 	mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if opts&public == 0 && !a.authorized(r) {
-			a.writeError(w, r, errUnauthorized)
-			return
+		w.Header()[idempotencyHeader] = idempotencySupported
+		if opts&public == 0 {
+			if !a.authorized(r) {
+				a.writeError(w, r, errUnauthorized)
+				return
+			}
+			if err := a.guardBrowser(r, opts&changes != 0); err != nil {
+				a.writeError(w, r, err)
+				return
+			}
 		}
 		if opts&stream != 0 && r.ContentLength != 0 {
 			if sw, ok := w.(*statusWriter); ok {
@@ -257,11 +323,23 @@ func (a *API) serve(mux *http.ServeMux) http.Handler {
 		if rm == nil {
 			rm = a.unmatched
 		}
-		rm.observe(code, time.Since(start))
+		d := time.Since(start)
+		rm.observe(code, d)
+		if rm.count != nil && code/100 == 2 {
+			rm.count.Add(1)
+		}
+		if a.cfg.AccessLog && !isProbe(r.Pattern) {
+			a.log.Info("http request", "method", r.Method, "path", r.URL.Path, "route", rm.route,
+				"status", code, "bytes", sw.written, "duration", d, "remote", r.RemoteAddr)
+		}
 		*sw = statusWriter{}
 		writerPool.Put(sw)
 	})
 }
+
+// isProbe reports whether a route is a health probe: load balancers and
+// orchestrators call them every few seconds, so they are not logged per call.
+func isProbe(pattern string) bool { return pattern == "GET /healthz" || pattern == "GET /readyz" }
 
 var writerPool = sync.Pool{New: func() any { return new(statusWriter) }}
 
@@ -272,7 +350,8 @@ type statusWriter struct {
 	req     *http.Request
 	api     *API
 	code    int
-	swallow bool // the mux's plain-text error body is replaced
+	written int64 // body bytes written
+	swallow bool  // the mux's plain-text error body is replaced
 	// bodyIdle, when set, is how long each read of the body may wait
 	// (stream routes); otherwise the whole body has one deadline.
 	bodyIdle time.Duration
@@ -306,7 +385,7 @@ func (w *statusWriter) WriteHeader(code int) {
 		}
 		w.ResponseWriter.Header().Del("X-Content-Type-Options")
 		e := classify(err)
-		w.code = e.write(w.ResponseWriter)
+		w.code = e.write(countingWriter{w.ResponseWriter, &w.written})
 		return
 	}
 	w.code = code
@@ -320,7 +399,21 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 	if w.code == 0 {
 		w.code = http.StatusOK
 	}
-	return w.ResponseWriter.Write(p)
+	n, err := w.ResponseWriter.Write(p)
+	w.written += int64(n)
+	return n, err
+}
+
+// countingWriter counts the body bytes written through it.
+type countingWriter struct {
+	http.ResponseWriter
+	n *int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	*c.n += int64(n)
+	return n, err
 }
 
 // Flush implements http.Flusher.
@@ -355,13 +448,30 @@ func rawWriter(w http.ResponseWriter) http.ResponseWriter {
 // request path does no label lookups.
 type routeMetrics struct {
 	route   string
+	count   *atomic.Uint64 // API.writes or API.reads, by routeClass; nil for the others
 	seconds prometheus.Observer
 	vec     *prometheus.CounterVec
 	codes   [500]atomic.Pointer[prometheus.Counter] // status 100-599
 }
 
 func (a *API) newRouteMetrics(route string) *routeMetrics {
-	return &routeMetrics{route: route, seconds: a.seconds.WithLabelValues(route), vec: a.requests}
+	m := &routeMetrics{route: route, seconds: a.seconds.WithLabelValues(route), vec: a.requests}
+	switch routeClass[route] {
+	case "write":
+		m.count = &a.writes
+	case "read":
+		m.count = &a.reads
+	}
+	return m
+}
+
+// routeClass says which routes are writes and reads of the state (what
+// /v1/status counts).
+var routeClass = map[string]string{
+	"PUT /v1/kv/{key...}": "write", "DELETE /v1/kv/{key...}": "write", "POST /v1/txn": "write",
+	"POST /insert-val": "write", "POST /v1/plugins/{name}/commands": "write",
+	"GET /v1/kv/{key...}": "read", "GET /v1/kv": "read", "GET /get-val": "read",
+	"POST /v1/plugins/{name}/queries": "read",
 }
 
 func (m *routeMetrics) observe(code int, d time.Duration) {

@@ -22,10 +22,10 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/abi/mp"
 	"github.com/raftkv/raftkv/host"
 	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
-	"github.com/raftkv/raftkv/plugins/sdk/mp"
 )
 
 // node is a cluster member with its API served over HTTP.
@@ -242,11 +242,23 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func TestAPI(t *testing.T) {
-	tc := startCluster(t, 3)
-	l := tc.leader()
+// startAPICluster starts a 3-node cluster serving the API and returns it
+// with its leader and two followers.
+func startAPICluster(t *testing.T) (tc *testCluster, l, f1, f2 *node) {
+	t.Helper()
+	tc = startCluster(t, 3)
 	fs := tc.followers()
-	f1, f2 := fs[0], fs[1]
+	return tc, tc.leader(), fs[0], fs[1]
+}
+
+// TestAPI runs the API's endpoints on one 3-node cluster. Its subtests
+// share the cluster but no state: each writes and reads keys of its own (a
+// plugin it deploys it removes), so any one runs alone (-run TestAPI/CAS)
+// or in any order. What changes the cluster itself (a partition, a restore,
+// a membership change) is a test of its own: TestAPIIsolated,
+// TestAPIBackupRestore, TestAPIJoinRemove.
+func TestAPI(t *testing.T) {
+	tc, l, f1, f2 := startAPICluster(t)
 
 	t.Run("Seed", func(t *testing.T) {
 		for _, n := range []*node{l, f1} {
@@ -596,9 +608,10 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("HealthAndMetrics", func(t *testing.T) {
-		// A follower may still be applying the Plugins test's deploy and
-		// removal (loading a module takes a while under the race detector):
-		// /readyz is 503 until it has caught up, which is the point of it.
+		// A follower may still be applying a deploy and removal (the Plugins
+		// subtest's; loading a module takes a while under the race
+		// detector): /readyz is 503 until it has caught up, which is the
+		// point of it.
 		cluster.Poll(t, 30*time.Second, func() bool { return f1.m.Node.Stats().Ready }, "%s did not catch up", f1.m.ID)
 		for _, n := range []*node{l, f1} {
 			for _, base := range []string{n.url, n.mgmt} {
@@ -609,6 +622,10 @@ func TestAPI(t *testing.T) {
 				}
 			}
 		}
+		// The samples the metrics below count, made here.
+		put(t, f1, "metrics", "v")
+		wantErr(t, do(t, "PUT", kvURL(f1.url, "metrics")+"?cas=0", "v2"), 409, "conflict")
+		wantOK(t, get(t, f1, "metrics", "leader"))
 		r := do(t, "GET", f1.url+"/metrics", nil)
 		wantOK(t, r)
 		for _, want := range []string{
@@ -667,71 +684,86 @@ func TestAPI(t *testing.T) {
 
 	t.Run("BadInput", func(t *testing.T) { testBadInput(t, tc) })
 
-	t.Run("Isolated", func(t *testing.T) {
-		put(t, l, "iso", "before")
-		eventually(t, f2, "iso", "before")
-		cfg := DefaultConfig()
-		cfg.RequestTimeout = 3 * time.Second
-		n := serveNode(t, f2.m.Node, cfg, f2.m)
-		tc.c.Isolate(f2.m)
-		defer func() {
-			tc.c.Heal()
-			tc.c.WaitConverged(3)
-		}()
-		// A stale read answers from local state; anything that needs the
-		// leader fails with an error, never a false success.
-		if r := do(t, "GET", kvURL(n.url, "iso")+"?consistency=stale", nil); string(r.body) != "before" {
-			t.Fatalf("stale read on an isolated follower: %s", r)
-		}
-		for _, c := range []struct{ method, url, body string }{
-			{"GET", kvURL(n.url, "iso") + "?consistency=linearizable", ""},
-			{"GET", kvURL(n.url, "iso") + "?consistency=leader", ""},
-			{"PUT", kvURL(n.url, "iso"), "during"},
-		} {
-			r := do(t, c.method, c.url, c.body)
-			var e apiErr
-			if r.status < 500 || json.Unmarshal(r.body, &e) != nil || e.Error.Code == "" {
-				t.Fatalf("%s %s on an isolated follower: %s", c.method, c.url, r)
-			}
-			t.Logf("%s %s on an isolated follower: %s", c.method, c.url, r)
-		}
-	})
+}
 
-	t.Run("BackupRestore", func(t *testing.T) {
-		l := tc.leader()
-		put(t, l, "br", "in the backup")
-		r := do(t, "GET", l.url+"/v1/backup", nil)
-		wantOK(t, r)
-		if r.header.Get("Content-Type") != "application/octet-stream" || len(r.body) < 8 || string(r.body[:8]) != "RKVSNAP1" {
-			t.Fatalf("backup: %d bytes, %q", len(r.body), r.header.Get("Content-Type"))
+// TestAPIIsolated: on a follower cut off from the others a stale read
+// answers from local state, and anything that needs the leader fails with an
+// error, never a false success.
+func TestAPIIsolated(t *testing.T) {
+	tc, l, _, f2 := startAPICluster(t)
+	put(t, l, "iso", "before")
+	eventually(t, f2, "iso", "before")
+	cfg := DefaultConfig()
+	cfg.RequestTimeout = 3 * time.Second
+	n := serveNode(t, f2.m.Node, cfg, f2.m)
+	tc.c.Isolate(f2.m)
+	defer func() {
+		tc.c.Heal()
+		tc.c.WaitConverged(3)
+	}()
+	// A stale read answers from local state; anything that needs the
+	// leader fails with an error, never a false success.
+	if r := do(t, "GET", kvURL(n.url, "iso")+"?consistency=stale", nil); string(r.body) != "before" {
+		t.Fatalf("stale read on an isolated follower: %s", r)
+	}
+	for _, c := range []struct{ method, url, body string }{
+		{"GET", kvURL(n.url, "iso") + "?consistency=linearizable", ""},
+		{"GET", kvURL(n.url, "iso") + "?consistency=leader", ""},
+		{"PUT", kvURL(n.url, "iso"), "during"},
+	} {
+		r := do(t, c.method, c.url, c.body)
+		var e apiErr
+		if r.status < 500 || json.Unmarshal(r.body, &e) != nil || e.Error.Code == "" {
+			t.Fatalf("%s %s on an isolated follower: %s", c.method, c.url, r)
 		}
-		backup := r.body
-		put(t, l, "br", "after the backup")
-		put(t, l, "br-new", "after the backup")
-		var f *node
-		for _, n := range tc.followers() {
-			f = n
-		}
-		e := wantErr(t, do(t, "POST", f.url+"/v1/restore", backup, "Content-Type", "application/octet-stream"), 503, "not_leader")
-		if e.Error.Leader != l.m.ID || !strings.Contains(e.Error.Message, l.m.ID) {
-			t.Fatalf("not_leader does not name the leader: %+v", e)
-		}
-		before := digest(t, l)
-		wantErr(t, do(t, "POST", l.url+"/v1/restore", backup[:len(backup)-10]), 400, "bad_request")
-		wantErr(t, do(t, "POST", l.url+"/v1/restore", "garbage", "Content-Type", "application/octet-stream"), 400, "bad_request")
-		if digest(t, l) != before {
-			t.Fatal("a bad restore changed the state")
-		}
-		wantOK(t, do(t, "POST", l.url+"/v1/restore", unsized{bytes.NewReader(backup)}, "Content-Type", "application/octet-stream"))
-		l = tc.leader()
-		if r := get(t, l, "br", "linearizable"); string(r.body) != "in the backup" {
-			t.Fatalf("after restore: %s", r)
-		}
-		wantErr(t, get(t, l, "br-new", "linearizable"), 404, "not_found")
-		eventually(t, f, "br", "in the backup")
-	})
+		t.Logf("%s %s on an isolated follower: %s", c.method, c.url, r)
+	}
+}
 
-	t.Run("JoinRemove", func(t *testing.T) { testJoinRemove(t, tc) })
+// TestAPIBackupRestore: a backup taken through the API restores through the
+// leader only, a bad one changes nothing, a good one replaces the state.
+func TestAPIBackupRestore(t *testing.T) {
+	tc, _, _, _ := startAPICluster(t)
+	l := tc.leader()
+	put(t, l, "br", "in the backup")
+	r := do(t, "GET", l.url+"/v1/backup", nil)
+	wantOK(t, r)
+	if r.header.Get("Content-Type") != "application/octet-stream" || len(r.body) < 8 || string(r.body[:8]) != "RKVSNAP1" {
+		t.Fatalf("backup: %d bytes, %q", len(r.body), r.header.Get("Content-Type"))
+	}
+	backup := r.body
+	put(t, l, "br", "after the backup")
+	put(t, l, "br-new", "after the backup")
+	var f *node
+	for _, n := range tc.followers() {
+		f = n
+	}
+	e := wantErr(t, do(t, "POST", f.url+"/v1/restore", backup, "Content-Type", "application/octet-stream"), 503, "not_leader")
+	if e.Error.Leader != l.m.ID || !strings.Contains(e.Error.Message, l.m.ID) {
+		t.Fatalf("not_leader does not name the leader: %+v", e)
+	}
+	before := digest(t, l)
+	wantErr(t, do(t, "POST", l.url+"/v1/restore", backup[:len(backup)-10]), 400, "bad_request")
+	wantErr(t, do(t, "POST", l.url+"/v1/restore", "garbage", "Content-Type", "application/octet-stream"), 400, "bad_request")
+	// Anything after the backup's end (a stray byte, two backups
+	// concatenated) is not a backup raftkv wrote.
+	wantErr(t, do(t, "POST", l.url+"/v1/restore", string(backup)+"x", "Content-Type", "application/octet-stream"), 400, "bad_request")
+	if digest(t, l) != before {
+		t.Fatal("a bad restore changed the state")
+	}
+	wantOK(t, do(t, "POST", l.url+"/v1/restore", unsized{bytes.NewReader(backup)}, "Content-Type", "application/octet-stream"))
+	l = tc.leader()
+	if r := get(t, l, "br", "linearizable"); string(r.body) != "in the backup" {
+		t.Fatalf("after restore: %s", r)
+	}
+	wantErr(t, get(t, l, "br-new", "linearizable"), 404, "not_found")
+	eventually(t, f, "br", "in the backup")
+}
+
+// TestAPIJoinRemove: see testJoinRemove.
+func TestAPIJoinRemove(t *testing.T) {
+	tc, _, _, _ := startAPICluster(t)
+	testJoinRemove(t, tc)
 }
 
 // testJoinRemove adds a fourth node through the management API, the way

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/raftkv/raftkv/host"
+	"github.com/raftkv/raftkv/internal/buildinfo"
 )
 
 // clusterInfo is the answer of GET /v1/cluster.
@@ -16,6 +17,7 @@ type clusterInfo struct {
 	AppliedIndex uint64        `json:"applied_index"`
 	CommitIndex  uint64        `json:"commit_index"`
 	NodeID       string        `json:"node_id"`
+	Version      string        `json:"version"` // the answering node's build (buildinfo.Info.Version)
 	Members      []host.Member `json:"members"`
 }
 
@@ -31,8 +33,13 @@ func (a *API) cluster(ctx context.Context, w http.ResponseWriter, _ *http.Reques
 	}
 	return writeJSON(w, clusterInfo{
 		Leader: st.Leader, Term: st.Term, AppliedIndex: st.AppliedIndex, CommitIndex: st.CommitIndex,
-		NodeID: st.NodeID, Members: members,
+		NodeID: st.NodeID, Version: buildinfo.Get().Version, Members: members,
 	})
+}
+
+// version serves GET /v1/version: the answering node's build.
+func (a *API) version(_ context.Context, w http.ResponseWriter, _ *http.Request) error {
+	return writeJSON(w, buildinfo.Get())
 }
 
 type trustAnswer struct {
@@ -178,27 +185,57 @@ func (a *API) restore(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	return nil
 }
 
-// healthz serves GET /healthz: 200 while the node applies the log.
+// healthz serves GET /healthz: 200 while the node applies the log and can
+// write it; 503 stopped after a fail-stop, 503 degraded while its log
+// cannot be written (it recovers by itself when it can), and 503 degraded,
+// naming the plugin, while the last digest check found this node's state
+// different from another's (host.Node.Divergences).
 func (a *API) healthz(_ context.Context, w http.ResponseWriter, _ *http.Request) error {
-	if st := a.node.Stats(); st.Failure != "" {
+	st := a.node.Stats()
+	if st.Failure != "" {
 		return fmt.Errorf("%w: %s", host.ErrStopped, st.Failure)
+	}
+	if st.Degraded != "" {
+		return &httpError{Status: http.StatusServiceUnavailable, Code: "degraded", Message: st.Degraded}
+	}
+	if st.DivergenceSummary != "" {
+		return &httpError{Status: http.StatusServiceUnavailable, Code: "degraded", Message: st.DivergenceSummary}
 	}
 	writeText(w, "ok")
 	return nil
 }
 
-// readyz serves GET /readyz: 200 when the node knows a leader and has
-// applied the commit index.
+// readyz serves GET /readyz: 200 when the node serves reads that reflect
+// the cluster (host.Node.Ready: it knows a leader, heard from it recently
+// and has applied its commit index, and has loaded the default plugin).
+// Probes are not logged one by one: a change of the answer is, once.
 func (a *API) readyz(_ context.Context, w http.ResponseWriter, _ *http.Request) error {
-	st := a.node.Stats()
-	switch {
-	case st.Failure != "":
-		return fmt.Errorf("%w: %s", host.ErrStopped, st.Failure)
-	case st.Leader == "":
-		return host.ErrNoLeader
-	case !st.Ready:
-		return &httpError{Status: http.StatusServiceUnavailable, Code: "not_ready",
-			Message: fmt.Sprintf("catching up: applied index %d, commit index %d", st.AppliedIndex, st.CommitIndex)}
+	var err error
+	if ready, why := a.node.Ready(); !ready {
+		st := a.node.Stats()
+		switch {
+		case st.Failure != "":
+			err = fmt.Errorf("%w: %s", host.ErrStopped, st.Failure)
+		case st.Leader == "":
+			err = host.ErrNoLeader
+		default:
+			err = &httpError{Status: http.StatusServiceUnavailable, Code: "not_ready",
+				Message: fmt.Sprintf("%s (applied index %d, commit index %d)", why, st.AppliedIndex, st.CommitIndex)}
+		}
+	}
+	state := int32(1)
+	if err != nil {
+		state = 2
+	}
+	if old := a.ready.Swap(state); old != state {
+		if err != nil {
+			a.log.Info("httpapi: /readyz: not ready", "reason", err.Error())
+		} else if old != 0 {
+			a.log.Info("httpapi: /readyz: ready")
+		}
+	}
+	if err != nil {
+		return err
 	}
 	writeText(w, "ok")
 	return nil

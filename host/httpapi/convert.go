@@ -13,7 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/raftkv/raftkv/abi"
-	"github.com/raftkv/raftkv/plugins/sdk/mp"
+	"github.com/raftkv/raftkv/abi/mp"
 )
 
 // JSON ↔ MsgPack conversion for the plugin endpoints.

@@ -47,6 +47,7 @@ type errorInfo struct {
 	pluginCode int // meaningful when fromPlugin
 	fromPlugin bool
 	leader     string // the leader's ID, for not_leader and no_leader
+	leaderURL  string // the leader's HTTP API URL, when it is known
 }
 
 // classify maps an error to its answer. It is the only place that does:
@@ -78,9 +79,11 @@ func classify(err error) errorInfo {
 			e.status, e.code = http.StatusRequestEntityTooLarge, "too_large"
 		case ae.Code == abi.CodeTrap:
 			e.status, e.code = http.StatusInternalServerError, "trap"
-		case ae.Code == abi.CodeInternal || ae.Code >= 64:
+		case ae.Code == abi.CodeOutOfFuel:
+			e.status, e.code = http.StatusUnprocessableEntity, "out_of_fuel"
+		case ae.Code == abi.CodeInternal || ae.Code >= 64 && ae.Code <= 255:
 			e.status, e.code = http.StatusUnprocessableEntity, "plugin_error"
-		default: // no_result, read_only and other host-assigned codes: a plugin bug
+		default: // no_result, read_only, other host-assigned codes, codes above 255: a plugin bug
 			e.status, e.code = http.StatusInternalServerError, "internal"
 			if ae.Message != "" {
 				e.message = ae.Code.String() + ": " + ae.Message
@@ -91,8 +94,12 @@ func classify(err error) errorInfo {
 		e.message = "request body exceeds the " + strconv.FormatInt(mbe.Limit, 10) + "-byte limit"
 	case errors.Is(err, host.ErrNotLeader):
 		e.status, e.code = http.StatusServiceUnavailable, "not_leader"
+	case errors.Is(err, host.ErrDegraded):
+		e.status, e.code = http.StatusServiceUnavailable, "degraded"
 	case errors.Is(err, host.ErrNoLeader):
 		e.status, e.code = http.StatusServiceUnavailable, "no_leader"
+	case errors.Is(err, host.ErrNotReady):
+		e.status, e.code = http.StatusServiceUnavailable, "not_ready"
 	case errors.Is(err, host.ErrUnknownOutcome):
 		e.status, e.code = http.StatusGatewayTimeout, "unknown_outcome"
 	case errors.Is(err, host.ErrTimeout), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
@@ -101,6 +108,14 @@ func classify(err error) errorInfo {
 		e.status, e.code = http.StatusNotFound, "not_found"
 	case errors.Is(err, host.ErrInvalid), errors.Is(err, host.ErrCorruptSnapshot):
 		e.status, e.code = http.StatusBadRequest, "bad_request"
+	case errors.Is(err, host.ErrForbidden):
+		e.status, e.code = http.StatusForbidden, "forbidden"
+	case errors.Is(err, host.ErrPrecondition):
+		e.status, e.code = http.StatusPreconditionFailed, "precondition_failed"
+	case errors.Is(err, host.ErrConflict):
+		e.status, e.code = http.StatusConflict, "conflict"
+	case errors.Is(err, host.ErrQuarantined):
+		e.status, e.code = http.StatusServiceUnavailable, "quarantined"
 	case errors.Is(err, host.ErrStopped), errors.Is(err, host.ErrClosed):
 		e.status, e.code = http.StatusServiceUnavailable, "stopped"
 	}
@@ -122,12 +137,19 @@ func (e *errorInfo) write(w http.ResponseWriter) int {
 		b = append(b, `,"leader":`...)
 		b = appendJSONString(b, e.leader)
 	}
+	if e.leaderURL != "" {
+		b = append(b, `,"leader_url":`...)
+		b = appendJSONString(b, e.leaderURL)
+	}
 	b = append(b, "}}\n"...)
 	h := w.Header()
 	h.Del("Content-Length")
 	h.Set("Content-Type", "application/json")
 	if e.leader != "" {
 		h.Set("X-Raftkv-Leader", e.leader)
+	}
+	if e.leaderURL != "" {
+		h.Set("X-Raftkv-Leader-Url", e.leaderURL)
 	}
 	if e.status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer realm="raftkv"`)
@@ -147,14 +169,29 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		panic(http.ErrAbortHandler)
 	}
 	e := classify(err)
+	if e.code == "no_leader" {
+		// No leader may be this node's own doing: a single node cannot
+		// elect itself while it cannot record its vote; a removed node
+		// hears from no leader.
+		if why := a.node.Degraded(); why != "" {
+			e.code, e.message = "degraded", e.message+", and this node cannot write its Raft log: "+why
+		} else if why := a.node.Removed(); why != "" {
+			e.message += ": " + why
+		}
+	}
 	if e.code == "not_leader" || e.code == "no_leader" {
 		e.leader, _ = a.node.Leader()
 		if e.leader != "" && e.code == "not_leader" {
-			_, addr := a.node.Leader()
-			e.message += " (the leader is " + e.leader + " at " + addr + ")"
+			e.leaderURL = a.node.LeaderAPIAddress()
+			if e.leaderURL != "" {
+				e.message += " (the leader is " + e.leader + " at " + e.leaderURL + ")"
+			} else {
+				_, addr := a.node.Leader()
+				e.message += " (the leader is " + e.leader + ", Raft address " + addr + ")"
+			}
 		}
 	}
-	if e.status >= 500 {
+	if e.status >= 500 && !isProbe(r.Pattern) { // a failed probe is an answer, not a failure (see readyz)
 		a.log.Warn("httpapi: request failed", "method", r.Method, "path", r.URL.Path,
 			"status", e.status, "code", e.code, "err", err)
 	}

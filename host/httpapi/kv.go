@@ -11,9 +11,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/abi/mp"
 	"github.com/raftkv/raftkv/host"
 	"github.com/raftkv/raftkv/plugins/kv/kvstore"
-	"github.com/raftkv/raftkv/plugins/sdk/mp"
 )
 
 // kvPlugin is the plugin behind the key-value endpoints.
@@ -225,7 +225,7 @@ func (a *API) kvPut(ctx context.Context, w http.ResponseWriter, r *http.Request)
 	if isCAS {
 		buf.b = appendCASVersion(buf.b, version)
 	}
-	res, err := a.node.Apply(ctx, kvPlugin, buf.b)
+	res, err := a.apply(ctx, r, kvPlugin, buf.b)
 	if err := resultErr(res, err); err != nil {
 		return err
 	}
@@ -284,7 +284,7 @@ func (a *API) kvDelete(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	defer buf.free()
 	cmd := kvstore.Command{Op: kvstore.OpDelete, Key: []byte(key), Version: version, HasVersion: isCAS}
 	buf.b = cmd.AppendMsgpack(buf.b[:0])
-	res, err := a.node.Apply(ctx, kvPlugin, buf.b)
+	res, err := a.apply(ctx, r, kvPlugin, buf.b)
 	if err := resultErr(res, err); err != nil {
 		return err
 	}
@@ -514,7 +514,7 @@ func (a *API) kvTxn(ctx context.Context, w http.ResponseWriter, r *http.Request)
 	if _, err := kvstore.ParseCommand(buf.b); err != nil {
 		return err
 	}
-	res, err := a.node.Apply(ctx, kvPlugin, buf.b)
+	res, err := a.apply(ctx, r, kvPlugin, buf.b)
 	if err := resultErr(res, err); err != nil {
 		return err
 	}
@@ -544,7 +544,7 @@ func (a *API) seedInsert(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if cmd.Op != kvstore.OpSet && cmd.Op != kvstore.OpDelete {
 		return badRequest("op %s is not supported by /insert-val (SET or DELETE; see /v1/kv and /v1/txn)", cmd.Op)
 	}
-	res, err := a.node.Apply(ctx, kvPlugin, buf.b)
+	res, err := a.apply(ctx, r, kvPlugin, buf.b)
 	if err := resultErr(res, err); err != nil {
 		return err
 	}

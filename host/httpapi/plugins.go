@@ -78,7 +78,7 @@ func (a *API) pluginCommand(ctx context.Context, w http.ResponseWriter, r *http.
 			return err
 		}
 	}
-	res, err := a.node.Apply(ctx, name, cmd.b)
+	res, err := a.apply(ctx, r, name, cmd.b)
 	if err := resultErr(res, err); err != nil {
 		return err
 	}
@@ -110,9 +110,14 @@ func (a *API) pluginQuery(ctx context.Context, w http.ResponseWriter, r *http.Re
 	return nil
 }
 
-// pluginDeploy serves PUT /v1/plugins/{name}: deploy or upgrade a module.
+// pluginDeploy serves PUT /v1/plugins/{name}: deploy a module, or upgrade
+// one (If-Match: its current hash), with limits (deployOptions).
 func (a *API) pluginDeploy(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
 	name, err := pluginName(r)
+	if err != nil {
+		return err
+	}
+	opts, err := deployOptions(r)
 	if err != nil {
 		return err
 	}
@@ -125,22 +130,58 @@ func (a *API) pluginDeploy(ctx context.Context, w http.ResponseWriter, r *http.R
 	if err != nil {
 		return err
 	}
-	info, err := a.node.DeployPlugin(ctx, name, wasm)
+	info, err := a.node.DeployPluginWith(ctx, name, wasm, opts)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, info)
 }
 
-// pluginList serves GET /v1/plugins.
-func (a *API) pluginList(_ context.Context, w http.ResponseWriter, _ *http.Request) error {
-	plugins := a.node.Plugins()
+// pluginList serves GET /v1/plugins?consistency=&all=.
+//
+// ?consistency= is stale by default (this node's table); leader and
+// linearizable are answered by the leader (a follower answers 503
+// not_leader naming it). ?all=true adds "kept_states": the state of
+// plugins removed without drop_state.
+func (a *API) pluginList(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
+	level := host.Stale
+	all := false
+	if r.URL.RawQuery != "" {
+		s, ok, err := queryValue(r.URL.RawQuery, "consistency")
+		if err != nil {
+			return err
+		}
+		if ok {
+			if level, err = host.ParseConsistency(s); err != nil {
+				return err
+			}
+		}
+		if s, ok, err := queryValue(r.URL.RawQuery, "all"); err != nil {
+			return err
+		} else if ok {
+			if all, err = strconv.ParseBool(s); err != nil {
+				return badRequest("bad all value %q: want true or false", s)
+			}
+		}
+	}
+	plugins, kept, err := a.node.PluginsAt(ctx, level)
+	if err != nil {
+		return err
+	}
 	if plugins == nil {
 		plugins = []host.PluginInfo{}
 	}
-	return writeJSON(w, struct {
-		Plugins []host.PluginInfo `json:"plugins"`
-	}{plugins})
+	out := struct {
+		Plugins    []host.PluginInfo `json:"plugins"`
+		KeptStates *[]host.KeptState `json:"kept_states,omitempty"`
+	}{Plugins: plugins}
+	if all {
+		if kept == nil {
+			kept = []host.KeptState{}
+		}
+		out.KeptStates = &kept
+	}
+	return writeJSON(w, out)
 }
 
 // pluginRemove serves DELETE /v1/plugins/{name}?drop_state=true.
@@ -160,7 +201,11 @@ func (a *API) pluginRemove(ctx context.Context, w http.ResponseWriter, r *http.R
 	if err := a.node.RemovePlugin(ctx, name, drop); err != nil {
 		return err
 	}
-	writeJSONBytes(w, []byte("{}\n"))
+	if drop {
+		writeJSONBytes(w, []byte("{\"state_kept\":false}\n"))
+	} else {
+		writeJSONBytes(w, []byte("{\"state_kept\":true}\n")) // GET /v1/plugins?all=true lists it
+	}
 	return nil
 }
 

@@ -15,9 +15,9 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/abi/mp"
 	"github.com/raftkv/raftkv/host"
 	"github.com/raftkv/raftkv/plugins/kv/kvstore"
-	"github.com/raftkv/raftkv/plugins/sdk/mp"
 )
 
 func TestClassify(t *testing.T) {
@@ -48,11 +48,14 @@ func TestClassify(t *testing.T) {
 		{&abi.Error{Code: abi.CodeTooLarge}, 413, "too_large", 4},
 		{&abi.Error{Code: abi.CodeInternal}, 422, "plugin_error", 5},
 		{&abi.Error{Code: abi.CodeTrap}, 500, "trap", 6},
+		{&abi.Error{Code: abi.CodeOutOfFuel}, 422, "out_of_fuel", 9},
 		{&abi.Error{Code: abi.CodeNoResult}, 500, "internal", 7},
 		{&abi.Error{Code: abi.CodeReadOnly}, 500, "internal", 8},
 		{&abi.Error{Code: 63}, 500, "internal", 63},
 		{&abi.Error{Code: 64}, 422, "plugin_error", 64},
 		{&abi.Error{Code: 255}, 422, "plugin_error", 255},
+		{&abi.Error{Code: 256}, 500, "internal", 256}, // ABI.md: codes stop at 255
+		{&abi.Error{Code: 1 << 31}, 500, "internal", 1 << 31},
 		{abi.Result{Code: abi.CodeConflict, Data: []byte("key exists")}.Err(), 409, "conflict", 3},
 		{&http.MaxBytesError{Limit: 10}, 413, "too_large", -1},
 		{badRequest("x"), 400, "bad_request", -1},

@@ -6,8 +6,8 @@ package main
 
 import (
 	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/abi/mp"
 	"github.com/raftkv/raftkv/plugins/sdk"
-	"github.com/raftkv/raftkv/plugins/sdk/mp"
 )
 
 type codes struct{}
