@@ -3,6 +3,7 @@ package host
 import (
 	"errors"
 	"fmt"
+	"github.com/hashicorp/raft"
 	"log/slog"
 	"maps"
 	"net"
@@ -10,8 +11,20 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raftkv/raftkv/host/datadir"
+	"github.com/raftkv/raftkv/host/logstore"
+	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/transport"
-	"github.com/raftkv/raftkv/plugins/sdk"
+)
+
+// The Raft log and stable store of a data directory (see host/logstore).
+const (
+	// LogStoreBolt is hashicorp/raft-boltdb, the default: two fsyncs per
+	// append.
+	LogStoreBolt = logstore.Bolt
+	// LogStoreWAL is hashicorp/raft-wal: one fsync per append, faster,
+	// experimental upstream (see host/logstore for the choice).
+	LogStoreWAL = logstore.WAL
 )
 
 // Config configures a Node. Start from DefaultConfig.
@@ -25,9 +38,20 @@ type Config struct {
 	RaftAddr string
 	// AdvertiseAddr is the address peers dial; defaults to RaftAddr.
 	AdvertiseAddr string
+	// APIAddress is the node's HTTP API address as clients reach it
+	// ("http://host:port"), reported by Status; informational.
+	APIAddress string
+	// MgmtAddress is the node's management listener ("host:port": the
+	// seed's GET /join), if it has one. Both are replicated (addresses.go).
+	MgmtAddress string
 	// Bootstrap makes a node with no existing state start a single-node
 	// cluster. A node with existing state ignores it.
 	Bootstrap bool
+	// Token is the cluster token (raftkv serve --token). Administrative
+	// requests this node forwards carry it, and as leader it accepts them
+	// from a non-voter only when they carry the same token (see peerrpc).
+	// Empty: only voters may send them.
+	Token string
 
 	// ApplyTimeout bounds a write when the caller's context has no deadline.
 	ApplyTimeout time.Duration
@@ -41,10 +65,11 @@ type Config struct {
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
-	// MaxAppendEntries is the most entries sent in one AppendEntries RPC.
+	// MaxAppendEntries is the most entries sent in one AppendEntries RPC
+	// (at most 1024, hashicorp/raft's limit).
 	MaxAppendEntries int
 	// LogStore picks the Raft log and stable store of a new data directory:
-	// LogStoreWAL (the default) or LogStoreBolt. A data directory keeps the
+	// LogStoreBolt (the default) or LogStoreWAL. A data directory keeps the
 	// store it was created with, whatever this says.
 	LogStore string
 	// WALSegmentBytes is the size of LogStoreWAL's segment files (default
@@ -52,6 +77,12 @@ type Config struct {
 	// covers stay readable, and are sent to lagging followers instead of
 	// the snapshot, until their segment goes.
 	WALSegmentBytes int
+
+	// DigestCheckInterval is how often the leader checks that every
+	// member's state is the same at the same log index (a digest-check
+	// entry, see digestcheck.go), when the log has grown since the last
+	// check. 0 disables the checks.
+	DigestCheckInterval time.Duration
 
 	// PluginMemoryPages caps each plugin instance's memory (64 KiB pages).
 	PluginMemoryPages uint32
@@ -67,20 +98,17 @@ type Config struct {
 	// DefaultPlugin is the module deployed as "kv" by the first leader when no
 	// "kv" plugin is active. Nil disables it.
 	DefaultPlugin []byte
-	// NativePlugins maps the sha256 of a module (hex, as plugin.HashOf gives
-	// it) to the Go code that module was built from: when a module with that
-	// hash is activated, by its deploy entry or by a snapshot, this node runs
-	// that code on the host (plugin.Native) instead of instantiating the
-	// module. Everything else is as for any module (it is deployed through
-	// the log, validated, compiled and described from its wasm, and carried
-	// in snapshots), so the log, the state and the results are a wasm node's;
-	// only the engine differs (a trap's message text aside). It exists to
-	// measure what WebAssembly costs (raftkv serve --native-kv); nodes in
-	// production leave it nil. The Go code runs unsandboxed, with no memory
-	// cap or call time limit, and its queries run concurrently with each
-	// other and with applies: map only code shipped in the binary, with no
-	// mutable fields (kvstore.KV{} for kvwasm.Module).
-	NativePlugins map[string]sdk.Plugin
+	// natives maps a module hash to the Go code that runs in its place on
+	// this node, for benchmarks and tests only: set through
+	// internal/hostseam.SetNativePlugins (see there), nil in production.
+	natives map[string]plugin.Code
+
+	// DataDirLock is DataDir's lock, already held (datadir.Acquire), for a
+	// caller that must own the directory before it starts the node (raftkv
+	// serve takes it before it opens its ports). Nil: New takes it, and
+	// fails at once if another process holds it. The node releases it on
+	// Close, and on a failed New.
+	DataDirLock *datadir.Lock
 
 	// Logger receives the node's logs (Raft's included). Nil discards.
 	Logger *slog.Logger
@@ -90,19 +118,20 @@ type Config struct {
 // addresses.
 func DefaultConfig() Config {
 	return Config{
-		RaftAddr:           "127.0.0.1:8088",
-		ApplyTimeout:       10 * time.Second,
-		HeartbeatTimeout:   1000 * time.Millisecond,
-		ElectionTimeout:    1000 * time.Millisecond,
-		LeaderLeaseTimeout: 500 * time.Millisecond,
-		SnapshotThreshold:  8192,
-		SnapshotInterval:   30 * time.Second,
-		TrailingLogs:       10240,
-		MaxAppendEntries:   512,
-		LogStore:           LogStoreWAL,
-		PluginMemoryPages:  512,
-		PluginCallTimeout:  5 * time.Second,
-		QueryInstances:     4,
+		RaftAddr:            "127.0.0.1:8088",
+		ApplyTimeout:        10 * time.Second,
+		HeartbeatTimeout:    1000 * time.Millisecond,
+		ElectionTimeout:     1000 * time.Millisecond,
+		LeaderLeaseTimeout:  500 * time.Millisecond,
+		SnapshotThreshold:   8192,
+		SnapshotInterval:    30 * time.Second,
+		TrailingLogs:        10240,
+		MaxAppendEntries:    512,
+		LogStore:            LogStoreBolt,
+		PluginMemoryPages:   512,
+		PluginCallTimeout:   plugin.DefaultConfig().CallTimeout, // 200 s: a last resort, fuel stops plugins
+		QueryInstances:      4,
+		DigestCheckInterval: time.Minute,
 	}
 }
 
@@ -121,40 +150,57 @@ func (c *Config) Validate() error {
 	if adv == "" {
 		adv = c.RaftAddr
 	}
-	host, port, err := net.SplitHostPort(adv)
-	if err != nil {
-		return fmt.Errorf("raftkv: AdvertiseAddr %q: %w", adv, err)
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) || port == "0" {
-		return fmt.Errorf("raftkv: advertise address %q is not dialable: set AdvertiseAddr to this node's reachable host:port", adv)
+	if err := transport.CheckAdvertisable(adv); err != nil {
+		return fmt.Errorf("raftkv: advertise address %w: set AdvertiseAddr to this node's reachable host:port", err)
 	}
 	switch {
 	case c.ApplyTimeout <= 0:
 		return errors.New("raftkv: ApplyTimeout must be positive")
-	case c.HeartbeatTimeout < 5*time.Millisecond || c.ElectionTimeout < 5*time.Millisecond:
-		return errors.New("raftkv: HeartbeatTimeout and ElectionTimeout must be at least 5ms")
-	case c.LeaderLeaseTimeout <= 0 || c.LeaderLeaseTimeout > c.HeartbeatTimeout:
-		return errors.New("raftkv: LeaderLeaseTimeout must be positive and at most HeartbeatTimeout")
-	case c.SnapshotThreshold == 0 || c.SnapshotInterval <= 0:
-		return errors.New("raftkv: SnapshotThreshold and SnapshotInterval must be positive")
-	case c.MaxAppendEntries < 1 || c.MaxAppendEntries > 4096:
-		return errors.New("raftkv: MaxAppendEntries must be in [1, 4096]")
+	case c.SnapshotThreshold == 0:
+		return errors.New("raftkv: SnapshotThreshold must be positive")
 	case c.QueryInstances < 1:
 		return errors.New("raftkv: QueryInstances must be at least 1")
-	case c.WALSegmentBytes < 0 || c.WALSegmentBytes > 1<<30:
-		return errors.New("raftkv: WALSegmentBytes must be in [0, 1 GiB]")
-	case c.LogStore != "" && c.LogStore != LogStoreWAL && c.LogStore != LogStoreBolt:
-		return fmt.Errorf("raftkv: LogStore %q: want %q or %q", c.LogStore, LogStoreWAL, LogStoreBolt)
+	case c.DigestCheckInterval < 0:
+		return errors.New("raftkv: DigestCheckInterval must not be negative (0 disables the checks)")
 	}
-	for _, hash := range slices.Sorted(maps.Keys(c.NativePlugins)) {
+	// Raft's own rules (timeouts of at least 5ms, an election timeout no
+	// shorter than the heartbeat's, a lease no longer than the heartbeat,
+	// at most 1024 entries per AppendEntries, ...), checked here rather than
+	// after the data directory and the log are open.
+	if err := raft.ValidateConfig(c.raftConfig()); err != nil {
+		return fmt.Errorf("raftkv: %w", err)
+	}
+	if err := (logstore.Config{Dir: c.DataDir, Kind: c.LogStore, WALSegmentBytes: c.WALSegmentBytes}).Validate(); err != nil {
+		return err
+	}
+	if min := plugin.DefaultLimits().MemoryPages; c.DefaultPlugin != nil && c.PluginMemoryPages < min {
+		return fmt.Errorf("raftkv: PluginMemoryPages (serve --plugin-memory-pages) is %d: the built-in %q plugin is deployed with "+
+			"a memory cap of %d pages and would never load, so the node would never be ready; allow at least %d",
+			c.PluginMemoryPages, DefaultPluginName, min, min)
+	}
+	for _, hash := range slices.Sorted(maps.Keys(c.natives)) {
 		if len(hash) != 64 || strings.Trim(hash, "0123456789abcdef") != "" {
-			return fmt.Errorf("raftkv: NativePlugins: key %q is not a module hash (64 lowercase hex digits, as plugin.HashOf gives)", hash)
+			return fmt.Errorf("raftkv: native plugins: key %q is not a module hash (64 lowercase hex digits, as plugin.HashOf gives)", hash)
 		}
-		if c.NativePlugins[hash] == nil {
-			return fmt.Errorf("raftkv: NativePlugins: module %s maps to a nil plugin", hash)
+		if c.natives[hash] == nil {
+			return fmt.Errorf("raftkv: native plugins: module %s maps to a nil plugin", hash)
 		}
 	}
 	return nil
+}
+
+// raftConfig is the Raft configuration the node runs with (without its
+// logger).
+func (c *Config) raftConfig() *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(c.NodeID)
+	rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout
+	rc.CommitTimeout = min(rc.CommitTimeout, c.HeartbeatTimeout/2)
+	rc.SnapshotThreshold, rc.SnapshotInterval, rc.TrailingLogs = c.SnapshotThreshold, c.SnapshotInterval, c.TrailingLogs
+	rc.MaxAppendEntries = c.MaxAppendEntries
+	rc.BatchApplyCh = true
+	rc.NoSnapshotRestoreOnStart = false
+	return rc
 }
 
 func (c *Config) advertise() string {

@@ -3,7 +3,7 @@ package host
 import (
 	"fmt"
 
-	"github.com/raftkv/raftkv/plugins/sdk/mp"
+	"github.com/raftkv/raftkv/abi/mp"
 )
 
 // kind says what a log entry carries.
@@ -11,31 +11,45 @@ type kind uint8
 
 const (
 	kindCommand      kind = 1 // Payload: a plugin command for Plugin
-	kindDeploy       kind = 2 // Payload: the .wasm of Plugin (new or new version)
+	kindDeploy       kind = 2 // Payload: MsgPack deploySpec, or the .wasm alone (older entries)
 	kindRemovePlugin kind = 3 // Payload: MsgPack removePlugin
 	kindTrustAdd     kind = 4 // Payload: MsgPack trustChange
 	kindTrustRemove  kind = 5 // Payload: MsgPack trustChange
+	kindSetLimits    kind = 6 // Payload: MsgPack setLimitsSpec
+	kindQuarantine   kind = 7 // Payload: MsgPack quarantineSpec
 )
 
-// envelope is every raftkv log entry: MsgPack [kind, time, plugin, payload].
-// Time is the leader's clock when it proposed the entry (Unix ns).
+// envelope is every raftkv log entry: MsgPack [kind, time, plugin, payload]
+// or, for a command with an idempotency key, [kind, time, plugin, payload,
+// key] (see sessions.go; a node older than the key field refuses such an
+// entry as undecodable, a result, not a crash). Time is the leader's clock
+// when it proposed the entry (Unix ns).
 type envelope struct {
 	Kind    kind
 	Time    int64
 	Plugin  string
 	Payload []byte
+	Key     string // idempotency key of a command, or ""
 }
 
 // encode and decodeEnvelope are written by hand, without reflection: encode
 // runs for every write on the leader, decodeEnvelope for every entry on
 // every node.
 func (e *envelope) encode() ([]byte, error) {
-	b := make([]byte, 0, 1+1+9+mp.BinSize(len(e.Plugin))+mp.BinSize(len(e.Payload)))
-	b = mp.AppendArrayHeader(b, 4)
+	b := make([]byte, 0, 1+1+9+mp.BinSize(len(e.Plugin))+mp.BinSize(len(e.Payload))+mp.BinSize(len(e.Key)))
+	fields := 4
+	if e.Key != "" {
+		fields = 5
+	}
+	b = mp.AppendArrayHeader(b, fields)
 	b = mp.AppendUint(b, uint64(e.Kind))
 	b = mp.AppendInt(b, e.Time)
 	b = mp.AppendString(b, e.Plugin)
-	return mp.AppendBytes(b, e.Payload), nil
+	b = mp.AppendBytes(b, e.Payload)
+	if e.Key != "" {
+		b = mp.AppendString(b, e.Key)
+	}
+	return b, nil
 }
 
 // decodeEnvelope decodes an entry. Payload is a sub-slice of data (no copy):
@@ -45,8 +59,8 @@ func decodeEnvelope(data []byte) (envelope, error) {
 	var e envelope
 	r := mp.NewReader(data)
 	n, err := r.ReadArrayHeader()
-	if err == nil && n != 4 {
-		err = fmt.Errorf("%d fields, want 4", n)
+	if err == nil && n != 4 && n != 5 {
+		err = fmt.Errorf("%d fields, want 4 or 5", n)
 	}
 	var k uint64
 	if err == nil {
@@ -68,6 +82,12 @@ func decodeEnvelope(data []byte) (envelope, error) {
 			e.Payload, err = r.ReadBytes()
 		}
 	}
+	var key []byte
+	if err == nil && n == 5 {
+		if key, err = r.ReadBytes(); err == nil && ValidIdempotencyKey(string(key)) != nil {
+			err = fmt.Errorf("invalid idempotency key")
+		}
+	}
 	if err == nil && r.Len() != 0 {
 		err = fmt.Errorf("%d bytes after the envelope", r.Len())
 	}
@@ -75,6 +95,9 @@ func decodeEnvelope(data []byte) (envelope, error) {
 		return envelope{}, fmt.Errorf("raftkv: undecodable log entry: %w", err)
 	}
 	e.Kind = kind(k)
+	if key != nil {
+		e.Key = string(key)
+	}
 	if string(name) == DefaultPluginName { // no allocation for the common case
 		e.Plugin = DefaultPluginName
 	} else {

@@ -2,6 +2,7 @@ package host
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -57,6 +58,30 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	}
 }
 
+// TestEnvelopeKey: a command's idempotency key makes a fifth field, which
+// round-trips; a key that is not 1 to 128 printable ASCII bytes is refused.
+func TestEnvelopeKey(t *testing.T) {
+	e := envelope{Kind: kindCommand, Time: 9, Plugin: "kv", Payload: []byte("cmd"), Key: "0123456789abcdef0123456789abcdef"}
+	data, err := e.encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data[0] != 0x95 {
+		t.Fatalf("keyed envelope has array header %#x, want 5 fields", data[0])
+	}
+	got, err := decodeEnvelope(data)
+	if err != nil || got.Key != e.Key || !bytes.Equal(got.Payload, e.Payload) {
+		t.Fatalf("decoded %+v, %v; want %+v", got, err, e)
+	}
+	for _, key := range []string{"with space", "tab\t", strings.Repeat("k", 129), "é"} {
+		bad := envelope{Kind: kindCommand, Plugin: "kv", Payload: []byte("x"), Key: key}
+		data, _ := bad.encode()
+		if _, err := decodeEnvelope(data); err == nil {
+			t.Errorf("key %q: decoded", key)
+		}
+	}
+}
+
 func TestEnvelopeMalformed(t *testing.T) {
 	good, _ := (&envelope{Kind: kindCommand, Time: 3, Plugin: "kv", Payload: []byte("x")}).encode()
 	for name, data := range map[string][]byte{
@@ -77,6 +102,8 @@ func FuzzEnvelope(f *testing.F) {
 	good, _ := (&envelope{Kind: kindCommand, Time: 3, Plugin: "kv", Payload: []byte("x")}).encode()
 	f.Add(good)
 	f.Add(legacyEnvelope(f, envelope{Kind: kindDeploy, Plugin: "p"}))
+	keyed, _ := (&envelope{Kind: kindCommand, Time: 3, Plugin: "kv", Payload: []byte("x"), Key: "k-1"}).encode()
+	f.Add(keyed)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		e, err := decodeEnvelope(data)
 		if err != nil {
@@ -84,7 +111,7 @@ func FuzzEnvelope(f *testing.F) {
 		}
 		again, _ := e.encode()
 		e2, err := decodeEnvelope(again)
-		if err != nil || e2.Kind != e.Kind || e2.Time != e.Time || e2.Plugin != e.Plugin || !bytes.Equal(e2.Payload, e.Payload) {
+		if err != nil || e2.Kind != e.Kind || e2.Time != e.Time || e2.Plugin != e.Plugin || !bytes.Equal(e2.Payload, e.Payload) || e2.Key != e.Key {
 			t.Fatalf("re-encoded %+v decodes as %+v, %v", e, e2, err)
 		}
 	})

@@ -1,6 +1,11 @@
 package host
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/raftkv/raftkv/host/logstore"
+	"github.com/raftkv/raftkv/host/peerrpc"
+)
 
 // Errors returned by Node. Test with errors.Is: errors that crossed the SSH
 // forwarding channel are mapped back to these sentinels.
@@ -27,4 +32,26 @@ var (
 	ErrStopped = errors.New("raftkv: node stopped applying the log")
 	// ErrNotFound: a member or plugin named in a request does not exist.
 	ErrNotFound = errors.New("raftkv: not found")
+	// ErrDegraded: this node cannot write its Raft log (a full disk, an I/O
+	// error): a write it led failed before it was stored, or there is no
+	// leader while it cannot write (a single node cannot elect itself
+	// until it can record its vote). See Degraded; it resumes by itself.
+	ErrDegraded = logstore.ErrWriteFailing
+	// ErrNotReady: the node is starting: it has not loaded the default
+	// plugin yet (see Stats().NotReady). Retry shortly.
+	ErrNotReady = errors.New("raftkv: not ready")
+	// ErrPrecondition: a deploy's precondition failed: the plugin exists
+	// (a create), or its active module is not the one named (an upgrade's
+	// If-Match). Nothing changed.
+	ErrPrecondition = errors.New("raftkv: precondition failed")
+	// ErrConflict: the request would replace something it does not name:
+	// an upgrade to a module of another raftkv_info name. Nothing changed.
+	ErrConflict = errors.New("raftkv: conflict")
+	// ErrQuarantined: the plugin is quarantined (see QuarantinePlugin): its
+	// commands and queries are refused until a module is deployed again.
+	ErrQuarantined = errors.New("raftkv: plugin quarantined")
+	// ErrForbidden: the peer that sent a forwarded request may not call that
+	// method (see peerrpc): a trusted key that is not a member, or an
+	// administrative request from a non-voter without the cluster token.
+	ErrForbidden = peerrpc.ErrForbidden
 )

@@ -1,11 +1,16 @@
 package host
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"io"
+	"testing"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/host/plugin"
 )
 
 // TransferLeadership makes n hand leadership to the member id at addr.
@@ -30,3 +35,43 @@ const (
 	ShortCallTimeout = shortCallTimeout
 	LongCallTimeout  = longCallTimeout
 )
+
+// MaxFuel is a deploy's limits patch with the largest fuel budgets: the
+// slow plugin's spins then reach the wall-clock limit, a host bug's
+// stand-in, rather than run out of fuel.
+func MaxFuel() LimitsPatch {
+	lim := maxFuelLimits()
+	return LimitsPatch{ApplyFuel: &lim.ApplyFuel, QueryFuel: &lim.QueryFuel, LoadFuel: &lim.LoadFuel}
+}
+
+// RewriteBackupPlugin returns a copy of a backup whose plugin name runs
+// wasm (with its hash, so that every checksum holds) and, if lim is not
+// nil, those limits: a backup that verifies but holds what a deploy would
+// refuse.
+func RewriteBackupPlugin(t testing.TB, backup []byte, name string, wasm []byte, lim *plugin.Limits) []byte {
+	t.Helper()
+	r := bytes.NewReader(backup)
+	h, err := readSnapshotHeader(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range h.Plugins {
+		if h.Plugins[i].Name == name {
+			h.Plugins[i].Wasm, h.Plugins[i].Hash = wasm, plugin.HashOf(wasm)
+			if lim != nil {
+				h.Plugins[i].Limits = lim
+			}
+		}
+	}
+	var out bytes.Buffer
+	bw := bufio.NewWriter(&out)
+	if err := writeSnapshotHeader(bw, &h); err != nil {
+		t.Fatal(err)
+	}
+	bw.Flush()
+	rest, _ := io.ReadAll(r)
+	return append(out.Bytes(), rest...)
+}
+
+// SnapshotNow makes n take a Raft snapshot now.
+func SnapshotNow(n *Node) error { return n.raft.Snapshot().Error() }

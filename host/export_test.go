@@ -1,11 +1,31 @@
 package host
 
+import (
+	"errors"
+
+	"github.com/hashicorp/raft"
+)
+
 // PluginEngine reports what runs the named plugin's code on n: "wasm",
-// "native" (Config.NativePlugins), or "" when the plugin is not active.
+// "native" (hostseam.SetNativePlugins), or "" when the plugin is not active.
 func PluginEngine(n *Node, name string) string {
 	p := n.fsm.plugin(name)
 	if p == nil {
 		return ""
 	}
 	return p.engine()
+}
+
+// CommandEntry is the log entry data of a command for plugin, as the leader
+// proposes it (tests forge Raft RPCs with it).
+func CommandEntry(plugin string, cmd []byte) []byte {
+	b, _ := (&envelope{Kind: kindCommand, Plugin: plugin, Payload: cmd}).encode()
+	return b
+}
+
+// PipelineRefused reports whether n's Raft transport refuses pipelined
+// replication (raft then replicates one request at a time).
+func PipelineRefused(n *Node) bool {
+	_, err := n.ntrans.AppendEntriesPipeline("nobody", "127.0.0.1:1")
+	return errors.Is(err, raft.ErrPipelineReplicationNotSupported)
 }

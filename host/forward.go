@@ -4,14 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
+	"net"
 	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/host/peerrpc"
 	"github.com/raftkv/raftkv/host/transport"
-	"github.com/raftkv/raftkv/plugins/sdk/mp"
 )
 
 // RPC methods on the SSH "rpc" channel. Followers send these to the leader;
@@ -24,248 +24,35 @@ const (
 	rpcTrust        = "trust"
 	rpcDeploy       = "deploy"
 	rpcRemovePlugin = "remove-plugin"
+	rpcSetLimits    = "set-limits"
+	rpcQuarantine   = "quarantine"
+	rpcAddresses    = "addresses" // a member's API and management addresses (addresses.go)
 	rpcPing         = "ping"
+	rpcStatus       = "status" // the node's NodeStatus (see ClusterStatus); answered by any node
 )
 
-type rpcRequest struct {
-	Plugin string       `msgpack:"plugin,omitempty"`
-	Data   []byte       `msgpack:"data,omitempty"`
-	Level  Consistency  `msgpack:"level,omitempty"`
-	Join   *JoinRequest `msgpack:"join,omitempty"`
-	NodeID string       `msgpack:"id,omitempty"`
-	Key    string       `msgpack:"key,omitempty"`
-	Drop   bool         `msgpack:"drop,omitempty"`
-}
-
-type rpcResponse struct {
-	Code    abi.Code `msgpack:"code"`
-	Data    []byte   `msgpack:"data,omitempty"`
-	ErrKind int      `msgpack:"err_kind,omitempty"` // index in sentinels + 1; -1: other
-	Err     string   `msgpack:"err,omitempty"`
-}
-
-// RPC bodies are the MsgPack maps that abi.Marshal makes of rpcRequest and
-// rpcResponse (the keys of their msgpack tags, empty fields left out), but
-// they are encoded and decoded by hand: the reflection-based codec cost about
-// 1.7 µs and 23 allocations per forwarded call (its four encodes and
-// decodes), on the forwarding hot path. The decoders accept any encoding of
-// those maps (abi.Marshal's included: an older node's) and skip unknown keys,
-// as the reflection decoder does; abi.Unmarshal decodes what the encoders
-// make. Decoded byte fields alias the body (a fresh buffer per message).
-
-// marshal encodes r. Only a join request (rare) goes through reflection, for
-// its nested JoinRequest.
-func (r *rpcRequest) marshal() ([]byte, error) {
-	var join []byte
-	if r.Join != nil {
-		var err error
-		if join, err = abi.Marshal(r.Join); err != nil {
-			return nil, err
-		}
-	}
-	n, size := 0, 0
-	field := func(present bool, key string, valueSize int) {
-		if present {
-			n++
-			size += 1 + len(key) + valueSize
-		}
-	}
-	field(r.Plugin != "", "plugin", 5+len(r.Plugin))
-	field(len(r.Data) > 0, "data", mp.BinSize(len(r.Data)))
-	field(r.Level != 0, "level", mp.UintSize(uint64(r.Level)))
-	field(join != nil, "join", len(join))
-	field(r.NodeID != "", "id", 5+len(r.NodeID))
-	field(r.Key != "", "key", 5+len(r.Key))
-	field(r.Drop, "drop", 1)
-	b := mp.AppendMapHeader(make([]byte, 0, 1+size), n)
-	if r.Plugin != "" {
-		b = mp.AppendString(mp.AppendString(b, "plugin"), r.Plugin)
-	}
-	if len(r.Data) > 0 {
-		b = mp.AppendBytes(mp.AppendString(b, "data"), r.Data)
-	}
-	if r.Level != 0 {
-		b = mp.AppendUint(mp.AppendString(b, "level"), uint64(r.Level))
-	}
-	if join != nil {
-		b = append(mp.AppendString(b, "join"), join...)
-	}
-	if r.NodeID != "" {
-		b = mp.AppendString(mp.AppendString(b, "id"), r.NodeID)
-	}
-	if r.Key != "" {
-		b = mp.AppendString(mp.AppendString(b, "key"), r.Key)
-	}
-	if r.Drop {
-		b = mp.AppendBool(mp.AppendString(b, "drop"), true)
-	}
-	return b, nil
-}
-
-// unmarshal decodes a request body into r.
-func (r *rpcRequest) unmarshal(body []byte) error {
-	return decodeMap(body, func(rd *mp.Reader, key []byte) error {
-		var err error
-		switch string(key) {
-		case "plugin":
-			r.Plugin, err = readString(rd)
-		case "data":
-			r.Data, err = readBin(rd)
-		case "level":
-			var v uint64
-			if v, err = readUint(rd); err == nil && v > math.MaxUint8 {
-				err = mp.ErrRange
-			}
-			r.Level = Consistency(v)
-		case "join":
-			if rd.Peek() == mp.TypeNil {
-				return rd.ReadNil()
-			}
-			var raw []byte
-			if raw, err = rd.ReadRaw(); err == nil {
-				r.Join = new(JoinRequest)
-				err = abi.Unmarshal(raw, r.Join)
-			}
-		case "id":
-			r.NodeID, err = readString(rd)
-		case "key":
-			r.Key, err = readString(rd)
-		case "drop":
-			r.Drop, err = readBool(rd)
-		default:
-			err = rd.Skip()
-		}
-		return err
-	})
-}
-
-// marshal encodes r.
-func (r *rpcResponse) marshal() []byte {
-	n, size := 1, 1+len("code")+mp.UintSize(uint64(r.Code))
-	if len(r.Data) > 0 {
-		n, size = n+1, size+1+len("data")+mp.BinSize(len(r.Data))
-	}
-	if r.ErrKind != 0 {
-		n, size = n+1, size+1+len("err_kind")+9
-	}
-	if r.Err != "" {
-		n, size = n+1, size+1+len("err")+5+len(r.Err)
-	}
-	b := mp.AppendMapHeader(make([]byte, 0, 1+size), n)
-	b = mp.AppendUint(mp.AppendString(b, "code"), uint64(r.Code))
-	if len(r.Data) > 0 {
-		b = mp.AppendBytes(mp.AppendString(b, "data"), r.Data)
-	}
-	if r.ErrKind != 0 {
-		b = mp.AppendInt(mp.AppendString(b, "err_kind"), int64(r.ErrKind))
-	}
-	if r.Err != "" {
-		b = mp.AppendString(mp.AppendString(b, "err"), r.Err)
-	}
-	return b
-}
-
-// unmarshal decodes a response body into r.
-func (r *rpcResponse) unmarshal(body []byte) error {
-	return decodeMap(body, func(rd *mp.Reader, key []byte) error {
-		var err error
-		switch string(key) {
-		case "code":
-			var v uint64
-			if v, err = readUint(rd); err == nil && v > math.MaxUint32 {
-				err = mp.ErrRange
-			}
-			r.Code = abi.Code(v)
-		case "data":
-			r.Data, err = readBin(rd)
-		case "err_kind":
-			var v int64
-			if rd.Peek() == mp.TypeNil {
-				err = rd.ReadNil()
-			} else if v, err = rd.ReadInt64(); err == nil && (v < math.MinInt32 || v > math.MaxInt32) {
-				err = mp.ErrRange
-			}
-			r.ErrKind = int(v)
-		case "err":
-			r.Err, err = readString(rd)
-		default:
-			err = rd.Skip()
-		}
-		return err
-	})
-}
-
-// decodeMap calls field for each key of the MsgPack map that is the whole of
-// body; field reads (or skips) the key's value.
-func decodeMap(body []byte, field func(rd *mp.Reader, key []byte) error) error {
-	rd := mp.NewReader(body)
-	n, err := rd.ReadMapHeader()
-	if err != nil {
-		return fmt.Errorf("%w: %v", abi.ErrMalformed, err)
-	}
-	for i := 0; i < n; i++ {
-		if rd.Peek() != mp.TypeStr {
-			return fmt.Errorf("%w: map key %d is not a string", abi.ErrMalformed, i)
-		}
-		key, err := rd.ReadBytes()
-		if err == nil {
-			err = field(rd, key)
-		}
-		if err != nil {
-			return fmt.Errorf("%w: field %q: %v", abi.ErrMalformed, key, err)
-		}
-	}
-	if rd.Len() != 0 {
-		return fmt.Errorf("%w: %d bytes after the map", abi.ErrMalformed, rd.Len())
-	}
-	return nil
-}
-
-// The field readers accept nil for an absent value, as the reflection
-// decoder does.
-
-func readString(rd *mp.Reader) (string, error) {
-	if rd.Peek() == mp.TypeNil {
-		return "", rd.ReadNil()
-	}
-	b, err := rd.ReadBytes()
-	return string(b), err
-}
-
-func readBin(rd *mp.Reader) ([]byte, error) {
-	if rd.Peek() == mp.TypeNil {
-		return nil, rd.ReadNil()
-	}
-	return rd.ReadBytes()
-}
-
-func readUint(rd *mp.Reader) (uint64, error) {
-	if rd.Peek() == mp.TypeNil {
-		return 0, rd.ReadNil()
-	}
-	return rd.ReadUint64()
-}
-
-func readBool(rd *mp.Reader) (bool, error) {
-	if rd.Peek() == mp.TypeNil {
-		return false, rd.ReadNil()
-	}
-	return rd.ReadBool()
-}
-
-// sentinels are the errors that keep their identity across forwarding.
-var sentinels = []error{
-	ErrNotLeader, ErrNoLeader, ErrTimeout, ErrUnknownOutcome, ErrUnknownPlugin,
-	ErrInvalid, ErrClosed, ErrStopped, ErrNotFound,
+// codes are the errors that keep their identity across forwarding, by
+// their stable wire code.
+var codes = []struct {
+	code peerrpc.Code
+	err  error
+}{
+	// Degraded first: its errors may also say that no leader is known.
+	{peerrpc.CodeDegraded, ErrDegraded},
+	{peerrpc.CodeNotLeader, ErrNotLeader}, {peerrpc.CodeNoLeader, ErrNoLeader}, {peerrpc.CodeTimeout, ErrTimeout},
+	{peerrpc.CodeUnknownOutcome, ErrUnknownOutcome}, {peerrpc.CodeUnknownPlugin, ErrUnknownPlugin},
+	{peerrpc.CodeInvalid, ErrInvalid}, {peerrpc.CodeClosed, ErrClosed}, {peerrpc.CodeStopped, ErrStopped},
+	{peerrpc.CodeNotFound, ErrNotFound}, {peerrpc.CodeNotReady, ErrNotReady}, {peerrpc.CodePrecondition, ErrPrecondition},
+	{peerrpc.CodeConflict, ErrConflict}, {peerrpc.CodeQuarantined, ErrQuarantined}, {peerrpc.CodeForbidden, ErrForbidden},
 }
 
 func encodeErr(err error) (int, string) {
-	for i, s := range sentinels {
-		if errors.Is(err, s) {
-			return i + 1, err.Error()
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			return int(c.code), err.Error()
 		}
 	}
-	return -1, err.Error()
+	return int(peerrpc.CodeOther), err.Error()
 }
 
 // remoteErr rebuilds an error from a response: errors.Is still matches the
@@ -279,20 +66,23 @@ func (e *remoteErr) Error() string { return e.msg }
 func (e *remoteErr) Unwrap() error { return e.sentinel }
 
 func decodeErr(kind int, msg string) error {
-	if kind > 0 && kind <= len(sentinels) {
-		return &remoteErr{sentinels[kind-1], msg}
+	for _, c := range codes {
+		if int(c.code) == kind {
+			return &remoteErr{c.err, msg}
+		}
 	}
 	return errors.New(msg)
 }
 
 // forward sends a request to the leader and returns its answer.
-func (n *Node) forward(ctx context.Context, method string, req *rpcRequest) (abi.Result, error) {
+func (n *Node) forward(ctx context.Context, req rpcBody) (abi.Result, error) {
+	method := req.method().Name
 	addr, id := n.raft.LeaderWithID()
 	if addr == "" {
 		return abi.Result{}, ErrNoLeader
 	}
 	if string(id) == n.cfg.NodeID { // became leader meanwhile
-		return n.dispatch(ctx, method, req)
+		return n.dispatch(ctx, req)
 	}
 	// Raft learned the leader's ID and address from its heartbeats, possibly
 	// before this node saw the configuration entry naming it. The transport
@@ -306,12 +96,18 @@ func (n *Node) forward(ctx context.Context, method string, req *rpcRequest) (abi
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		timeout := n.cfg.ApplyTimeout
-		if method == rpcDeploy {
+		switch method {
+		case rpcDeploy, rpcSetLimits:
 			timeout += 2 * time.Minute // the leader compiles the module first
+		case rpcJoin:
+			timeout += time.Minute // the leader waits for the new member to catch up
 		}
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
+	}
+	if a, ok := req.(adminBody); ok && n.cfg.Token != "" {
+		a.setToken(n.cfg.Token)
 	}
 	body, err := req.marshal()
 	if err != nil {
@@ -326,7 +122,7 @@ func (n *Node) forward(ctx context.Context, method string, req *rpcRequest) (abi
 		case errors.As(err, &re):
 			return abi.Result{}, fmt.Errorf("raftkv: leader %s: %s", id, re.Message)
 		}
-		if method == rpcQuery || method == rpcPing {
+		if method == rpcQuery || method == rpcPing || neverSent(err) {
 			return abi.Result{}, fmt.Errorf("%w: leader %s unreachable: %v", ErrNoLeader, id, err)
 		}
 		// The request may have reached the leader before the connection failed.
@@ -342,14 +138,26 @@ func (n *Node) forward(ctx context.Context, method string, req *rpcRequest) (abi
 	return abi.Result{Code: resp.Code, Data: resp.Data}, nil
 }
 
+// result is the outcome r carries.
+func (r *rpcResponse) result() (abi.Result, error) {
+	if r.ErrKind != 0 {
+		return abi.Result{}, decodeErr(r.ErrKind, r.Err)
+	}
+	return abi.Result{Code: r.Code, Data: r.Data}, nil
+}
+
+// neverSent reports whether a call failed before its request could leave:
+// no connection to the leader could be made (it is down), so a write was
+// certainly not applied and a client may send it again.
+func neverSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
 // handleRPC serves requests that followers forward to this node.
 func (n *Node) handleRPC(ctx context.Context, peerID, method string, body []byte) ([]byte, error) {
-	var req rpcRequest
-	if err := req.unmarshal(body); err != nil {
-		return nil, fmt.Errorf("malformed request from %s: %v", peerID, err)
-	}
 	var resp rpcResponse
-	res, err := n.dispatchLeader(ctx, method, &req)
+	res, err := n.serveForwarded(ctx, peerID, method, body)
 	if err != nil {
 		resp.ErrKind, resp.Err = encodeErr(err)
 	} else {
@@ -358,52 +166,94 @@ func (n *Node) handleRPC(ctx context.Context, peerID, method string, body []byte
 	return resp.marshal(), nil
 }
 
-// dispatchLeader runs a forwarded request only if this node leads (except
-// ping and stale reads), so a request is forwarded at most once.
-func (n *Node) dispatchLeader(ctx context.Context, method string, req *rpcRequest) (abi.Result, error) {
-	if method == rpcPing {
-		return abi.Result{}, nil
+// serveForwarded decodes, authorizes and runs a forwarded request. A caller
+// that is not a member may only ask to join: its other requests are refused
+// before their bodies are decoded.
+func (n *Node) serveForwarded(ctx context.Context, peerID, method string, body []byte) (abi.Result, error) {
+	if m, ok := peerrpc.Lookup(method); ok && m.Name != peerrpc.Join.Name && n.roleOf(peerID) == peerrpc.Trusted {
+		if err := n.authorizeRPC(peerID, m, nil); err != nil {
+			return abi.Result{}, err
+		}
 	}
-	if !n.isLeader() && !(method == rpcQuery && req.Level == Stale) {
+	req, err := decodeRPC(method, body)
+	if err != nil {
+		n.metrics.rpcRefused.Inc()
+		n.log.Warn("refused a malformed peer RPC", "peer", peerID, "method", method, "reason", err.Error())
+		return abi.Result{}, err
+	}
+	if err := n.authorizeRPC(peerID, req.method(), req); err != nil {
+		return abi.Result{}, err
+	}
+	if r, ok := req.(*digestRPC); ok { // any member answers, about the caller (digestcheck.go)
+		return n.answerDigest(ctx, peerID, r)
+	}
+	return n.dispatchLeader(ctx, req)
+}
+
+// dispatchLeader runs a forwarded request only if this node leads (except
+// ping, status and stale reads), so a request is forwarded at most once.
+func (n *Node) dispatchLeader(ctx context.Context, req rpcBody) (abi.Result, error) {
+	switch r := req.(type) {
+	case *pingRequest:
+		return abi.Result{}, nil
+	case *statusRequest:
+		data, err := abi.Marshal(n.Status(r.Digests))
+		return abi.Result{Data: data}, err
+	case *queryRequest:
+		if r.Level == Stale {
+			return n.dispatch(ctx, req)
+		}
+	}
+	if !n.isLeader() {
 		return abi.Result{}, ErrNotLeader
 	}
-	return n.dispatch(ctx, method, req)
+	return n.dispatch(ctx, req)
 }
 
 // dispatch runs a request locally; this node is the leader.
-func (n *Node) dispatch(ctx context.Context, method string, req *rpcRequest) (abi.Result, error) {
-	switch method {
-	case rpcApply:
-		return n.applyLocal(ctx, req.Plugin, req.Data)
-	case rpcQuery:
-		return n.queryLocal(ctx, req.Plugin, req.Data, req.Level)
-	case rpcJoin:
-		if req.Join == nil {
-			return abi.Result{}, fmt.Errorf("%w: join request without a body", ErrInvalid)
-		}
-		resp, err := n.joinLocal(ctx, *req.Join)
+func (n *Node) dispatch(ctx context.Context, req rpcBody) (abi.Result, error) {
+	switch r := req.(type) {
+	case *applyRequest:
+		return abi.Result{Data: n.applyForwarded(ctx, r.Commands).marshal()}, nil
+	case *queryRequest:
+		return n.queryLocal(ctx, r.Plugin, r.Data, r.Level)
+	case *joinRPC:
+		resp, err := n.joinLocal(ctx, r.Join)
 		if err != nil {
 			return abi.Result{}, err
 		}
 		data, err := abi.Marshal(&resp)
 		return abi.Result{Data: data}, err
-	case rpcRemove:
-		return abi.Result{}, n.removeLocal(ctx, req.NodeID)
-	case rpcTrust:
-		if err := n.trustLocal(ctx, req.NodeID, req.Key); err != nil {
+	case *removeRPC:
+		return abi.Result{}, n.removeLocal(ctx, r.NodeID)
+	case *trustRPC:
+		if err := n.trustLocal(ctx, r.NodeID, r.Line); err != nil {
 			return abi.Result{}, err
 		}
 		data, err := abi.Marshal(n.joinResponse().Trust)
 		return abi.Result{Data: data}, err
-	case rpcDeploy:
-		info, err := n.deployLocal(ctx, req.Plugin, req.Data)
+	case *deployRPC:
+		info, err := n.deployLocal(ctx, r.Plugin, r.Wasm, r.Options)
 		if err != nil {
 			return abi.Result{}, err
 		}
 		data, err := abi.Marshal(&info)
 		return abi.Result{Data: data}, err
-	case rpcRemovePlugin:
-		return abi.Result{}, n.removePluginLocal(ctx, req.Plugin, req.Drop)
+	case *removePluginRPC:
+		return abi.Result{}, n.removePluginLocal(ctx, r.Plugin, r.DropState)
+	case *quarantineRPC:
+		return abi.Result{}, n.quarantineLocal(ctx, r.Plugin, r.Reason)
+	case *setLimitsRPC:
+		info, err := n.setLimitsLocal(ctx, r.Plugin, r.Patch, r.IfHash)
+		if err != nil {
+			return abi.Result{}, err
+		}
+		data, err := abi.Marshal(&info)
+		return abi.Result{Data: data}, err
+	case *addressesRPC:
+		return abi.Result{}, n.setAddressesLocal(ctx, r.Addresses)
+	case *pingRequest, *statusRequest:
+		return n.dispatchLeader(ctx, req)
 	}
-	return abi.Result{}, fmt.Errorf("%w: unknown method %q", ErrInvalid, method)
+	return abi.Result{}, fmt.Errorf("%w: unknown request %T", ErrInvalid, req)
 }

@@ -2,25 +2,41 @@ package host
 
 import (
 	"bytes"
+	"errors"
 	"reflect"
+	"sort"
+	"strings"
 	"testing"
 
 	"github.com/raftkv/raftkv/abi"
-	"github.com/raftkv/raftkv/plugins/sdk/mp"
+	"github.com/raftkv/raftkv/abi/mp"
+	"github.com/raftkv/raftkv/host/peerrpc"
 )
 
-func rpcRequests() []rpcRequest {
-	return []rpcRequest{
-		{},
-		{Plugin: "kv", Data: []byte{0x83, 0xa2, 'o', 'p'}},
-		{Plugin: "kv", Data: []byte("q"), Level: Linearizable},
-		{Plugin: "kv", Data: []byte("q"), Level: Stale},
-		{Join: &JoinRequest{NodeID: "n4", Address: "127.0.0.4:8088", PublicKey: "ssh-ed25519 AAAA n4"}},
-		{NodeID: "n2"},
-		{NodeID: "n5", Key: "ssh-ed25519 AAAAC3Nza n5"},
-		{Plugin: "ledger", Drop: true},
-		{Plugin: "big", Data: bytes.Repeat([]byte{7}, 70_000)}, // bin 32
-		{Plugin: string(bytes.Repeat([]byte{'p'}, 300)), Data: bytes.Repeat([]byte{1}, 300)},
+// rpcRequests are requests of every method, as a forwarding node sends
+// them (each decodes to itself).
+func rpcRequests() []rpcBody {
+	return []rpcBody{
+		&pingRequest{},
+		&statusRequest{}, &statusRequest{Digests: true},
+		&applyRequest{Commands: []forwardedCommand{{Plugin: "kv", Data: []byte{0x83, 0xa2, 'o', 'p'}}}},
+		&applyRequest{Commands: []forwardedCommand{
+			{Plugin: "kv", Key: "k-1", Data: []byte("a")},
+			{Plugin: "big", Data: bytes.Repeat([]byte{7}, 70_000)}, // bin 32
+			{Plugin: string(bytes.Repeat([]byte{'p'}, 300)), Key: "k-2", Data: bytes.Repeat([]byte{1}, 300)},
+		}},
+		&queryRequest{Plugin: "kv", Data: []byte("q"), Level: Linearizable},
+		&queryRequest{Plugin: "kv", Data: []byte("q"), Level: Stale},
+		&joinRPC{Join: JoinRequest{NodeID: "n4", Address: "127.0.0.4:8088", PublicKey: "ssh-ed25519 AAAA n4"}},
+		&joinRPC{Join: JoinRequest{NodeID: "n4", Address: "127.0.0.4:8088", NonVoter: true}, adminToken: adminToken{Token: "t"}},
+		&removeRPC{NodeID: "n2"},
+		&trustRPC{NodeID: "n5", Line: "ssh-ed25519 AAAAC3Nza n5"},
+		&deployRPC{Plugin: "ledger", Wasm: []byte{0, 'a', 's', 'm'}, Options: DeployOptions{Create: true, IfHash: "h"}},
+		&removePluginRPC{Plugin: "ledger", DropState: true},
+		&setLimitsRPC{Plugin: "kv", IfHash: "h"},
+		&quarantineRPC{Plugin: "kv", Reason: "fail-stop"},
+		&addressesRPC{Addresses: memberAddresses{NodeID: "n2", API: "http://127.0.0.1:8080", Mgmt: "127.0.0.1:6000"}},
+		&digestRPC{Index: 7, Digests: []namedDigest{{Name: ".sessions", State: "ab"}, {Name: "kv", State: "cd", Module: "ef"}, {Name: "x", Module: "12"}}},
 	}
 }
 
@@ -35,24 +51,60 @@ func rpcResponses() []rpcResponse {
 	}
 }
 
-// The hand-written RPC codec speaks the reflection codec's wire format, both
-// ways, so nodes of either kind understand each other.
+// Every method of peerrpc has a request type, and each type says its method.
+func TestRPCBodyRegistry(t *testing.T) {
+	for _, m := range peerrpc.Methods() {
+		mk, ok := rpcBodies[m.Name]
+		if !ok {
+			t.Errorf("method %s has no request type", m.Name)
+			continue
+		}
+		if got := mk().method(); got != m {
+			t.Errorf("%s's request type says method %s", m.Name, got.Name)
+		}
+	}
+	if len(rpcBodies) != len(peerrpc.Methods()) {
+		t.Errorf("%d request types for %d methods", len(rpcBodies), len(peerrpc.Methods()))
+	}
+}
+
+// Each request decodes, as its method's type, to what was sent.
+func TestRPCBodiesRoundTrip(t *testing.T) {
+	for _, want := range rpcRequests() {
+		b, err := want.marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeRPC(want.method().Name, b)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: decode(marshal(%+v)) = %+v, %v", want.method().Name, want, got, err)
+		}
+	}
+}
+
+// The hand-written codecs (apply, query and every answer) speak the
+// reflection codec's wire format, both ways.
 func TestRPCCodecMatchesReflection(t *testing.T) {
 	for _, want := range rpcRequests() {
+		switch want.(type) {
+		case *applyRequest, *queryRequest:
+		default:
+			continue
+		}
 		mine, err := want.marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
-		var viaReflect rpcRequest
-		if err := abi.Unmarshal(mine, &viaReflect); err != nil || !reflect.DeepEqual(viaReflect, want) {
+		viaReflect := rpcBodies[want.method().Name]()
+		if err := abi.Unmarshal(mine, viaReflect); err != nil || !reflect.DeepEqual(viaReflect, want) {
 			t.Errorf("abi.Unmarshal(marshal(%+v)) = %+v, %v", want, viaReflect, err)
 		}
-		old, err := abi.Marshal(&want)
+		other, err := abi.Marshal(want)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got rpcRequest
-		if err := got.unmarshal(old); err != nil || !reflect.DeepEqual(got, want) {
+		got := rpcBodies[want.method().Name]()
+		if err := got.unmarshal(other); err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("unmarshal(abi.Marshal(%+v)) = %+v, %v", want, got, err)
 		}
 	}
@@ -62,48 +114,107 @@ func TestRPCCodecMatchesReflection(t *testing.T) {
 		if err := abi.Unmarshal(mine, &viaReflect); err != nil || !reflect.DeepEqual(viaReflect, want) {
 			t.Errorf("abi.Unmarshal(marshal(%+v)) = %+v, %v", want, viaReflect, err)
 		}
-		old, err := abi.Marshal(&want)
+		other, err := abi.Marshal(&want)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var got rpcResponse
-		if err := got.unmarshal(old); err != nil || !reflect.DeepEqual(got, want) {
+		if err := got.unmarshal(other); err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("unmarshal(abi.Marshal(%+v)) = %+v, %v", want, got, err)
 		}
 	}
-}
-
-func TestRPCCodecLenient(t *testing.T) {
-	// Unknown keys are skipped and nil stands for an absent value.
-	b := mp.AppendMapHeader(nil, 4)
-	b = mp.AppendString(b, "future")
-	b = mp.AppendArrayHeader(b, 2)
-	b = mp.AppendString(mp.AppendUint(b, 1), "x")
-	b = mp.AppendString(mp.AppendString(b, "plugin"), "kv")
-	b = mp.AppendNil(mp.AppendString(b, "data"))
-	b = mp.AppendNil(mp.AppendString(b, "join"))
-	var req rpcRequest
-	if err := req.unmarshal(b); err != nil || !reflect.DeepEqual(req, rpcRequest{Plugin: "kv"}) {
-		t.Fatalf("got %+v, %v", req, err)
+	results := applyResponse(rpcResponses())
+	var got applyResponse
+	if err := got.unmarshal(results.marshal()); err != nil || !reflect.DeepEqual(got, results) {
+		t.Errorf("apply response: %+v, %v", got, err)
 	}
 }
 
-func TestRPCCodecRejects(t *testing.T) {
-	good, _ := (&rpcRequest{Plugin: "kv", Data: []byte("x")}).marshal()
-	bad := map[string][]byte{
-		"empty":        nil,
-		"not a map":    mp.AppendString(nil, "kv"),
-		"truncated":    good[:len(good)-1],
-		"trailing":     append(append([]byte(nil), good...), 0xc0),
-		"int key":      mp.AppendUint(mp.AppendUint(mp.AppendMapHeader(nil, 1), 1), 2),
-		"wrong type":   mp.AppendUint(mp.AppendString(mp.AppendMapHeader(nil, 1), "plugin"), 2),
-		"level range":  mp.AppendUint(mp.AppendString(mp.AppendMapHeader(nil, 1), "level"), 256),
-		"invalid code": {0x81, 0xa4, 'd', 'r', 'o', 'p', 0xc1},
+// mapOf encodes a MsgPack map of string keys (values: string, []byte, int,
+// bool, nil, or raw MsgPack as mp.Type-less []any{raw}).
+func mapOf(kv ...any) []byte {
+	b := mp.AppendMapHeader(nil, len(kv)/2)
+	for i := 0; i < len(kv); i += 2 {
+		b = mp.AppendString(b, kv[i].(string))
+		switch v := kv[i+1].(type) {
+		case string:
+			b = mp.AppendString(b, v)
+		case []byte:
+			b = mp.AppendBytes(b, v)
+		case int:
+			b = mp.AppendInt(b, int64(v))
+		case bool:
+			b = mp.AppendBool(b, v)
+		case nil:
+			b = mp.AppendNil(b)
+		case raw:
+			b = append(b, v...)
+		}
 	}
-	for name, body := range bad {
-		var req rpcRequest
-		if err := req.unmarshal(body); err == nil {
-			t.Errorf("%s: request %x decoded as %+v", name, body, req)
+	return b
+}
+
+type raw []byte
+
+func arrayOf(items ...[]byte) raw {
+	b := mp.AppendArrayHeader(nil, len(items))
+	for _, it := range items {
+		b = append(b, it...)
+	}
+	return b
+}
+
+// Bodies a method's type cannot hold are refused with ErrInvalid, naming
+// the method and the fault.
+func TestRPCBodiesRefused(t *testing.T) {
+	cmd := mapOf("plugin", "kv", "key", "", "data", []byte("x"))
+	good, _ := (&applyRequest{Commands: []forwardedCommand{{Plugin: "kv", Data: []byte("x")}}}).marshal()
+	many := make([][]byte, maxForwardBatch+1)
+	for i := range many {
+		many[i] = cmd
+	}
+	for _, c := range []struct {
+		name, method string
+		body         []byte
+		why          string
+	}{
+		{"unknown method", "format-disk", mapOf(), "unknown method"},
+		{"empty body", "ping", nil, "not a MsgPack map"},
+		{"ping with a field", "ping", mapOf("drop", true), "unknown field"},
+		{"status with a field of another method", "status", mapOf("plugin", "kv"), "unknown field"},
+		{"apply: not a map", "apply", mp.AppendString(nil, "kv"), "malformed"},
+		{"apply: truncated", "apply", good[:len(good)-1], "malformed"},
+		{"apply: trailing bytes", "apply", append(append([]byte(nil), good...), 0xc0), "after the map"},
+		{"apply: no commands", "apply", mapOf(), "no commands"},
+		{"apply: empty batch", "apply", mapOf("commands", arrayOf()), "0 commands"},
+		{"apply: batch too large", "apply", mapOf("commands", arrayOf(many...)), "1025 commands"},
+		{"apply: unknown field", "apply", mapOf("commands", arrayOf(cmd), "level", 1), "unknown field"},
+		{"apply: unknown command field", "apply", mapOf("commands", arrayOf(mapOf("plugin", "kv", "drop", true))), "unknown field"},
+		{"apply: command without plugin", "apply", mapOf("commands", arrayOf(mapOf("data", []byte("x")))), "no plugin"},
+		{"apply: wrong type", "apply", mapOf("commands", arrayOf(mapOf("plugin", 2))), "command 0"},
+		{"apply: int key", "apply", mp.AppendUint(mp.AppendUint(mp.AppendMapHeader(nil, 1), 1), 2), "not a string"},
+		{"query: level out of range", "query", mapOf("plugin", "kv", "level", 3), "unknown consistency"},
+		{"query: invalid MsgPack", "query", []byte{0x81, 0xa4, 'd', 'a', 't', 'a', 0xc1}, "malformed"},
+		{"query: no plugin", "query", mapOf("data", []byte("q")), "no plugin"},
+		{"join: a field of the old shared body", "join", mapOf("join", raw(mapOf("id", "n4", "address", "a:1")), "drop", true), "unknown field"},
+		{"join: unknown field inside", "join", mapOf("join", raw(mapOf("id", "n4", "address", "a:1", "admin", true))), "unknown field"},
+		{"join: no node", "join", mapOf("join", raw(mapOf("address", "a:1"))), "without a node ID"},
+		{"join: array, not map", "join", arrayOf(mapOf("id", "n4")), "not a MsgPack map"},
+		{"remove: no node", "remove", mapOf("token", "t"), "node ID"},
+		{"trust: no key", "trust", mapOf("id", "n5"), "without a key"},
+		{"deploy: bad plugin name", "deploy", mapOf("plugin", "../x", "wasm", []byte{0}), "plugin"},
+		{"deploy: the old body", "deploy", mapOf("plugin", "p", "data", []byte{0}), "unknown field"},
+		{"set-limits: wrong type", "set-limits", mapOf("plugin", "kv", "patch", "all"), "malformed"},
+		{"addresses: invalid node", "addresses", mapOf("addresses", raw(mapOf("id", ""))), "addresses"},
+		{"huge array claim", "status", []byte{0x81, 0xa7, 'd', 'i', 'g', 'e', 's', 't', 's', 0xdd, 0xff, 0xff, 0xff, 0xff}, "malformed"},
+	} {
+		req, err := decodeRPC(c.method, c.body)
+		if err == nil {
+			t.Errorf("%s: %x decoded as %+v", c.name, c.body, req)
+			continue
+		}
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.why) || !strings.Contains(err.Error(), c.method) {
+			t.Errorf("%s: %v; want ErrInvalid naming %s and %q", c.name, err, c.method, c.why)
 		}
 	}
 	var resp rpcResponse
@@ -112,68 +223,75 @@ func TestRPCCodecRejects(t *testing.T) {
 	}
 }
 
-// FuzzRPCRequest: the decoder never panics, and what it accepts survives a
-// round trip through the encoder.
+// methodNames lists the methods in a fixed order (the fuzzer picks one by
+// its first byte).
+func methodNames() []string {
+	var names []string
+	for name := range rpcBodies {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// FuzzRPCRequest: no body makes a method's decoder panic, and what one
+// accepts encodes to a body it accepts again, encoding the same.
 func FuzzRPCRequest(f *testing.F) {
+	names := methodNames()
 	for _, r := range rpcRequests() {
 		b, _ := r.marshal()
-		f.Add(b)
+		f.Add(byte(sort.SearchStrings(names, r.method().Name)), b)
 	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		var r rpcRequest
-		if r.unmarshal(body) != nil {
+	f.Fuzz(func(t *testing.T, m byte, body []byte) {
+		method := names[int(m)%len(names)]
+		r, err := decodeRPC(method, body)
+		if err != nil {
 			return
 		}
 		b, err := r.marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
-		var again rpcRequest
-		if err := again.unmarshal(b); err != nil {
-			t.Fatalf("re-decoding %x: %v", b, err)
+		again, err := decodeRPC(method, b)
+		if err != nil {
+			t.Fatalf("%s: re-decoding %x: %v", method, b, err)
 		}
-		if len(r.Data) == 0 {
-			r.Data = nil // the encoder leaves empty data out
-		}
-		if !reflect.DeepEqual(again, r) {
-			t.Fatalf("round trip: %+v, want %+v", again, r)
+		b2, _ := again.marshal()
+		if !bytes.Equal(b, b2) {
+			t.Fatalf("%s: round trip: %x, want %x", method, b2, b)
 		}
 	})
 }
 
 // BenchmarkRPCCodec: encoding and decoding a forwarded apply's request and
-// its response, as the follower and the leader do once each per call, by
-// hand and (for comparison) with the reflection-based codec.
+// its answer, as the follower and the leader do once each per call.
 func BenchmarkRPCCodec(b *testing.B) {
-	req := rpcRequest{Plugin: "kv", Data: make([]byte, 140)}
-	resp := rpcResponse{Data: []byte{0x81, 0xa7, 'v', 'e', 'r', 's', 'i', 'o', 'n', 0xcd, 0x12, 0x34}}
-	b.Run("hand", func(b *testing.B) {
-		b.ReportAllocs()
-		for i := 0; i < b.N; i++ {
-			body, _ := req.marshal()
-			var r rpcRequest
-			if err := r.unmarshal(body); err != nil {
-				b.Fatal(err)
-			}
-			var rs rpcResponse
-			if err := rs.unmarshal(resp.marshal()); err != nil {
-				b.Fatal(err)
-			}
+	for _, batch := range []int{1, 32} {
+		req := applyRequest{Commands: make([]forwardedCommand, batch)}
+		res := make(applyResponse, batch)
+		for i := range req.Commands {
+			req.Commands[i] = forwardedCommand{Plugin: "kv", Data: make([]byte, 140)}
+			res[i] = rpcResponse{Data: []byte{0x81, 0xa7, 'v', 'e', 'r', 's', 'i', 'o', 'n', 0xcd, 0x12, 0x34}}
 		}
-	})
-	b.Run("reflect", func(b *testing.B) {
-		b.ReportAllocs()
-		for i := 0; i < b.N; i++ {
-			body, _ := abi.Marshal(&req)
-			var r rpcRequest
-			if err := abi.Unmarshal(body, &r); err != nil {
-				b.Fatal(err)
+		b.Run("commands="+string(rune('0'+batch/10))+string(rune('0'+batch%10)), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				body, _ := req.marshal()
+				var r applyRequest
+				if err := r.unmarshal(body); err != nil {
+					b.Fatal(err)
+				}
+				env := rpcResponse{Data: res.marshal()}
+				var rs rpcResponse
+				if err := rs.unmarshal(env.marshal()); err != nil {
+					b.Fatal(err)
+				}
+				var results applyResponse
+				if err := results.unmarshal(rs.Data); err != nil {
+					b.Fatal(err)
+				}
 			}
-			raw, _ := abi.Marshal(&resp)
-			var rs rpcResponse
-			if err := abi.Unmarshal(raw, &rs); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(batch), "ns/command")
+		})
+	}
 }

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,7 +19,6 @@ import (
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/state"
 	"github.com/raftkv/raftkv/host/transport"
-	"github.com/raftkv/raftkv/plugins/sdk"
 )
 
 // applyResult is what the FSM returns for each log entry (the raft future's
@@ -37,11 +37,15 @@ type active struct {
 	inst  applier
 	pool  querier
 	since uint64 // log index of the deploy entry
+	// quarantined: its commands and queries are refused (QuarantinePlugin)
+	// until a module is deployed again. Set on the FSM goroutine before the
+	// plugin is published, never changed after.
+	quarantined bool
 }
 
 // applier runs a plugin's apply and migrate calls, on the FSM goroutine:
 // a *plugin.Instance, or a *plugin.Native for a module in
-// Config.NativePlugins.
+// hostseam.SetNativePlugins.
 type applier interface {
 	Apply(ctx context.Context, st plugin.Store, entries []abi.Entry) ([]abi.Result, error)
 	Migrate(ctx context.Context, st plugin.Store, mig abi.Migration, meta abi.Entry) (abi.Result, error)
@@ -52,6 +56,7 @@ type applier interface {
 // or a *plugin.NativePool. After Close a query fails with plugin.ErrClosed.
 type querier interface {
 	Query(ctx context.Context, st plugin.ReadStore, q []byte) (abi.Result, error)
+	Validate(ctx context.Context, cmd []byte) (abi.Result, error) // validate.go
 	Close(ctx context.Context)
 }
 
@@ -81,6 +86,14 @@ type PluginInfo struct {
 	ActiveSince uint64 `json:"active_since"`
 	HasMigrate  bool   `json:"has_migrate"`
 	Keys        int    `json:"keys"`
+	Bytes       int64  `json:"bytes"` // the state's keys and values
+	// InfoName is the name the module gives itself (raftkv_info).
+	InfoName string `json:"info_name,omitempty"`
+	// Limits are the plugin's replicated limits; Counters what they cut
+	// on this node since the module was loaded.
+	Limits      plugin.Limits   `json:"limits"`
+	Counters    plugin.Counters `json:"counters"`
+	Quarantined bool            `json:"quarantined,omitempty"`
 }
 
 // fsm is raftkv's raft.BatchingFSM: host-level entries are handled here,
@@ -92,7 +105,7 @@ type fsm struct {
 	store   *state.Store
 	trust   *transport.Trust
 	queryN  int
-	natives map[string]sdk.Plugin    // Config.NativePlugins; read-only
+	natives map[string]plugin.Code   // Config.natives (hostseam.SetNativePlugins); read-only
 	onPeers func(raft.Configuration) // committed configuration changes
 	onTrust func()                   // the trust list changed
 	metrics *metrics
@@ -113,13 +126,28 @@ type fsm struct {
 	appliedMu sync.Mutex
 	appliedCh chan struct{} // closed and replaced after each batch
 
-	failed   atomic.Pointer[string] // fail-stop reason
-	failOnce sync.Once
-	failedCh chan struct{} // closed at the fail-stop
-	stop     chan struct{} // closed at shutdown: releases a fail-stopped apply
-	entries  []abi.Entry
-	envelops []envelope
-	loaded   []loadedModule // per entry of the batch being applied
+	failed atomic.Pointer[string] // fail-stop reason
+	// failMu guards failedCh and recoveredCh: failedCh is closed at a
+	// fail-stop (and replaced when the node recovers), recoveredCh closed
+	// when it recovers from it (quarantine.go).
+	failMu      sync.Mutex
+	failedCh    chan struct{}
+	recoveredCh chan struct{}
+	stop        chan struct{} // closed at shutdown
+	// FSM goroutine only: the plugin of the entry the node stopped at ("" if
+	// no quarantine can recover it) and the entries from it on, kept to be
+	// applied when a quarantine entry for that plugin comes (quarantine.go).
+	failedPlugin string
+	held         []*raft.Log
+	heldBytes    int
+	heldOverflow bool
+	entries      []abi.Entry
+	envelops     []envelope
+	loaded       []loadedModule                             // per entry of the batch being applied
+	sessions     sessions                                   // the idempotency keys' results (sessions.go)
+	addrs        atomic.Pointer[map[string]memberAddresses] // replaced, never modified (addresses.go)
+	once         []int                                      // applyCommands: per entry, -1 or the entry whose result it repeats
+	digests      digestLog                                  // the state at the last digest-check entries (digestcheck.go)
 }
 
 // loadedModule is a deploy entry's module, loaded and given its engine before
@@ -134,9 +162,10 @@ type loadedModule struct {
 func newFSM(log *slog.Logger, rt *plugin.Runtime, trust *transport.Trust, queryN int, onPeers func(raft.Configuration)) *fsm {
 	f := &fsm{
 		log: log, rt: rt, store: state.New(), trust: trust, queryN: queryN, onPeers: onPeers,
-		appliedCh: make(chan struct{}), failedCh: make(chan struct{}), stop: make(chan struct{}),
+		appliedCh: make(chan struct{}), failedCh: make(chan struct{}), recoveredCh: make(chan struct{}), stop: make(chan struct{}),
 	}
 	f.plugins.Store(&map[string]*active{})
+	f.sessions = newSessions(f.store)
 	return f
 }
 
@@ -146,18 +175,14 @@ func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 
 // ApplyBatch applies committed entries in order. Runs on raft's FSM goroutine.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
-	out := make([]any, len(logs))
 	if f.failed.Load() != nil {
-		<-f.stop // fail-stop: never apply past the failure
-		err := f.stopped()
-		for i := range out {
-			out[i] = &applyResult{err: err}
-		}
-		return out
+		return f.applyStopped(logs) // quarantine.go: never apply past the failure, unless quarantined
 	}
+	out := make([]any, len(logs))
 	start := time.Now()
 	f.envelops = f.envelops[:0]
 	changes := false // the batch deploys or removes a plugin
+	check := false   // the batch has a digest-check entry
 	for _, l := range logs {
 		var e envelope
 		if l.Type == raft.LogCommand {
@@ -165,9 +190,17 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			if e, err = decodeEnvelope(l.Data); err != nil {
 				e = envelope{} // kind 0: reported below
 			}
-			changes = changes || e.Kind == kindDeploy || e.Kind == kindRemovePlugin
+			changes = changes || changesPlugins(e.Kind)
+			check = check || e.Kind == kindDigestCheck
 		}
 		f.envelops = append(f.envelops, e)
+	}
+	if check {
+		// The digests are of the state as of the check entry: the batch is
+		// split after it, and the state recorded in between.
+		if k := checkIndex(f.envelops); k < len(logs)-1 {
+			return append(f.ApplyBatch(logs[:k+1]), f.ApplyBatch(logs[k+1:])...)
+		}
 	}
 	if changes {
 		f.loadDeploys(logs)
@@ -177,6 +210,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	if changes {
 		f.pgen.Add(1)
 		f.closeLoaded() // modules of entries a fail-stop left unapplied
+	}
+	if check && f.failed.Load() == nil {
+		f.recordDigests(logs[len(logs)-1].Index)
 	}
 	f.notifyApplied()
 	if f.metrics != nil {
@@ -223,11 +259,28 @@ func (f *fsm) applyLocked(logs []*raft.Log, out []any) {
 			}
 			out[i] = r
 			i++
+		case kindSetLimits:
+			r, err := f.setLimits(l, e, &f.loaded[i])
+			if err != nil {
+				f.stopAt(logs, i, err, out)
+				return
+			}
+			out[i] = r
+			i++
 		case kindRemovePlugin:
 			out[i] = f.removePlugin(e)
 			i++
+		case kindQuarantine:
+			out[i] = f.quarantine(e)
+			i++
 		case kindTrustAdd, kindTrustRemove:
 			out[i] = f.trustChange(e)
+			i++
+		case kindAddresses:
+			out[i] = f.setAddresses(e)
+			i++
+		case kindDigestCheck: // changes nothing: ApplyBatch records the state once applied
+			out[i] = &applyResult{res: abi.Result{Data: binary.BigEndian.AppendUint64(nil, l.Index)}}
 			i++
 		default:
 			out[i] = &applyResult{err: fmt.Errorf("%w: undecodable log entry %d", ErrInvalid, l.Index)}
@@ -243,6 +296,11 @@ func (f *fsm) stopAt(logs []*raft.Log, k int, err error, out []any) {
 	// Entries between logs[k-1] and logs[k] are of kinds Raft does not hand
 	// over (no-ops, barriers): the state reflects them.
 	f.applied.Store(logs[k].Index - 1)
+	f.failedPlugin = ""
+	if logs[k].Type == raft.LogCommand {
+		f.failedPlugin = f.envelops[k].Plugin
+	}
+	f.hold(logs[k:])
 	f.failStop(fmt.Sprintf("applying log index %d", logs[k].Index), err)
 	stopped := f.stopped()
 	for ; k < len(logs); k++ {
@@ -306,6 +364,9 @@ func (f *fsm) query(ctx context.Context, name string, q []byte) (abi.Result, err
 		if p == nil {
 			return abi.Result{}, fmt.Errorf("%w %q", ErrUnknownPlugin, name)
 		}
+		if p.quarantined {
+			return abi.Result{}, fmt.Errorf("%w: %q: deploy a module again to lift it", ErrQuarantined, name)
+		}
 		var st plugin.ReadStore = emptyStore{}
 		if ns, ok := view.Namespace(name); ok {
 			st = ns
@@ -325,18 +386,26 @@ func (f *fsm) query(ctx context.Context, name string, q []byte) (abi.Result, err
 // applying (fail-stop) rather than become the entry's result: it is not
 // deterministic.
 func stopsApplying(err error) bool {
-	return errors.Is(err, plugin.ErrTimeLimit) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+	return errors.Is(err, plugin.ErrTimeLimit) || errors.Is(err, plugin.ErrNodeLimit) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // failStop records that the node stopped applying the log. Runs on the FSM
 // goroutine; the node hands leadership over from its own goroutine.
 func (f *fsm) failStop(what string, err error) {
-	f.failOnce.Do(func() {
-		msg := fmt.Sprintf("%s: %v", what, err)
-		f.failed.Store(&msg)
-		close(f.failedCh)
-		f.log.Error("FAIL-STOP: this node stopped applying the Raft log; raise the plugin call timeout or deploy a fixed plugin, then restart it", "at", what, "err", err)
-	})
+	f.failMu.Lock()
+	defer f.failMu.Unlock()
+	if f.failed.Load() != nil {
+		return
+	}
+	msg := fmt.Sprintf("%s: %v", what, err)
+	f.failed.Store(&msg)
+	close(f.failedCh)
+	f.recoveredCh = make(chan struct{})
+	if f.failedPlugin != "" {
+		f.log.Error("FAIL-STOP: this node stopped applying the Raft log; if every voter stopped at this entry, quarantine the plugin (raftkv plugin quarantine NAME); else restart this node once the cause is fixed", "at", what, "plugin", f.failedPlugin, "err", err)
+	} else {
+		f.log.Error("FAIL-STOP: this node stopped applying the Raft log; restart it once the cause is fixed", "at", what, "err", err)
+	}
 }
 
 // stopped returns nil, or ErrStopped with the reason after a fail-stop.
@@ -351,18 +420,29 @@ func (f *fsm) stopped() error {
 // result; a non-nil error is a fail-stop at the entry after them.
 func (f *fsm) applyCommands(logs []*raft.Log, envs []envelope, out []any) (n int, err error) {
 	p := f.plugin(envs[0].Plugin)
-	if p == nil {
+	if p == nil || p.quarantined {
 		err := fmt.Errorf("%w %q", ErrUnknownPlugin, envs[0].Plugin)
+		if p != nil {
+			err = fmt.Errorf("%w: %q: deploy a module again to lift it", ErrQuarantined, p.name)
+		}
 		for k := range out {
 			out[k] = &applyResult{err: err}
 		}
 		return len(out), nil
 	}
 	f.entries = f.entries[:0]
+	keyed := false
 	for k, l := range logs {
 		// "now" is the leader's stamp, made monotonic: the same on every node.
 		f.lastTime = max(f.lastTime, envs[k].Time)
+		if envs[k].Key != "" {
+			keyed = true
+			break
+		}
 		f.entries = append(f.entries, abi.Entry{Index: l.Index, Term: l.Term, Time: f.lastTime, Data: envs[k].Payload})
+	}
+	if keyed {
+		return f.applyKeyed(p, logs, envs, out)
 	}
 	results, err := p.inst.Apply(context.Background(), f.store.Namespace(p.name), f.entries)
 	if f.metrics != nil {
@@ -375,32 +455,116 @@ func (f *fsm) applyCommands(logs []*raft.Log, envs []envelope, out []any) (n int
 	return len(results), err
 }
 
-// loadDeploys loads the modules of the batch's deploy entries into f.loaded,
-// before the batch takes the store lock. A deploy of the module a plugin
-// already runs (and that no earlier entry of the batch changes) is a no-op:
-// nothing is loaded for it.
+// applyKeyed is applyCommands for a run in which some commands carry an
+// idempotency key: a command whose key has a recorded result, or repeats
+// the key of an earlier command of the run, is not applied and gets that
+// result; the others are applied in one call, and the keyed ones recorded.
+func (f *fsm) applyKeyed(p *active, logs []*raft.Log, envs []envelope, out []any) (n int, err error) {
+	f.entries = f.entries[:0]
+	f.once = f.once[:0]
+	var first map[string]int // key → the run's entry that first carried it
+	for k, l := range logs {
+		f.lastTime = max(f.lastTime, envs[k].Time)
+		f.once = append(f.once, -1)
+		if key := envs[k].Key; key != "" {
+			if j, ok := first[key]; ok {
+				f.once[k] = j
+				continue
+			}
+			if r, ok := f.sessions.lookup(key, p.name, envs[k].Payload); ok {
+				out[k] = r
+				f.once[k] = k
+				if f.metrics != nil {
+					f.metrics.idempotentReplays.Inc()
+				}
+				continue
+			}
+			if first == nil {
+				first = make(map[string]int)
+			}
+			first[key] = k
+		}
+		f.entries = append(f.entries, abi.Entry{Index: l.Index, Term: l.Term, Time: f.lastTime, Data: envs[k].Payload})
+	}
+	results, err := p.inst.Apply(context.Background(), f.store.Namespace(p.name), f.entries)
+	if f.metrics != nil {
+		f.metrics.observeResults(p.name, results)
+	}
+	clear(f.entries)
+	applied := 0 // entries of f.entries with a result
+	for k := range logs {
+		switch j := f.once[k]; {
+		case j == k: // answered from the table
+		case j >= 0: // repeats an earlier entry of the run, which has a result
+			if r, ok := out[j].(*applyResult); ok && r.err == nil {
+				out[k] = &applyResult{res: abi.Result{Code: r.res.Code, Data: r.res.Data}}
+			} else {
+				out[k] = out[j]
+			}
+			if f.metrics != nil {
+				f.metrics.idempotentReplays.Inc()
+			}
+		default:
+			if applied == len(results) {
+				return k, err // a fail-stop at this entry
+			}
+			r := results[applied]
+			applied++
+			out[k] = &applyResult{res: r}
+			if key := envs[k].Key; key != "" {
+				f.sessions.record(key, p.name, envs[k].Payload, logs[k].Index, f.lastTime, r)
+			}
+		}
+	}
+	return len(logs), err
+}
+
+// loadDeploys loads the modules of the batch's deploy and set-limits
+// entries into f.loaded, before the batch takes the store lock. A deploy of
+// the module and limits a plugin already runs (and that no earlier entry of
+// the batch changes) is a no-op: nothing is loaded for it; nor for a
+// set-limits entry of a plugin an earlier entry of the batch changes (it is
+// loaded when applied, from the module active then).
 func (f *fsm) loadDeploys(logs []*raft.Log) {
 	f.loaded = append(f.loaded[:0], make([]loadedModule, len(logs))...)
 	var touched map[string]bool // names an earlier entry deploys or removes
 	for i, l := range logs {
 		e := &f.envelops[i]
-		if l.Type != raft.LogCommand || (e.Kind != kindDeploy && e.Kind != kindRemovePlugin) {
+		if l.Type != raft.LogCommand || !changesPlugins(e.Kind) {
 			continue
 		}
 		if touched == nil {
 			touched = map[string]bool{}
 		}
-		if e.Kind == kindDeploy && !touched[e.Plugin] {
-			if old := f.plugin(e.Plugin); old != nil && old.mod.Hash == plugin.HashOf(e.Payload) {
-				continue
+		old := f.plugin(e.Plugin)
+		if touched[e.Plugin] {
+			old = nil // not known before the entries before it are applied
+		}
+		switch e.Kind {
+		case kindDeploy:
+			spec, err := decodeDeploySpec(e.Payload)
+			if err != nil {
+				break // refused when applied
+			}
+			if old == nil || old.mod.Hash != plugin.HashOf(spec.Wasm) || old.mod.Limits != spec.Limits || touched[e.Plugin] {
+				p, err := f.load(context.Background(), e.Plugin, spec.Wasm, spec.Limits, l.Index)
+				f.loaded[i] = loadedModule{p: p, err: err}
+			}
+		case kindSetLimits:
+			var spec setLimitsSpec
+			if old != nil && abi.Unmarshal(e.Payload, &spec) == nil && old.mod.Limits != spec.Limits {
+				p, err := f.load(context.Background(), e.Plugin, old.mod.Wasm, spec.Limits, l.Index)
+				f.loaded[i] = loadedModule{p: p, err: err}
 			}
 		}
 		touched[e.Plugin] = true
-		if e.Kind == kindDeploy {
-			p, err := f.load(context.Background(), e.Plugin, e.Payload)
-			f.loaded[i] = loadedModule{p: p, err: err}
-		}
 	}
+}
+
+// changesPlugins reports whether entries of kind k change the active
+// plugins (their modules, limits or quarantine).
+func changesPlugins(k kind) bool {
+	return k == kindDeploy || k == kindRemovePlugin || k == kindSetLimits || k == kindQuarantine
 }
 
 // closeLoaded closes the modules loaded for the batch that were not used.
@@ -414,12 +578,14 @@ func (f *fsm) closeLoaded() {
 	f.loaded = f.loaded[:0]
 }
 
-// load loads a module and gives it its engine. The error wraps
-// plugin.ErrTimeLimit when the module's initialiser or raftkv_info ran past
-// the time limit (see stopsApplying), and plugin.ErrInvalidModule when it is
-// refused.
-func (f *fsm) load(ctx context.Context, name string, wasm []byte) (*active, error) {
-	mod, err := f.rt.Load(ctx, wasm)
+// load loads a module with its replicated limits and gives it its engine.
+// index is the log index of the entry that loads it (0 for a snapshot).
+// The error wraps plugin.ErrTimeLimit when the module's initialiser or
+// raftkv_info ran past the time limit and plugin.ErrNodeLimit when the
+// limits exceed this node's configuration (see stopsApplying), and
+// plugin.ErrInvalidModule or plugin.ErrLimits when it is refused.
+func (f *fsm) load(ctx context.Context, name string, wasm []byte, lim plugin.Limits, index uint64) (*active, error) {
+	mod, err := f.rt.Load(ctx, wasm, plugin.LoadOptions{Name: name, Limits: lim, Index: index})
 	if err != nil {
 		return nil, err
 	}
@@ -433,18 +599,37 @@ func (f *fsm) load(ctx context.Context, name string, wasm []byte) (*active, erro
 
 // deploy activates the module of a deploy entry, which loadDeploys loaded
 // (ld). A non-nil error is a fail-stop at this entry: a wall-clock limit was
-// exceeded, which must not become a result (a faster node would activate
-// the module). Refusals are results, the same on every node.
+// exceeded, or this node's configuration refuses the limits, which must not
+// become a result (another node would activate the module). Refusals are
+// results, the same on every node.
 func (f *fsm) deploy(l *raft.Log, e *envelope, ld *loadedModule) (*applyResult, error) {
 	ctx := context.Background()
 	p, err := ld.p, ld.err
 	*ld = loadedModule{} // p is ours now
-	old := f.plugin(e.Plugin)
-	if p == nil && err == nil { // not loaded: a no-op when the batch began
-		if old != nil && old.mod.Hash == plugin.HashOf(e.Payload) {
-			return &applyResult{res: abi.Result{Data: []byte(old.mod.Hash)}}, nil
+	spec, serr := decodeDeploySpec(e.Payload)
+	if serr != nil {
+		if p != nil {
+			p.close(ctx)
 		}
-		p, err = f.load(ctx, e.Plugin, e.Payload)
+		return &applyResult{err: serr}, nil
+	}
+	old := f.plugin(e.Plugin)
+	refuse := func(err error) (*applyResult, error) {
+		if p != nil {
+			p.close(ctx)
+		}
+		return &applyResult{err: err}, nil
+	}
+	hash := plugin.HashOf(spec.Wasm)
+	if err := checkPreconditions(e.Plugin, old, hash, spec.Create, spec.IfHash, true, abi.Info{}); err != nil {
+		return refuse(err)
+	}
+	if old != nil && old.mod.Hash == hash && old.mod.Limits == spec.Limits && !old.quarantined {
+		refuse(nil) // already active: a no-op
+		return &applyResult{res: abi.Result{Data: []byte(hash)}}, nil
+	}
+	if p == nil && err == nil { // not loaded when the batch began
+		p, err = f.load(ctx, e.Plugin, spec.Wasm, spec.Limits, l.Index)
 	}
 	if err != nil {
 		if stopsApplying(err) {
@@ -452,12 +637,13 @@ func (f *fsm) deploy(l *raft.Log, e *envelope, ld *loadedModule) (*applyResult, 
 		}
 		return &applyResult{err: fmt.Errorf("%w: %w", ErrInvalid, err)}, nil
 	}
-	if old != nil && old.mod.Hash == p.mod.Hash {
-		p.close(ctx)
-		return &applyResult{res: abi.Result{Data: []byte(old.mod.Hash)}}, nil // already active: no-op
+	if err := checkPreconditions(e.Plugin, old, hash, false, "", spec.Force, p.mod.Info); err != nil {
+		return refuse(err)
 	}
 	p.since = l.Index
-	if old != nil {
+	if old != nil && old.mod.Hash == hash { // new limits (or lifting a quarantine): no migration
+		p.since = old.since
+	} else if old != nil {
 		mig := abi.Migration{FromHash: old.mod.Hash, FromVersion: old.mod.Info.Version, Index: l.Index}
 		meta := abi.Entry{Index: l.Index, Term: l.Term, Time: f.lastTime}
 		res, err := p.inst.Migrate(ctx, f.store.Namespace(e.Plugin), mig, meta)
@@ -476,12 +662,56 @@ func (f *fsm) deploy(l *raft.Log, e *envelope, ld *loadedModule) (*applyResult, 
 		}
 	}
 	f.install(p)
-	f.log.Info("plugin activated", "plugin", e.Plugin, "hash", p.mod.Hash, "index", l.Index, "engine", p.engine())
+	f.log.Info("plugin activated", "plugin", e.Plugin, "hash", p.mod.Hash, "index", l.Index, "engine", p.engine(), "limits", fmt.Sprintf("%+v", p.mod.Limits))
+	return &applyResult{res: abi.Result{Data: []byte(p.mod.Hash)}}, nil
+}
+
+// setLimits loads the plugin's active module again with the limits of a
+// set-limits entry (loadDeploys may have loaded it: ld). The error is a
+// fail-stop, as for deploy.
+func (f *fsm) setLimits(l *raft.Log, e *envelope, ld *loadedModule) (*applyResult, error) {
+	ctx := context.Background()
+	p, err := ld.p, ld.err
+	*ld = loadedModule{}
+	refuse := func(err error) (*applyResult, error) {
+		if p != nil {
+			p.close(ctx)
+		}
+		return &applyResult{err: err}, nil
+	}
+	var spec setLimitsSpec
+	if err := abi.Unmarshal(e.Payload, &spec); err != nil {
+		return refuse(fmt.Errorf("%w: set-limits entry: %w", ErrInvalid, err))
+	}
+	old := f.plugin(e.Plugin)
+	if old == nil {
+		return refuse(fmt.Errorf("%w: plugin %q", ErrNotFound, e.Plugin))
+	}
+	if err := checkPreconditions(e.Plugin, old, "", false, spec.IfHash, true, abi.Info{}); err != nil {
+		return refuse(err)
+	}
+	if old.mod.Limits == spec.Limits {
+		refuse(nil) // no change
+		return &applyResult{res: abi.Result{Data: []byte(old.mod.Hash)}}, nil
+	}
+	if p == nil && err == nil {
+		p, err = f.load(ctx, e.Plugin, old.mod.Wasm, spec.Limits, l.Index)
+	}
+	if err != nil {
+		if stopsApplying(err) {
+			return nil, fmt.Errorf("changing the limits of plugin %q: %w", e.Plugin, err)
+		}
+		return &applyResult{err: fmt.Errorf("%w: %w", ErrInvalid, err)}, nil
+	}
+	p.since = old.since
+	p.quarantined = old.quarantined
+	f.install(p)
+	f.log.Info("plugin limits changed", "plugin", e.Plugin, "index", l.Index, "limits", fmt.Sprintf("%+v", p.mod.Limits))
 	return &applyResult{res: abi.Result{Data: []byte(p.mod.Hash)}}, nil
 }
 
 // engine returns what runs mod's code on this node: the Go implementation
-// that Config.NativePlugins gives for its hash, or else instances of the
+// that hostseam.SetNativePlugins gave for its hash, or else instances of the
 // module. Either way mod was loaded (validated, compiled, described) from its
 // wasm, as on every node.
 func (f *fsm) engine(ctx context.Context, mod *plugin.Module) (applier, querier, error) {
@@ -534,6 +764,12 @@ func (f *fsm) removePlugin(e *envelope) *applyResult {
 		return &applyResult{err: fmt.Errorf("%w: remove plugin: %w", ErrInvalid, err)}
 	}
 	if f.plugin(e.Plugin) == nil {
+		// A plugin removed earlier with its state kept: drop_state deletes
+		// the state (see Node.RemovePlugin).
+		if _, ok := f.store.Lookup(e.Plugin); ok && req.DropState && ValidPluginName(e.Plugin) == nil {
+			f.store.Drop(e.Plugin)
+			return &applyResult{}
+		}
 		return &applyResult{err: fmt.Errorf("%w: plugin %q", ErrNotFound, e.Plugin)}
 	}
 	f.setPlugin(e.Plugin, nil).close(context.Background())
@@ -600,14 +836,41 @@ func (f *fsm) pluginInfos() []PluginInfo {
 		info := PluginInfo{
 			Name: p.name, ABIVersion: p.mod.ABIVersion, Version: p.mod.Info.Version, Description: p.mod.Info.Description,
 			Hash: p.mod.Hash, Size: p.mod.Size, ActiveSince: p.since, HasMigrate: p.mod.HasMigrate,
+			InfoName: p.mod.Info.Name, Limits: p.mod.Limits, Counters: p.mod.Counters(), Quarantined: p.quarantined,
 		}
 		if ns, ok := view.Namespace(p.name); ok {
-			info.Keys = ns.Len()
+			info.Keys, info.Bytes = ns.Len(), ns.Bytes()
 		}
 		out = append(out, info)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// keptStates lists the namespaces that hold state but have no active plugin:
+// the state of plugins removed without drop_state, in name order.
+func (f *fsm) keptStates() []KeptState {
+	view := f.store.View()
+	plugins := *f.plugins.Load()
+	var out []KeptState
+	for _, name := range view.Names() {
+		if _, active := plugins[name]; active || ValidPluginName(name) != nil {
+			continue // the host's own namespaces (.sessions) are no plugin's
+		}
+		if ns, ok := view.Namespace(name); ok && ns.Len() > 0 {
+			out = append(out, KeptState{Name: name, Keys: ns.Len(), Bytes: ns.Bytes()})
+		}
+	}
+	return out
+}
+
+// hasKeptState reports whether name has state but no active plugin.
+func (f *fsm) hasKeptState(name string) bool {
+	if f.plugin(name) != nil || ValidPluginName(name) != nil {
+		return false
+	}
+	ns, ok := f.store.View().Namespace(name)
+	return ok && ns.Len() > 0
 }
 
 // release lets a fail-stopped ApplyBatch return so that Raft can shut down.

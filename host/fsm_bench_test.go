@@ -13,9 +13,9 @@ import (
 
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/internal/sdknative"
 	"github.com/raftkv/raftkv/plugins/kv/kvstore"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
-	"github.com/raftkv/raftkv/plugins/sdk"
 )
 
 // engineFSM returns an FSM with the embedded KV plugin active (deployed
@@ -34,7 +34,7 @@ func engineFSM(b *testing.B, native bool) *fsm {
 	b.Cleanup(func() { rt.Close(ctx) })
 	f := newFSM(slog.New(slog.NewTextHandler(io.Discard, nil)), rt, &transport.Trust{}, 4, nil)
 	if native {
-		f.natives = map[string]sdk.Plugin{hash: kvstore.KV{}}
+		f.natives = map[string]plugin.Code{hash: sdknative.Code(kvstore.KV{})}
 	}
 	b.Cleanup(f.close)
 	env := envelope{Kind: kindDeploy, Plugin: DefaultPluginName, Payload: kvwasm.Module}

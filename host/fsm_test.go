@@ -28,11 +28,13 @@ import (
 )
 
 // spinIters is a "spin" of the slow test plugin (host/testdata/slow) that
-// takes about a second: some 40 ns an iteration, far past shortCallTimeout
-// on any machine and far within longCallTimeout on a loaded one.
+// takes about 4 seconds: some 40 ns an iteration, past shortCallTimeout on
+// any machine and within longCallTimeout on one 30 times slower.
+// shortCallTimeout still lets a Go module's _initialize finish on a loaded
+// machine (250 ms did not, at load 20).
 const (
-	spinIters        = "25000000"
-	shortCallTimeout = 250 * time.Millisecond
+	spinIters        = "100000000"
+	shortCallTimeout = time.Second
 	longCallTimeout  = 2 * time.Minute
 )
 
@@ -159,8 +161,19 @@ func results(out []any) []*applyResult {
 	return rs
 }
 
+// deployEnv deploys a module with the largest fuel budgets, so that the
+// slow plugin's spins reach the wall-clock limit (a host bug's stand-in)
+// rather than run out of fuel.
 func deployEnv(name string, wasm []byte) envelope {
-	return envelope{Kind: kindDeploy, Plugin: name, Payload: wasm}
+	spec := deploySpec{Wasm: wasm, Limits: maxFuelLimits(), Force: true}
+	return envelope{Kind: kindDeploy, Plugin: name, Payload: spec.encode()}
+}
+
+// maxFuelLimits are the default limits with the largest fuel budgets.
+func maxFuelLimits() plugin.Limits {
+	lim := plugin.DefaultLimits()
+	lim.ApplyFuel, lim.QueryFuel, lim.LoadFuel = plugin.MaxFuel, plugin.MaxFuel, plugin.MaxFuel
+	return lim
 }
 
 func cmdEnv(name, cmd string) envelope {

@@ -38,10 +38,15 @@ type JoinResponse struct {
 
 // Member is one server of the cluster.
 type Member struct {
-	ID       string `json:"id"`
-	Address  string `json:"address"`
-	Suffrage string `json:"suffrage"` // "voter" or "nonvoter"
-	Leader   bool   `json:"leader"`
+	ID      string `json:"id"`
+	Address string `json:"address"` // Raft (SSH)
+	// APIAddress and MgmtAddress are the member's HTTP API URL and
+	// management address, as it published them (addresses.go); empty until
+	// it has.
+	APIAddress  string `json:"api_address,omitempty"`
+	MgmtAddress string `json:"mgmt_address,omitempty"`
+	Suffrage    string `json:"suffrage"` // "voter" or "nonvoter"
+	Leader      bool   `json:"leader"`
 	// LastContact is when the node answering saw this member respond (the
 	// leader pings every member; a follower knows only the leader's contact).
 	LastContact time.Time `json:"last_contact,omitzero"`
@@ -50,13 +55,25 @@ type Member struct {
 
 // Join adds a node to the cluster (forwarded to the leader). It is idempotent:
 // joining a member with the same ID and address again succeeds.
+//
+// The leader first proves that the node at req.Address holds the key trusted
+// for req.NodeID (it connects to it over SSH), adds it as a non-voter, and,
+// unless req.NonVoter, promotes it to voter once its log reaches its own
+// addition. A join that would move a member to an address where it does not
+// answer, take another member's address, or leave fewer reachable voters
+// than a quorum is refused with ErrInvalid (see joinsafety.go).
 func (n *Node) Join(ctx context.Context, req JoinRequest) (JoinResponse, error) {
 	var res abi.Result
 	var err error
 	if n.isLeader() {
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, n.cfg.ApplyTimeout+time.Minute) // as a forwarded join's
+			defer cancel()
+		}
 		return n.joinLocal(ctx, req)
 	}
-	res, err = n.forward(ctx, rpcJoin, &rpcRequest{Join: &req})
+	res, err = n.forward(ctx, &joinRPC{Join: req})
 	if err != nil {
 		return JoinResponse{}, err
 	}
@@ -91,27 +108,57 @@ func (n *Node) joinLocal(ctx context.Context, req JoinRequest) (JoinResponse, er
 		return JoinResponse{}, mapRaftErr(err)
 	}
 	id, addr := raft.ServerID(req.NodeID), raft.ServerAddress(req.Address)
-	for _, s := range cf.Configuration().Servers {
-		if s.ID == id && s.Address == addr && (s.Suffrage == raft.Voter) != req.NonVoter {
-			return n.joinResponse(), nil // already a member
+	servers := cf.Configuration().Servers
+	var current *raft.Server
+	for i, s := range servers {
+		switch {
+		case s.ID == id:
+			current = &servers[i]
+		case s.Address == addr:
+			return JoinResponse{}, fmt.Errorf("%w: join %s: address %s is member %s's; remove %s first if it has gone",
+				ErrInvalid, id, addr, s.ID, s.ID)
 		}
-		if s.ID == id || s.Address == addr {
-			if err := n.raft.RemoveServer(s.ID, 0, n.timeout(ctx)).Error(); err != nil {
-				return JoinResponse{}, mapRaftErr(err)
+	}
+	if current != nil && current.Address == addr && (current.Suffrage == raft.Voter || req.NonVoter) {
+		return n.joinResponse(), nil // already a member (a voter asked to be a non-voter stays a voter)
+	}
+	// Proof of possession: the node at addr must hold id's key.
+	if err := n.probe(ctx, req.NodeID, req.Address); err != nil {
+		return JoinResponse{}, fmt.Errorf("%w: join %s: no node holding %s's key answers at %s over SSH (%v); "+
+			"start it first, trusting the members (raftkv serve --join does both)", ErrInvalid, id, id, addr, err)
+	}
+	if current != nil && current.Address != addr {
+		// The member has moved: it proved its key at the new address.
+		if current.Suffrage == raft.Voter {
+			if err := n.checkQuorum(ctx, "moving "+string(id)+" to "+string(addr), without(servers, id)); err != nil {
+				return JoinResponse{}, err
 			}
 		}
+		if err := n.raft.RemoveServer(id, 0, n.timeout(ctx)).Error(); err != nil {
+			return JoinResponse{}, mapRaftErr(err)
+		}
+		n.log.Info("member moved: removed at its old address", "id", id, "old_address", current.Address, "address", addr)
+		current = nil
 	}
 	n.setPeers(raft.Configuration{Servers: []raft.Server{{ID: id, Address: addr}}})
-	var f raft.IndexFuture
-	if req.NonVoter {
-		f = n.raft.AddNonvoter(id, addr, 0, n.timeout(ctx))
-	} else {
-		f = n.raft.AddVoter(id, addr, 0, n.timeout(ctx))
+	if current == nil {
+		f := n.raft.AddNonvoter(id, addr, 0, n.timeout(ctx))
+		if err := f.Error(); err != nil {
+			return JoinResponse{}, mapRaftErr(err)
+		}
+		n.log.Info("member added as non-voter", "id", req.NodeID, "address", req.Address, "voter_wanted", !req.NonVoter)
+		if req.NonVoter {
+			return n.joinResponse(), nil
+		}
+		if err := n.promote(ctx, id, addr, f.Index()); err != nil {
+			return JoinResponse{}, err
+		}
+		return n.joinResponse(), nil
 	}
-	if err := f.Error(); err != nil {
-		return JoinResponse{}, mapRaftErr(err)
+	// A non-voter at the same address asks to vote.
+	if err := n.promote(ctx, id, addr, n.raft.LastIndex()); err != nil {
+		return JoinResponse{}, err
 	}
-	n.log.Info("member added", "id", req.NodeID, "address", req.Address, "voter", !req.NonVoter)
 	return n.joinResponse(), nil
 }
 
@@ -119,6 +166,12 @@ func (n *Node) joinResponse() JoinResponse {
 	var r JoinResponse
 	for _, e := range n.trust.Entries() {
 		r.Trust = append(r.Trust, e.String())
+	}
+	// A new leader puts its own key in the replicated list only after its
+	// barrier: a node trusting what an answer given before then listed
+	// would refuse the leader's proof-of-possession check of its join.
+	if self := n.TrustLine(); !slices.Contains(r.Trust, self) {
+		r.Trust = append(r.Trust, self)
 	}
 	return r
 }
@@ -157,7 +210,7 @@ func (n *Node) Remove(ctx context.Context, nodeID string) error {
 		if n.isLeader() {
 			err = n.removeLocal(ctx, nodeID)
 		} else {
-			_, err = n.forward(ctx, rpcRemove, &rpcRequest{NodeID: nodeID})
+			_, err = n.forward(ctx, &removeRPC{NodeID: nodeID})
 		}
 		switch {
 		case nodeID == n.cfg.NodeID && errors.Is(err, ErrUnknownOutcome):
@@ -199,6 +252,9 @@ func (n *Node) removeLocal(ctx context.Context, nodeID string) error {
 	case nodeID == n.cfg.NodeID:
 		return n.handOver(ctx, otherVoters)
 	}
+	if err := n.checkQuorum(ctx, "removing "+nodeID, without(cf.Configuration().Servers, raft.ServerID(nodeID))); err != nil {
+		return err
+	}
 	if err := n.raft.RemoveServer(raft.ServerID(nodeID), 0, n.timeout(ctx)).Error(); err != nil {
 		return mapRaftErr(err)
 	}
@@ -215,14 +271,9 @@ func (n *Node) handOver(ctx context.Context, otherVoters int) error {
 	// A transfer that fails (the target did not win in time) changed
 	// nothing: try again, a few times.
 	for attempt := 1; ; attempt++ {
-		f := n.raft.LeadershipTransfer()
-		done := make(chan error, 1)
-		go func() { done <- f.Error() }()
-		var err error
-		select {
-		case err = <-done:
-		case <-ctx.Done():
-			return fmt.Errorf("%w: handing leadership over before removing %s: %v", ErrTimeout, n.cfg.NodeID, ctx.Err())
+		answered, err := waitFuture(ctx, n.raft.LeadershipTransfer(), nil)
+		if !answered {
+			return fmt.Errorf("%w: handing leadership over before removing %s: %v", ErrTimeout, n.cfg.NodeID, err)
 		}
 		if err == nil || !n.isLeader() {
 			break
@@ -266,7 +317,7 @@ func (n *Node) hasReplicatedKey(nodeID string) bool {
 func (n *Node) Trust(ctx context.Context, nodeID, line string) ([]string, error) {
 	var data []byte
 	if !n.isLeader() {
-		res, err := n.forward(ctx, rpcTrust, &rpcRequest{NodeID: nodeID, Key: line})
+		res, err := n.forward(ctx, &trustRPC{NodeID: nodeID, Line: line})
 		if err != nil {
 			return nil, err
 		}
@@ -314,6 +365,9 @@ func (n *Node) trustLocal(ctx context.Context, nodeID, line string) error {
 	if n.replicatedTrust(nodeID, key) {
 		return nil // already in the replicated trust list
 	}
+	if err := n.checkKeyUnchanged(nodeID, key); err != nil {
+		return err
+	}
 	payload, _ := abi.Marshal(&trustChange{NodeID: nodeID, Key: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))})
 	r, err := n.propose(ctx, envelope{Kind: kindTrustAdd, Payload: payload})
 	if err != nil {
@@ -334,10 +388,16 @@ func (n *Node) replicatedTrust(nodeID string, key ssh.PublicKey) bool {
 	return false
 }
 
-var pingBody, _ = abi.Marshal(&rpcRequest{})
+// pingBody and statusBody are the bodies of a ping and of a status request
+// without digests.
+var (
+	pingBody, _   = (&pingRequest{}).marshal()
+	statusBody, _ = (&statusRequest{}).marshal()
+)
 
-// Members lists the cluster's servers. On the leader every member is pinged
-// (500 ms) to fill Reachable and LastContact.
+// Members lists the cluster's servers with their replicated addresses. The
+// other members are pinged (500 ms) to fill Reachable and LastContact; a
+// follower takes the leader's from Raft's last contact.
 func (n *Node) Members(ctx context.Context) ([]Member, error) {
 	cf := n.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
@@ -346,17 +406,24 @@ func (n *Node) Members(ctx context.Context) ([]Member, error) {
 	_, leaderID := n.raft.LeaderWithID()
 	servers := cf.Configuration().Servers
 	out := make([]Member, len(servers))
+	addrs := n.fsm.addresses()
 	var wg sync.WaitGroup
 	for i, s := range servers {
 		m := &out[i]
 		*m = Member{ID: string(s.ID), Address: string(s.Address), Suffrage: "voter", Leader: s.ID == leaderID}
+		m.APIAddress, m.MgmtAddress = addrs[m.ID].API, addrs[m.ID].Mgmt
 		if s.Suffrage != raft.Voter {
 			m.Suffrage = "nonvoter"
 		}
 		switch {
 		case m.ID == n.cfg.NodeID:
 			m.Reachable, m.LastContact = true, time.Now()
-		case n.isLeader():
+		case m.Leader && !n.isLeader():
+			m.LastContact = n.raft.LastContact()
+			m.Reachable = !m.LastContact.IsZero() && time.Since(m.LastContact) < 2*n.cfg.HeartbeatTimeout
+		default:
+			// Any node pings the others: a follower used to report every
+			// other follower unreachable, knowing only the leader's contact.
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -366,9 +433,6 @@ func (n *Node) Members(ctx context.Context) ([]Member, error) {
 					m.Reachable, m.LastContact = true, time.Now()
 				}
 			}()
-		case m.Leader:
-			m.LastContact = n.raft.LastContact()
-			m.Reachable = !m.LastContact.IsZero() && time.Since(m.LastContact) < 2*n.cfg.HeartbeatTimeout
 		}
 	}
 	wg.Wait()

@@ -18,7 +18,20 @@ type metrics struct {
 	commands      *prometheus.CounterVec // by plugin and result code
 	pluginCalls   prometheus.Counter
 	leaderChanges prometheus.Counter
-	collectors    []prometheus.Collector
+	raftRefused   prometheus.Counter
+	rpcRefused    prometheus.Counter
+	// idempotentReplays counts commands answered from the idempotency
+	// table instead of being applied (sessions.go).
+	idempotentReplays prometheus.Counter
+	// forwardBatch: forwarded writes per apply request this node sent
+	// (forwardbatch.go).
+	forwardBatch prometheus.Histogram
+	// digestComparisons counts comparisons of this node's state digests
+	// with another node's; divergences the differences they found
+	// (digestcheck.go).
+	digestComparisons prometheus.Counter
+	divergences       prometheus.Counter
+	collectors        []prometheus.Collector
 }
 
 func newMetrics(n *Node) *metrics {
@@ -42,17 +55,51 @@ func newMetrics(n *Node) *metrics {
 			Name: "raftkv_raft_leader_changes_total",
 			Help: "Times this node saw the Raft leader change (to another node or to none), since its metrics were first collected.",
 		}),
+		raftRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "raftkv_peer_raft_rpcs_refused_total",
+			Help: "Raft RPCs refused because their sender was not the node it proved to be over SSH, or not a voter of this node's configuration (the connection is closed).",
+		}),
+		rpcRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "raftkv_peer_rpcs_refused_total",
+			Help: "Forwarding RPCs refused because the calling node may not call that method (see SECURITY.md).",
+		}),
+		idempotentReplays: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "raftkv_idempotent_replays_total",
+			Help: "Commands not applied because their idempotency key had a result already: they got that result.",
+		}),
+		forwardBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "raftkv_forward_batch_writes", Help: "Writes per apply request this node forwarded to the leader.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+		}),
+		digestComparisons: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "raftkv_digest_comparisons_total",
+			Help: "Comparisons of this node's state digests with another node's at a digest-check entry (see docs/operations.md).",
+		}),
+		divergences: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "raftkv_state_divergences_total",
+			Help: "Plugins found with a state (or module) different from another node's at the same log index: each newly raised alarm.",
+		}),
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	m.collectors = []prometheus.Collector{
-		m.applyBatch, m.batchSize, m.commands, m.pluginCalls, m.leaderChanges,
+		m.applyBatch, m.batchSize, m.commands, m.pluginCalls, m.leaderChanges, m.raftRefused, m.rpcRefused, m.idempotentReplays,
+		m.forwardBatch, m.digestComparisons, m.divergences,
+		gauge("raftkv_state_divergence", "Plugins whose state this node last found to differ from another node's at the same log index (0: none; see docs/operations.md).",
+			func() float64 { return float64(len(n.diverged.list())) }),
 		gauge("raftkv_raft_commit_index", "Raft commit index.", func() float64 { return float64(n.raft.CommitIndex()) }),
 		gauge("raftkv_raft_last_index", "Last Raft log index.", func() float64 { return float64(n.raft.LastIndex()) }),
 		gauge("raftkv_applied_index", "Index of the last entry applied to the state machine.", func() float64 { return float64(n.fsm.applied.Load()) }),
 		gauge("raftkv_raft_leader", "1 if this node is the leader.", func() float64 { return b2f(n.isLeader()) }),
 		gauge("raftkv_fail_stopped", "1 if this node stopped applying the log.", func() float64 { return b2f(n.fsm.failed.Load() != nil) }),
+		gauge("raftkv_log_write_failing", "1 while this node's last write to its Raft log or stable store failed (a full disk, an I/O error).", func() float64 {
+			_, err := n.watched.WriteError()
+			return b2f(err != nil)
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "raftkv_log_write_errors_total", Help: "Failed writes to this node's Raft log or stable store.",
+		}, func() float64 { return float64(n.watched.Failures()) }),
 		raftCollector{n},
 	}
 	return m
@@ -74,7 +121,7 @@ const codeOther = abi.Code(^uint32(0))
 func labelled(c abi.Code) abi.Code {
 	switch c {
 	case abi.CodeOK, abi.CodeBadRequest, abi.CodeNotFound, abi.CodeConflict, abi.CodeTooLarge,
-		abi.CodeInternal, abi.CodeTrap, abi.CodeNoResult, abi.CodeReadOnly:
+		abi.CodeInternal, abi.CodeTrap, abi.CodeNoResult, abi.CodeReadOnly, abi.CodeOutOfFuel:
 		return c
 	}
 	return codeOther

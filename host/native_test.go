@@ -18,7 +18,9 @@ import (
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/internal/fsmtest"
+	"github.com/raftkv/raftkv/internal/hostseam"
 	"github.com/raftkv/raftkv/internal/kvmodel"
+	"github.com/raftkv/raftkv/internal/sdknative"
 	"github.com/raftkv/raftkv/plugins/kv/kvstore"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
 	"github.com/raftkv/raftkv/plugins/sdk"
@@ -29,7 +31,7 @@ var kvHash = plugin.HashOf(kvwasm.Module)
 // nativeOn makes the listed nodes run p for the embedded KV module.
 func nativeOn(cfg *host.Config, p sdk.Plugin, ids ...string) {
 	if slices.Contains(ids, cfg.NodeID) {
-		cfg.NativePlugins = map[string]sdk.Plugin{kvHash: p}
+		hostseam.SetNativePlugins(cfg, map[string]plugin.Code{kvHash: sdknative.Code(p)})
 	}
 }
 
@@ -264,25 +266,26 @@ func TestNativePanicIsTrapResult(t *testing.T) {
 	}
 }
 
-// TestConfigNativePlugins: Validate refuses a NativePlugins key that is not a
+// TestConfigNativePlugins: Validate refuses a native plugins key that is not a
 // module hash and a nil implementation, and accepts the KV mapping.
 func TestConfigNativePlugins(t *testing.T) {
+	kv := sdknative.Code(kvstore.KV{})
 	base := host.DefaultConfig()
 	base.NodeID, base.DataDir = "n1", t.TempDir()
 	for _, tc := range []struct {
 		name    string
-		natives map[string]sdk.Plugin
+		natives map[string]plugin.Code
 		want    string // "" for valid
 	}{
-		{"kv", map[string]sdk.Plugin{kvHash: kvstore.KV{}}, ""},
-		{"short", map[string]sdk.Plugin{kvHash[:63]: kvstore.KV{}}, "is not a module hash"},
-		{"upper", map[string]sdk.Plugin{strings.ToUpper(kvHash): kvstore.KV{}}, "is not a module hash"},
-		{"name", map[string]sdk.Plugin{"kv": kvstore.KV{}}, "is not a module hash"},
-		{"nil", map[string]sdk.Plugin{kvHash: nil}, "nil plugin"},
+		{"kv", map[string]plugin.Code{kvHash: kv}, ""},
+		{"short", map[string]plugin.Code{kvHash[:63]: kv}, "is not a module hash"},
+		{"upper", map[string]plugin.Code{strings.ToUpper(kvHash): kv}, "is not a module hash"},
+		{"name", map[string]plugin.Code{"kv": kv}, "is not a module hash"},
+		{"nil", map[string]plugin.Code{kvHash: nil}, "nil plugin"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := base
-			cfg.NativePlugins = tc.natives
+			hostseam.SetNativePlugins(&cfg, tc.natives)
 			err := cfg.Validate()
 			switch {
 			case tc.want == "" && err != nil:

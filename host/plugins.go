@@ -7,6 +7,7 @@ import (
 	"regexp"
 
 	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/state"
 )
 
@@ -32,14 +33,23 @@ func ValidPluginName(name string) error {
 }
 
 // DeployPlugin deploys a module as the named plugin through the log: every
-// node activates it at the same index. The leader validates it first (it
-// compiles, exports a supported ABI marker, imports only host functions, fits
-// the size limit, and the active plugins stay within MaxPlugins and
-// MaxPluginBytes); an invalid module is refused with ErrInvalid and the
-// reason, and nothing is replicated. Replacing a plugin keeps its state and
-// runs the new module's migrate entry point once; a failing migration leaves
-// the old module active everywhere.
+// node activates it at the same index, with the same limits. The leader
+// validates it first (it compiles, exports a supported ABI marker, imports
+// only host functions, fits the size limit, and the active plugins stay
+// within MaxPlugins and MaxPluginBytes); an invalid module is refused with
+// ErrInvalid and the reason, and nothing is replicated. Replacing a plugin
+// keeps its state and runs the new module's migrate entry point once; a
+// failing migration leaves the old module active everywhere. DeployPlugin
+// has no preconditions: see DeployPluginWith.
 func (n *Node) DeployPlugin(ctx context.Context, name string, wasm []byte) (PluginInfo, error) {
+	return n.DeployPluginWith(ctx, name, wasm, DeployOptions{Force: true})
+}
+
+// DeployPluginWith deploys a module as DeployPlugin does, with limits and
+// preconditions (DeployOptions). The preconditions are checked by the leader
+// before it proposes the deploy and again when the entry is applied, so two
+// concurrent upgrades cannot both succeed.
+func (n *Node) DeployPluginWith(ctx context.Context, name string, wasm []byte, opts DeployOptions) (PluginInfo, error) {
 	if err := ValidPluginName(name); err != nil {
 		return PluginInfo{}, err
 	}
@@ -47,9 +57,9 @@ func (n *Node) DeployPlugin(ctx context.Context, name string, wasm []byte) (Plug
 		return PluginInfo{}, fmt.Errorf("%w: module of %d bytes exceeds the %d-byte limit", ErrInvalid, len(wasm), abi.MaxModuleSize)
 	}
 	if n.isLeader() {
-		return n.deployLocal(ctx, name, wasm)
+		return n.deployLocal(ctx, name, wasm, opts)
 	}
-	res, err := n.forward(ctx, rpcDeploy, &rpcRequest{Plugin: name, Data: wasm})
+	res, err := n.forward(ctx, &deployRPC{Plugin: name, Wasm: wasm, Options: opts})
 	if err != nil {
 		return PluginInfo{}, err
 	}
@@ -60,7 +70,7 @@ func (n *Node) DeployPlugin(ctx context.Context, name string, wasm []byte) (Plug
 	return info, nil
 }
 
-func (n *Node) deployLocal(ctx context.Context, name string, wasm []byte) (PluginInfo, error) {
+func (n *Node) deployLocal(ctx context.Context, name string, wasm []byte, opts DeployOptions) (PluginInfo, error) {
 	if err := ValidPluginName(name); err != nil {
 		return PluginInfo{}, err
 	}
@@ -71,24 +81,110 @@ func (n *Node) deployLocal(ctx context.Context, name string, wasm []byte) (Plugi
 	if err := checkPluginLimits(n.Plugins(), name, len(wasm)); err != nil {
 		return PluginInfo{}, err
 	}
-	mod, err := n.rt.Load(ctx, wasm) // validates; compiled code is cached for the apply
+	old := n.fsm.plugin(name)
+	hash := plugin.HashOf(wasm)
+	if err := checkPreconditions(name, old, hash, opts.Create, opts.IfHash, true, abi.Info{}); err != nil {
+		return PluginInfo{}, err
+	}
+	lim, err := n.resolveLimits(name, opts.Limits)
+	if err != nil {
+		return PluginInfo{}, err
+	}
+	mod, err := n.rt.Load(ctx, wasm, plugin.LoadOptions{Name: name, Limits: lim}) // validates; compiled code is cached for the apply
 	if err != nil {
 		return PluginInfo{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	info := mod.Info
 	mod.Close(ctx)
-	r, err := n.propose(ctx, envelope{Kind: kindDeploy, Plugin: name, Payload: wasm})
+	if err := checkPreconditions(name, old, hash, false, "", opts.Force, info); err != nil {
+		return PluginInfo{}, err
+	}
+	spec := deploySpec{Wasm: wasm, Limits: lim, Create: opts.Create, IfHash: opts.IfHash, Force: opts.Force}
+	r, err := n.propose(ctx, envelope{Kind: kindDeploy, Plugin: name, Payload: spec.encode()})
 	if err == nil {
 		err = r.err
 	}
 	if err != nil {
 		return PluginInfo{}, err
 	}
-	for _, p := range n.Plugins() { // applied here: the leader applied it before answering
+	return n.appliedPlugin(name)
+}
+
+// appliedPlugin returns the named plugin's info after the leader applied a
+// change to it (it applies an entry before answering its proposal).
+func (n *Node) appliedPlugin(name string) (PluginInfo, error) {
+	for _, p := range n.Plugins() {
 		if p.Name == name {
 			return p, nil
 		}
 	}
-	return PluginInfo{}, fmt.Errorf("raftkv: plugin %q not active after its deploy", name)
+	return PluginInfo{}, fmt.Errorf("raftkv: plugin %q not active after its change", name)
+}
+
+// SetPluginLimits changes an active plugin's limits through the log: every
+// node loads its module again with the new limits at the same index (no
+// migration runs; its state is kept). With ifHash set, only if the active
+// module has that hash (else ErrPrecondition).
+func (n *Node) SetPluginLimits(ctx context.Context, name string, p LimitsPatch, ifHash string) (PluginInfo, error) {
+	if err := ValidPluginName(name); err != nil {
+		return PluginInfo{}, err
+	}
+	if !n.isLeader() {
+		res, err := n.forward(ctx, &setLimitsRPC{Plugin: name, Patch: p, IfHash: ifHash})
+		if err != nil {
+			return PluginInfo{}, err
+		}
+		var info PluginInfo
+		if err := abi.Unmarshal(res.Data, &info); err != nil {
+			return PluginInfo{}, fmt.Errorf("raftkv: bad set-limits response: %w", err)
+		}
+		return info, nil
+	}
+	return n.setLimitsLocal(ctx, name, p, ifHash)
+}
+
+func (n *Node) setLimitsLocal(ctx context.Context, name string, p LimitsPatch, ifHash string) (PluginInfo, error) {
+	n.deployMu.Lock()
+	defer n.deployMu.Unlock()
+	old := n.fsm.plugin(name)
+	if old == nil {
+		return PluginInfo{}, fmt.Errorf("%w: plugin %q", ErrNotFound, name)
+	}
+	if err := checkPreconditions(name, old, "", false, ifHash, true, abi.Info{}); err != nil {
+		return PluginInfo{}, err
+	}
+	lim, err := n.checkLimits(p.Over(old.mod.Limits))
+	if err != nil {
+		return PluginInfo{}, err
+	}
+	payload, err := abi.Marshal(&setLimitsSpec{Limits: lim, IfHash: ifHash})
+	if err != nil {
+		return PluginInfo{}, err
+	}
+	r, err := n.propose(ctx, envelope{Kind: kindSetLimits, Plugin: name, Payload: payload})
+	if err == nil {
+		err = r.err
+	}
+	if err != nil {
+		return PluginInfo{}, err
+	}
+	return n.appliedPlugin(name)
+}
+
+// ResetDefaultPlugin deploys the module built into the node (Config.
+// DefaultPlugin) as the default plugin again, with the default limits,
+// whatever module it runs now: the way back from a broken upgrade of kv.
+// Its state is kept; the built-in module's migration runs.
+func (n *Node) ResetDefaultPlugin(ctx context.Context) (PluginInfo, error) {
+	if n.cfg.DefaultPlugin == nil {
+		return PluginInfo{}, fmt.Errorf("%w: this node has no built-in default plugin", ErrInvalid)
+	}
+	d := plugin.DefaultLimits()
+	patch := LimitsPatch{
+		ApplyFuel: &d.ApplyFuel, QueryFuel: &d.QueryFuel, LoadFuel: &d.LoadFuel, MemoryPages: &d.MemoryPages,
+		MaxWriteBytes: &d.MaxWriteBytes, MaxNamespaceKeys: &d.MaxNamespaceKeys, MaxNamespaceBytes: &d.MaxNamespaceBytes, MaxLogBytes: &d.MaxLogBytes,
+	}
+	return n.DeployPluginWith(ctx, DefaultPluginName, n.cfg.DefaultPlugin, DeployOptions{Limits: patch, Force: true})
 }
 
 // checkPluginLimits refuses a deploy of size bytes as the named plugin that
@@ -112,13 +208,16 @@ func checkPluginLimits(active []PluginInfo, name string, size int) error {
 }
 
 // RemovePlugin deactivates a plugin on every node; with dropState its state
-// is deleted too. The default plugin cannot be removed.
+// is deleted too. Without it the state is kept (KeptStates lists it; a
+// redeploy under the same name finds it), and RemovePlugin(name, true) on the
+// removed plugin deletes it later, through the log. The default plugin
+// cannot be removed.
 func (n *Node) RemovePlugin(ctx context.Context, name string, dropState bool) error {
 	if name == DefaultPluginName {
-		return fmt.Errorf("%w: the default plugin %q cannot be removed (deploy a new version instead)", ErrInvalid, name)
+		return fmt.Errorf("%w: the default plugin %q cannot be removed (deploy a new version or reset it instead)", ErrInvalid, name)
 	}
 	if !n.isLeader() {
-		_, err := n.forward(ctx, rpcRemovePlugin, &rpcRequest{Plugin: name, Drop: dropState})
+		_, err := n.forward(ctx, &removePluginRPC{Plugin: name, DropState: dropState})
 		return err
 	}
 	return n.removePluginLocal(ctx, name, dropState)
@@ -128,7 +227,7 @@ func (n *Node) removePluginLocal(ctx context.Context, name string, dropState boo
 	if name == DefaultPluginName {
 		return fmt.Errorf("%w: the default plugin %q cannot be removed", ErrInvalid, name)
 	}
-	if n.fsm.plugin(name) == nil {
+	if n.fsm.plugin(name) == nil && !(dropState && n.fsm.hasKeptState(name)) {
 		return fmt.Errorf("%w: plugin %q", ErrNotFound, name)
 	}
 	payload, _ := abi.Marshal(&removePlugin{DropState: dropState})
@@ -141,6 +240,49 @@ func (n *Node) removePluginLocal(ctx context.Context, name string, dropState boo
 
 // Plugins lists the plugins active on this node.
 func (n *Node) Plugins() []PluginInfo { return n.fsm.pluginInfos() }
+
+// KeptState is the state of a removed plugin, kept because it was removed
+// without drop_state.
+type KeptState struct {
+	Name  string `json:"name"`
+	Keys  int    `json:"keys"`
+	Bytes int64  `json:"bytes"` // its keys and values
+}
+
+// KeptStates lists, from this node's state, the namespaces that hold state
+// but have no active plugin, in name order.
+func (n *Node) KeptStates() []KeptState { return n.fsm.keptStates() }
+
+// PluginsAt lists the active plugins and the kept states at a consistency
+// level, as a read of the plugin table: Stale from this node's state; Leader
+// and Linearizable only on the leader (after confirming its leadership, and
+// for Linearizable after applying its commit index), so that a deploy or
+// removal that has returned shows. Another node answers ErrNotLeader, which
+// the HTTP API gives the leader's address with; clients ask the leader.
+func (n *Node) PluginsAt(ctx context.Context, level Consistency) ([]PluginInfo, []KeptState, error) {
+	if level > Linearizable {
+		return nil, nil, fmt.Errorf("%w: unknown consistency %d", ErrInvalid, level)
+	}
+	if level != Stale {
+		if !n.isLeader() {
+			return nil, nil, fmt.Errorf("%w: a %s read of the plugin list is answered by the leader", ErrNotLeader, level)
+		}
+		if err := n.fsm.stopped(); err != nil {
+			return nil, nil, err
+		}
+		var readIndex uint64
+		if level == Linearizable {
+			readIndex = n.raft.CommitIndex()
+		}
+		if err := n.verifyLeader(ctx); err != nil {
+			return nil, nil, err
+		}
+		if err := n.waitApplied(ctx, readIndex); err != nil {
+			return nil, nil, err
+		}
+	}
+	return n.fsm.pluginInfos(), n.fsm.keptStates(), nil
+}
 
 // Digest is a hash of one plugin namespace's state at an applied index.
 type Digest struct {

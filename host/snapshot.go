@@ -50,6 +50,9 @@ type snapshotHeader struct {
 	Plugins  []snapshotPlugin `msgpack:"plugins"`
 	Trust    []trustChange    `msgpack:"trust"`
 	Revoked  []string         `msgpack:"revoked"`
+	// Addresses are the members' API and management addresses (absent in
+	// snapshots written before they were replicated).
+	Addresses []memberAddresses `msgpack:"addresses,omitempty"`
 }
 
 type snapshotPlugin struct {
@@ -57,6 +60,18 @@ type snapshotPlugin struct {
 	Hash  string `msgpack:"hash"`
 	Since uint64 `msgpack:"since"`
 	Wasm  []byte `msgpack:"wasm"`
+	// Limits are the plugin's replicated limits; snapshots written before
+	// they were replicated have none: the plugin gets the defaults.
+	Limits      *plugin.Limits `msgpack:"limits,omitempty"`
+	Quarantined bool           `msgpack:"quarantined,omitempty"`
+}
+
+// limits returns the plugin's limits: the defaults if the snapshot has none.
+func (p *snapshotPlugin) limits() plugin.Limits {
+	if p.Limits == nil {
+		return plugin.DefaultLimits()
+	}
+	return *p.Limits
 }
 
 type fsmSnapshot struct {
@@ -74,9 +89,10 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		return nil, fmt.Errorf("raftkv: no snapshot: %w", err)
 	}
 	s := &fsmSnapshot{view: f.store.View()}
-	s.header = snapshotHeader{Version: 1, Applied: f.applied.Load(), LastTime: f.lastTime, Revoked: f.trust.Revoked()}
+	s.header = snapshotHeader{Version: 1, Applied: f.applied.Load(), LastTime: f.lastTime, Revoked: f.trust.Revoked(), Addresses: f.sortedAddresses()}
 	for _, p := range *f.plugins.Load() {
-		s.header.Plugins = append(s.header.Plugins, snapshotPlugin{Name: p.name, Hash: p.mod.Hash, Since: p.since, Wasm: p.mod.Wasm})
+		lim := p.mod.Limits
+		s.header.Plugins = append(s.header.Plugins, snapshotPlugin{Name: p.name, Hash: p.mod.Hash, Since: p.since, Wasm: p.mod.Wasm, Limits: &lim, Quarantined: p.quarantined})
 	}
 	for _, e := range f.trust.Entries() {
 		s.header.Trust = append(s.header.Trust, trustChange{NodeID: e.NodeID, Key: string(ssh.MarshalAuthorizedKey(e.Key))})
@@ -198,7 +214,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	for _, sp := range h.Plugins {
-		p, err := f.load(ctx, sp.Name, sp.Wasm)
+		p, err := f.load(ctx, sp.Name, sp.Wasm, sp.limits(), 0)
 		if err != nil {
 			err = fmt.Errorf("restore: plugin %q: %w", sp.Name, err)
 			if stopsApplying(err) {
@@ -206,7 +222,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 			}
 			return fail(err)
 		}
-		p.since = sp.Since
+		p.since, p.quarantined = sp.Since, sp.Quarantined
 		loaded = append(loaded, p)
 	}
 	f.pgen.Add(1) // odd: readers wait until state and plugins are both replaced
@@ -225,6 +241,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		f.trust.Revoke(id)
 	}
 	f.trustChanged()
+	f.restoreAddresses(h.Addresses)
 	f.lastTime = h.LastTime
 	next := make(map[string]*active, len(loaded))
 	for _, p := range loaded {

@@ -8,28 +8,37 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/state"
 )
 
 // Stats is a snapshot of a node's status.
 type Stats struct {
-	NodeID       string            `json:"node_id"`
-	State        string            `json:"state"` // Leader, Follower, Candidate, Shutdown
-	Leader       string            `json:"leader"`
-	LeaderAddr   string            `json:"leader_address"`
-	Term         uint64            `json:"term"`
-	LastIndex    uint64            `json:"last_index"`
-	CommitIndex  uint64            `json:"commit_index"`
-	AppliedIndex uint64            `json:"applied_index"`
-	Ready        bool              `json:"ready"`             // has a leader and this node has caught up
-	Failure      string            `json:"failure,omitempty"` // why the node stopped applying, if it did
-	Plugins      []PluginInfo      `json:"plugins"`
-	LogStore     string            `json:"log_store"` // LogStoreWAL or LogStoreBolt
-	Raft         map[string]string `json:"raft"`
+	NodeID       string `json:"node_id"`
+	State        string `json:"state"` // Leader, Follower, Candidate, Shutdown
+	Leader       string `json:"leader"`
+	LeaderAddr   string `json:"leader_address"`
+	Term         uint64 `json:"term"`
+	LastIndex    uint64 `json:"last_index"`
+	CommitIndex  uint64 `json:"commit_index"`
+	AppliedIndex uint64 `json:"applied_index"`
+	Ready        bool   `json:"ready"`               // see Node.Ready
+	NotReady     string `json:"not_ready,omitempty"` // why it is not ready
+	Failure      string `json:"failure,omitempty"`   // why the node stopped applying, if it did
+	Degraded     string `json:"degraded,omitempty"`  // why the node cannot write its Raft log, while it cannot
+	// Divergence lists the plugins whose state this node found to differ
+	// from another node's at the same index (digestcheck.go); DivergenceSummary
+	// says it in a sentence ("" when none).
+	Divergence        []Divergence      `json:"divergence,omitempty"`
+	DivergenceSummary string            `json:"divergence_summary,omitempty"`
+	Plugins           []PluginInfo      `json:"plugins"`
+	LogStore          string            `json:"log_store"` // LogStoreWAL or LogStoreBolt
+	Raft              map[string]string `json:"raft"`
 }
 
 // Stats returns the node's status.
@@ -41,14 +50,50 @@ func (n *Node) Stats() Stats {
 		LastIndex: n.raft.LastIndex(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.fsm.applied.Load(),
 		Plugins: n.Plugins(), LogStore: n.logStoreKind, Raft: rs,
 	}
+	// Raft's own entries (an election's no-op, barriers) never reach the
+	// state machine: when only they follow, the state reflects the commit
+	// index, and a status that said otherwise would show a lag forever.
+	if s.AppliedIndex < s.CommitIndex && n.onlyHostEntries(s.AppliedIndex+1, s.CommitIndex) {
+		s.AppliedIndex = s.CommitIndex
+	}
 	s.Term, _ = strconv.ParseUint(rs["term"], 10, 64)
 	if f := n.fsm.failed.Load(); f != nil {
 		s.Failure = *f
 	}
-	s.Ready = leaderID != "" && s.Failure == "" &&
-		(s.AppliedIndex >= s.CommitIndex || n.onlyHostEntries(s.AppliedIndex+1, s.CommitIndex)) &&
-		(n.raft.State() != raft.Leader || n.leaderReady())
+	s.Degraded = n.degraded()
+	s.Divergence, s.DivergenceSummary = n.diverged.list(), n.divergenceSummary()
+	s.NotReady = n.readiness()
+	s.Ready = s.NotReady == ""
 	return s
+}
+
+// degraded returns why the node cannot persist its Raft log ("" while it
+// can): the error of its last write, if no write has succeeded since.
+// Writes resume by themselves once the disk has room again: a follower
+// refuses AppendEntries meanwhile and the leader sends them again.
+func (n *Node) degraded() string { return n.Degraded() }
+
+// Degraded returns why the node cannot write its Raft log, "" while it can
+// (Stats().Degraded; /healthz answers 503 degraded with it).
+func (n *Node) Degraded() string {
+	since, err := n.watched.WriteError()
+	if err == nil {
+		return ""
+	}
+	return fmt.Sprintf("%v (failing since %s)", err, since.UTC().Format(time.RFC3339))
+}
+
+// Ready reports whether the node serves reads that reflect the cluster: it
+// applies the log (no fail-stop), has loaded the default plugin, knows a
+// leader, and either leads in a term whose barrier it applied, or follows a
+// leader it heard from within twice HeartbeatTimeout (past that, Raft
+// itself gives the leader up) and has applied the
+// leader's commit index as of HeartbeatTimeout ago (it learns that index
+// from the leader's AppendEntries requests: a restarted node is not ready
+// before the leader has told it). Otherwise it returns why not.
+func (n *Node) Ready() (bool, string) {
+	why := n.readiness()
+	return why == "", why
 }
 
 // Backup writes a consistent snapshot of this node's state machine (every
@@ -127,6 +172,9 @@ func (n *Node) Restore(ctx context.Context, r io.Reader) error {
 	if err := verifySnapshot(tmp); err != nil {
 		return err
 	}
+	if err := n.validateBackupPlugins(ctx, tmp); err != nil {
+		return err
+	}
 	// Raft installs a user snapshot at max(its last index, meta.Index)+1.
 	// Choosing meta.Index ahead of the log (by more than can be appended
 	// meanwhile) fixes that index, so the header can state it exactly and
@@ -194,11 +242,62 @@ func verifySnapshot(f *os.File) error {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	if _, err := readSnapshotHeader(f); err != nil {
+	br := bufio.NewReaderSize(f, 1<<20)
+	if _, err := readSnapshotHeader(br); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if err := state.New().Restore(f); err != nil {
+	if err := state.New().Restore(br); err != nil {
 		return fmt.Errorf("%w: %v: %v", ErrInvalid, ErrCorruptSnapshot, err)
+	}
+	if err := atEnd(br); err != nil {
+		return fmt.Errorf("%w: %v: %v", ErrInvalid, ErrCorruptSnapshot, err)
+	}
+	return nil
+}
+
+// atEnd checks that a backup has nothing after its state stream: a file with
+// more (two backups concatenated, a stray byte) is not the backup raftkv
+// wrote.
+func atEnd(br *bufio.Reader) error {
+	n, err := io.Copy(io.Discard, br)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return fmt.Errorf("%d bytes after the end of the backup", n)
+	}
+	return nil
+}
+
+// validateBackupPlugins loads every module of a verified backup with its
+// limits, exactly as a deploy would, before anything is replaced: a
+// module this node refuses (invalid, a WASI command, limits out of range
+// or past this node's memory cap, an initialiser that fails) refuses the
+// restore with ErrInvalid. Raft would otherwise hand it to the state
+// machine, whose failure to load it is fatal to a user restore.
+func (n *Node) validateBackupPlugins(ctx context.Context, f *os.File) error {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	h, err := readSnapshotHeader(bufio.NewReaderSize(f, 1<<20))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	var active []PluginInfo
+	for _, sp := range h.Plugins {
+		if err := checkPluginLimits(active, sp.Name, len(sp.Wasm)); err != nil {
+			return fmt.Errorf("%w: backup: %w", ErrInvalid, err)
+		}
+		active = append(active, PluginInfo{Name: sp.Name, Size: len(sp.Wasm)})
+		lim, err := n.checkLimits(sp.limits())
+		if err != nil {
+			return fmt.Errorf("%w: backup: plugin %q: %w", ErrInvalid, sp.Name, err)
+		}
+		mod, err := n.rt.Load(ctx, sp.Wasm, plugin.LoadOptions{Name: sp.Name, Limits: lim})
+		if err != nil {
+			return fmt.Errorf("%w: backup: plugin %q: the module is refused, nothing was restored: %w", ErrInvalid, sp.Name, err)
+		}
+		mod.Close(ctx)
 	}
 	return nil
 }

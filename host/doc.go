@@ -1,0 +1,46 @@
+// Package host is a raftkv node: hashicorp/raft over the SSH transport,
+// the batching state machine that runs WebAssembly plugins, and the
+// operations a server offers on them (host.New(cfg) returns a *Node;
+// host/httpapi serves it over HTTP, cmd/raftkv runs it). DESIGN.md explains
+// how the parts work together; this is where each lives in the package.
+//
+// Node lifecycle and configuration:
+//   - config.go: Config, its defaults and Validate (hashicorp/raft's
+//     ValidateConfig, the log store's and the transport's own checks).
+//   - node.go: New, Close, leadership watching, the read and write paths
+//     (Apply, Query, verifyLeader, waitApplied).
+//   - future.go: waitFuture, the one way to wait on a Raft future with a
+//     deadline or a shutdown.
+//   - readiness.go: /readyz's notion of caught up; errors.go: the errors a
+//     caller tells apart; hclog.go: Raft's logs into slog.
+//   - seam.go: the benchmark and test hooks of internal/hostseam.
+//
+// The state machine and its formats:
+//   - fsm.go: the batching FSM (entries → plugin calls → results), fail-stop.
+//   - envelope.go: the log entry codec.
+//   - snapshot.go: the snapshot format (also the backup file's).
+//   - backup.go, backup_plugin.go, stats.go: backup, restore, InspectBackup
+//     and the node's Stats.
+//   - recover.go, quarantine.go: quorum-loss recovery and leaving fail-stop
+//     without wiping anything; digestcheck.go: divergence detection.
+//   - sessions.go: writes that are safe to retry (idempotency keys).
+//
+// Plugins: plugins.go (deploy, remove, limits carried in snapshots),
+// pluginconf.go (replicated plugin configuration), validate.go
+// (raftkv_validate before the log).
+//
+// Forwarding, from a follower to the leader over the SSH "rpc" channel:
+// forward.go (the client side and the RPC dispatch), forwardbatch.go
+// (batched forwarded writes), rpcbody.go (the RPC bodies; host/peerrpc names
+// the methods and who may call each).
+//
+// Membership and trust: membership.go (Join, Remove, Trust, hand-over),
+// joinsafety.go (what a membership change must satisfy), addresses.go
+// (members' replicated HTTP addresses), peerauth.go (who may send Raft
+// RPCs), truststore.go (the trust list cached on disk for restarts).
+//
+// Observability: metrics.go (Prometheus), status.go (every member's status).
+//
+// Splitting this package by concern (internal/fsm, cluster, trust, …, as
+// issue 12 sketches) is still to do.
+package host

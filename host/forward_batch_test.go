@@ -1,0 +1,202 @@
+package host_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/host"
+	"github.com/raftkv/raftkv/internal/cluster"
+)
+
+// histogram returns the sample count and sum of node n's histogram name.
+func histogram(t *testing.T, n *host.Node, name string) (count uint64, sum float64) {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(n.Collectors()...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			h := mf.GetMetric()[0].GetHistogram()
+			return h.GetSampleCount(), h.GetSampleSum()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0, 0
+}
+
+// counter returns node n's counter name.
+func counter(t *testing.T, n *host.Node, name string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(n.Collectors()...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// TestForwardedWritesBatched: 64 writes sent to a follower at once leave
+// in fewer forwarded requests than writes (raftkv_forward_batch_writes),
+// and each keeps its own outcome: a write to an unknown plugin fails with
+// ErrUnknownPlugin, a command the plugin refuses gets the plugin's code,
+// two writes with one idempotency key are applied once (the second gets
+// the first's result), and every other write is applied.
+func TestForwardedWritesBatched(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3})
+	leader, f := c.Leader(), c.Followers()[0]
+	mustSet(t, f.Node, "warm", "1") // the connection to the leader is up
+	count0, sum0 := histogram(t, f.Node, "raftkv_forward_batch_writes")
+	replays0 := counter(t, leader.Node, "raftkv_idempotent_replays_total")
+
+	const writes = 64
+	type outcome struct {
+		res abi.Result
+		err error
+	}
+	out := make([]outcome, writes)
+	plugin := func(i int) string {
+		if i%8 == 1 {
+			return "nope"
+		}
+		return "kv"
+	}
+	commands := make([][]byte, writes) // encoded once: a map's encoding varies
+	for i := range commands {
+		switch i % 8 {
+		case 2: // refused by kv: no key
+			commands[i] = cmd(t, map[string]any{"op": "SET", "value": "x"})
+		case 3: // one write sent twice under one key
+			commands[i] = cmd(t, map[string]any{"op": "SET", "key": fmt.Sprintf("pair-%d", i/8), "value": "p"})
+		case 4:
+			commands[i] = commands[i-1]
+		default:
+			commands[i] = cmd(t, map[string]any{"op": "SET", "key": fmt.Sprintf("k%d", i), "value": fmt.Sprint(i)})
+		}
+	}
+	key := func(i int) string {
+		if i%8 == 3 || i%8 == 4 {
+			return fmt.Sprintf("once-%d", i/8)
+		}
+		return ""
+	}
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range writes {
+		wg.Go(func() {
+			<-start
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			out[i].res, out[i].err = f.Node.ApplyOnce(ctx, plugin(i), key(i), commands[i])
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	for i, o := range out {
+		switch i % 8 {
+		case 1:
+			if !errors.Is(o.err, host.ErrUnknownPlugin) {
+				t.Errorf("write %d to an unknown plugin: %+v, %v; want ErrUnknownPlugin", i, o.res, o.err)
+			}
+		case 2:
+			if o.err != nil || o.res.OK() {
+				t.Errorf("write %d without a key: %+v, %v; want kv's refusal", i, o.res, o.err)
+			}
+		default:
+			if o.err != nil || !o.res.OK() {
+				t.Errorf("write %d: %+v, %v", i, o.res, o.err)
+			}
+		}
+	}
+	for j := 0; j < writes/8; j++ {
+		a, b := out[8*j+3].res, out[8*j+4].res
+		if !bytes.Equal(a.Data, b.Data) {
+			t.Errorf("pair %d: results %x and %x: applied twice", j, a.Data, b.Data)
+		}
+	}
+	if got := counter(t, leader.Node, "raftkv_idempotent_replays_total") - replays0; got != writes/8 {
+		t.Errorf("%v idempotent replays on the leader, want %d", got, writes/8)
+	}
+	count, sum := histogram(t, f.Node, "raftkv_forward_batch_writes")
+	requests, sent := count-count0, sum-sum0
+	t.Logf("%d writes forwarded in %d requests", uint64(sent), requests)
+	if sent != writes {
+		t.Errorf("%v writes forwarded, want %d", sent, writes)
+	}
+	if requests >= writes {
+		t.Errorf("%d requests for %d concurrent writes: not batched", requests, writes)
+	}
+	for i := 0; i < writes; i++ {
+		if i%8 == 0 || i%8 >= 5 {
+			mustGet(t, leader.Node, fmt.Sprintf("k%d", i), host.Stale, fmt.Sprint(i))
+		}
+	}
+}
+
+// TestForwardedWritesDuringClose: a follower closed while 64 writes wait
+// to be forwarded in batches answers every one (a result, or an error such
+// as ErrClosed), and Close returns: no write is left waiting, no sender
+// outlives the node (goleak, TestMain), and none starts while Close waits.
+func TestForwardedWritesDuringClose(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3})
+	f := c.Followers()[0]
+	n := f.Node
+	mustSet(t, n, "warm", "1")
+	const writes = 64
+	start := make(chan struct{})
+	errs := make(chan error, writes)
+	var wg sync.WaitGroup
+	for i := range writes {
+		wg.Go(func() {
+			<-start
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			res, err := n.Apply(ctx, "kv", cmd(t, map[string]any{"op": "SET", "key": fmt.Sprintf("c%d", i), "value": "v"}))
+			if err == nil {
+				err = res.Err()
+			}
+			errs <- err
+		})
+	}
+	close(start)
+	time.Sleep(5 * time.Millisecond)
+	t0 := time.Now()
+	c.Stop(f)
+	t.Logf("closed in %v", time.Since(t0))
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("writes still waiting 30 s after the node closed")
+	}
+	close(errs)
+	var ok int
+	failed := map[string]int{}
+	for err := range errs {
+		if err == nil {
+			ok++
+		} else {
+			failed[err.Error()]++
+		}
+	}
+	t.Logf("%d writes applied; failed: %v", ok, failed)
+}

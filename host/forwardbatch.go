@@ -1,0 +1,157 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/raftkv/raftkv/abi"
+)
+
+// Forwarded writes are batched. A write to a follower is forwarded to the
+// leader; when a forwarded apply is already in flight, the writes that
+// arrive meanwhile wait and leave together, in one apply request of many
+// commands, when one of the calls in flight returns (at most
+// maxForwardInFlight at a time). The leader proposes a request's commands
+// together (applyForwarded), so Raft appends and commits them as one batch,
+// as it does for concurrent writes sent to the leader itself. Each command
+// keeps its own idempotency key, and gets its own result or error.
+//
+// Before, with one forwarding RPC per write, BenchmarkForward measured
+// writes through a follower at 64 concurrent writers at half the
+// throughput of writes to the leader (18.4k/s vs 33.9k/s). Batched, 64
+// writes leave in a few requests (TestForwardedWritesBatched logs how
+// many); the figures side by side are in BENCHMARKS.md.
+
+// maxForwardInFlight is how many forwarded applies a node has in flight.
+const maxForwardInFlight = 2
+
+// applyBatcher groups a node's concurrent forwarded writes.
+type applyBatcher struct {
+	n        *Node
+	mu       sync.Mutex
+	queue    []*pendingApply
+	inFlight int
+	closed   bool // the node is closing: no new sender
+}
+
+// close refuses writes from now on; the senders running finish (their
+// requests fail fast: the node's stop context has ended).
+func (b *applyBatcher) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+}
+
+// pendingApply is a write waiting for its result.
+type pendingApply struct {
+	cmd      forwardedCommand
+	deadline time.Time // the caller's, or zero
+	sent     bool      // taken into a request (under mu)
+	done     chan struct{}
+	res      abi.Result
+	err      error
+}
+
+// apply forwards one write, with whatever other writes are waiting.
+func (b *applyBatcher) apply(ctx context.Context, cmd forwardedCommand) (abi.Result, error) {
+	p := &pendingApply{cmd: cmd, done: make(chan struct{})}
+	p.deadline, _ = ctx.Deadline()
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return abi.Result{}, ErrClosed
+	}
+	b.queue = append(b.queue, p)
+	if b.inFlight < maxForwardInFlight {
+		b.inFlight++
+		batch := b.take()
+		b.n.goFunc(func() { b.run(batch) }) // under mu: before close, so before Close waits
+	}
+	b.mu.Unlock()
+	select {
+	case <-p.done:
+		return p.res, p.err
+	case <-ctx.Done():
+	}
+	b.mu.Lock()
+	sent := p.sent
+	if !sent {
+		for i, q := range b.queue {
+			if q == p {
+				b.queue = append(b.queue[:i], b.queue[i+1:]...)
+				break
+			}
+		}
+	}
+	b.mu.Unlock()
+	if !sent {
+		return abi.Result{}, fmt.Errorf("%w: the write waited for a forwarded batch and was not sent: %v", ErrTimeout, ctx.Err())
+	}
+	return abi.Result{}, fmt.Errorf("%w: forwarding to the leader: the write may still be applied: %v", ErrTimeout, ctx.Err())
+}
+
+// take removes up to maxForwardBatch writes from the queue (under mu).
+func (b *applyBatcher) take() []*pendingApply {
+	n := min(len(b.queue), maxForwardBatch)
+	batch := make([]*pendingApply, n)
+	copy(batch, b.queue)
+	for _, p := range batch {
+		p.sent = true
+	}
+	rest := copy(b.queue, b.queue[n:])
+	clear(b.queue[rest:])
+	b.queue = b.queue[:rest]
+	return batch
+}
+
+// run sends batch, then whatever queued meanwhile, until the queue is
+// empty.
+func (b *applyBatcher) run(batch []*pendingApply) {
+	for len(batch) > 0 {
+		b.send(batch)
+		b.mu.Lock()
+		batch = b.take()
+		if len(batch) == 0 {
+			b.inFlight--
+		}
+		b.mu.Unlock()
+	}
+}
+
+// send forwards batch as one request and hands each write its result. The
+// request's deadline is the latest of its writes' (each caller still stops
+// waiting at its own).
+func (b *applyBatcher) send(batch []*pendingApply) {
+	req := &applyRequest{Commands: make([]forwardedCommand, len(batch))}
+	var deadline time.Time
+	for i, p := range batch {
+		req.Commands[i] = p.cmd
+		if p.deadline.IsZero() {
+			deadline = time.Now().Add(b.n.cfg.ApplyTimeout)
+		} else if deadline.IsZero() || p.deadline.After(deadline) {
+			deadline = p.deadline
+		}
+	}
+	ctx, cancel := context.WithDeadline(b.n.stopCtx, deadline)
+	defer cancel()
+	b.n.metrics.forwardBatch.Observe(float64(len(batch)))
+	res, err := b.n.forward(ctx, req)
+	var results applyResponse
+	if err == nil {
+		if err = results.unmarshal(res.Data); err != nil {
+			err = fmt.Errorf("%w: bad apply response from the leader: %v", ErrUnknownOutcome, err)
+		} else if len(results) != len(batch) {
+			err = fmt.Errorf("%w: the leader answered %d results for %d writes", ErrUnknownOutcome, len(results), len(batch))
+		}
+	}
+	for i, p := range batch {
+		if err != nil {
+			p.err = err
+		} else {
+			p.res, p.err = results[i].result()
+		}
+		close(p.done)
+	}
+}

@@ -1,0 +1,161 @@
+package host_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftkv/raftkv/host"
+	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/internal/cluster"
+)
+
+// members returns id -> address of the members n lists.
+func members(t *testing.T, n *host.Node) map[string]host.Member {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ms, err := n.Members(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]host.Member{}
+	for _, m := range ms {
+		out[m.ID] = m
+	}
+	return out
+}
+
+// TestJoinCannotMoveLiveMember replays issue 10's attack 3: joins naming
+// live members at dead addresses (as GET /join?peerID=n2&peerAddress=…
+// sends) are refused, and the cluster keeps its members and serves.
+func TestJoinCannotMoveLiveMember(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3})
+	leader := c.Leader()
+	before := members(t, leader.Node)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i, f := range c.Followers() {
+		dead := fmt.Sprintf("127.0.4.%d:9", 20+i)
+		_, err := f.Node.Join(ctx, host.JoinRequest{NodeID: f.ID, Address: dead})
+		if !errors.Is(err, host.ErrInvalid) || !strings.Contains(err.Error(), "answers") {
+			t.Errorf("moving %s to %s: %v, want a refusal", f.ID, dead, err)
+		}
+	}
+	// Into another member's address.
+	fs := c.Followers()
+	if _, err := leader.Node.Join(ctx, host.JoinRequest{NodeID: fs[0].ID, Address: fs[1].Proxy.Addr()}); !errors.Is(err, host.ErrInvalid) {
+		t.Errorf("moving %s to %s's address: %v, want a refusal", fs[0].ID, fs[1].ID, err)
+	}
+	after := members(t, c.Leader().Node)
+	for id, m := range before {
+		if after[id].Address != m.Address || after[id].Suffrage != m.Suffrage {
+			t.Errorf("%s: %+v, was %+v", id, after[id], m)
+		}
+	}
+	mustSet(t, c.Leader().Node, "k", "v")
+	for _, m := range c.Members {
+		waitValue(t, m.Node, "k", "v")
+	}
+}
+
+// TestJoinRefusesUnreachableVoters: three "ghost" voters whose keys are
+// trusted but whom nobody runs would outvote the cluster; each join is
+// refused.
+func TestJoinRefusesUnreachableVoters(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range 3 {
+		key, err := transport.LoadOrCreateKey(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := fmt.Sprintf("ghost%d", i)
+		_, err = c.Leader().Node.Join(ctx, host.JoinRequest{
+			NodeID: id, Address: fmt.Sprintf("127.0.4.%d:9", 30+i), PublicKey: transport.TrustLine(key.PublicKey(), id),
+		})
+		if !errors.Is(err, host.ErrInvalid) {
+			t.Errorf("joining %s: %v, want a refusal", id, err)
+		}
+	}
+	if ms := members(t, c.Leader().Node); len(ms) != 3 {
+		t.Errorf("members: %v", ms)
+	}
+	mustSet(t, c.Leader().Node, "k", "v")
+}
+
+// TestDuplicateNodeIDRefused: a second node started with a member's node ID
+// (its own key and data directory) cannot get its key trusted nor take the
+// member's place; the member keeps serving.
+func TestDuplicateNodeIDRefused(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3})
+	victim := c.Followers()[0]
+	cfg := cluster.FastConfig()
+	cfg.NodeID, cfg.DataDir = victim.ID, filepath.Join(t.TempDir(), "dup")
+	ln, err := net.Listen("tcp", "127.0.4.40:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RaftAddr = ln.Addr().String()
+	ln.Close()
+	cfg.AdvertiseAddr = ""
+	cfg.PluginCacheDir = cluster.SharedCache(t)
+	dup, err := host.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dup.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// As raftkv serve --join does: trust, then join.
+	_, err = c.Leader().Node.Trust(ctx, "", dup.TrustLine())
+	if !errors.Is(err, host.ErrInvalid) || !strings.Contains(err.Error(), "already a member") {
+		t.Errorf("trusting a second key for %s: %v, want a refusal saying so", victim.ID, err)
+	}
+	_, err = c.Leader().Node.Join(ctx, host.JoinRequest{NodeID: victim.ID, Address: dup.Address(), PublicKey: dup.TrustLine()})
+	if !errors.Is(err, host.ErrInvalid) {
+		t.Errorf("joining a second %s: %v, want a refusal", victim.ID, err)
+	}
+	if m := members(t, c.Leader().Node)[victim.ID]; m.Address != victim.Proxy.Addr() {
+		t.Errorf("%s is now %+v", victim.ID, m)
+	}
+	mustSet(t, victim.Node, "still", "serving")
+	waitValue(t, victim.Node, "still", "serving")
+}
+
+// TestRemoveRefusedWithoutQuorum: with one of three voters down, removing
+// another would leave one reachable voter of two: refused.
+func TestRemoveRefusedWithoutQuorum(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3})
+	fs := c.Followers()
+	c.Stop(fs[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := c.Leader().Node.Remove(ctx, fs[1].ID)
+	if !errors.Is(err, host.ErrInvalid) || !strings.Contains(err.Error(), "quorum") {
+		t.Errorf("removing %s with %s down: %v, want a refusal", fs[1].ID, fs[0].ID, err)
+	}
+	// Removing the one that is down is fine.
+	if err := c.Leader().Node.Remove(ctx, fs[0].ID); err != nil {
+		t.Errorf("removing the stopped %s: %v", fs[0].ID, err)
+	}
+}
+
+// TestJoinPromotesNonVoter: a new member joins as a non-voter and is a
+// voter when Join returns.
+func TestJoinPromotesNonVoter(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 2})
+	m := c.Add("n3", false)
+	if got := members(t, c.Leader().Node)[m.ID].Suffrage; got != "voter" {
+		t.Errorf("n3 is a %s", got)
+	}
+	if !c.Logged("member added as non-voter", "id=n3") || !c.Logged("member promoted to voter", "id=n3") {
+		t.Errorf("n3 was not added as a non-voter and then promoted")
+	}
+}

@@ -1,0 +1,109 @@
+package host
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/host/peerrpc"
+	"github.com/raftkv/raftkv/host/raftauth"
+)
+
+// Who may send Raft RPCs to this node. The transport has proven the peer's
+// node ID (its key is trusted for that ID) and raftauth has checked that the
+// request's header names that same node. What is left is the configuration:
+// every Raft RPC comes from a leader (AppendEntries, InstallSnapshot,
+// TimeoutNow) or a candidate (RequestVote, RequestPreVote), and only a voter
+// can be either. So the peer must be a voter of this node's latest
+// configuration, at the address the configuration has for it.
+//
+// A node with an empty configuration has never been a member: it is waiting
+// for the leader that adds it (a pending join) and has no configuration to
+// check against, so it accepts any trusted peer that does not pose as
+// another. Its trust list is what the member it joined through sent it.
+//
+// The configuration is this node's: a follower that missed the entries
+// adding and promoting the current leader (it was down or cut off while
+// they were committed) refuses that leader until leadership moves to a node
+// it knows. The SSH layer already had that property for a leader whose key
+// the follower had not yet learned.
+
+var errStarting = errors.New("node is still starting")
+
+// startWait bounds how long a Raft RPC that arrives while the node starts
+// waits for Raft to exist (it would wait as long for Raft to take it).
+const startWait = 30 * time.Second
+
+func (n *Node) authorizeRaft(peer string, req raftauth.Request) error {
+	r := n.raftReady.Load()
+	if r == nil {
+		select {
+		case <-n.raftUp:
+			r = n.raftReady.Load()
+		case <-n.shutdown:
+			return errStarting
+		case <-time.After(startWait):
+			return errStarting
+		}
+	}
+	servers := r.GetConfiguration().Configuration().Servers
+	if len(servers) == 0 {
+		return nil
+	}
+	for _, s := range servers {
+		if string(s.ID) != peer {
+			continue
+		}
+		if string(s.Address) != req.Addr {
+			return fmt.Errorf("node %q is at %s in the configuration, not at %s", peer, s.Address, req.Addr)
+		}
+		if s.Suffrage != raft.Voter {
+			return fmt.Errorf("node %q is not a voter: it can neither lead nor stand for election", peer)
+		}
+		return nil
+	}
+	return fmt.Errorf("node %q is not in the configuration", peer)
+}
+
+// roleOf returns what node id is in this node's latest configuration. A
+// node whose configuration is empty (not yet a member), or that is still
+// starting (only ping gets here then, see serveRPC), counts its callers as
+// non-voters: they are the members adding it.
+func (n *Node) roleOf(id string) peerrpc.Role {
+	r := n.raftReady.Load()
+	if r == nil {
+		return peerrpc.NonVoter
+	}
+	servers := r.GetConfiguration().Configuration().Servers
+	if len(servers) == 0 {
+		return peerrpc.NonVoter
+	}
+	for _, s := range servers {
+		if string(s.ID) == id {
+			if s.Suffrage == raft.Voter {
+				return peerrpc.Voter
+			}
+			return peerrpc.NonVoter
+		}
+	}
+	return peerrpc.Trusted
+}
+
+// authorizeRPC applies peerrpc's policy to a forwarded request of method m
+// from peer (its ID proven over SSH; req nil: not decoded yet, so it names
+// no subject and carries no token). A refusal is logged and counted.
+func (n *Node) authorizeRPC(peer string, m peerrpc.Method, req rpcBody) error {
+	var subject, token string
+	if req != nil {
+		subject, token = req.subject(), req.token()
+	}
+	c := peerrpc.Caller{ID: peer, Role: n.roleOf(peer), Token: token}
+	if err := peerrpc.Authorize(m, c, subject, n.cfg.Token); err != nil {
+		n.metrics.rpcRefused.Inc()
+		n.log.Warn("refused a peer RPC", "peer", peer, "role", c.Role.String(), "method", m.Name, "subject", subject, "reason", err.Error())
+		return err
+	}
+	return nil
+}

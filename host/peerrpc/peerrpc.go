@@ -1,0 +1,164 @@
+// Package peerrpc is the contract of the forwarding RPC between raftkv
+// nodes (the SSH "rpc" channel): its methods, who may call each, and the
+// error codes that keep an error's identity across the wire.
+//
+// A caller is known by the node ID it proved in the SSH handshake, and by
+// the role that ID has in the answering node's Raft configuration. A key in
+// the trust list is not a member: it may call nothing but a join of its own
+// ID. Members may forward client reads and writes. Administrative methods
+// (trust a key, join another node, remove a node, deploy or remove a
+// plugin) change who is in the cluster or what code it runs: they need a
+// voter, or the cluster token carried inside the request (the forwarding
+// node's HTTP API has checked it from the client).
+package peerrpc
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+)
+
+// Role is what a caller is in the answering node's configuration.
+type Role uint8
+
+const (
+	// Trusted: the caller's key is trusted for its ID, but the ID is not in
+	// the configuration (a node about to join, or a key trusted for nothing).
+	Trusted Role = iota
+	// NonVoter: a member that receives the log without voting.
+	NonVoter
+	// Voter: a voting member.
+	Voter
+)
+
+func (r Role) String() string {
+	switch r {
+	case Voter:
+		return "voter"
+	case NonVoter:
+		return "non-voter"
+	}
+	return "trusted non-member"
+}
+
+// Access is who may call a method.
+type Access uint8
+
+const (
+	// Members: voters and non-voters.
+	Members Access = iota
+	// Admin: voters, or any caller carrying the cluster token.
+	Admin
+)
+
+// Method is one RPC method.
+type Method struct {
+	Name   string
+	Access Access
+	// Self: a caller may always call the method about its own node ID
+	// (join itself; a member may remove itself or publish its own
+	// addresses), whatever Access says.
+	Self bool
+	// AnyNode: every node answers it (otherwise only the leader does, so a
+	// request is forwarded at most once).
+	AnyNode bool
+}
+
+// The methods. Their names are the wire's: never rename one.
+var (
+	Ping         = Method{Name: "ping", Access: Members, AnyNode: true}
+	Status       = Method{Name: "status", Access: Members, AnyNode: true}
+	Apply        = Method{Name: "apply", Access: Members}
+	Query        = Method{Name: "query", Access: Members} // stale queries: AnyNode (see host)
+	Join         = Method{Name: "join", Access: Admin, Self: true}
+	Remove       = Method{Name: "remove", Access: Admin, Self: true}
+	Trust        = Method{Name: "trust", Access: Admin}
+	Deploy       = Method{Name: "deploy", Access: Admin}
+	RemovePlugin = Method{Name: "remove-plugin", Access: Admin}
+	SetLimits    = Method{Name: "set-limits", Access: Admin}
+	Quarantine   = Method{Name: "quarantine", Access: Admin}
+	// Addresses: a member publishes its own API and management addresses.
+	Addresses = Method{Name: "addresses", Access: Admin, Self: true}
+	// Digest: the leader sends its state digests at a digest-check entry's
+	// index; the member compares them with its own and answers them
+	// (read-only: it records a divergence, changes no state).
+	Digest = Method{Name: "digest", Access: Members, AnyNode: true}
+)
+
+var (
+	all      = []Method{Ping, Status, Apply, Query, Join, Remove, Trust, Deploy, RemovePlugin, SetLimits, Quarantine, Addresses, Digest}
+	registry = map[string]Method{}
+)
+
+func init() {
+	for _, m := range all {
+		registry[m.Name] = m
+	}
+}
+
+// Lookup returns the method called name.
+func Lookup(name string) (Method, bool) {
+	m, ok := registry[name]
+	return m, ok
+}
+
+// Methods returns every method.
+func Methods() []Method {
+	return append([]Method(nil), all...)
+}
+
+// Caller is who calls.
+type Caller struct {
+	ID   string // proven over SSH
+	Role Role
+	// Token is the cluster token the request carries ("" for none).
+	Token string
+}
+
+// ErrForbidden is wrapped by every refusal of Authorize.
+var ErrForbidden = errors.New("raftkv: forbidden")
+
+// Authorize decides whether c may call m. subject is the node the request
+// is about (join, remove; "" otherwise); token is the answering node's
+// cluster token ("" when it has none: then no request carries a valid one).
+func Authorize(m Method, c Caller, subject, token string) error {
+	if m.Self && subject != "" && subject == c.ID && (m.Name == Join.Name || c.Role != Trusted) {
+		return nil
+	}
+	switch {
+	case c.Role == Trusted:
+		return fmt.Errorf("%w: %s is not a member: a trusted key may only ask to join as its own node", ErrForbidden, c.ID)
+	case m.Access == Members:
+		return nil
+	case c.Role == Voter:
+		return nil
+	case token != "" && subtle.ConstantTimeCompare([]byte(c.Token), []byte(token)) == 1:
+		return nil
+	}
+	return fmt.Errorf("%w: %s needs a voter or the cluster token; %s is a %v", ErrForbidden, m.Name, c.ID, c.Role)
+}
+
+// Code is an error's identity on the wire. The values are fixed: a node
+// of another version decodes the same code to the same error.
+type Code int
+
+// The codes. 0 is no error; CodeOther an error without an identity (its
+// message is all there is).
+const (
+	CodeOther          Code = -1
+	CodeNotLeader      Code = 1
+	CodeNoLeader       Code = 2
+	CodeTimeout        Code = 3
+	CodeUnknownOutcome Code = 4
+	CodeUnknownPlugin  Code = 5
+	CodeInvalid        Code = 6
+	CodeClosed         Code = 7
+	CodeStopped        Code = 8
+	CodeNotFound       Code = 9
+	CodeNotReady       Code = 10
+	CodePrecondition   Code = 11
+	CodeConflict       Code = 12
+	CodeQuarantined    Code = 13
+	CodeForbidden      Code = 14
+	CodeDegraded       Code = 15
+)

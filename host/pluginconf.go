@@ -1,0 +1,163 @@
+package host
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/host/plugin"
+)
+
+// A plugin's configuration is replicated: its module and its limits
+// (plugin.Limits: fuel, memory cap, quotas) travel in the log, in deploy and
+// set-limits entries, and in snapshots and backups. Every node loads the
+// module with the same limits, so every node runs out of fuel or memory at
+// the same instruction of the same entry. The leader resolves a deploy's
+// limits (the request's, over the plugin's current ones or the defaults)
+// before proposing it, so an entry states them in full and applying it
+// depends on nothing else.
+
+// LimitsPatch changes some of a plugin's limits: a nil field keeps the
+// plugin's current value (the default, for a new plugin).
+type LimitsPatch struct {
+	ApplyFuel         *uint64 `json:"apply_fuel,omitempty" msgpack:"apply_fuel,omitempty"`
+	QueryFuel         *uint64 `json:"query_fuel,omitempty" msgpack:"query_fuel,omitempty"`
+	LoadFuel          *uint64 `json:"load_fuel,omitempty" msgpack:"load_fuel,omitempty"`
+	MemoryPages       *uint32 `json:"memory_pages,omitempty" msgpack:"memory_pages,omitempty"`
+	MaxWriteBytes     *uint64 `json:"max_write_bytes,omitempty" msgpack:"max_write_bytes,omitempty"`
+	MaxNamespaceKeys  *uint64 `json:"max_namespace_keys,omitempty" msgpack:"max_namespace_keys,omitempty"`
+	MaxNamespaceBytes *uint64 `json:"max_namespace_bytes,omitempty" msgpack:"max_namespace_bytes,omitempty"`
+	MaxLogBytes       *uint64 `json:"max_log_bytes,omitempty" msgpack:"max_log_bytes,omitempty"`
+}
+
+// Over returns l with the patch's fields set.
+func (p LimitsPatch) Over(l plugin.Limits) plugin.Limits {
+	set := func(dst *uint64, v *uint64) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&l.ApplyFuel, p.ApplyFuel)
+	set(&l.QueryFuel, p.QueryFuel)
+	set(&l.LoadFuel, p.LoadFuel)
+	if p.MemoryPages != nil {
+		l.MemoryPages = *p.MemoryPages
+	}
+	set(&l.MaxWriteBytes, p.MaxWriteBytes)
+	set(&l.MaxNamespaceKeys, p.MaxNamespaceKeys)
+	set(&l.MaxNamespaceBytes, p.MaxNamespaceBytes)
+	set(&l.MaxLogBytes, p.MaxLogBytes)
+	return l
+}
+
+// DeployOptions are a deploy's limits and preconditions. The zero value
+// deploys or upgrades unconditionally with the plugin's current limits
+// (the defaults for a new plugin).
+type DeployOptions struct {
+	// Limits changes the limits the module runs with.
+	Limits LimitsPatch `msgpack:"limits"`
+	// Create deploys only if no plugin of that name is active (else
+	// ErrPrecondition): a new plugin never silently replaces another.
+	Create bool `msgpack:"create,omitempty"`
+	// IfHash upgrades only if the active module's hash is IfHash ("*": any
+	// active module), else ErrPrecondition: the HTTP API's If-Match.
+	IfHash string `msgpack:"if_hash,omitempty"`
+	// Force upgrades even when the new module's raftkv_info name differs
+	// from the active module's (else ErrConflict: an unrelated module would
+	// take over the plugin's state).
+	Force bool `msgpack:"force,omitempty"`
+}
+
+// deploySpec is the payload of a deploy entry. Entries written before
+// limits were replicated carry the module's bytes alone (they begin with
+// the wasm magic "\0asm", a MsgPack map never does): those run with the
+// default limits and no preconditions.
+type deploySpec struct {
+	Wasm   []byte        `msgpack:"wasm"`
+	Limits plugin.Limits `msgpack:"limits"`
+	Create bool          `msgpack:"create,omitempty"`
+	IfHash string        `msgpack:"if_hash,omitempty"`
+	Force  bool          `msgpack:"force,omitempty"`
+}
+
+// setLimitsSpec is the payload of a set-limits entry: the plugin's active
+// module is loaded again with the new limits (no migration runs).
+type setLimitsSpec struct {
+	Limits plugin.Limits `msgpack:"limits"`
+	IfHash string        `msgpack:"if_hash,omitempty"`
+}
+
+// isWasm reports whether b begins as a WebAssembly binary does.
+func isWasm(b []byte) bool { return len(b) > 0 && b[0] == 0 }
+
+func decodeDeploySpec(payload []byte) (deploySpec, error) {
+	if isWasm(payload) {
+		return deploySpec{Wasm: payload, Limits: plugin.DefaultLimits(), Force: true}, nil
+	}
+	var s deploySpec
+	if err := abi.Unmarshal(payload, &s); err != nil {
+		return deploySpec{}, fmt.Errorf("%w: deploy entry: %w", ErrInvalid, err)
+	}
+	return s, nil
+}
+
+func (s *deploySpec) encode() []byte {
+	b, err := abi.Marshal(s)
+	if err != nil { // plain data: cannot happen
+		panic(fmt.Sprintf("raftkv: encoding a deploy entry: %v", err))
+	}
+	return b
+}
+
+// checkPreconditions refuses a deploy of the module of hash newHash whose
+// preconditions the plugin active now (old, nil if none) does not meet.
+// info is the new module's raftkv_info (zero when not known yet). A deploy
+// of the module already active meets them: a retry of a deploy that
+// succeeded succeeds.
+func checkPreconditions(name string, old *active, newHash string, create bool, ifHash string, force bool, info abi.Info) error {
+	if old != nil && newHash != "" && old.mod.Hash == newHash {
+		return nil
+	}
+	switch {
+	case create && old != nil:
+		return fmt.Errorf("%w: plugin %q is already active (hash %s): upgrading it needs its current hash (HTTP If-Match, raftkv plugin deploy --upgrade HASH)", ErrPrecondition, name, old.mod.Hash)
+	case ifHash != "" && old == nil:
+		return fmt.Errorf("%w: plugin %q is not active: nothing to upgrade (deploy it without If-Match/--upgrade)", ErrPrecondition, name)
+	case ifHash != "" && ifHash != "*" && ifHash != old.mod.Hash:
+		return fmt.Errorf("%w: plugin %q runs module %s, not %s (someone else upgraded it?)", ErrPrecondition, name, old.mod.Hash, ifHash)
+	case !force && old != nil && old.mod.Info.Name != "" && info.Name != old.mod.Info.Name:
+		// A module that gives no name differs too: it would take over the
+		// state as surely as one with another name.
+		return fmt.Errorf("%w: plugin %q runs a module named %q; this module calls itself %q and would take over its state (force it if that is meant)", ErrConflict, name, old.mod.Info.Name, info.Name)
+	}
+	return nil
+}
+
+// limitsErr maps a refusal of limits to ErrInvalid with the reason.
+func limitsErr(err error) error {
+	if errors.Is(err, plugin.ErrLimits) || errors.Is(err, plugin.ErrNodeLimit) {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return err
+}
+
+// resolveLimits returns the limits of a deploy of name with patch p: p over
+// the plugin's current limits, or over the defaults. They are checked
+// against the ranges and this node's memory cap (ErrInvalid).
+func (n *Node) resolveLimits(name string, p LimitsPatch) (plugin.Limits, error) {
+	base := plugin.DefaultLimits()
+	if old := n.fsm.plugin(name); old != nil {
+		base = old.mod.Limits
+	}
+	return n.checkLimits(p.Over(base))
+}
+
+func (n *Node) checkLimits(l plugin.Limits) (plugin.Limits, error) {
+	if err := l.Validate(); err != nil {
+		return l, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if max := n.rt.Config().MemoryLimitPages; l.MemoryPages > max {
+		return l, fmt.Errorf("%w: memory_pages %d exceeds this node's cap of %d pages (serve --plugin-memory-pages); every node must allow it", ErrInvalid, l.MemoryPages, max)
+	}
+	return l, nil
+}

@@ -1,0 +1,178 @@
+package host
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// A follower is ready when it has applied what the leader had committed:
+// the leader's commit index, which a follower learns only from the
+// AppendEntries requests it receives (raft keeps its own commit index
+// capped at its last log entry, so it says nothing of a follower that is
+// missing entries). observedTransport reads it off the requests on their
+// way to Raft.
+
+// commitSample is the leader's commit index as of a request's arrival.
+type commitSample struct {
+	at     time.Time
+	commit uint64
+}
+
+// leaderCommits keeps the leader's commit index as of the AppendEntries
+// requests of the last window (one sample per 10 ms at most), and of the
+// last request before it. A leader sends no request while it has nothing
+// new (heartbeats carry no commit index): the last request's commit index
+// then stays the leader's.
+type leaderCommits struct {
+	window  time.Duration
+	mu      sync.Mutex
+	samples []commitSample // oldest first
+}
+
+func (l *leaderCommits) observe(now time.Time, commit uint64) {
+	if commit == 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := len(l.samples); n > 0 && now.Sub(l.samples[n-1].at) < 10*time.Millisecond {
+		// Keep the bucket's first sample: a lower bound of the commit index
+		// at the bucket's end, never more.
+		return
+	}
+	l.samples = append(l.samples, commitSample{now, commit})
+	l.pruneLocked(now)
+}
+
+// pruneLocked drops the samples older than the window but the newest of
+// them.
+func (l *leaderCommits) pruneLocked(now time.Time) {
+	i := 0
+	for i+1 < len(l.samples) && now.Sub(l.samples[i+1].at) > l.window {
+		i++
+	}
+	if i > 0 {
+		l.samples = append(l.samples[:0], l.samples[i:]...)
+	}
+}
+
+// target returns the commit index a follower must have applied to be
+// ready: the leader's as of a window ago (the newest sample at least that
+// old), or, when every sample is younger, the first one it received. A
+// follower that keeps up with a busy leader lags it by less than the window
+// and stays ready; an idle cluster's follower must have applied the last
+// commit index it was told. False: no request with a commit index yet.
+func (l *leaderCommits) target(now time.Time) (uint64, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pruneLocked(now)
+	if len(l.samples) == 0 {
+		return 0, false
+	}
+	return l.samples[0].commit, true
+}
+
+// observedTransport is the node's Raft transport with the AppendEntries
+// requests it delivers to Raft observed on the way.
+type observedTransport struct {
+	*raft.NetworkTransport
+	rpcs     chan raft.RPC
+	commits  *leaderCommits
+	shutdown <-chan struct{}
+}
+
+func (t *observedTransport) Consumer() <-chan raft.RPC { return t.rpcs }
+
+// run forwards the transport's requests to Raft until shutdown.
+func (t *observedTransport) run() {
+	in := t.NetworkTransport.Consumer()
+	for {
+		select {
+		case rpc := <-in:
+			if req, ok := rpc.Command.(*raft.AppendEntriesRequest); ok {
+				t.commits.observe(time.Now(), req.LeaderCommitIndex)
+			}
+			select {
+			case t.rpcs <- rpc:
+			case <-t.shutdown:
+				return
+			}
+		case <-t.shutdown:
+			return
+		}
+	}
+}
+
+// readiness says whether the node serves reads that reflect the cluster's
+// state, and if not, why ("" when ready).
+func (n *Node) readiness() string {
+	if f := n.fsm.failed.Load(); f != nil {
+		return "stopped applying the log: " + *f
+	}
+	if n.cfg.DefaultPlugin != nil && n.fsm.plugin(DefaultPluginName) == nil {
+		return "the default plugin " + DefaultPluginName + " is not loaded yet"
+	}
+	_, leaderID := n.raft.LeaderWithID()
+	switch {
+	case leaderID == "":
+		if why := n.Removed(); why != "" {
+			return why
+		}
+		return "no known leader"
+	case n.isLeader():
+		if !n.leaderReady() {
+			return "leader still applying the entries of earlier terms"
+		}
+		return ""
+	}
+	// Raft's follower calls an election after a random 1x to 2x
+	// HeartbeatTimeout without contact: past 2x, the leader is gone for it.
+	if since := time.Since(n.raft.LastContact()); since > 2*n.cfg.HeartbeatTimeout {
+		return "no contact with the leader for " + since.Round(time.Millisecond).String()
+	}
+	target, ok := n.commits.target(time.Now())
+	if !ok {
+		return "no commit index from the leader yet"
+	}
+	if applied := n.fsm.applied.Load(); applied < target && !n.onlyHostEntries(applied+1, target) {
+		return "catching up with the leader's commit index"
+	}
+	return ""
+}
+
+// Removed says why this node takes no part in the cluster when Raft's
+// latest configuration has members and this node is not one of them: it
+// was removed ('raftkv remove') and restarted on its data dir, which no
+// leader contacts any more. "" otherwise, or when Raft does not answer
+// within a second.
+func (n *Node) Removed() string {
+	f := n.raft.GetConfiguration()
+	done := make(chan struct{})
+	go func() { f.Error(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		return ""
+	}
+	if f.Error() != nil {
+		return ""
+	}
+	servers := f.Configuration().Servers
+	if len(servers) == 0 {
+		return ""
+	}
+	ids := make([]string, 0, len(servers))
+	for _, s := range servers {
+		if string(s.ID) == n.cfg.NodeID {
+			return ""
+		}
+		ids = append(ids, string(s.ID))
+	}
+	return fmt.Sprintf("this node (%s) was removed from the cluster: its last configuration lists %s and not this node, "+
+		"and no leader contacts it. To bring it back, stop it, move its data dir aside and start it with an empty "+
+		"data dir and --join", n.cfg.NodeID, strings.Join(ids, ", "))
+}
