@@ -51,6 +51,8 @@ type Member struct {
 	Proxy *faultproxy.Proxy // the node's advertised address
 	Node  *host.Node        // nil while stopped
 	cfg   host.Config
+
+	nonVoter bool
 }
 
 var nextIP atomic.Uint32
@@ -84,10 +86,16 @@ func FastConfig() host.Config {
 
 // Start starts a cluster of opts.Nodes members and waits until all have
 // joined and the default plugin is active everywhere.
+//
+// A cluster of several nodes is a system test: under go test -short (make
+// test-short, the unit suites) Start skips the test.
 func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
 	if opts.Nodes == 0 {
 		opts.Nodes = 3
+	}
+	if opts.Nodes > 1 && testing.Short() {
+		t.Skipf("a %d-node cluster over SSH: a system test, skipped under -short", opts.Nodes)
 	}
 	if opts.LogLevel == 0 {
 		opts.LogLevel = slog.LevelWarn
@@ -120,13 +128,18 @@ func SharedCache(t testing.TB) string {
 		ctx := context.Background()
 		cfg := plugin.DefaultConfig()
 		cfg.CacheDir = dir
+		// As a node loads it: trusted (host.Node), with the node's memory cap.
+		cfg.Trusted = map[string]bool{plugin.HashOf(kvwasm.Module): true}
+		cfg.MemoryLimitPages = host.DefaultConfig().PluginMemoryPages
 		rt, err := plugin.NewRuntime(ctx, cfg)
 		if err != nil {
 			cacheErr = err
 			return
 		}
 		defer rt.Close(ctx)
-		_, cacheErr = rt.Load(ctx, kvwasm.Module)
+		lim := plugin.DefaultLimits()
+		lim.MemoryPages = cfg.MemoryLimitPages
+		_, cacheErr = rt.Load(ctx, kvwasm.Module, plugin.LoadOptions{Name: "kv", Limits: lim})
 	})
 	if cacheErr != nil {
 		t.Fatalf("compiling the default plugin: %v", cacheErr)
@@ -138,7 +151,18 @@ func SharedCache(t testing.TB) string {
 // joined through the current leader.
 func (c *Cluster) Add(id string, bootstrap bool) *Member {
 	c.t.Helper()
-	m := &Member{ID: id, IP: ip()}
+	return c.add(id, bootstrap, false)
+}
+
+// AddNonVoter starts a new member and joins it as a non-voter.
+func (c *Cluster) AddNonVoter(id string) *Member {
+	c.t.Helper()
+	return c.add(id, false, true)
+}
+
+func (c *Cluster) add(id string, bootstrap, nonVoter bool) *Member {
+	c.t.Helper()
+	m := &Member{ID: id, IP: ip(), nonVoter: nonVoter}
 	raftAddr := freePort(c.t, m.IP)
 	var err error
 	if m.Proxy, err = faultproxy.New(m.IP+":0", raftAddr); err != nil {
@@ -189,7 +213,10 @@ func (c *Cluster) join(m *Member) {
 }
 
 func (c *Cluster) tryJoin(m *Member) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// Join returns once the new member has caught up and been promoted to
+	// voter: on a loaded machine, receiving the default plugin's deploy
+	// entry (4 MB) alone can take seconds.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	l := c.Leader()
 	lines, err := l.Node.Trust(ctx, "", m.Node.TrustLine())
@@ -199,7 +226,7 @@ func (c *Cluster) tryJoin(m *Member) error {
 	if err := m.Node.AcceptTrust(lines); err != nil {
 		return err
 	}
-	_, err = l.Node.Join(ctx, host.JoinRequest{NodeID: m.ID, Address: m.Proxy.Addr()})
+	_, err = l.Node.Join(ctx, host.JoinRequest{NodeID: m.ID, Address: m.Proxy.Addr(), NonVoter: m.nonVoter})
 	return err
 }
 
@@ -464,13 +491,21 @@ func (w *testWriter) stop() {
 // Deploy deploys a plugin through n. A deploy of the same module is
 // idempotent, so it is retried when a leader change leaves its outcome
 // unknown (a loaded test machine can make leaders step down).
-func Deploy(t testing.TB, n *host.Node, name string, wasm []byte) host.PluginInfo {
+func Deploy(t testing.TB, n *host.Node, name string, wasm []byte, opts ...host.DeployOptions) host.PluginInfo {
 	t.Helper()
 	var err error
-	for attempt := 1; attempt <= 4; attempt++ {
+	// Leadership may move more than once on a loaded machine: retry what
+	// certainly or possibly did not take (a redeploy of the same module is
+	// harmless) for a few minutes, not a few attempts.
+	deadline := time.Now().Add(4 * time.Minute)
+	for attempt := 1; attempt == 1 || time.Now().Before(deadline); attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		var info host.PluginInfo
-		info, err = n.DeployPlugin(ctx, name, wasm)
+		if len(opts) > 0 {
+			info, err = n.DeployPluginWith(ctx, name, wasm, opts[0])
+		} else {
+			info, err = n.DeployPlugin(ctx, name, wasm)
+		}
 		cancel()
 		if err == nil {
 			return info

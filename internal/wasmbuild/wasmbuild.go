@@ -22,7 +22,20 @@ var (
 // returns the module bytes. Builds are cached for the life of the process.
 func Build(t testing.TB, pkg string, ldflags ...string) []byte {
 	t.Helper()
-	key := pkg + "\x00" + strings.Join(ldflags, " ")
+	return build(t, "c-shared", pkg, ldflags)
+}
+
+// BuildCommand compiles pkg as Build does but as a WASI command (the
+// default build mode: it exports _start, not _initialize), the mistake a
+// plugin author makes without -buildmode=c-shared.
+func BuildCommand(t testing.TB, pkg string, ldflags ...string) []byte {
+	t.Helper()
+	return build(t, "default", pkg, ldflags)
+}
+
+func build(t testing.TB, mode, pkg string, ldflags []string) []byte {
+	t.Helper()
+	key := mode + "\x00" + pkg + "\x00" + strings.Join(ldflags, " ")
 	mu.Lock()
 	defer mu.Unlock()
 	if b, ok := cache[key]; ok {
@@ -30,7 +43,7 @@ func Build(t testing.TB, pkg string, ldflags ...string) []byte {
 	}
 	sum := sha256.Sum256([]byte(key))
 	out := filepath.Join(t.TempDir(), hex.EncodeToString(sum[:8])+".wasm")
-	args := []string{"build", "-trimpath", "-buildmode=c-shared", "-o", out}
+	args := []string{"build", "-trimpath", "-buildmode=" + mode, "-o", out}
 	if len(ldflags) > 0 {
 		args = append(args, "-ldflags", strings.Join(ldflags, " "))
 	}
