@@ -16,6 +16,9 @@ modules and the trust list, with checksums) to FILE, or to standard output for -
 to standard error. Ask the leader for the latest state. Restore it with 'raftkv restore'.`
 
 func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "inspect" {
+		return runBackupInspect(ctx, args[1:], stdout, stderr)
+	}
 	fs := newFlagSet("backup", "FILE|- [flags]", backupSummary, stdout)
 	cf := addClientFlags(fs)
 	quiet := fs.Bool("quiet", false, "no progress on standard error")

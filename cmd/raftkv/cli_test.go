@@ -216,10 +216,31 @@ func TestCLI(t *testing.T) {
 			t.Fatalf("plugin digest: %+v", d)
 		}
 		failWith(t, 1, "bad_request", "plugin", "deploy", "bad", filepath.Join("main.go"))
-		mustCLI(t, "plugin", "remove", "kv2", "--drop-state", addr)
+		// Removed without --drop-state: the state is kept, said so, and
+		// listed by --all with its size; --drop-state then deletes it.
+		if out := mustCLI(t, "plugin", "remove", "kv2", addr); !strings.Contains(out, "its state is kept") || !strings.Contains(out, "raftkv plugin remove kv2 --drop-state") {
+			t.Fatalf("plugin remove: %q", out)
+		}
 		if out := mustCLI(t, "plugin", "list", addr); strings.Contains(out, "kv2") {
 			t.Fatalf("plugin list after remove: %q", out)
 		}
+		var all struct {
+			Plugins    []pluginInfo `json:"plugins"`
+			KeptStates []keptState  `json:"kept_states"`
+		}
+		if err := json.Unmarshal([]byte(mustCLI(t, "plugin", "list", "--all", "--json", "--consistency", "linearizable", addr)), &all); err != nil ||
+			len(all.KeptStates) != 1 || all.KeptStates[0] != (keptState{Name: "kv2", Keys: 1, Bytes: 2}) || len(all.Plugins) != 1 {
+			t.Fatalf("plugin list --all: %+v (%v)", all, err)
+		}
+		if out := mustCLI(t, "plugin", "list", "--all", addr); !strings.Contains(out, "Kept state of removed plugins") || !strings.Contains(out, "\nkv2 ") {
+			t.Fatalf("plugin list --all: %q", out)
+		}
+		mustCLI(t, "plugin", "remove", "kv2", "--drop-state", addr)
+		if out := mustCLI(t, "plugin", "list", "--all", addr); strings.Contains(out, "kv2") || !strings.Contains(out, "no kept state") {
+			t.Fatalf("plugin list --all after --drop-state: %q", out)
+		}
+		failWith(t, 1, "not_found", "plugin", "remove", "kv2", "--drop-state")
+		failWith(t, 1, "unknown consistency", "plugin", "list", "--consistency", "bogus")
 		failWith(t, 1, "", "plugin", "remove", "kv")
 		failWith(t, 2, "unknown plugin subcommand", "plugin", "bogus")
 	})

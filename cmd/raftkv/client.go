@@ -9,68 +9,115 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"time"
+
+	kvclient "github.com/raftkv/raftkv/client"
 )
 
 // clientFlags are the flags every client subcommand takes.
 type clientFlags struct {
-	addr    string
-	token   string
-	caCert  string
-	timeout time.Duration
-	json    bool
+	addr      string
+	endpoints string
+	token     string
+	tokenFile string
+	caCert    string
+	timeout   time.Duration
+	json      bool
+	fs        *flagSet
 }
 
-// addClientFlags defines --addr, --token, --ca-cert, --timeout (all also read
-// from RAFTKV_<NAME>) and --json.
+// addClientFlags defines --addr, --endpoints, --token, --token-file,
+// --ca-cert, --timeout (all also read from RAFTKV_<NAME>) and --json.
 func addClientFlags(fs *flagSet) *clientFlags {
-	f := &clientFlags{}
+	f := &clientFlags{fs: fs}
 	fs.StringVar(&f.addr, "addr", "http://127.0.0.1:8080", "HTTP address of any node")
-	fs.StringVar(&f.token, "token", "", "bearer token, when the cluster requires one")
+	fs.StringVar(&f.endpoints, "endpoints", "", "HTTP addresses of several nodes, comma-separated: the command goes to the leader\nand moves to another node when one does not answer (with --addr, that one is tried first)")
+	fs.StringVar(&f.token, "token", "", "bearer token, when the cluster requires one (visible in ps: prefer --token-file or RAFTKV_TOKEN)")
+	fs.StringVar(&f.tokenFile, "token-file", "", "read the bearer token from this file")
 	fs.StringVar(&f.caCert, "ca-cert", "", "CA certificate (PEM) to verify an https:// node (default: system roots)")
-	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "time limit of the request (backup and restore have none)")
-	fs.bindEnv(nil, "addr", "token", "ca-cert", "timeout")
+	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "time limit of the request, retries included (backup and restore have none)")
+	fs.bindEnv(nil, "addr", "endpoints", "token", "token-file", "ca-cert", "timeout")
 	fs.BoolVar(&f.json, "json", false, "print JSON instead of human output")
 	return f
 }
 
-func (f *clientFlags) client() (*client, error) {
-	return newClient(f.addr, f.token, f.caCert, f.timeout, false)
+// addrs returns the endpoints: --endpoints, after --addr when it is set too;
+// --addr (or its default) alone otherwise.
+func (f *clientFlags) addrs() []string {
+	var out []string
+	if f.endpoints == "" || f.fs == nil || f.fs.isSet("addr") {
+		out = append(out, f.addr)
+	}
+	for _, e := range strings.Split(f.endpoints, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
-// client calls one node's HTTP API.
-type client struct {
-	base  string // scheme://host:port, no trailing slash
-	token string
-	hc    *http.Client
+func (f *clientFlags) client() (*client, error) {
+	tok, err := f.bearer()
+	if err != nil {
+		return nil, err
+	}
+	return newClientEndpoints(f.addrs(), tok, f.caCert, f.timeout, false)
 }
+
+// bearer returns the token: --token, or the content of --token-file.
+func (f *clientFlags) bearer() (string, error) {
+	if f.tokenFile == "" {
+		return f.token, nil
+	}
+	if f.token != "" {
+		return "", usagef("--token and --token-file are exclusive (RAFTKV_TOKEN sets --token)")
+	}
+	tok, err := kvclient.ReadTokenFile(f.tokenFile)
+	if err != nil {
+		return "", usageError{"--token-file: " + err.Error()}
+	}
+	return tok, nil
+}
+
+// client is the CLI's handle on the cluster: the client package (routing,
+// failover, safe retries, errors), plus the raw calls the commands make.
+type client struct {
+	base    string // the first endpoint, for messages
+	token   string
+	hc      *http.Client // the client package's transport
+	api     *kvclient.Client
+	timeout time.Duration // each call's limit, retries included; 0: none
+}
+
+// apiError is an error answer of the API.
+type apiError = kvclient.Error
 
 // newClient returns a client of the node at addr ("http://host:port";
 // "host:port" means http://, or https:// when httpsDefault). timeout bounds
 // each whole request; 0 means none.
 func newClient(addr, token, caFile string, timeout time.Duration, httpsDefault bool) (*client, error) {
-	if addr == "" {
+	return newClientEndpoints([]string{addr}, token, caFile, timeout, httpsDefault)
+}
+
+// newClientEndpoints is newClient with several nodes.
+func newClientEndpoints(addrs []string, token, caFile string, timeout time.Duration, httpsDefault bool) (*client, error) {
+	if len(addrs) == 0 || addrs[0] == "" {
 		return nil, errors.New("no address")
 	}
-	if !strings.Contains(addr, "://") {
-		if httpsDefault {
+	eps := make([]string, len(addrs))
+	for i, addr := range addrs {
+		if !strings.Contains(addr, "://") && httpsDefault {
 			addr = "https://" + addr
-		} else {
-			addr = "http://" + addr
 		}
-	}
-	u, err := url.Parse(addr)
-	if err != nil {
-		return nil, fmt.Errorf("address %q: %w", addr, err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("address %q: want http://host:port or https://host:port", addr)
+		eps[i] = addr
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
@@ -82,11 +129,14 @@ func newClient(addr, token, caFile string, timeout time.Duration, httpsDefault b
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return &client{
-		base:  u.Scheme + "://" + u.Host + strings.TrimSuffix(u.Path, "/"),
-		token: token,
-		hc:    &http.Client{Transport: tr, Timeout: timeout},
-	}, nil
+	hc := &http.Client{Transport: tr}
+	cfg := kvclient.DefaultConfig()
+	cfg.Endpoints, cfg.Token, cfg.HTTPClient = eps, token, hc
+	api, err := kvclient.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("address: %w", err)
+	}
+	return &client{base: api.Endpoints()[0], token: token, hc: hc, api: api, timeout: timeout}, nil
 }
 
 // sizedReader is a request body of known length.
@@ -95,81 +145,65 @@ type sizedReader struct {
 	n int64
 }
 
-// apiError is an error answer of the API: {"error":{"code","message"}}.
-type apiError struct {
-	Status     int
-	Code       string
-	Message    string
-	PluginCode int
-}
-
-func (e *apiError) Error() string {
-	msg := e.Message
-	if msg == "" {
-		msg = http.StatusText(e.Status)
-	}
-	if e.Code == "" {
-		return fmt.Sprintf("%s (HTTP %d)", msg, e.Status)
-	}
-	if e.Code == "plugin_error" {
-		return fmt.Sprintf("%s (%s %d, HTTP %d)", msg, e.Code, e.PluginCode, e.Status)
-	}
-	return fmt.Sprintf("%s (%s, HTTP %d)", msg, e.Code, e.Status)
-}
-
 // retryable reports whether a request that failed with err may succeed if
 // sent again: a network error, a 5xx or 429 answer.
 func retryable(err error) bool {
 	var ae *apiError
-	if errors.As(err, &ae) {
+	if errors.As(err, &ae) && ae.Status != 0 {
 		return ae.Status >= 500 || ae.Status == http.StatusTooManyRequests
 	}
 	return !errors.Is(err, context.Canceled)
 }
 
-// request sends a request and returns the response of a 2xx answer, whose
-// body the caller closes; any other answer becomes an *apiError.
+// withTimeout bounds a call by the client's timeout.
+func (c *client) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if c.timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, c.timeout)
+}
+
+// request sends a request through the client package and returns the
+// response of a 2xx answer, whose body the caller closes; any other answer
+// becomes an *apiError. A request other than GET is a write (see the
+// client package's retries); a body of a known size (sizedReader) or of
+// unknown size (any reader but a bytes.Reader) is streamed, and not retried.
 func (c *client) request(ctx context.Context, method, path string, query url.Values, body io.Reader, contentType string) (*http.Response, error) {
-	u := c.base + path
-	if len(query) > 0 {
-		u += "?" + query.Encode()
+	req := kvclient.Request{Method: method, Path: path, Query: query, ContentType: contentType,
+		Write: method != http.MethodGet, Leader: method != http.MethodGet || query.Get("consistency") != "stale"}
+	switch b := body.(type) {
+	case nil:
+	case sizedReader:
+		req.Stream, req.StreamSize = b.Reader, b.n
+	case *bytes.Reader:
+		data, err := io.ReadAll(b)
+		if err != nil {
+			return nil, err
+		}
+		req.Body = data
+	default:
+		req.Stream, req.StreamSize = b, -1
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	ctx, cancel := c.withTimeout(ctx)
+	resp, err := c.api.Do(ctx, req)
 	if err != nil {
+		cancel()
 		return nil, err
 	}
-	if s, ok := body.(sizedReader); ok {
-		req.ContentLength = s.n
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode/100 == 2 {
-		return resp, nil
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var e struct {
-		Error struct {
-			Code       string `json:"code"`
-			Message    string `json:"message"`
-			PluginCode int    `json:"plugin_code"`
-		} `json:"error"`
-	}
-	ae := &apiError{Status: resp.StatusCode}
-	if json.Unmarshal(data, &e) == nil && e.Error.Code != "" {
-		ae.Code, ae.Message, ae.PluginCode = e.Error.Code, e.Error.Message, e.Error.PluginCode
-	} else {
-		ae.Message = strings.TrimSpace(string(data))
-	}
-	return nil, ae
+	resp.Body = cancelBody{resp.Body, cancel}
+	return resp, nil
+}
+
+// cancelBody ends the call's context when its body is closed.
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }
 
 // doJSON sends in (if not nil) as JSON and decodes a JSON answer into out
@@ -216,7 +250,7 @@ func printJSON(w io.Writer, v any) error {
 }
 
 // keyPath is the API path of a key, percent-encoded ("a/b" → /v1/kv/a%2Fb).
-func keyPath(key string) string { return "/v1/kv/" + url.PathEscape(key) }
+func keyPath(key string) string { return kvclient.KeyPath(key) }
 
 // needArgs checks the number of positional arguments.
 func needArgs(pos []string, min, max int) error {

@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
-	"strconv"
 )
 
 func runDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -24,14 +21,17 @@ func runDelete(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	q := url.Values{}
-	if *cas >= 0 {
-		q.Set("cas", strconv.FormatInt(*cas, 10))
-	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
 	var out struct {
 		Deleted bool `json:"deleted"`
 	}
-	if err := c.doJSON(ctx, http.MethodDelete, keyPath(pos[0]), q, nil, &out); err != nil {
+	if *cas >= 0 {
+		out.Deleted, err = c.api.CompareAndDelete(ctx, pos[0], uint64(*cas))
+	} else {
+		out.Deleted, err = c.api.Delete(ctx, pos[0])
+	}
+	if err != nil {
 		return err
 	}
 	if cf.json {

@@ -3,9 +3,8 @@ package main
 import (
 	"context"
 	"io"
-	"net/http"
-	"net/url"
-	"strconv"
+
+	kvclient "github.com/raftkv/raftkv/client"
 )
 
 func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -24,20 +23,17 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	q := url.Values{}
+	var opts []kvclient.CallOption
 	if *consistency != "" {
-		q.Set("consistency", *consistency)
+		opts = append(opts, kvclient.WithConsistency(kvclient.Consistency(*consistency)))
 	}
-	resp, err := c.request(ctx, http.MethodGet, keyPath(pos[0]), q, nil, "")
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	item, err := c.api.Get(ctx, pos[0], opts...)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	value, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	version, _ := strconv.ParseUint(resp.Header.Get("X-Raftkv-Version"), 10, 64)
+	value, version := item.Value, item.Version
 	switch {
 	case cf.json:
 		return printJSON(stdout, newKVItem([]byte(pos[0]), value, version))

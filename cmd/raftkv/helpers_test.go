@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	kvclient "github.com/raftkv/raftkv/client"
 )
 
 // wasmCacheDir is the compiled-plugin cache shared by every node the tests
@@ -174,12 +176,20 @@ func startInProcess(t testing.TB, extra ...string) *inProcessNode {
 	n.Args = append([]string{"serve", "--node-id", "solo", "--data-dir", n.DataDir,
 		"--http-addr", n.HTTP, "--mgmt-addr", n.Mgmt, "--raft-addr", n.Raft,
 		"--plugin-cache-dir", wasmCacheDir(t), "--log-level", "info",
-		"--heartbeat-timeout", "200ms", "--election-timeout", "200ms", "--leader-lease-timeout", "100ms"}, extra...)
+		// A joining node stores the 3.8 MB entry that deployed kv.wasm
+		// while it catches up: BoltDB takes 60 to 400 ms to append it on a
+		// loaded machine, past a 100 ms leader lease.
+		"--heartbeat-timeout", "300ms", "--election-timeout", "300ms", "--leader-lease-timeout", "300ms"}, extra...)
 	token, ca, scheme := "", "", "http"
 	for i := 0; i+1 < len(extra); i++ {
 		switch extra[i] {
 		case "--token":
 			token = extra[i+1]
+		case "--token-file":
+			var err error
+			if token, err = kvclient.ReadTokenFile(extra[i+1]); err != nil {
+				t.Fatal(err)
+			}
 		case "--ca-cert":
 			ca = extra[i+1]
 		case "--tls-cert":

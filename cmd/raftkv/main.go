@@ -26,10 +26,14 @@ func main() {
 
 // doMain runs the CLI with args (without the program name) and returns the
 // process exit code. SIGINT and SIGTERM cancel the command's context: a server
-// shuts down gracefully, a client request is abandoned.
+// shuts down gracefully, a client request is abandoned. A second signal ends
+// the process at once.
 func doMain(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal starts a graceful shutdown (bounded: see serve's
+	// --shutdown-timeout); a second one ends the process at once.
+	context.AfterFunc(ctx, stop)
 	return run(ctx, args, stdout, stderr)
 }
 
@@ -60,14 +64,14 @@ func commands() []command {
 		{"cas", "KEY VERSION VALUE", "write KEY only if its version is VERSION (0: only if absent)", runCAS},
 		{"txn", "OP...", "run SET/DELETE/CAS ops atomically", runTxn},
 		{"members", "", "list the cluster's members", runMembers},
-		{"status", "", "show the node's view of the cluster", runStatus},
+		{"status", "[--cluster]", "show the node's view of the cluster (--cluster: every member's status)", runStatus},
+		{"health", "[--ready] [--cluster]", "exit 0 when the node (--cluster: every member) is healthy", runHealth},
 		{"join", "ID RAFT_ADDR", "add a node (its key must be trusted first)", runJoin},
 		{"remove", "ID", "remove a member and revoke its keys", runRemove},
 		{"trust", "LINE|--file F", "authorise a node key on every member; prints the trust list", runTrust},
-		{"backup", "FILE|-", "write a backup of the cluster's state", runBackup},
+		{"backup", "FILE|- | inspect FILE", "write a backup of the cluster's state; inspect: describe and verify a backup file", runBackup},
 		{"restore", "FILE|-", "replace the cluster's state with a backup (send to the leader)", runRestore},
-		{"plugin", "deploy|list|remove|digest|command|query ...", "manage WebAssembly plugins", runPlugin},
-		{"bench", "[--op put|get|cas|mixed] [--clients N] [--count N|--duration D]", "load the cluster and report throughput and latency", runBench},
+		{"plugin", "deploy|list|show|limits|reset|remove|digest|command|query|run|init ...", "manage WebAssembly plugins", runPlugin},
 		{"version", "", "print the version", runVersion},
 	}
 }
@@ -79,6 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	} else if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 		printUsage(stdout)
 		return exitOK
+	} else if len(args) > 0 && (args[0] == "-version" || args[0] == "--version") {
+		name, args = "version", args[1:]
 	}
 	if name == "help" {
 		if len(args) == 0 {

@@ -22,6 +22,8 @@ type clusterAnswer struct {
 type member struct {
 	ID          string    `json:"id"`
 	Address     string    `json:"address"`
+	APIAddress  string    `json:"api_address,omitempty"`
+	MgmtAddress string    `json:"mgmt_address,omitempty"`
 	Suffrage    string    `json:"suffrage"`
 	Leader      bool      `json:"leader"`
 	Reachable   bool      `json:"reachable"`
@@ -59,13 +61,17 @@ func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return printJSON(stdout, a.Members)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tADDRESS\tSUFFRAGE\tLEADER\tREACHABLE\tLAST CONTACT")
+	fmt.Fprintln(tw, "ID\tAPI\tRAFT ADDRESS\tSUFFRAGE\tLEADER\tREACHABLE\tLAST CONTACT")
 	for _, m := range a.Members {
 		contact := "-"
 		if !m.LastContact.IsZero() {
 			contact = time.Since(m.LastContact).Round(time.Millisecond).String() + " ago"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Address, m.Suffrage, yesNo(m.Leader), yesNo(m.Reachable), contact)
+		api := m.APIAddress
+		if api == "" {
+			api = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, api, m.Address, m.Suffrage, yesNo(m.Leader), yesNo(m.Reachable), contact)
 	}
 	return tw.Flush()
 }

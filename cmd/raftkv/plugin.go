@@ -15,16 +15,24 @@ import (
 
 const pluginSummary = `Manage the cluster's WebAssembly plugins:
 
-  raftkv plugin deploy NAME FILE.wasm        deploy or upgrade a plugin (through the Raft log)
-  raftkv plugin list                         list the active plugins
-  raftkv plugin remove NAME [--drop-state]   deactivate a plugin (and delete its state)
+  raftkv plugin deploy NAME FILE.wasm        deploy a new plugin (through the Raft log)
+  raftkv plugin deploy NAME FILE.wasm --upgrade HASH
+                                             upgrade the plugin that runs the module HASH
+  raftkv plugin list [--all]                 list the active plugins (and the kept states of removed ones)
+  raftkv plugin show NAME                    a plugin's module, limits and counters
+  raftkv plugin limits NAME [--fuel N ...]   change a plugin's replicated limits
+  raftkv plugin reset kv                     deploy the built-in kv module again
+  raftkv plugin quarantine NAME              refuse a plugin's commands (recovers a stopped cluster)
+  raftkv plugin remove NAME [--drop-state]   deactivate a plugin (and delete its state, now or later)
   raftkv plugin digest NAME                  hash of the plugin's state on the node at --addr
   raftkv plugin command NAME JSON|-          send a command (a write) to a plugin
-  raftkv plugin query NAME JSON|-            send a query (a read) to a plugin`
+  raftkv plugin query NAME JSON|-            send a query (a read) to a plugin
+  raftkv plugin run FILE.wasm [SCRIPT|-]     run a module locally on commands and queries, no cluster
+  raftkv plugin init NAME [DIR]              scaffold a Go plugin project`
 
 func runPlugin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintf(stdout, "Usage: raftkv plugin deploy|list|remove|digest|command|query ...\n\n%s\n\nRun 'raftkv plugin SUBCOMMAND -h' for its flags.\n", pluginSummary)
+		fmt.Fprintf(stdout, "Usage: raftkv plugin deploy|list|show|limits|reset|quarantine|remove|digest|command|query|run|init ...\n\n%s\n\nRun 'raftkv plugin SUBCOMMAND -h' for its flags.\n", pluginSummary)
 		if len(args) == 0 {
 			return usagef("missing plugin subcommand")
 		}
@@ -33,17 +41,29 @@ func runPlugin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	sub, args := args[0], args[1:]
 	switch sub {
 	case "deploy":
-		return pluginDeploy(ctx, args, stdout)
+		return pluginDeploy(ctx, args, stdout, stderr)
 	case "list":
 		return pluginList(ctx, args, stdout)
+	case "show":
+		return pluginShow(ctx, args, stdout)
+	case "limits":
+		return pluginSetLimits(ctx, args, stdout)
+	case "reset":
+		return pluginReset(ctx, args, stdout)
+	case "quarantine":
+		return pluginQuarantine(ctx, args, stdout)
 	case "remove":
 		return pluginRemove(ctx, args, stdout)
 	case "digest":
 		return pluginDigest(ctx, args, stdout)
 	case "command", "query":
 		return pluginCall(ctx, sub, args, stdout)
+	case "run":
+		return pluginRun(ctx, args, stdout, stderr)
+	case "init":
+		return pluginInit(args, stdout)
 	}
-	return usagef("unknown plugin subcommand %q (want deploy, list, remove, digest, command or query)", sub)
+	return usagef("unknown plugin subcommand %q (want deploy, list, show, limits, reset, quarantine, remove, digest, command, query, run or init)", sub)
 }
 
 // pluginInfo is one plugin of GET /v1/plugins.
@@ -57,13 +77,25 @@ type pluginInfo struct {
 	ActiveSince uint64 `json:"active_since"`
 	HasMigrate  bool   `json:"has_migrate"`
 	Keys        int    `json:"keys"`
+	Bytes       int64  `json:"bytes"`
+}
+
+// keptState is one entry of GET /v1/plugins?all=true's kept_states.
+type keptState struct {
+	Name  string `json:"name"`
+	Keys  int    `json:"keys"`
+	Bytes int64  `json:"bytes"`
 }
 
 func pluginPath(name string) string { return "/v1/plugins/" + url.PathEscape(name) }
 
-func pluginDeploy(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlagSet("plugin deploy", "NAME FILE.wasm [flags]", "Deploy FILE.wasm as the plugin NAME, or upgrade it (its state is kept and its migrate entry point\nruns once). The leader validates the module first; an invalid one is refused with the reason.", stdout)
+func pluginDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("plugin deploy", "NAME FILE.wasm [--upgrade HASH] [--fuel N] [--memory SIZE] ... [flags]", "Deploy FILE.wasm as the new plugin NAME, or with --upgrade upgrade it (its state is kept and its\nmigrate entry point runs once). The leader validates the module first; an invalid one is refused\nwith the reason. Limits not given keep the plugin's current values (the defaults, for a new plugin).", stdout)
 	cf := addClientFlags(fs)
+	quiet := fs.Bool("quiet", false, "no progress on standard error")
+	upgrade := fs.String("upgrade", "", "upgrade the plugin, which must run the module of this hash (raftkv plugin list shows it; * for any)")
+	force := fs.Bool("force", false, "upgrade even to a module whose raftkv_info name differs from the running module's")
+	lf := addLimitFlags(fs)
 	pos, err := fs.parse(args)
 	if err != nil {
 		return err
@@ -75,17 +107,23 @@ func pluginDeploy(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	q, err := lf.query()
+	if err != nil {
+		return err
+	}
+	if *force {
+		q.Set("force", "true")
+	}
 	c, err := cf.client()
 	if err != nil {
 		return err
 	}
-	resp, err := c.request(ctx, http.MethodPut, pluginPath(pos[0]), nil, bytes.NewReader(wasm), "application/wasm")
-	if err != nil {
-		return err
+	progressOut := stderr
+	if *quiet {
+		progressOut = io.Discard
 	}
-	defer resp.Body.Close()
-	var info pluginInfo
-	if err := decodeBody(resp, &info); err != nil {
+	info, err := deployWithPhases(ctx, c, pos[0], wasm, q, ifMatchHeader(*upgrade), progressOut) // phases.go
+	if err != nil {
 		return err
 	}
 	if cf.json {
@@ -96,8 +134,10 @@ func pluginDeploy(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func pluginList(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlagSet("plugin list", "[flags]", "List the active plugins.", stdout)
+	fs := newFlagSet("plugin list", "[--all] [--consistency LEVEL] [flags]", "List the active plugins. With --all, also the state kept by plugins removed without --drop-state\n(raftkv plugin remove NAME --drop-state deletes it).", stdout)
 	cf := addClientFlags(fs)
+	all := fs.Bool("all", false, "also list the kept states of removed plugins (keys and bytes)")
+	consistency := fs.String("consistency", "stale", "stale (the node's table), leader or linearizable (asked of the leader)")
 	pos, err := fs.parse(args)
 	if err != nil {
 		return err
@@ -109,10 +149,15 @@ func pluginList(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var out struct {
-		Plugins []pluginInfo `json:"plugins"`
+	q := url.Values{"consistency": {*consistency}}
+	if *all {
+		q.Set("all", "true")
 	}
-	if err := c.doJSON(ctx, http.MethodGet, "/v1/plugins", nil, nil, &out); err != nil {
+	var out struct {
+		Plugins    []pluginInfo `json:"plugins"`
+		KeptStates *[]keptState `json:"kept_states,omitempty"`
+	}
+	if err := c.doJSON(ctx, http.MethodGet, "/v1/plugins", q, nil, &out); err != nil {
 		return err
 	}
 	if cf.json {
@@ -126,13 +171,26 @@ func pluginList(ctx context.Context, args []string, stdout io.Writer) error {
 	for _, p := range out.Plugins {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%d\t%s\n", p.Name, orDash(p.Version), p.ABIVersion, shortHash(p.Hash), p.Size, p.Keys, p.ActiveSince, p.Description)
 	}
+	if err := tw.Flush(); err != nil || out.KeptStates == nil {
+		return err
+	}
+	if len(*out.KeptStates) == 0 {
+		_, err := fmt.Fprintln(stdout, "\nno kept state of a removed plugin")
+		return err
+	}
+	fmt.Fprintln(stdout, "\nKept state of removed plugins (raftkv plugin remove NAME --drop-state deletes it):")
+	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tKEYS\tBYTES")
+	for _, k := range *out.KeptStates {
+		fmt.Fprintf(tw, "%s\t%d\t%d\n", k.Name, k.Keys, k.Bytes)
+	}
 	return tw.Flush()
 }
 
 func pluginRemove(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlagSet("plugin remove", "NAME [--drop-state] [flags]", "Deactivate the plugin NAME on every node. The default plugin kv cannot be removed.", stdout)
+	fs := newFlagSet("plugin remove", "NAME [--drop-state] [flags]", "Deactivate the plugin NAME on every node. Its state is kept unless --drop-state is given (plugin list\n--all shows kept states; a plugin deployed again under NAME finds it); --drop-state on a plugin\nalready removed deletes its kept state. Both go through the Raft log. The default plugin kv cannot\nbe removed.", stdout)
 	cf := addClientFlags(fs)
-	drop := fs.Bool("drop-state", false, "delete the plugin's state too")
+	drop := fs.Bool("drop-state", false, "delete the plugin's state too (or, for a removed plugin, its kept state)")
 	pos, err := fs.parse(args)
 	if err != nil {
 		return err
@@ -152,11 +210,11 @@ func pluginRemove(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if cf.json {
-		return printJSON(stdout, map[string]any{"removed": pos[0], "state_dropped": *drop})
+		return printJSON(stdout, map[string]any{"removed": pos[0], "state_dropped": *drop, "state_kept": !*drop})
 	}
-	msg := "removed " + pos[0]
-	if *drop {
-		msg += " and its state"
+	msg := "removed " + pos[0] + " (any state it had is deleted)"
+	if !*drop {
+		msg = fmt.Sprintf("removed %s; its state is kept (raftkv plugin list --all shows it; raftkv plugin remove %s --drop-state deletes it)", pos[0], pos[0])
 	}
 	_, err = fmt.Fprintln(stdout, msg)
 	return err

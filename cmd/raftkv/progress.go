@@ -30,6 +30,14 @@ func newProgress(w io.Writer, label string, total int64) *progress {
 	return p
 }
 
+// set records the bytes transferred so far (a retry starts again).
+func (p *progress) set(n int64) {
+	p.mu.Lock()
+	p.n = n
+	p.mu.Unlock()
+	p.add(0)
+}
+
 func (p *progress) add(n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -49,7 +57,7 @@ func (p *progress) print(end string) {
 	if end != "" {
 		s = fmt.Sprintf("%s: %d bytes", p.label, p.n)
 	} else if p.total > 0 {
-		s += fmt.Sprintf(" of %s (%d%%)", formatBytes(p.total), p.n*100/p.total)
+		s += fmt.Sprintf(" of %s %s (%d%%)", formatBytes(p.total), bar(int(min(p.n, p.total)*100/p.total), 100), p.n*100/p.total)
 	}
 	if p.terminal {
 		fmt.Fprintf(p.w, "\r%s%s\x1b[K", s, end)
@@ -108,4 +116,17 @@ func formatBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// lockedWriter serialises writes to w: a restore's progress and phases
+// write from the HTTP transport's goroutine and from the command's.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
-	"strconv"
 )
 
 func runPut(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -41,19 +37,17 @@ func putKey(ctx context.Context, cf *clientFlags, key string, value []byte, cas 
 	if err != nil {
 		return err
 	}
-	q := url.Values{}
-	if cas != nil {
-		q.Set("cas", strconv.FormatUint(*cas, 10))
-	}
-	resp, err := c.request(ctx, http.MethodPut, keyPath(key), q, bytes.NewReader(value), "application/octet-stream")
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
 	var out struct {
 		Version uint64 `json:"version"`
 	}
-	if err := decodeBody(resp, &out); err != nil {
+	if cas != nil {
+		out.Version, err = c.api.CAS(ctx, key, *cas, value)
+	} else {
+		out.Version, err = c.api.Put(ctx, key, value)
+	}
+	if err != nil {
 		return err
 	}
 	if cf.json {

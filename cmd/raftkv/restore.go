@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+
+	kvclient "github.com/raftkv/raftkv/client"
 )
 
 const restoreSummary = `Replace the whole cluster's state with a backup made by 'raftkv backup' (FILE, or standard input
@@ -45,14 +47,26 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *quiet {
 		progressOut = io.Discard
 	}
+	// Three steps, each reported: the upload, the leader's verification and
+	// installation (the answer), then every member installing it.
+	progressOut = &lockedWriter{w: progressOut}
+	ph := newPhases(progressOut, "restore", 3)
+	ph.step("upload to the leader")
 	p := newProgress(progressOut, "restore", total)
-	body := p.reader(in)
-	if total >= 0 {
-		// A known length lets the server reject an oversized backup at once.
-		body = sizedReader{io.LimitReader(body, total), total}
-	}
+	uploaded := false
+	// A file is sent again from its start if the node it reached first
+	// turns out not to be the leader (the client package rewinds it).
+	r := kvclient.Request{Method: http.MethodPost, Path: "/v1/restore", Stream: in, StreamSize: total,
+		ContentType: "application/octet-stream", Write: true, Leader: true, Idempotent: true, // the same backup again: the same state
+		Progress: func(sent, _ int64) {
+			p.set(sent)
+			if total >= 0 && sent >= total && !uploaded {
+				uploaded = true
+				ph.step("verify and install on the leader")
+			}
+		}}
 	req := func() error {
-		resp, err := c.request(ctx, http.MethodPost, "/v1/restore", nil, body, "application/octet-stream")
+		resp, err := c.api.Do(ctx, r)
 		if err != nil {
 			return err
 		}
@@ -62,9 +76,17 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if err := req(); err != nil {
 		p.done(" sent, failed")
+		ph.end("failed")
 		return err
 	}
 	p.done(" restored")
+	ph.end("")
+	ph.step("install on every member")
+	if err := installedEverywhere(ctx, c, progressOut, "restore"); err != nil {
+		ph.end("not confirmed: " + err.Error())
+	} else {
+		ph.end("")
+	}
 	if cf.json {
 		return printJSON(stdout, map[string]any{"restored": pos[0]})
 	}

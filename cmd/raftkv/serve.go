@@ -10,19 +10,27 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	kvclient "github.com/raftkv/raftkv/client"
 	"github.com/raftkv/raftkv/host"
+	"github.com/raftkv/raftkv/host/datadir"
 	"github.com/raftkv/raftkv/host/httpapi"
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/internal/buildinfo"
+	"github.com/raftkv/raftkv/internal/hostseam"
+	"github.com/raftkv/raftkv/internal/sdknative"
 	"github.com/raftkv/raftkv/plugins/kv/kvstore"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
-	"github.com/raftkv/raftkv/plugins/sdk"
 )
 
 // serveOptions is everything "raftkv serve" is configured with.
@@ -41,10 +49,13 @@ type serveOptions struct {
 	LogLevel  string
 	LogFormat string
 
-	Token   string
-	TLSCert string
-	TLSKey  string
-	CACert  string
+	Token           string
+	TokenFile       string
+	InsecureNoToken bool
+	AllowedHosts    string
+	TLSCert         string
+	TLSKey          string
+	CACert          string
 
 	ShutdownTimeout time.Duration
 	PprofAddr       string
@@ -83,12 +94,16 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs.DurationVar(&o.JoinTimeout, "join-timeout", 0, "give up joining after this long (0: retry until shut down)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
-	fs.StringVar(&o.Token, "token", "", "require 'Authorization: Bearer <token>' on the HTTP and management APIs; also sent when joining")
+	fs.StringVar(&o.Token, "token", "", "require 'Authorization: Bearer <token>' on the HTTP and management APIs and the profiler; also sent when joining (visible in ps: prefer --token-file)")
+	fs.StringVar(&o.TokenFile, "token-file", "", "read --token from this file (one token of at least 16 bytes), so that it is not on the command line")
+	fs.BoolVar(&o.InsecureNoToken, "insecure-no-token", false, "allow --http-addr, --mgmt-addr or --pprof-addr beyond loopback without a token: anyone who reaches them can write, trust keys and deploy plugins")
+	fs.StringVar(&o.AllowedHosts, "allowed-hosts", "", "host names, comma-separated, a node without a token answers to besides IP addresses, localhost and its own host names (a Host header naming anything else is refused, against DNS rebinding)")
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM); needs --tls-key")
 	fs.StringVar(&o.TLSKey, "tls-key", "", "private key (PEM) of --tls-cert")
 	fs.StringVar(&o.CACert, "ca-cert", "", "CA certificate (PEM) to verify the --join member's HTTPS certificate (default: system roots)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
-	fs.StringVar(&o.PprofAddr, "pprof-addr", "", "serve Go's profiler (/debug/pprof/) on this address, unauthenticated; empty disables it")
+	fs.BoolVar(&o.API.AccessLog, "access-log", false, "log every API request (method, path, status, bytes, duration, client) at info level; health probes are not logged")
+	fs.StringVar(&o.PprofAddr, "pprof-addr", "", "serve Go's profiler (/debug/pprof/) on this address, behind the token; empty disables it")
 	fs.Int64Var(&o.API.MaxBodyBytes, "max-body-bytes", o.API.MaxBodyBytes, "largest request body accepted (commands, transactions); values, plugin modules and restores have their own limits")
 	fs.DurationVar(&o.API.RequestTimeout, "request-timeout", o.API.RequestTimeout, "time limit of one API request")
 	fs.DurationVar(&o.API.StreamIdleTimeout, "stream-idle-timeout", o.API.StreamIdleTimeout, "longest pause in the body of a plugin deploy or a restore")
@@ -96,6 +111,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	var pages uint
 	fs.UintVar(&pages, "plugin-memory-pages", uint(o.Node.PluginMemoryPages), "memory cap of a plugin instance, in 64 KiB pages")
 	fs.DurationVar(&o.Node.PluginCallTimeout, "plugin-call-timeout", o.Node.PluginCallTimeout, "wall-clock limit of one plugin call (a breach while applying stops the node)")
+	fs.DurationVar(&o.Node.DigestCheckInterval, "digest-check-interval", o.Node.DigestCheckInterval, "how often the leader checks that every member's state is the same at the same log index (0 disables; see docs/operations.md)")
 	fs.IntVar(&o.Node.QueryInstances, "query-instances", o.Node.QueryInstances, "plugin instances per plugin serving queries concurrently")
 	fs.StringVar(&o.Node.PluginCacheDir, "plugin-cache-dir", "", "compiled plugin code cache (default <data-dir>/wasm-cache; nodes may share one)")
 	fs.BoolVar(&o.NativeKV, "native-kv", false, "run the embedded KV plugin's Go code natively instead of WebAssembly, to measure what WebAssembly costs (same log, state and results; not needed in production)")
@@ -107,7 +123,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs.DurationVar(&o.Node.SnapshotInterval, "snapshot-interval", o.Node.SnapshotInterval, "how often the snapshot threshold is checked")
 	fs.Uint64Var(&o.Node.TrailingLogs, "trailing-logs", o.Node.TrailingLogs, "log entries kept after a snapshot for slow followers")
 	fs.IntVar(&o.Node.MaxAppendEntries, "max-append-entries", o.Node.MaxAppendEntries, "most entries in one AppendEntries RPC")
-	fs.StringVar(&o.Node.LogStore, "log-store", o.Node.LogStore, "Raft log store of a new data directory: wal (raft-wal) or bolt (raft-boltdb); an existing one keeps its own")
+	fs.StringVar(&o.Node.LogStore, "log-store", o.Node.LogStore, "Raft log store of a new data directory: bolt (raft-boltdb) or wal (raft-wal: faster, experimental upstream); an existing one keeps its own")
 	fs.bindAllEnv(seedEnv)
 
 	pos, err := fs.parse(args)
@@ -126,6 +142,22 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	}
 	if o.HTTPAddr == "" {
 		return nil, usagef("--http-addr is required")
+	}
+	for _, l := range []struct{ flag, addr string }{
+		{"--http-addr", o.HTTPAddr}, {"--mgmt-addr", o.MgmtAddr}, {"--pprof-addr", o.PprofAddr},
+		{"--raft-addr", o.RaftAddr}, {"--advertise-addr", o.AdvertiseAddr},
+	} {
+		if err := checkListenAddr(l.addr); l.addr != "" && err != nil {
+			return nil, usagef("%s %q: %v", l.flag, l.addr, err)
+		}
+	}
+	switch {
+	case o.API.MaxBodyBytes < 1:
+		return nil, usagef("--max-body-bytes must be at least 1 (it is %d)", o.API.MaxBodyBytes)
+	case o.API.RequestTimeout <= 0:
+		return nil, usagef("--request-timeout must be positive (it is %v)", o.API.RequestTimeout)
+	case o.API.StreamIdleTimeout <= 0:
+		return nil, usagef("--stream-idle-timeout must be positive (it is %v)", o.API.StreamIdleTimeout)
 	}
 	if o.NodeID == "" {
 		o.NodeID = defaultNodeID()
@@ -148,7 +180,121 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	if o.LogFormat != "text" && o.LogFormat != "json" {
 		return nil, usagef("--log-format must be text or json")
 	}
+	if o.Join != "" {
+		if err := validateJoin(o.Join); err != nil {
+			return nil, usageError{err.Error()}
+		}
+	}
+	if o.TokenFile != "" {
+		if o.Token != "" {
+			return nil, usagef("--token and --token-file are exclusive (RAFTKV_TOKEN sets --token)")
+		}
+		tok, err := kvclient.ReadTokenFile(o.TokenFile)
+		if err != nil {
+			return nil, usageError{"--token-file: " + err.Error()}
+		}
+		o.Token = tok
+	}
+	if err := checkExposure(o); err != nil {
+		return nil, err
+	}
 	return o, nil
+}
+
+// checkExposure refuses a node that listens beyond loopback on an HTTP
+// address (the API, the management API, the profiler) with no token, unless
+// --insecure-no-token says that is meant.
+func checkExposure(o *serveOptions) error {
+	if o.Token != "" || o.InsecureNoToken {
+		return nil
+	}
+	for _, l := range []struct{ flag, addr string }{
+		{"--http-addr", o.HTTPAddr}, {"--mgmt-addr", o.MgmtAddr}, {"--pprof-addr", o.PprofAddr},
+	} {
+		if l.addr != "" && !loopbackOnly(l.addr) {
+			return usagef("%s %s listens beyond loopback and no token is set: anyone who reaches it could write, trust keys "+
+				"and deploy plugins. Set a token with --token-file (or RAFTKV_TOKEN), or pass --insecure-no-token if that is meant "+
+				"(see SECURITY.md)", l.flag, l.addr)
+		}
+	}
+	return nil
+}
+
+// checkListenAddr checks that addr is host:port (the host may be empty:
+// every interface).
+func checkListenAddr(addr string) error {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) && ae.Err == "missing port in address" {
+			return errors.New("missing port (want host:port, such as 127.0.0.1:8080)")
+		}
+		return fmt.Errorf("want host:port: %w", err)
+	}
+	return nil
+}
+
+// loopbackOnly reports whether a listen address accepts only local
+// connections: a loopback IP address or localhost. An empty host, 0.0.0.0,
+// :: and any other name listen beyond.
+func loopbackOnly(addr string) bool {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	return err == nil && ip.IsLoopback()
+}
+
+// allowedHosts are the names a node without a token answers to in the Host
+// header (httpapi.Config.AllowedHosts): --allowed-hosts, the host names in
+// its listen and advertised addresses, and the machine's host name (Docker
+// Compose and --join address nodes by it).
+func allowedHosts(o *serveOptions) []string {
+	var names []string
+	for _, n := range strings.Split(o.AllowedHosts, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			names = append(names, n)
+		}
+	}
+	for _, addr := range []string{o.HTTPAddr, o.MgmtAddr, o.AdvertiseAddr, o.RaftAddr} {
+		if h, _, err := net.SplitHostPort(addr); err == nil && h != "" {
+			names = append(names, h)
+		}
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		short, _, _ := strings.Cut(h, ".")
+		names = append(names, h, short)
+	}
+	return names
+}
+
+// validateJoin checks a --join value before anything is created: an http or
+// https URL, or host:port, with an explicit port (no silent :80).
+func validateJoin(addr string) error {
+	raw := addr
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("--join %q: %v", addr, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Hostname() == "" {
+		return fmt.Errorf("--join %q: want a member's HTTP or management address, http://host:port or host:port", addr)
+	}
+	if u.Port() == "" {
+		return fmt.Errorf("--join %q has no port: give the member's HTTP (--http-addr) or management (--mgmt-addr) port, as host:port", addr)
+	}
+	if p, err := strconv.Atoi(u.Port()); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("--join %q: port %q is not a port number", addr, u.Port())
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") {
+		return fmt.Errorf("--join %q: want only scheme://host:port", addr)
+	}
+	return nil
 }
 
 // defaultNodeID is the short host name, or "node1".
@@ -205,6 +351,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// Every file the node creates is its owner's alone: hashicorp/raft
+	// creates snapshots with os.Create, raft-wal its segments with 0644.
+	// host.New fixes what an earlier run left (datadir.FixModes).
+	syscall.Umask(0o077)
 	return serve(ctx, o, newLogger(stderr, o.LogLevel, o.LogFormat))
 }
 
@@ -218,6 +368,35 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger) (err error) {
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	bootstrap := o.Join == ""
+	if o.Bootstrap.set {
+		bootstrap = o.Bootstrap.value
+	}
+	if bootstrap && o.Join != "" {
+		log.Warn("--bootstrap is set: --join is ignored", "join", o.Join)
+	}
+	cfg := o.Node
+	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.AdvertiseAddr = o.NodeID, o.DataDir, o.RaftAddr, o.AdvertiseAddr
+	cfg.Bootstrap = bootstrap
+	cfg.Token = o.Token // forwarded administrative requests carry it (host/peerrpc)
+	cfg.DefaultPlugin = kvwasm.Module
+	if o.NativeKV {
+		hostseam.SetNativePlugins(&cfg, map[string]plugin.Code{plugin.HashOf(kvwasm.Module): sdknative.Code(kvstore.KV{})})
+		log.Info("--native-kv: the embedded KV plugin runs as native Go code, not WebAssembly")
+	}
+	cfg.Logger = log
+	// A configuration raft or the node would refuse fails before anything
+	// is created.
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	// The data directory's lock first: a second node on the same directory
+	// fails here, naming the first, before it opens a port or a file.
+	lock, err := datadir.Acquire(o.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close() // the node's Close releases it first; idempotent
 	// Listen before starting the node: a port in use fails fast.
 	httpLn, err := net.Listen("tcp", o.HTTPAddr)
 	if err != nil {
@@ -240,43 +419,30 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger) (err error) {
 		defer pprofLn.Close()
 	}
 
-	bootstrap := o.Join == ""
-	if o.Bootstrap.set {
-		bootstrap = o.Bootstrap.value
+	cfg.DataDirLock = lock
+	cfg.APIAddress = apiAddress(tlsConfig != nil, httpLn.Addr())
+	if mgmtLn != nil {
+		cfg.MgmtAddress = reachableAddress(mgmtLn.Addr())
 	}
-	if bootstrap && o.Join != "" {
-		log.Warn("--bootstrap is set: --join is ignored", "join", o.Join)
-	}
-	cfg := o.Node
-	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.AdvertiseAddr = o.NodeID, o.DataDir, o.RaftAddr, o.AdvertiseAddr
-	cfg.Bootstrap = bootstrap
-	cfg.DefaultPlugin = kvwasm.Module
-	if o.NativeKV {
-		cfg.NativePlugins = map[string]sdk.Plugin{plugin.HashOf(kvwasm.Module): kvstore.KV{}}
-		log.Info("--native-kv: the embedded KV plugin runs as native Go code, not WebAssembly")
-	}
-	cfg.Logger = log
 	node, err := host.New(cfg)
 	if err != nil {
 		return err
 	}
+	errc := make(chan error, 3) // one per server: none blocks
+	var wg sync.WaitGroup
+	var servers []*http.Server
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
-		defer cancel()
-		if cerr := node.Close(cctx); cerr != nil {
-			log.Error("closing the node", "err", cerr)
-			err = errors.Join(err, cerr)
+		if serr := shutdown(log, o.ShutdownTimeout, servers, &wg, node); serr != nil {
+			err = errors.Join(err, serr)
 		}
 	}()
 
 	apiCfg := o.API
 	apiCfg.Token = o.Token
 	apiCfg.Logger = log
+	apiCfg.AllowedHosts = allowedHosts(o)
 	api := httpapi.New(node, apiCfg)
 
-	errc := make(chan error, 3) // one per server: none blocks
-	var wg sync.WaitGroup
-	var servers []*http.Server
 	start := func(name string, ln net.Listener, h http.Handler) {
 		// No ReadTimeout or WriteTimeout: backups, restores and deploys are
 		// long streams. The API bounds bodies itself with per-request read
@@ -309,24 +475,16 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger) (err error) {
 		start("management", mgmtLn, api.MgmtHandler())
 	}
 	if pprofLn != nil {
-		start("pprof", pprofLn, pprofHandler())
+		start("pprof", pprofLn, api.Protect(pprofHandler()))
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
-		defer cancel()
-		for _, srv := range servers {
-			if serr := srv.Shutdown(sctx); serr != nil {
-				log.Warn("HTTP shutdown", "err", serr)
-			}
-		}
-		wg.Wait()
-	}()
 	scheme := "http"
 	if tlsConfig != nil {
 		scheme = "https"
 	}
+	bi := buildinfo.Get()
 	log.Info("raftkv serving", "node_id", o.NodeID, "data_dir", o.DataDir,
-		"http", scheme+"://"+httpLn.Addr().String(), "mgmt", addrOf(mgmtLn), "raft", node.Address())
+		"http", scheme+"://"+httpLn.Addr().String(), "mgmt", addrOf(mgmtLn), "raft", node.Address(),
+		"version", bi.Version, "commit", bi.Commit, "build_time", bi.BuildTime)
 
 	switch {
 	case node.HasExistingState():
@@ -369,8 +527,69 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger) (err error) {
 	}
 }
 
-// pprofHandler serves net/http/pprof's endpoints (not on the API listeners:
-// profiles are for operators, and they take no token).
+// shutdown stops the HTTP servers and the node within timeout, whatever
+// they wait for (a request, a peer that does not answer, Raft, a plugin): if
+// they are not done by then, it returns an error and the process exits
+// anyway. The Raft log is crash-safe (internal/crashtest), so an exit
+// without a clean close loses nothing acknowledged. The servers get half the
+// time, then lose their remaining connections; the node gets the rest.
+func shutdown(log *slog.Logger, timeout time.Duration, servers []*http.Server, wg *sync.WaitGroup, node *host.Node) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	stage := make(chan string, 2)
+	done := make(chan error, 1)
+	go func() {
+		stage <- "stopping the HTTP servers"
+		hctx, hcancel := context.WithTimeout(ctx, timeout/2)
+		defer hcancel()
+		for _, srv := range servers {
+			if err := srv.Shutdown(hctx); err != nil {
+				log.Warn("HTTP shutdown: closing the remaining connections", "err", err)
+				srv.Close()
+			}
+		}
+		wg.Wait()
+		stage <- "closing the node"
+		done <- node.Close(ctx)
+	}()
+	doing := ""
+	for {
+		select {
+		case doing = <-stage:
+		case err := <-done:
+			if err != nil {
+				log.Error("closing the node", "err", err)
+			}
+			return err
+		case <-ctx.Done():
+			log.Error("shutdown did not finish in time: exiting anyway", "timeout", timeout, "while", doing)
+			return fmt.Errorf("shutdown did not finish within --shutdown-timeout %v (still %s)", timeout, doing)
+		}
+	}
+}
+
+// speaksSSH reports whether the server at base (scheme://host:port) greets
+// a new connection with an SSH banner, as a raftkv Raft port does.
+func speaksSSH(ctx context.Context, base string) bool {
+	u, err := url.Parse(base)
+	if err != nil {
+		return false
+	}
+	d := net.Dialer{Timeout: 2 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 4)
+	_, err = io.ReadFull(conn, buf)
+	return err == nil && string(buf) == "SSH-"
+}
+
+// pprofHandler serves net/http/pprof's endpoints, on their own listener
+// (profiles are for operators), behind the API's token (API.Protect):
+// /debug/pprof/cmdline shows the command line, which may hold --token.
 func pprofHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -409,6 +628,10 @@ func joinCluster(ctx context.Context, node *host.Node, o *serveOptions, tlsDefau
 		}
 		if !retryable(err) {
 			return fmt.Errorf("joining through %s: %w", c.base, err)
+		}
+		// No HTTP answer came: the port may not speak HTTP at all.
+		if ae := (*apiError)(nil); (!errors.As(err, &ae) || ae.Status == 0) && speaksSSH(ctx, c.base) {
+			return fmt.Errorf("--join %s is a Raft (SSH) port, not an HTTP one: give the member's HTTP (--http-addr) or management (--mgmt-addr) address", o.Join)
 		}
 		log.Warn("join failed, retrying", "via", c.base, "attempt", attempt, "err", err, "retry_in", backoff)
 		select {

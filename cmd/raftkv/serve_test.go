@@ -60,6 +60,24 @@ func TestServeFlags(t *testing.T) {
 			t.Errorf("%q: no error", args)
 		}
 	}
+	// Each refused with its own reason (an address without a port was
+	// called "beyond loopback", a negative body limit meant the default).
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--http-addr", "127.0.9.9"}, `--http-addr "127.0.9.9": missing port`},
+		{[]string{"--mgmt-addr", "localhost"}, `--mgmt-addr "localhost": missing port`},
+		{[]string{"--raft-addr", "127.0.0.1"}, `--raft-addr "127.0.0.1": missing port`},
+		{[]string{"--max-body-bytes", "-1"}, "--max-body-bytes must be at least 1"},
+		{[]string{"--max-body-bytes", "0"}, "--max-body-bytes must be at least 1"},
+		{[]string{"--request-timeout", "-1s"}, "--request-timeout must be positive"},
+		{[]string{"--stream-idle-timeout", "0s"}, "--stream-idle-timeout must be positive"},
+	} {
+		if _, err := parseServeFlags(tc.args, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want an error with %q", tc.args, err, tc.want)
+		}
+	}
 }
 
 func TestDefaultAdvertise(t *testing.T) {

@@ -4,24 +4,28 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"runtime"
-	"runtime/debug"
+
+	"github.com/raftkv/raftkv/internal/buildinfo"
 )
 
+const versionSummary = `Print raftkv's version, the commit and time it was built (stamped by 'make build' and
+examples/docker/build.sh, see scripts/ldflags.sh; a plain 'go build' falls back to what the Go
+toolchain recorded), the Go version and the platform. 'raftkv --version' is the same.`
+
 func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("version", "", "Print raftkv's version and the Go version it was built with.", stdout)
-	if _, err := fs.parse(args); err != nil {
+	fs := newFlagSet("version", "[--json]", versionSummary, stdout)
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := fs.parse(args)
+	if err != nil {
 		return err
 	}
-	version := "(devel)"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		version = bi.Main.Version
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				version += " " + s.Value[:12]
-			}
-		}
+	if err := needArgs(pos, 0, 0); err != nil {
+		return err
 	}
-	_, err := fmt.Fprintf(stdout, "raftkv %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	bi := buildinfo.Get()
+	if *asJSON {
+		return printJSON(stdout, bi)
+	}
+	_, err = fmt.Fprintln(stdout, bi.String())
 	return err
 }

@@ -243,7 +243,7 @@ func startRawServer(t testing.TB, reply func(method, target []byte) (answer []by
 	return s
 }
 
-// rawClusterAnswer answers GET /v1/cluster for raftkv bench.
+// rawClusterAnswer answers GET /v1/cluster for raftkv-bench.
 func rawClusterAnswer(target []byte) []byte {
 	if string(target) != "/v1/cluster" {
 		return nil
@@ -287,7 +287,7 @@ func TestBenchConnMalformed(t *testing.T) {
 		}
 	}
 
-	// raftkv bench counts them as errors and reports the first.
+	// raftkv-bench counts them as errors and reports the first.
 	srv := startRawServer(t, func(_, target []byte) ([]byte, bool) {
 		if a := rawClusterAnswer(target); a != nil {
 			return a, false
@@ -298,7 +298,7 @@ func TestBenchConnMalformed(t *testing.T) {
 	if rep.OK != 0 || rep.Errors != 5 || rep.ErrorKinds["malformed answer"] != 5 {
 		t.Fatalf("bench against a garbage server: %+v", rep)
 	}
-	r := cli("bench", "--addr", srv.URL, "--count", "3")
+	r := cli("--addr", srv.URL, "--count", "3")
 	if want := `errors:     3 × malformed answer, first: PUT "` + srv.URL + `/v1/kv/`; r.code != 1 || !strings.Contains(r.stdout, want) || !strings.Contains(r.stdout, `: malformed answer: status line "garbage"`) {
 		t.Fatalf("bench summary lacks %q: exit %d\n%s\n%s", want, r.code, r.stdout, r.stderr)
 	}
@@ -348,7 +348,7 @@ func TestBenchConnTimeout(t *testing.T) {
 		t.Fatal("get on a cancelled pool returned a connection")
 	}
 
-	// So does cancelling raftkv bench (Ctrl-C): it stops at once and prints
+	// So does cancelling raftkv-bench (Ctrl-C): it stops at once and prints
 	// what it has.
 	ctx, cancel = context.WithCancel(t.Context())
 	go func() {
@@ -381,12 +381,12 @@ func TestBenchConnTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The TLS configuration of --ca-cert, as raftkv bench builds it.
-	c, err := newClient(srv.URL, "tok", caFile, time.Second, false)
+	// The TLS configuration of --ca-cert, as raftkv-bench builds it.
+	tc, err := tlsConfig(caFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := newBenchPool(t.Context(), c.base, "tok", c.hc.Transport.(*http.Transport).TLSClientConfig, 1, 5*time.Second)
+	p, err := newBenchPool(t.Context(), srv.URL, "tok", tc, 1, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,7 +102,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := needArgs(pos, 0, 0); err != nil {
 		return err
 	}
-	o.token, o.caCert, o.timeout, o.json = cf.token, cf.caCert, cf.timeout, cf.json
+	if o.token, err = cf.bearer(); err != nil {
+		return err
+	}
+	o.caCert, o.timeout, o.json = cf.caCert, cf.timeout, cf.json
 	o.countSet, o.durSet = fs.isSet("count"), fs.isSet("duration")
 	if err := o.validate(cf.addr, *mix); err != nil {
 		return err
@@ -283,11 +286,10 @@ func newBenchRun(ctx context.Context, o *benchOptions, stderr io.Writer) (*bench
 		r.versions = make([]atomic.Uint64, o.keys)
 	}
 
-	probe, err := newClient(o.addrs[0], o.token, o.caCert, 5*time.Second, false)
-	if err != nil {
+	var err error
+	if r.tlsConf, err = tlsConfig(o.caCert); err != nil {
 		return nil, err
 	}
-	r.tlsConf = probe.hc.Transport.(*http.Transport).TLSClientConfig
 	if err := r.findTargets(ctx); err != nil {
 		return nil, err
 	}
@@ -304,17 +306,18 @@ func (r *benchRun) findTargets(ctx context.Context) error {
 		leader := ""
 		var err error
 		for _, a := range r.o.addrs {
-			c, cerr := newClient(a, r.o.token, r.o.caCert, 5*time.Second, false)
+			c, cerr := nodeClient(a, r.o.token, r.tlsConf, 5*time.Second)
 			if cerr != nil {
-				return cerr
+				return fmt.Errorf("address: %w", cerr)
 			}
-			ans, gerr := getCluster(ctx, c)
+			base := c.Endpoints()[0]
+			ans, gerr := c.Cluster(ctx)
 			if gerr != nil {
-				err = fmt.Errorf("%s: GET /v1/cluster: %w", c.base, gerr)
+				err = fmt.Errorf("%s: GET /v1/cluster: %w", base, gerr)
 				break
 			}
-			byID[ans.NodeID] = c.base
-			bases = append(bases, c.base)
+			byID[ans.NodeID] = base
+			bases = append(bases, base)
 			if leader == "" {
 				leader = ans.Leader
 			}

@@ -7,18 +7,20 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	kvclient "github.com/raftkv/raftkv/client"
 )
 
-// benchJSON runs raftkv bench --json and decodes its report.
+// benchJSON runs raftkv-bench --json and decodes its report.
 func benchJSON(t *testing.T, wantCode int, args ...string) benchReport {
 	t.Helper()
-	r := cli(append([]string{"bench", "--json"}, args...)...)
+	r := cli(append([]string{"--json"}, args...)...)
 	if r.code != wantCode {
-		t.Fatalf("raftkv bench %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, wantCode, r.stdout, r.stderr)
+		t.Fatalf("raftkv-bench %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, wantCode, r.stdout, r.stderr)
 	}
 	var rep benchReport
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
-		t.Fatalf("raftkv bench %s: %v\n%s", strings.Join(args, " "), err, r.stdout)
+		t.Fatalf("raftkv-bench %s: %v\n%s", strings.Join(args, " "), err, r.stdout)
 	}
 	return rep
 }
@@ -35,7 +37,7 @@ func checkClean(t *testing.T, rep benchReport, ok int64) {
 	}
 }
 
-// TestBench runs raftkv bench in-process against a real single node.
+// TestBench runs raftkv-bench in-process against a real single node.
 func TestBench(t *testing.T) {
 	n := startInProcess(t)
 	addr := "--addr=" + n.URL
@@ -47,10 +49,12 @@ func TestBench(t *testing.T) {
 			t.Fatalf("report: %+v", rep)
 		}
 		// The keys are new and of --key-size bytes: list them.
-		var page listAnswer
-		json.Unmarshal([]byte(mustCLI(t, "list", "--json", addr)), &page)
+		items, err := n.Client.ListAll(t.Context(), kvclient.ListRequest{}, 10000)
+		if err != nil {
+			t.Fatal(err)
+		}
 		sized := 0
-		for _, it := range page.Items {
+		for _, it := range items {
 			if len(it.Key) == 16 && len(it.Value) == 100 {
 				sized++
 			}
@@ -96,7 +100,7 @@ func TestBench(t *testing.T) {
 	})
 
 	t.Run("duration", func(t *testing.T) {
-		r := cli("bench", addr, "--duration", "1500ms", "--clients", "2", "--progress", "--value-size", "10")
+		r := cli(addr, "--duration", "1500ms", "--clients", "2", "--progress", "--value-size", "10")
 		if r.code != 0 || !strings.Contains(r.stdout, "throughput:") || !strings.Contains(r.stdout, "p99.9") {
 			t.Fatalf("bench --duration: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 		}
@@ -112,13 +116,13 @@ func TestBench(t *testing.T) {
 	})
 
 	t.Run("text-markdown-any", func(t *testing.T) {
-		out := mustCLI(t, "bench", addr, "--count", "200", "--clients", "2")
+		out := mustCLI(t, addr, "--count", "200", "--clients", "2")
 		for _, want := range []string{"write: 2 clients, 2 conns, leader solo", "done:       200 ok, 0 errors", "throughput:", "p50 ", "p99.9 "} {
 			if !strings.Contains(out, want) {
 				t.Fatalf("summary lacks %q:\n%s", want, out)
 			}
 		}
-		out = mustCLI(t, "bench", "--addr", n.URL+","+n.HTTP, "--target", "any", "--count", "100", "--clients", "2", "--markdown", "--label", "w")
+		out = mustCLI(t, "--addr", n.URL+","+n.HTTP, "--target", "any", "--count", "100", "--clients", "2", "--markdown", "--label", "w")
 		if !strings.HasPrefix(out, "| w | 2 | ") || !strings.HasSuffix(out, " | 0 |\n") || strings.Count(out, "|") != 9 {
 			t.Fatalf("markdown row: %q", out)
 		}
@@ -135,7 +139,7 @@ func TestBench(t *testing.T) {
 			{"--clients", "0"}, {"--target", "follower"}, {"--op", "cas", "--keys", "2", "--clients", "3"},
 			{"--key-size", "2", "--count", "101"}, {"extra-argument"},
 		} {
-			if r := cli(append([]string{"bench", addr}, args...)...); r.code != exitUsage {
+			if r := cli(append([]string{addr}, args...)...); r.code != exitUsage {
 				t.Errorf("bench %v: exit %d, want %d: %s", args, r.code, exitUsage, r.stderr)
 			}
 		}
@@ -170,7 +174,7 @@ func TestBenchCountsOnlyConfirmed(t *testing.T) {
 	defer srv.Close()
 
 	// The leader "a" is not among --addr.
-	r := cli("bench", "--addr", srv.URL)
+	r := cli("--addr", srv.URL)
 	if r.code != 1 || !strings.Contains(r.stderr, "the leader is a, which is none of --addr") {
 		t.Fatalf("leader not listed: exit %d: %s", r.code, r.stderr)
 	}
@@ -188,7 +192,7 @@ func TestBenchCountsOnlyConfirmed(t *testing.T) {
 	// A failing preload stops the run before it starts.
 	putStatus.Store(http.StatusServiceUnavailable)
 	gets.Store(0)
-	r = cli("bench", "--addr", srv.URL, "--target", "any", "--op", "get", "--preload", "5")
+	r = cli("--addr", srv.URL, "--target", "any", "--op", "get", "--preload", "5")
 	if r.code != 1 || !strings.Contains(r.stderr, "preload: 0 of 5 keys written, then HTTP 503 no_leader") || gets.Load() != 0 {
 		t.Fatalf("failing preload: exit %d, %d gets: %s", r.code, gets.Load(), r.stderr)
 	}

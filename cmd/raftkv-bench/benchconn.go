@@ -1,6 +1,6 @@
 package main
 
-// The measurement loop of raftkv bench talks HTTP/1.1 through this small
+// The measurement loop of raftkv-bench talks HTTP/1.1 through this small
 // keep-alive client instead of net/http.
 //
 // Why: bench runs on the machine it measures, taking its CPU from the nodes.

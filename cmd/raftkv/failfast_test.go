@@ -1,0 +1,147 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// These tests run the built binary: what they check (an exit, its message,
+// which ports a process opened) lives in the process.
+
+// TestServeDataDirInUse: a second node on a running node's data directory
+// exits at once, naming the first one's pid, and never opens its HTTP port
+// (the old code opened it, then hung forever on raft-wal's lock, deaf to
+// SIGTERM).
+func TestServeDataDirInUse(t *testing.T) {
+	bin := buildBinary(t)
+	first := newProc(t, bin, "n1", "127.0.0.1", "")
+	first.start()
+	waitServing(t, first)
+
+	dataDir := filepath.Join(first.logDir, "data")
+	httpAddr := freeAddr(t, "127.0.0.1")
+	var opened bool
+	code, out := runUntilExit(t, 15*time.Second, func() {
+		if c, err := net.DialTimeout("tcp", httpAddr, 50*time.Millisecond); err == nil {
+			c.Close()
+			opened = true
+		}
+	}, bin, "serve", "--node-id", "n1", "--data-dir", dataDir, "--http-addr", httpAddr,
+		"--mgmt-addr", freeAddr(t, "127.0.0.1"), "--raft-addr", freeAddr(t, "127.0.0.1"))
+	if code != 1 {
+		t.Fatalf("exit code %d, want 1; output:\n%s", code, out)
+	}
+	want := fmt.Sprintf("in use by pid %d", first.cmd.Process.Pid)
+	if !strings.Contains(out, want) || !strings.Contains(out, dataDir) {
+		t.Fatalf("output %q: want it to name %s and say %q", out, dataDir, want)
+	}
+	if opened {
+		t.Fatal("the second process opened its HTTP port before it failed on the lock")
+	}
+	// The first node is unharmed, and the lock is free once it is gone.
+	waitServing(t, first)
+	if err := first.terminate(); err != nil {
+		t.Fatal(err)
+	}
+	first.start()
+	waitServing(t, first)
+}
+
+// TestServeNodeIDChange: a data directory restarted under another --node-id
+// is refused with how to rename a node properly (the old code started it,
+// "ready", while the cluster still called it by the old ID).
+func TestServeNodeIDChange(t *testing.T) {
+	bin := buildBinary(t)
+	p := newProc(t, bin, "n1", "127.0.0.1", "")
+	p.start()
+	waitServing(t, p)
+	if err := p.terminate(); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(p.logDir, "data")
+	code, out := runUntilExit(t, 15*time.Second, nil, bin, "serve", "--node-id", "n9", "--data-dir", dataDir,
+		"--http-addr", p.http, "--mgmt-addr", p.mgmt, "--raft-addr", p.raft)
+	if code != 1 {
+		t.Fatalf("exit code %d, want 1; output:\n%s", code, out)
+	}
+	for _, want := range []string{`created for node "n1"`, `--node-id "n9"`, "raftkv remove n1", "empty data dir", "--join"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output %q: want %q", out, want)
+		}
+	}
+	// Under its own ID it starts as before.
+	p.start()
+	waitServing(t, p)
+}
+
+// TestServeJoinValidated: a --join value that is not a usable address is
+// refused before anything is created, and a missing port is not taken to
+// mean :80.
+func TestServeJoinValidated(t *testing.T) {
+	for _, join := range []string{"127.0.0.1", "http://127.0.0.1", "http://[::1", "ftp://127.0.0.1:6000", "127.0.0.1:99999", "http://127.0.0.1:6000/v1/x"} {
+		dataDir := filepath.Join(t.TempDir(), "data")
+		r := cli("serve", "--node-id", "n2", "--data-dir", dataDir, "--join", join,
+			"--http-addr", freeAddr(t, "127.0.0.1"), "--mgmt-addr", freeAddr(t, "127.0.0.1"), "--raft-addr", freeAddr(t, "127.0.0.1"))
+		if r.code != exitUsage || !strings.Contains(r.stderr, "--join") {
+			t.Errorf("--join %q: exit %d, stderr %q; want a usage error about --join", join, r.code, r.stderr)
+		}
+		if _, err := os.Stat(dataDir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("--join %q: the data dir was created (%v)", join, err)
+		}
+	}
+	if r := cli("serve", "--node-id", "n2", "--data-dir", filepath.Join(t.TempDir(), "d"), "--join", "127.0.0.1"); !strings.Contains(r.stderr, "no port") {
+		t.Errorf("--join without a port: %q, want it to say there is no port", r.stderr)
+	}
+}
+
+// TestServeJoinRaftPort: --join pointed at a member's Raft (SSH) port fails
+// at once and says so (the old code retried forever on "malformed HTTP
+// response").
+func TestServeJoinRaftPort(t *testing.T) {
+	bin := buildBinary(t)
+	first := newProc(t, bin, "n1", "127.0.0.1", "")
+	first.start()
+	waitServing(t, first)
+	for _, join := range []string{first.raft, "https://" + first.raft} {
+		code, out := runUntilExit(t, 20*time.Second, nil, bin, "serve", "--node-id", "n2",
+			"--data-dir", filepath.Join(t.TempDir(), "data"), "--join", join, "--http-addr", freeAddr(t, "127.0.0.1"),
+			"--mgmt-addr", freeAddr(t, "127.0.0.1"), "--raft-addr", freeAddr(t, "127.0.0.1"))
+		if code != 1 || !strings.Contains(out, "Raft (SSH) port") {
+			t.Fatalf("--join %s: exit %d, output:\n%s\nwant exit 1 saying it is the Raft port", join, code, out)
+		}
+	}
+}
+
+// TestServeRaftConfigValidated: Raft settings hashicorp/raft would refuse
+// (an election timeout shorter than the heartbeat's, more than 1024 entries
+// per AppendEntries) are refused with raft's reason before the data dir is
+// created; they used to pass raftkv's checks and fail after the log was open.
+func TestServeRaftConfigValidated(t *testing.T) {
+	for _, tc := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--max-append-entries", "2000"}, "MaxAppendEntries"},
+		{[]string{"--heartbeat-timeout", "1s", "--election-timeout", "200ms", "--leader-lease-timeout", "100ms"}, "must be equal or greater than Heartbeat Timeout"},
+		// The built-in kv is deployed with 512 pages: the node answered 503
+		// forever, retrying the deploy.
+		{[]string{"--plugin-memory-pages", "100"}, "(serve --plugin-memory-pages) is 100: the built-in \"kv\" plugin is deployed with a memory cap of 512 pages"},
+	} {
+		dataDir := filepath.Join(t.TempDir(), "data")
+		args := append([]string{"serve", "--node-id", "n1", "--data-dir", dataDir, "--bootstrap",
+			"--http-addr", freeAddr(t, "127.0.0.1"), "--mgmt-addr", freeAddr(t, "127.0.0.1"), "--raft-addr", freeAddr(t, "127.0.0.1")}, tc.flags...)
+		r := cli(args...)
+		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want an error with %q", tc.flags, r.code, r.stderr, tc.want)
+		}
+		if _, err := os.Stat(dataDir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%v: the data dir was created (%v)", tc.flags, err)
+		}
+	}
+}

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestServeRemovedNodeRestarted: a node removed from the cluster and
+// restarted with its old flags on its old data dir takes no part (no
+// leader contacts it). It says so: in its log at start, on /readyz, in
+// 'raftkv status' and in the 503 no_leader it answers. (The old code
+// answered /readyz "no known leader" and no_leader, and logged nothing.)
+func TestServeRemovedNodeRestarted(t *testing.T) {
+	bin := buildBinary(t)
+	c := startCluster(t, bin, []string{"n1", "n2", "n3"}, []string{"127.0.22.1", "127.0.22.2", "127.0.22.3"})
+	n3 := c.byID("n3")
+	l := c.leader(t)
+	if l == n3 {
+		t.Skip("n3 leads; the removal of a leader is another test") // startCluster bootstraps n1
+	}
+	mustCLI(t, "remove", "n3", "--addr", l.url())
+	// n3 learns its removal from the configuration entry the leader sends
+	// it before it stops replicating to it.
+	poll(t, 30*time.Second, "n3 to know its removal", func() error {
+		a, err := n3.cluster()
+		if err != nil {
+			return err
+		}
+		for _, m := range a.Members {
+			if m.ID == "n3" {
+				return fmt.Errorf("n3 still lists itself: %+v", a.Members)
+			}
+		}
+		return nil
+	})
+	if err := n3.terminate(); err != nil {
+		t.Fatalf("n3: %v", err)
+	}
+	n3.start() // the same flags, the same data dir
+
+	const want = "this node (n3) was removed from the cluster"
+	poll(t, 60*time.Second, "n3 saying it was removed", func() error {
+		r, err := doHTTP("GET", n3.url()+"/readyz", nil)
+		if err != nil {
+			return err
+		}
+		if r.status != 503 || !strings.Contains(r.body, want) {
+			return fmt.Errorf("/readyz: %d %s", r.status, r.body)
+		}
+		return nil
+	})
+	r, err := doHTTP("PUT", n3.url()+"/v1/kv/x", []byte("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.status != 503 || !strings.Contains(r.body, "no_leader") || !strings.Contains(r.body, want) {
+		t.Errorf("a write to the removed node: %d %s; want 503 no_leader saying it was removed", r.status, r.body)
+	}
+	if out := mustCLI(t, "status", "--addr", n3.url()); !strings.Contains(out, want) {
+		t.Errorf("raftkv status of the removed node:\n%s", out)
+	}
+	if log := n3.log(n3.starts); !strings.Contains(log, want) {
+		t.Errorf("the removed node's log does not say it was removed:\n%s", log)
+	}
+}

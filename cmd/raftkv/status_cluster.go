@@ -1,0 +1,252 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// nodeStatus is one member in GET /v1/status/cluster (host.NodeStatus).
+type nodeStatus struct {
+	NodeID       string         `json:"node_id"`
+	APIAddress   string         `json:"api_address,omitempty"`
+	RaftAddress  string         `json:"raft_address"`
+	State        string         `json:"state"`
+	Leader       string         `json:"leader"`
+	Term         uint64         `json:"term"`
+	LastIndex    uint64         `json:"last_index"`
+	CommitIndex  uint64         `json:"commit_index"`
+	AppliedIndex uint64         `json:"applied_index"`
+	Ready        bool           `json:"ready"`
+	Failure      string         `json:"failure,omitempty"`
+	Version      string         `json:"version"`
+	Keys         int            `json:"keys"`
+	DiskBytes    int64          `json:"disk_bytes"`
+	Plugins      []pluginStatus `json:"plugins"`
+	Error        string         `json:"error,omitempty"`
+	// Divergence: the plugins whose state the node found to differ from
+	// another node's at the same index (host.Divergence).
+	Divergence []divergence `json:"divergence,omitempty"`
+	Lag        uint64       `json:"lag"`    // computed here: the leader's commit index - applied index
+	Health     string       `json:"health"` // computed here: see health
+}
+
+type divergence struct {
+	Plugin     string `json:"plugin"`
+	Index      uint64 `json:"index"`
+	Peer       string `json:"peer"`
+	Digest     string `json:"digest"`
+	PeerDigest string `json:"peer_digest"`
+}
+
+// diverged is "hostile≠n2@123, kv≠n3@130" for a node's divergences.
+func diverged(ds []divergence) string {
+	var out []string
+	for _, d := range ds {
+		out = append(out, fmt.Sprintf("%s≠%s@%d", d.Plugin, d.Peer, d.Index))
+	}
+	return strings.Join(out, ", ")
+}
+
+type pluginStatus struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Hash    string `json:"hash"`
+	Keys    int    `json:"keys"`
+	Digest  string `json:"digest,omitempty"`
+}
+
+// clusterStatus asks any node for every member's status and fills Lag and
+// Health.
+func clusterStatus(ctx context.Context, c *client, digests bool) ([]nodeStatus, error) {
+	var out struct {
+		Nodes []nodeStatus `json:"nodes"`
+	}
+	q := url.Values{}
+	if digests {
+		q.Set("digests", "true")
+	}
+	if err := c.doJSON(ctx, http.MethodGet, "/v1/status/cluster", q, nil, &out); err != nil {
+		return nil, err
+	}
+	// The lag is behind the leader's commit index, as the leader says; the
+	// highest known when no leader answered.
+	var commit uint64
+	for _, n := range out.Nodes {
+		if n.Error == "" && n.State == "Leader" {
+			commit = n.CommitIndex
+			break
+		}
+		commit = max(commit, n.CommitIndex)
+	}
+	for i := range out.Nodes {
+		n := &out.Nodes[i]
+		if n.Error == "" && commit > n.AppliedIndex {
+			n.Lag = commit - n.AppliedIndex
+		}
+		n.Health = health(n)
+	}
+	return out.Nodes, nil
+}
+
+// health is "ok" for a node that answers, applies the log, knows a leader
+// and has caught up; otherwise what is wrong.
+func health(n *nodeStatus) string {
+	switch {
+	case n.Error != "":
+		return "unreachable"
+	case n.Failure != "":
+		return "stopped"
+	case len(n.Divergence) > 0:
+		return "diverged"
+	case n.Leader == "":
+		return "no leader"
+	case !n.Ready:
+		return "catching up"
+	}
+	return "ok"
+}
+
+// runStatusCluster prints every member's status as a table (or JSON).
+func runStatusCluster(ctx context.Context, cf *clientFlags, stdout io.Writer) error {
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	nodes, err := clusterStatus(ctx, c, false)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(stdout, nodes)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tAPI ADDRESS\tVERSION\tROLE\tTERM\tCOMMIT\tAPPLIED\tLAG\tHEALTH\tKEYS\tDISK\tPLUGINS")
+	for _, n := range nodes {
+		if n.Error != "" {
+			// The innermost cause ("connection refused"); --json has it all.
+			cause := n.Error[strings.LastIndex(n.Error, ": ")+1:]
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\t-\t%s:%s\t-\t-\t-\n", n.NodeID, orDash(n.APIAddress), n.Health, cause)
+			continue
+		}
+		health := n.Health
+		if n.Failure != "" {
+			health += ": " + n.Failure
+		}
+		if len(n.Divergence) > 0 {
+			health += ": " + diverged(n.Divergence)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%d\t%s\t%s\n", n.NodeID, orDash(n.APIAddress), n.Version,
+			strings.ToLower(n.State), n.Term, n.CommitIndex, n.AppliedIndex, n.Lag, health, n.Keys, formatBytes(n.DiskBytes), plugins(n.Plugins))
+	}
+	return tw.Flush()
+}
+
+// plugins is "kv v1.0.0 3f3928cbfddd, ledger ..." sorted by name.
+func plugins(ps []pluginStatus) string {
+	var out []string
+	for _, p := range ps {
+		h := p.Hash
+		if len(h) > 12 {
+			h = h[:12]
+		}
+		v := p.Version
+		if v == "" {
+			v = "-"
+		}
+		out = append(out, p.Name+" "+v+" "+h)
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		return "-"
+	}
+	return strings.Join(out, ", ")
+}
+
+const healthSummary = `Check a node's health: exit 0 when the node at --addr serves and applies the log (GET
+/healthz), 1 otherwise. With --ready it must also know a leader and have caught up (GET /readyz).
+With --cluster: every member's health as the answering node gathers it (see 'status --cluster');
+exit 1 when any member is unreachable, stopped, diverged (its state differs from another
+member's: see docs/operations.md), without a leader or catching up.
+Docker's HEALTHCHECK runs 'raftkv health' (the image has no shell).`
+
+func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("health", "[--ready] [--cluster] [flags]", healthSummary, stdout)
+	cf := addClientFlags(fs)
+	ready := fs.Bool("ready", false, "also require readiness (GET /readyz)")
+	cluster := fs.Bool("cluster", false, "every member's health")
+	quiet := fs.Bool("quiet", false, "print nothing; only the exit status tells")
+	pos, err := fs.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := needArgs(pos, 0, 0); err != nil {
+		return err
+	}
+	out := stdout
+	if *quiet {
+		out = io.Discard
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	if *cluster {
+		nodes, err := clusterStatus(ctx, c, false)
+		if err != nil {
+			return err
+		}
+		if cf.json {
+			if err := printJSON(out, nodes); err != nil {
+				return err
+			}
+		}
+		bad := 0
+		for _, n := range nodes {
+			detail := ""
+			switch {
+			case n.Error != "":
+				detail = ": " + n.Error
+			case n.Failure != "":
+				detail = ": " + n.Failure
+			case n.Health == "diverged":
+				detail = ": state differs from another node's (plugin≠node@index): " + diverged(n.Divergence)
+			case n.Health == "catching up":
+				detail = ": applied " + strconv.FormatUint(n.AppliedIndex, 10) + " of " + strconv.FormatUint(n.CommitIndex, 10)
+			}
+			if n.Health != "ok" {
+				bad++
+			}
+			if !cf.json {
+				fmt.Fprintf(out, "%s %s %s%s\n", n.NodeID, orDash(n.APIAddress), n.Health, detail)
+			}
+		}
+		if bad > 0 {
+			return fmt.Errorf("%d of %d members unhealthy", bad, len(nodes))
+		}
+		return nil
+	}
+	// One node: the one at --addr (the first endpoint), with no failover.
+	at, err := c.api.At(c.base)
+	if err != nil {
+		return err
+	}
+	if err := at.Healthy(ctx); err != nil {
+		return err
+	}
+	if *ready {
+		if err := at.Ready(ctx); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(out, c.base, "ok")
+	return nil
+}
