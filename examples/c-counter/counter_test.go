@@ -71,6 +71,13 @@ func buildCounter(t testing.TB) []byte {
 	return module
 }
 
+// limits are the default limits with newRuntime's memory cap.
+func limits() plugin.Limits {
+	l := plugin.DefaultLimits()
+	l.MemoryPages = 256
+	return l
+}
+
 func newRuntime(t testing.TB) *plugin.Runtime {
 	t.Helper()
 	cfg := plugin.DefaultConfig()
@@ -96,7 +103,7 @@ func newTarget(t testing.TB) *target {
 	t.Helper()
 	ctx := context.Background()
 	r := newRuntime(t)
-	mod, err := r.Load(ctx, buildCounter(t))
+	mod, err := r.Load(ctx, buildCounter(t), plugin.LoadOptions{Name: "counter", Limits: limits()})
 	if err != nil {
 		t.Fatal(err)
 	}

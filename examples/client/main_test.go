@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/client"
 	"github.com/raftkv/raftkv/host"
 	"github.com/raftkv/raftkv/host/httpapi"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
@@ -32,13 +33,19 @@ func Test_main(t *testing.T) {
 	t.Cleanup(func() { node.Close(context.Background()) })
 	srv := httptest.NewServer(httpapi.New(node, httpapi.DefaultConfig()).Handler())
 	t.Cleanup(srv.Close)
-	c := &client{base: srv.URL, hc: srv.Client()}
+	c, err := client.New(client.Config{Endpoints: []string{srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 
 	// Wait for the default plugin, which the first leader deploys.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		err := c.json("GET", "/v1/kv/probe", nil, nil)
-		var ae *apiError
+		_, err := c.Get(ctx, "probe")
+		var ae *client.Error
 		if errors.As(err, &ae) && ae.Status == 404 && strings.Contains(ae.Message, "key not found") {
 			break
 		}
@@ -49,10 +56,10 @@ func Test_main(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	if err := run(&out, c); err != nil {
+	if err := run(ctx, &out, c); err != nil {
 		t.Fatal(err)
 	}
-	want := `insert-val SET hello=world: ok
+	want := `insert-val SET hello: ok
 get-val hello: world
 insert-val DELETE hello: ok
 get-val hello after DELETE: 404

@@ -11,10 +11,13 @@
 #   n3    http://127.0.0.1:8082  127.0.0.1:8090   127.0.0.1:6002
 #
 # Environment: RAFTKV_CLUSTER_DIR (data, logs and pid files; default
-# ./raftkv-cluster), RAFTKV_BIN (a raftkv binary; default: built into
-# $RAFTKV_CLUSTER_DIR/raftkv), HTTP_PORT, RAFT_PORT, MGMT_PORT (the first
-# node's ports; the others count up). Running it again restarts stopped nodes
-# with their data: each node is started with the same command line every time.
+# ./raftkv-cluster), RAFTKV_BIN (a raftkv binary; default: the repository's
+# bin/raftkv, built with 'make build' only when it is missing or older than a
+# source file), HTTP_PORT, RAFT_PORT, MGMT_PORT (the first node's ports; the
+# others count up), LEADER_TIMEOUT (seconds to wait for a leader; default 60).
+# Running it again restarts stopped nodes with their data: each node is
+# started with the same command line every time. It exits non-zero when a
+# node does not start or serve, or when the cluster elects no leader.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -27,9 +30,14 @@ dir=$(cd "$dir" && pwd)
 
 bin=${RAFTKV_BIN:-}
 if [ -z "$bin" ]; then
-  bin=$dir/raftkv
-  echo "building $bin"
-  (cd "$root" && go build -o "$bin" ./cmd/raftkv)
+  bin=$root/bin/raftkv
+  # Rebuild only when a source of the binary changed since it was built.
+  if [ ! -x "$bin" ] || [ -n "$(cd "$root" && find . -path ./bin -prune -o \( -name '*.go' -o -name go.mod -o -name go.sum -o -name '*.wasm' \) -newer "$bin" -print -quit)" ]; then
+    echo "building $bin (make build)"
+    make -C "$root" build >/dev/null
+  else
+    echo "using $bin (current)"
+  fi
 fi
 
 first_mgmt=127.0.0.1:$mgmt_port
@@ -53,6 +61,22 @@ for i in 1 2 3; do
   echo "started $id (pid $!), HTTP http://127.0.0.1:$((http_port + i - 1)), log $dir/$id.log"
 done
 
+# wait_healthy waits until health --cluster passes: every member answers,
+# knows a leader and has caught up. A cluster that elects no leader fails.
+endpoints=http://127.0.0.1:$http_port,http://127.0.0.1:$((http_port + 1)),http://127.0.0.1:$((http_port + 2))
+wait_healthy() {
+  local deadline=$((SECONDS + ${LEADER_TIMEOUT:-60})) out
+  until out=$("$bin" health --cluster --endpoints "$endpoints" --timeout 5s 2>&1); do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "the cluster has no leader, or a member is unhealthy, after ${LEADER_TIMEOUT:-60}s:" >&2
+      echo "$out" >&2
+      exit 1
+    fi
+    sleep 0.5
+  done
+}
+wait_healthy
+
 # Wait until every node serves the KV plugin from its own state.
 for i in 1 2 3; do
   addr=http://127.0.0.1:$((http_port + i - 1))
@@ -69,4 +93,5 @@ for i in 1 2 3; do
   done
   [[ $out == *"key not found"* ]] || { echo "n$i is not serving: $out" >&2; exit 1; }
 done
+wait_healthy # now with every member joined
 "$bin" status --addr "http://127.0.0.1:$http_port"

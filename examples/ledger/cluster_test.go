@@ -22,10 +22,10 @@ import (
 	"github.com/raftkv/raftkv/internal/cluster"
 )
 
-func deploy(t testing.TB, n *host.Node, wasm []byte) host.PluginInfo {
+func deploy(t testing.TB, n *host.Node, wasm []byte, opts ...host.DeployOptions) host.PluginInfo {
 	t.Helper()
 	start := time.Now()
-	cluster.Deploy(t, n, "ledger", wasm)
+	cluster.Deploy(t, n, "ledger", wasm, opts...)
 	// DeployPlugin returns once the leader has applied the deploy; through a
 	// follower, the follower's description is complete once it has too.
 	var info host.PluginInfo
@@ -78,7 +78,7 @@ type historyTx struct {
 func accountHistory(t testing.TB, n *host.Node, account string) []historyTx {
 	t.Helper()
 	var all []historyTx
-	q := m{"op": "history", "account": account, "limit": 1000}
+	q := m{"op": "history", "account": account, "limit": 200} // pages: 1000 entries of the typed ledger pass the default 20M query fuel
 	for {
 		var h struct {
 			Transactions []historyTx `msgpack:"transactions"`
@@ -109,10 +109,28 @@ func TestClusterUpgrade(t *testing.T) {
 	for i := range accounts {
 		name := fmt.Sprintf("acct-%d", i)
 		names = append(names, name)
-		for _, cmd := range []any{m{"op": "open", "account": name}, m{"op": "deposit", "account": name, "amount": initial}} {
-			if _, err := command(t, c.Leader().Node, cmd); err != nil {
+		// The deposit has a ref, so both commands are safe to retry when
+		// leadership moves under load: a retry of one that was applied
+		// answers conflict (the account exists, the ref was used).
+		for _, cmd := range []any{m{"op": "open", "account": name}, m{"op": "deposit", "account": name, "amount": initial, "ref": "init-" + name}} {
+			retried := false
+			cluster.Poll(t, 2*time.Minute, func() bool {
+				_, err := command(t, c.Leader().Node, cmd)
+				var refusal *abi.Error
+				switch {
+				case err == nil:
+					return true
+				case retried && errors.As(err, &refusal) && refusal.Code == abi.CodeConflict:
+					return true // the earlier attempt was applied
+				case errors.Is(err, host.ErrUnknownOutcome), errors.Is(err, host.ErrTimeout),
+					errors.Is(err, host.ErrNoLeader), errors.Is(err, host.ErrNotLeader):
+					t.Logf("%v: %v; retrying", cmd, err)
+					retried = true
+					return false
+				}
 				t.Fatalf("%v: %v", cmd, err)
-			}
+				return false
+			}, "%v never applied", cmd)
 		}
 	}
 	const minted = accounts * initial
@@ -177,7 +195,12 @@ func TestClusterUpgrade(t *testing.T) {
 	}
 	cluster.Poll(t, 60*time.Second, func() bool { return t.Failed() || applied(0) >= 20 }, "no transfers applied before the upgrade")
 	follower := c.Followers()[0]
-	info2 := deploy(t, follower.Node, v2)
+	// v2's migration rebuilds the history from every v1 transaction (some
+	// 70k fuel each): a fast machine applies thousands under the load
+	// before the upgrade, past the default 200M load fuel, so the upgrade
+	// brings a larger budget, as an operator would for a big ledger.
+	loadFuel := uint64(5_000_000_000)
+	info2 := deploy(t, follower.Node, v2, host.DeployOptions{Limits: host.LimitsPatch{LoadFuel: &loadFuel}})
 	cluster.Poll(t, 60*time.Second, func() bool { return t.Failed() || applied(info2.ActiveSince) >= 20 }, "no transfers applied after the upgrade")
 	close(stop)
 	wg.Wait()

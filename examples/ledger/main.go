@@ -13,7 +13,7 @@ import (
 	"github.com/raftkv/raftkv/plugins/sdk"
 )
 
-func init() { sdk.Register(ledger.V1{}) }
+func init() { sdk.Register(ledger.V1) }
 
 // main is never called: the host calls _initialize, which runs init.
 func main() {}

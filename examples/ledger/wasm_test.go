@@ -24,6 +24,7 @@ import (
 	"github.com/raftkv/raftkv/examples/ledger/ledger"
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/state"
+	"github.com/raftkv/raftkv/internal/sdknative"
 )
 
 var (
@@ -82,7 +83,9 @@ func instantiate(t testing.TB, r *plugin.Runtime, wasm []byte) (*plugin.Module, 
 	t.Helper()
 	ctx := context.Background()
 	start := time.Now()
-	mod, err := r.Load(ctx, wasm)
+	lim := plugin.DefaultLimits()
+	lim.MemoryPages = r.Config().MemoryLimitPages
+	mod, err := r.Load(ctx, wasm, plugin.LoadOptions{Name: "ledger", Limits: lim})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +264,7 @@ func checkInvariants(t testing.TB, g *target, minted uint64) {
 // identical, and the ledger's invariants hold after every batch.
 func TestWasmRandomTransfers(t *testing.T) {
 	_, in := instantiate(t, newRuntime(t), buildModule(t, "."))
-	wasm, native := newTarget(t, in), newTarget(t, plugin.NewNative(ledger.V1{}))
+	wasm, native := newTarget(t, in), newTarget(t, plugin.NewNative(sdknative.Code(ledger.V1)))
 	w := newWorkload(42, 12)
 	var index, minted uint64
 	codes := map[abi.Code]int{}
@@ -328,7 +331,7 @@ func TestWasmErrors(t *testing.T) {
 		{ledger.CodeInsufficientFunds, "insufficient funds: account alice holds 10, the transfer needs 11"},
 		{abi.CodeOK, ""},
 		{abi.CodeConflict, `duplicate ref "p-1": already applied as tx 5`},
-		{abi.CodeBadRequest, "malformed command: invalid msgpack"},
+		{abi.CodeBadRequest, `command: expected a MsgPack map with an "op" field (a JSON object over HTTP)`},
 		{abi.CodeNotFound, "account carol not found"},
 		{abi.CodeConflict, "account bob already exists"},
 		{abi.CodeOK, ""},

@@ -26,10 +26,12 @@
 // # Protocol
 //
 // Commands and queries are MsgPack maps with string field names (the HTTP
-// API converts a JSON object into one). Account names and refs accept str or
-// bin. Account names are 1 to 64 bytes of ASCII letters, digits, '.', '_' and
-// '-'. Amounts are integers from 1 to 2^64-1. Unknown fields are ignored.
-// Results are MsgPack maps; times are RFC 3339 strings in UTC.
+// API converts a JSON object into one), routed by their "op" field (exact,
+// lower case) with sdk.Router. Account names and refs accept str or bin.
+// Account names are 1 to 64 bytes of ASCII letters, digits, '.', '_' and
+// '-'. Amounts are integers from 1 to 2^64-1 (a negative one is refused, not
+// wrapped). Unknown fields are ignored. Results are MsgPack maps; times are
+// RFC 3339 strings in UTC.
 //
 // Commands:
 //
@@ -65,21 +67,30 @@
 // "accounts" lists accounts in name order from "start"; "history" lists an
 // account's transactions oldest first, after transaction "after". "limit"
 // defaults to 100 and must be between 1 and 1000; "next" is present when more
-// remain and is the value to pass as "start" (or "after") to continue.
+// remain and is the value to pass as "start" (or "after") to continue. A
+// history entry costs some 20k fuel to read: a page of 1000 can pass the
+// default query fuel (20M), which answers out_of_fuel; ask for pages of a
+// few hundred, or raise the plugin's query_fuel.
 //
 // # Errors
 //
-// Malformed input, an unknown op, a bad account name, ref or amount, and a
-// transfer to the payer itself fail with abi.CodeBadRequest; an account that
-// does not exist with abi.CodeNotFound; opening an account twice or reusing a
-// ref with abi.CodeConflict. The ledger's own codes are CodeInsufficientFunds
-// (64) and CodeSupplyOverflow (65).
+// Malformed input, an unknown op, a bad account name, ref, amount or limit,
+// and a transfer to the payer itself fail with abi.CodeBadRequest; for a
+// command these are refused before the log (sdk.Router.ValidateCommand runs
+// each request's Check). An account that does not exist fails with
+// abi.CodeNotFound; opening an account twice or reusing a ref with
+// abi.CodeConflict. The ledger's own codes are CodeInsufficientFunds (64)
+// and CodeSupplyOverflow (65).
 //
 // # State layout
 //
-//	a/<account>          account: {"balance","opened","opened_index"[,"tx_count","last_tx"]}
-//	m/totals             {"supply","accounts"}
-//	t/<index, 8 bytes BE> transaction record
-//	r/<ref>              the tx index (8 bytes BE) that used the ref
-//	h/<account>/<index>  v2: the account's history index (value: 'd' deposit, 'i' in, 'o' out)
+// Values are MsgPack (sdk.Marshal); keys are the SDK's ordered encodings.
+//
+//	a/<account>                   sdk.Map[string, account]: {"balance","opened","opened_index"[,"tx_count","last_tx"]}
+//	m/totals                      sdk.Item: {"supply","accounts"}
+//	t/<index, 8 bytes BE>         sdk.Map[uint64, transaction]: the transaction record
+//	r/<ref>                       sdk.Map[string, uint64]: the tx index that used the ref
+//	h/<len, 2 bytes BE><account><index, 8 bytes BE>
+//	                              v2, sdk.Map[sdk.Pair[string, uint64], byte]: the account's history
+//	                              index (value: 'd' deposit, 'i' in, 'o' out)
 package ledger

@@ -1,16 +1,14 @@
 package ledger
 
 import (
-	"bytes"
-	"encoding/binary"
 	"fmt"
 	"math"
 	"math/bits"
 	"strings"
+	"time"
 
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/plugins/sdk"
-	"github.com/raftkv/raftkv/plugins/sdk/mp"
 )
 
 // The ledger's own result codes (the ABI leaves 64-255 to plugins).
@@ -24,599 +22,543 @@ const (
 // Name is the plugin name both versions report.
 const Name = "ledger"
 
-// V1 is version 1.0.0 of the ledger.
-type V1 struct{}
-
-// V2 is version 2.0.0: V1 plus per-account transaction counts and history,
-// with a migration that builds them from v1's transactions.
-type V2 struct{}
-
-var (
-	_ sdk.Plugin    = V1{}
-	_ sdk.Describer = V1{}
-	_ sdk.Plugin    = V2{}
-	_ sdk.Describer = V2{}
-	_ sdk.Migrator  = V2{}
+// Limits of the protocol.
+const (
+	MaxAccountLen = 64   // the longest account name, in bytes
+	MaxRefLen     = 128  // the longest client reference, in bytes
+	DefaultLimit  = 100  // page size of the listing queries
+	MaxLimit      = 1000 // their largest page
 )
 
-// Info implements sdk.Describer.
-func (V1) Info() abi.Info {
-	return abi.Info{Name: Name, Version: "1.0.0", Description: "bank ledger: accounts, deposits (the only way to mint) and transfers that never overdraw"}
+// V1 is version 1.0.0 of the ledger.
+var V1 = newLedger(abi.Info{Name: Name, Version: "1.0.0",
+	Description: "bank ledger: accounts, deposits (the only way to mint) and transfers that never overdraw"}, false)
+
+// V2 is version 2.0.0: V1 plus per-account transaction counts and history,
+// with a migration (Migrate) that builds them from v1's transactions.
+var V2 = v2{newLedger(abi.Info{Name: Name, Version: "2.0.0",
+	Description: "bank ledger with per-account history: accounts, deposits (the only way to mint) and transfers that never overdraw"}, true)}
+
+type v2 struct{ *sdk.Router }
+
+var _ sdk.Migrator = V2
+
+// The state (see the package documentation for the layout).
+var (
+	accounts = sdk.NewMap[string, account]("a/", sdk.StringKey)
+	totals   = sdk.NewItem[supplyResp]("m/totals")
+	txs      = sdk.NewMap[uint64, transaction]("t/", sdk.Uint64Key)
+	refs     = sdk.NewMap[string, uint64]("r/", sdk.StringKey)
+	history  = sdk.NewMap[sdk.Pair[string, uint64], byte]("h/", sdk.PairKey(sdk.StringKey, sdk.Uint64Key))
+)
+
+// account is the record stored under a/<name>.
+type account struct {
+	Balance     uint64 `msgpack:"balance"`
+	Opened      int64  `msgpack:"opened"`       // leader time of the open command, Unix ns
+	OpenedIndex uint64 `msgpack:"opened_index"` // its log index
+	// Maintained by v2 (and rebuilt by its migration); v1 drops them.
+	TxCount uint64 `msgpack:"tx_count,omitempty"` // deposits and transfers involving the account
+	LastTx  uint64 `msgpack:"last_tx,omitempty"`  // index of the latest of them
 }
 
-// Apply implements sdk.Plugin.
-func (V1) Apply(st sdk.State, e sdk.Entry) ([]byte, error) { return ledger{}.apply(st, e) }
-
-// Query implements sdk.Plugin.
-func (V1) Query(st sdk.State, q []byte) ([]byte, error) { return ledger{}.query(st, q) }
-
-// Info implements sdk.Describer.
-func (V2) Info() abi.Info {
-	return abi.Info{Name: Name, Version: "2.0.0", Description: "bank ledger with per-account history: accounts, deposits (the only way to mint) and transfers that never overdraw"}
+// transaction is the record stored under t/<index>.
+type transaction struct {
+	Index  uint64 `msgpack:"index"`
+	Time   int64  `msgpack:"time"` // leader time, Unix ns
+	Kind   string `msgpack:"kind"`
+	From   string `msgpack:"from,omitempty"` // transfers only
+	To     string `msgpack:"to"`
+	Amount uint64 `msgpack:"amount"`
+	Ref    string `msgpack:"ref,omitempty"`
 }
 
-// Apply implements sdk.Plugin.
-func (V2) Apply(st sdk.State, e sdk.Entry) ([]byte, error) { return ledger{v2: true}.apply(st, e) }
+// Directions recorded as the value of a history key.
+const (
+	dirDeposit = 'd'
+	dirIn      = 'i'
+	dirOut     = 'o'
+)
 
-// Query implements sdk.Plugin.
-func (V2) Query(st sdk.State, q []byte) ([]byte, error) { return ledger{v2: true}.query(st, q) }
-
-// ledger is the logic shared by both versions.
-type ledger struct{ v2 bool }
-
-var commands = map[string]bool{"open": true, "deposit": true, "transfer": true}
-
-func (l ledger) isQuery(op string) bool {
-	switch op {
-	case "balance", "supply", "accounts", "audit", "tx":
-		return true
-	case "history":
-		return l.v2
+// Requests. Their Check methods hold the stateless rules, which the Router
+// runs before a command reaches the log as well as when it applies.
+type (
+	openReq struct {
+		Account string `msgpack:"account"`
 	}
-	return false
+	depositReq struct {
+		Account string  `msgpack:"account"`
+		Amount  uint64  `msgpack:"amount"`
+		Ref     *string `msgpack:"ref"`
+	}
+	transferReq struct {
+		From   string  `msgpack:"from"`
+		To     string  `msgpack:"to"`
+		Amount uint64  `msgpack:"amount"`
+		Ref    *string `msgpack:"ref"`
+	}
+	accountReq struct {
+		Account string `msgpack:"account"`
+	}
+	accountsReq struct {
+		Start string `msgpack:"start"`
+		Limit *int   `msgpack:"limit"`
+	}
+	txReq struct {
+		Index *uint64 `msgpack:"index"`
+	}
+	historyReq struct {
+		Account string `msgpack:"account"`
+		After   uint64 `msgpack:"after"`
+		Limit   *int   `msgpack:"limit"`
+	}
+)
+
+func (r *openReq) Check() error    { return checkAccount("account", r.Account) }
+func (r *accountReq) Check() error { return checkAccount("account", r.Account) }
+func (r *accountsReq) Check() error {
+	return checkLimit(r.Limit)
 }
-
-func (l ledger) apply(st sdk.State, e sdk.Entry) ([]byte, error) {
-	q, err := parseRequest(e.Data, "command")
-	if err != nil {
-		return nil, err
-	}
-	op, err := q.opName()
-	if err != nil {
-		return nil, err
-	}
-	switch op {
-	case "open":
-		return l.open(st, e, q)
-	case "deposit":
-		return l.deposit(st, e, q)
-	case "transfer":
-		return l.transfer(st, e, q)
-	}
-	if l.isQuery(op) {
-		return nil, badRequest("op %q is a query: send it as a query, not a command", op)
-	}
-	return nil, badRequest("unknown op %q", cut([]byte(op)))
+func (r *historyReq) Check() error {
+	return cmpErr(checkAccount("account", r.Account), checkLimit(r.Limit))
 }
-
-func (l ledger) query(st sdk.State, data []byte) ([]byte, error) {
-	q, err := parseRequest(data, "query")
-	if err != nil {
-		return nil, err
+func (r *txReq) Check() error {
+	if r.Index == nil {
+		return sdk.BadRequest("missing index")
 	}
-	op, err := q.opName()
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case op == "balance":
-		return l.balance(st, q)
-	case op == "supply":
-		return supply(st)
-	case op == "accounts":
-		return accounts(st, q)
-	case op == "audit":
-		return audit(st)
-	case op == "tx":
-		return txQuery(st, q)
-	case op == "history" && l.v2:
-		return history(st, q)
-	case commands[op]:
-		return nil, badRequest("op %q is a command: send it as a command, not a query", op)
-	}
-	return nil, badRequest("unknown op %q", cut([]byte(op)))
+	return nil
 }
-
-// loadAccount reads the account id, failing with CodeNotFound if it does not
-// exist.
-func loadAccount(st sdk.State, id []byte) (account, error) {
-	v, _, ok := st.Get(accountKey(id))
-	if !ok {
-		return account{}, sdk.Errorf(abi.CodeNotFound, "account %s not found", id)
-	}
-	return decodeAccount(v)
+func (r *depositReq) Check() error {
+	return cmpErr(checkAccount("account", r.Account), checkAmount(r.Amount), checkRef(r.Ref))
 }
-
-// checkRef fails with CodeConflict if ref was used by an earlier transaction.
-func checkRef(st sdk.State, ref []byte) error {
-	if ref == nil {
-		return nil
+func (r *transferReq) Check() error {
+	if err := cmpErr(checkAccount("from", r.From), checkAccount("to", r.To), checkAmount(r.Amount), checkRef(r.Ref)); err != nil {
+		return err
 	}
-	if v, _, ok := st.Get(refKey(ref)); ok && len(v) == 8 {
-		return sdk.Errorf(abi.CodeConflict, "duplicate ref %q: already applied as tx %d", ref, binary.BigEndian.Uint64(v))
+	if r.From == r.To {
+		return sdk.BadRequest("cannot transfer from account %s to itself", r.From)
 	}
 	return nil
 }
 
-// record stores a deposit's or transfer's transaction record, its ref and,
-// in v2, its history keys.
-func (l ledger) record(st sdk.State, t *transaction) error {
-	if err := st.Set(txKey(t.Index), appendTx(nil, t, false)); err != nil {
-		return err
-	}
-	if t.Ref != nil {
-		if err := st.Set(refKey(t.Ref), binary.BigEndian.AppendUint64(nil, t.Index)); err != nil {
+// cmpErr returns the first non-nil error.
+func cmpErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// ValidAccount reports whether name is a valid account name: 1 to
+// MaxAccountLen ASCII letters, digits, '.', '_' or '-'.
+func ValidAccount(name string) bool {
+	if len(name) == 0 || len(name) > MaxAccountLen {
+		return false
+	}
+	for _, c := range []byte(name) {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func checkAccount(field, name string) error {
+	if name == "" {
+		return sdk.BadRequest("missing %s", field)
+	}
+	if !ValidAccount(name) {
+		return sdk.BadRequest("invalid account name %q in %s: use 1 to %d letters, digits, '.', '_' or '-'", cut(name), field, MaxAccountLen)
+	}
+	return nil
+}
+
+func checkAmount(n uint64) error {
+	if n == 0 {
+		return sdk.BadRequest("amount must be an integer from 1 to %d", uint64(math.MaxUint64))
+	}
+	return nil
+}
+
+func checkRef(ref *string) error {
+	if ref != nil && (len(*ref) == 0 || len(*ref) > MaxRefLen) {
+		return sdk.BadRequest("ref must be a string of 1 to %d bytes", MaxRefLen)
+	}
+	return nil
+}
+
+func checkLimit(limit *int) error {
+	if limit != nil && (*limit < 1 || *limit > MaxLimit) {
+		return sdk.BadRequest("limit must be an integer between 1 and %d", MaxLimit)
+	}
+	return nil
+}
+
+func limitOf(limit *int) int {
+	if limit == nil {
+		return DefaultLimit
+	}
+	return *limit
+}
+
+// cut shortens s for an error message.
+func cut(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+// Results.
+type (
+	openResp struct {
+		Account string `msgpack:"account"`
+		Balance uint64 `msgpack:"balance"`
+		Opened  string `msgpack:"opened"`
+	}
+	depositResp struct {
+		Tx      uint64 `msgpack:"tx"`
+		Account string `msgpack:"account"`
+		Balance uint64 `msgpack:"balance"`
+		Supply  uint64 `msgpack:"supply"`
+	}
+	transferResp struct {
+		Tx          uint64 `msgpack:"tx"`
+		From        string `msgpack:"from"`
+		To          string `msgpack:"to"`
+		Amount      uint64 `msgpack:"amount"`
+		FromBalance uint64 `msgpack:"from_balance"`
+		ToBalance   uint64 `msgpack:"to_balance"`
+	}
+	balanceResp struct {
+		Account string  `msgpack:"account"`
+		Balance uint64  `msgpack:"balance"`
+		Opened  string  `msgpack:"opened"`
+		TxCount *uint64 `msgpack:"tx_count,omitempty"` // v2
+		LastTx  *uint64 `msgpack:"last_tx,omitempty"`  // v2
+	}
+	// supplyResp is also the record stored under m/totals.
+	supplyResp struct {
+		Supply   uint64 `msgpack:"supply"` // the sum of every balance
+		Accounts uint64 `msgpack:"accounts"`
+	}
+	accountEntry struct {
+		Account string `msgpack:"account"`
+		Balance uint64 `msgpack:"balance"`
+	}
+	accountsResp struct {
+		Accounts []accountEntry `msgpack:"accounts"`
+		Next     string         `msgpack:"next,omitempty"`
+	}
+	auditResp struct {
+		Supply   uint64 `msgpack:"supply"`
+		Sum      uint64 `msgpack:"sum"`
+		Accounts uint64 `msgpack:"accounts"`
+		Counted  uint64 `msgpack:"counted"`
+		OK       bool   `msgpack:"ok"`
+	}
+	// txResp is a transaction as queries answer it.
+	txResp struct {
+		Tx     uint64 `msgpack:"tx"`
+		Time   string `msgpack:"time"`
+		Kind   string `msgpack:"kind"`
+		From   string `msgpack:"from,omitempty"`
+		To     string `msgpack:"to"`
+		Amount uint64 `msgpack:"amount"`
+		Ref    string `msgpack:"ref,omitempty"`
+	}
+	historyResp struct {
+		Account      string   `msgpack:"account"`
+		Transactions []txResp `msgpack:"transactions"`
+		Next         uint64   `msgpack:"next,omitempty"`
+	}
+)
+
+func formatTime(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
+
+func (t transaction) answer() txResp {
+	return txResp{Tx: t.Index, Time: formatTime(t.Time), Kind: t.Kind, From: t.From, To: t.To, Amount: t.Amount, Ref: t.Ref}
+}
+
+// ledger is the logic shared by both versions.
+type ledger struct{ v2 bool }
+
+func newLedger(info abi.Info, isV2 bool) *sdk.Router {
+	l := ledger{v2: isV2}
+	r := sdk.NewRouter(info)
+	sdk.Command(r, "open", l.open)
+	sdk.Command(r, "deposit", l.deposit)
+	sdk.Command(r, "transfer", l.transfer)
+	sdk.Query(r, "balance", l.balance)
+	sdk.Query(r, "supply", func(st sdk.State, _ struct{}) (supplyResp, error) { return totals.LoadOr(st, supplyResp{}) })
+	sdk.Query(r, "accounts", listAccounts)
+	sdk.Query(r, "audit", audit)
+	sdk.Query(r, "tx", txQuery)
+	if isV2 {
+		sdk.Query(r, "history", listHistory)
+	}
+	return r
+}
+
+// loadAccount reads an account, failing with CodeNotFound if it does not
+// exist.
+func loadAccount(st sdk.State, id string) (account, error) {
+	a, ok, err := accounts.MayLoad(st, id)
+	if err == nil && !ok {
+		err = sdk.NotFound("account %s not found", id)
+	}
+	return a, err
+}
+
+// saveAccount stores an account involved in transaction index (0: none);
+// v2 counts the transaction, v1 drops the fields v2 maintains.
+func (l ledger) saveAccount(st sdk.State, id string, a account, index uint64) error {
+	switch {
+	case !l.v2:
+		a.TxCount, a.LastTx = 0, 0
+	case index != 0:
+		a.TxCount++
+		a.LastTx = index
+	}
+	return accounts.Save(st, id, a)
+}
+
+// record stores a deposit's or transfer's transaction record, its ref and,
+// in v2, its history keys. It fails with CodeConflict if the ref was used.
+func (l ledger) record(st sdk.State, t transaction, ref *string) error {
+	if ref != nil {
+		if tx, ok, err := refs.MayLoad(st, *ref); err != nil || ok {
+			return cmpErr(err, sdk.Conflict("duplicate ref %q: already applied as tx %d", *ref, tx))
+		}
+		t.Ref = *ref
+		if err := refs.Save(st, t.Ref, t.Index); err != nil {
+			return err
+		}
+	}
+	if err := txs.Save(st, t.Index, t); err != nil {
+		return err
 	}
 	if !l.v2 {
 		return nil
 	}
-	if t.From != nil {
-		if err := st.Set(historyKey(t.From, t.Index), []byte{dirOut}); err != nil {
+	if t.From != "" {
+		if err := history.Save(st, sdk.Pair[string, uint64]{A: t.From, B: t.Index}, dirOut); err != nil {
 			return err
 		}
-		return st.Set(historyKey(t.To, t.Index), []byte{dirIn})
+		return history.Save(st, sdk.Pair[string, uint64]{A: t.To, B: t.Index}, dirIn)
 	}
-	return st.Set(historyKey(t.To, t.Index), []byte{dirDeposit})
+	return history.Save(st, sdk.Pair[string, uint64]{A: t.To, B: t.Index}, dirDeposit)
 }
 
-// touch updates the v2 fields of an account involved in transaction index.
-func (l ledger) touch(a *account, index uint64) {
-	if l.v2 {
-		a.TxCount++
-		a.LastTx = index
+func (l ledger) open(st sdk.State, e sdk.Entry, q openReq) (openResp, error) {
+	if accounts.Has(st, q.Account) {
+		return openResp{}, sdk.Conflict("account %s already exists", q.Account)
 	}
-}
-
-func (l ledger) open(st sdk.State, e sdk.Entry, q *request) ([]byte, error) {
-	id, err := accountField("account", q.account)
-	if err != nil {
-		return nil, err
+	if err := l.saveAccount(st, q.Account, account{Opened: e.Time, OpenedIndex: e.Index}, 0); err != nil {
+		return openResp{}, err
 	}
-	key := accountKey(id)
-	if _, _, ok := st.Get(key); ok {
-		return nil, sdk.Errorf(abi.CodeConflict, "account %s already exists", id)
-	}
-	t, err := loadTotals(st)
-	if err != nil {
-		return nil, err
-	}
-	a := account{Opened: e.Time, OpenedIndex: e.Index}
-	if err := st.Set(key, a.encode(l.v2)); err != nil {
-		return nil, err
-	}
-	t.Accounts++
-	if err := st.Set([]byte(keyTotals), t.encode()); err != nil {
-		return nil, err
-	}
-	b := mp.AppendMapHeader(nil, 3)
-	b = mp.AppendStringBytes(mp.AppendString(b, "account"), id)
-	b = mp.AppendUint(mp.AppendString(b, "balance"), 0)
-	return mp.AppendString(mp.AppendString(b, "opened"), formatTime(e.Time)), nil
+	_, err := totals.Update(st, func(t supplyResp, _ bool) (supplyResp, error) { t.Accounts++; return t, nil })
+	return openResp{Account: q.Account, Opened: formatTime(e.Time)}, err
 }
 
 // deposit mints amount into an account: the only operation that changes the
 // supply.
-func (l ledger) deposit(st sdk.State, e sdk.Entry, q *request) ([]byte, error) {
-	id, err := accountField("account", q.account)
+func (l ledger) deposit(st sdk.State, e sdk.Entry, q depositReq) (depositResp, error) {
+	a, err := loadAccount(st, q.Account)
 	if err != nil {
-		return nil, err
+		return depositResp{}, err
 	}
-	amount, err := q.amountField()
+	t, err := totals.LoadOr(st, supplyResp{})
 	if err != nil {
-		return nil, err
+		return depositResp{}, err
 	}
-	ref, err := q.refField()
-	if err != nil {
-		return nil, err
-	}
-	if err := checkRef(st, ref); err != nil {
-		return nil, err
-	}
-	a, err := loadAccount(st, id)
-	if err != nil {
-		return nil, err
-	}
-	t, err := loadTotals(st)
-	if err != nil {
-		return nil, err
-	}
-	if t.Supply > math.MaxUint64-amount {
-		return nil, sdk.Errorf(CodeSupplyOverflow, "a deposit of %d would take the supply %d past %d", amount, t.Supply, uint64(math.MaxUint64))
+	if t.Supply > math.MaxUint64-q.Amount {
+		return depositResp{}, sdk.Errorf(CodeSupplyOverflow, "a deposit of %d would take the supply %d past %d", q.Amount, t.Supply, uint64(math.MaxUint64))
 	}
 	if a.Balance > t.Supply {
-		return nil, sdk.Errorf(abi.CodeInternal, "invariant broken: account %s holds %d, more than the supply %d", id, a.Balance, t.Supply)
+		return depositResp{}, sdk.Errorf(abi.CodeInternal, "invariant broken: account %s holds %d, more than the supply %d", q.Account, a.Balance, t.Supply)
 	}
-	a.Balance += amount // cannot overflow: a.Balance <= t.Supply
-	t.Supply += amount
-	l.touch(&a, e.Index)
-	if err := st.Set(accountKey(id), a.encode(l.v2)); err != nil {
-		return nil, err
+	a.Balance += q.Amount // cannot overflow: a.Balance <= t.Supply
+	t.Supply += q.Amount
+	if err := cmpErr(l.saveAccount(st, q.Account, a, e.Index), totals.Save(st, t)); err != nil {
+		return depositResp{}, err
 	}
-	if err := st.Set([]byte(keyTotals), t.encode()); err != nil {
-		return nil, err
-	}
-	tx := transaction{Index: e.Index, Time: e.Time, Kind: kindDeposit, To: id, Amount: amount, Ref: ref}
-	if err := l.record(st, &tx); err != nil {
-		return nil, err
-	}
-	b := mp.AppendMapHeader(nil, 4)
-	b = mp.AppendUint(mp.AppendString(b, "tx"), e.Index)
-	b = mp.AppendStringBytes(mp.AppendString(b, "account"), id)
-	b = mp.AppendUint(mp.AppendString(b, "balance"), a.Balance)
-	return mp.AppendUint(mp.AppendString(b, "supply"), t.Supply), nil
+	err = l.record(st, transaction{Index: e.Index, Time: e.Time, Kind: "deposit", To: q.Account, Amount: q.Amount}, q.Ref)
+	return depositResp{Tx: e.Index, Account: q.Account, Balance: a.Balance, Supply: t.Supply}, err
 }
 
 // transfer moves amount between two accounts; it never overdraws and leaves
 // the supply unchanged.
-func (l ledger) transfer(st sdk.State, e sdk.Entry, q *request) ([]byte, error) {
-	from, err := accountField("from", q.from)
+func (l ledger) transfer(st sdk.State, e sdk.Entry, q transferReq) (transferResp, error) {
+	fa, err := loadAccount(st, q.From)
 	if err != nil {
-		return nil, err
+		return transferResp{}, err
 	}
-	to, err := accountField("to", q.to)
+	ta, err := loadAccount(st, q.To)
 	if err != nil {
-		return nil, err
+		return transferResp{}, err
 	}
-	amount, err := q.amountField()
-	if err != nil {
-		return nil, err
+	if fa.Balance < q.Amount {
+		return transferResp{}, sdk.Errorf(CodeInsufficientFunds, "insufficient funds: account %s holds %d, the transfer needs %d", q.From, fa.Balance, q.Amount)
 	}
-	ref, err := q.refField()
-	if err != nil {
-		return nil, err
-	}
-	if bytes.Equal(from, to) {
-		return nil, badRequest("cannot transfer from account %s to itself", from)
-	}
-	if err := checkRef(st, ref); err != nil {
-		return nil, err
-	}
-	fa, err := loadAccount(st, from)
-	if err != nil {
-		return nil, err
-	}
-	ta, err := loadAccount(st, to)
-	if err != nil {
-		return nil, err
-	}
-	if fa.Balance < amount {
-		return nil, sdk.Errorf(CodeInsufficientFunds, "insufficient funds: account %s holds %d, the transfer needs %d", from, fa.Balance, amount)
-	}
-	sum, carry := bits.Add64(ta.Balance, amount, 0)
+	sum, carry := bits.Add64(ta.Balance, q.Amount, 0)
 	if carry != 0 {
-		return nil, sdk.Errorf(abi.CodeInternal, "invariant broken: account %s would exceed %d", to, uint64(math.MaxUint64))
+		return transferResp{}, sdk.Errorf(abi.CodeInternal, "invariant broken: account %s would exceed %d", q.To, uint64(math.MaxUint64))
 	}
-	fa.Balance -= amount
+	fa.Balance -= q.Amount
 	ta.Balance = sum
-	l.touch(&fa, e.Index)
-	l.touch(&ta, e.Index)
-	if err := st.Set(accountKey(from), fa.encode(l.v2)); err != nil {
-		return nil, err
+	if err := cmpErr(l.saveAccount(st, q.From, fa, e.Index), l.saveAccount(st, q.To, ta, e.Index)); err != nil {
+		return transferResp{}, err
 	}
-	if err := st.Set(accountKey(to), ta.encode(l.v2)); err != nil {
-		return nil, err
-	}
-	tx := transaction{Index: e.Index, Time: e.Time, Kind: kindTransfer, From: from, To: to, Amount: amount, Ref: ref}
-	if err := l.record(st, &tx); err != nil {
-		return nil, err
-	}
-	b := mp.AppendMapHeader(nil, 6)
-	b = mp.AppendUint(mp.AppendString(b, "tx"), e.Index)
-	b = mp.AppendStringBytes(mp.AppendString(b, "from"), from)
-	b = mp.AppendStringBytes(mp.AppendString(b, "to"), to)
-	b = mp.AppendUint(mp.AppendString(b, "amount"), amount)
-	b = mp.AppendUint(mp.AppendString(b, "from_balance"), fa.Balance)
-	return mp.AppendUint(mp.AppendString(b, "to_balance"), ta.Balance), nil
+	err = l.record(st, transaction{Index: e.Index, Time: e.Time, Kind: "transfer", From: q.From, To: q.To, Amount: q.Amount}, q.Ref)
+	return transferResp{Tx: e.Index, From: q.From, To: q.To, Amount: q.Amount, FromBalance: fa.Balance, ToBalance: ta.Balance}, err
 }
 
-func (l ledger) balance(st sdk.State, q *request) ([]byte, error) {
-	id, err := accountField("account", q.account)
-	if err != nil {
-		return nil, err
-	}
-	a, err := loadAccount(st, id)
-	if err != nil {
-		return nil, err
-	}
-	n := 3
+func (l ledger) balance(st sdk.State, q accountReq) (balanceResp, error) {
+	a, err := loadAccount(st, q.Account)
+	r := balanceResp{Account: q.Account, Balance: a.Balance, Opened: formatTime(a.Opened)}
 	if l.v2 {
-		n = 5
+		r.TxCount, r.LastTx = &a.TxCount, &a.LastTx
 	}
-	b := mp.AppendMapHeader(nil, n)
-	b = mp.AppendStringBytes(mp.AppendString(b, "account"), id)
-	b = mp.AppendUint(mp.AppendString(b, "balance"), a.Balance)
-	b = mp.AppendString(mp.AppendString(b, "opened"), formatTime(a.Opened))
-	if l.v2 {
-		b = mp.AppendUint(mp.AppendString(b, "tx_count"), a.TxCount)
-		b = mp.AppendUint(mp.AppendString(b, "last_tx"), a.LastTx)
-	}
-	return b, nil
+	return r, err
 }
 
-func supply(st sdk.State) ([]byte, error) {
-	t, err := loadTotals(st)
-	if err != nil {
-		return nil, err
-	}
-	b := mp.AppendMapHeader(nil, 2)
-	b = mp.AppendUint(mp.AppendString(b, "supply"), t.Supply)
-	return mp.AppendUint(mp.AppendString(b, "accounts"), t.Accounts), nil
-}
-
-func accounts(st sdk.State, q *request) ([]byte, error) {
-	var start []byte
-	if q.start != nil {
-		s, ok := rawBytes(q.start)
-		if !ok {
-			return nil, badRequest("start must be a string")
+func listAccounts(st sdk.State, q accountsReq) (accountsResp, error) {
+	limit := limitOf(q.Limit)
+	r := accountsResp{Accounts: []accountEntry{}}
+	var err error
+	for id, a := range accounts.From(st, q.Start, &err) {
+		if len(r.Accounts) == limit {
+			r.Next = id
+			break
 		}
-		start = s
+		r.Accounts = append(r.Accounts, accountEntry{id, a.Balance})
 	}
-	limit, err := q.limitField()
-	if err != nil {
-		return nil, err
-	}
-	recs, err := st.Scan(accountKey(start), sdk.PrefixEnd([]byte(prefixAccount)), limit+1)
-	if err != nil {
-		return nil, err
-	}
-	n := min(len(recs), limit)
-	fields := 1
-	if len(recs) > limit {
-		fields = 2
-	}
-	b := mp.AppendMapHeader(nil, fields)
-	b = mp.AppendArrayHeader(mp.AppendString(b, "accounts"), n)
-	for _, r := range recs[:n] {
-		a, err := decodeAccount(r.Value)
-		if err != nil {
-			return nil, err
-		}
-		b = mp.AppendMapHeader(b, 2)
-		b = mp.AppendStringBytes(mp.AppendString(b, "account"), r.Key[len(prefixAccount):])
-		b = mp.AppendUint(mp.AppendString(b, "balance"), a.Balance)
-	}
-	if len(recs) > limit {
-		b = mp.AppendStringBytes(mp.AppendString(b, "next"), recs[limit].Key[len(prefixAccount):])
-	}
-	return b, nil
+	return r, err
 }
 
 // audit recomputes the sum of every balance and compares it with the supply.
-func audit(st sdk.State) ([]byte, error) {
-	t, err := loadTotals(st)
+func audit(st sdk.State, _ struct{}) (auditResp, error) {
+	t, err := totals.LoadOr(st, supplyResp{})
 	if err != nil {
-		return nil, err
+		return auditResp{}, err
 	}
-	var sum, counted uint64
+	r := auditResp{Supply: t.Supply, Accounts: t.Accounts}
 	overflow := false
-	err = scanAll(st, []byte(prefixAccount), func(_, v []byte) error {
-		a, err := decodeAccount(v)
-		if err != nil {
-			return err
-		}
+	for _, a := range accounts.All(st, &err) {
 		var carry uint64
-		sum, carry = bits.Add64(sum, a.Balance, 0)
+		r.Sum, carry = bits.Add64(r.Sum, a.Balance, 0)
 		overflow = overflow || carry != 0
-		counted++
-		return nil
-	})
-	if err != nil {
-		return nil, err
+		r.Counted++
 	}
-	ok := !overflow && sum == t.Supply && counted == t.Accounts
-	b := mp.AppendMapHeader(nil, 5)
-	b = mp.AppendUint(mp.AppendString(b, "supply"), t.Supply)
-	b = mp.AppendUint(mp.AppendString(b, "sum"), sum)
-	b = mp.AppendUint(mp.AppendString(b, "accounts"), t.Accounts)
-	b = mp.AppendUint(mp.AppendString(b, "counted"), counted)
-	return mp.AppendBool(mp.AppendString(b, "ok"), ok), nil
+	r.OK = !overflow && r.Sum == t.Supply && r.Counted == t.Accounts
+	return r, err
 }
 
-func txQuery(st sdk.State, q *request) ([]byte, error) {
-	if q.index == nil {
-		return nil, badRequest("missing index")
+func txQuery(st sdk.State, q txReq) (txResp, error) {
+	t, ok, err := txs.MayLoad(st, *q.Index)
+	if err == nil && !ok {
+		err = sdk.NotFound("no transaction at index %d", *q.Index)
 	}
-	index, err := uintField("index", q.index)
-	if err != nil {
-		return nil, err
-	}
-	v, _, ok := st.Get(txKey(index))
-	if !ok {
-		return nil, sdk.Errorf(abi.CodeNotFound, "no transaction at index %d", index)
-	}
-	t, err := decodeTx(v)
-	if err != nil {
-		return nil, err
-	}
-	return appendTx(nil, &t, true), nil
+	return t.answer(), err
 }
 
-// history lists an account's transactions through v2's history index.
-func history(st sdk.State, q *request) ([]byte, error) {
-	id, err := accountField("account", q.account)
-	if err != nil {
-		return nil, err
+// listHistory lists an account's transactions through v2's history index.
+func listHistory(st sdk.State, q historyReq) (historyResp, error) {
+	r := historyResp{Account: q.Account, Transactions: []txResp{}}
+	if _, err := loadAccount(st, q.Account); err != nil || q.After == math.MaxUint64 {
+		return r, err
 	}
-	after, err := uintField("after", q.after)
-	if err != nil {
-		return nil, err
-	}
-	limit, err := q.limitField()
-	if err != nil {
-		return nil, err
-	}
-	if _, err := loadAccount(st, id); err != nil {
-		return nil, err
-	}
-	if after == math.MaxUint64 {
-		return mp.AppendArrayHeader(mp.AppendString(mp.AppendStringBytes(mp.AppendString(mp.AppendMapHeader(nil, 2), "account"), id), "transactions"), 0), nil
-	}
-	prefix := historyPrefix(id)
-	recs, err := st.Scan(historyKey(id, after+1), sdk.PrefixEnd(prefix), limit+1)
-	if err != nil {
-		return nil, err
-	}
-	// Copy the indexes out: the records are only valid until the next Get.
-	indexes := make([]uint64, 0, len(recs))
-	for _, r := range recs {
-		if len(r.Key) != len(prefix)+8 {
-			return nil, sdk.Errorf(abi.CodeInternal, "corrupt history key %q", r.Key)
+	limit := limitOf(q.Limit)
+	var err error
+	for k := range history.From(st, sdk.Pair[string, uint64]{A: q.Account, B: q.After + 1}, &err) {
+		if k.A != q.Account {
+			break
 		}
-		indexes = append(indexes, binary.BigEndian.Uint64(r.Key[len(prefix):]))
-	}
-	n := min(len(indexes), limit)
-	fields := 2
-	if len(indexes) > limit {
-		fields = 3
-	}
-	b := mp.AppendMapHeader(nil, fields)
-	b = mp.AppendStringBytes(mp.AppendString(b, "account"), id)
-	b = mp.AppendArrayHeader(mp.AppendString(b, "transactions"), n)
-	for _, index := range indexes[:n] {
-		v, _, ok := st.Get(txKey(index))
-		if !ok {
-			return nil, sdk.Errorf(abi.CodeInternal, "history of %s names tx %d, which does not exist", id, index)
+		if len(r.Transactions) == limit {
+			r.Next = r.Transactions[limit-1].Tx // continue after the last one returned
+			break
 		}
-		t, err := decodeTx(v)
-		if err != nil {
-			return nil, err
+		t, ok, lerr := txs.MayLoad(st, k.B)
+		if lerr == nil && !ok {
+			lerr = sdk.Errorf(abi.CodeInternal, "history of %s names tx %d, which does not exist", q.Account, k.B)
 		}
-		b = appendTx(b, &t, true)
+		if lerr != nil {
+			return r, lerr
+		}
+		r.Transactions = append(r.Transactions, t.answer())
 	}
-	if len(indexes) > limit {
-		// Continue after the last transaction returned.
-		b = mp.AppendUint(mp.AppendString(b, "next"), indexes[n-1])
-	}
-	return b, nil
-}
-
-// scanChunk is how many records scanAll asks for at a time.
-const scanChunk = 1000
-
-// scanAll calls fn for every key that starts with prefix, in order. The
-// slices passed to fn are valid only during the call, and fn must not use st.
-func scanAll(st sdk.State, prefix []byte, fn func(key, value []byte) error) error {
-	end := sdk.PrefixEnd(prefix)
-	cursor := bytes.Clone(prefix)
-	for {
-		recs, err := st.Scan(cursor, end, scanChunk)
-		if err != nil {
-			return err
-		}
-		for _, r := range recs {
-			if err := fn(r.Key, r.Value); err != nil {
-				return err
-			}
-		}
-		if len(recs) < scanChunk {
-			return nil
-		}
-		cursor = append(bytes.Clone(recs[len(recs)-1].Key), 0)
-	}
+	return r, err
 }
 
 // Migrate implements sdk.Migrator. It accepts the state of ledger 1.x (and
 // of 2.x, so that redeploying v2 is harmless) and (re)builds what v2
 // maintains from the transaction records: each account's tx_count and
-// last_tx, and the h/<account>/<index> history index. It is idempotent, so it
-// also repairs the index after a downgrade to v1 and a new upgrade. It runs in
-// one call, at the deploy's log index; a very large ledger would need a
-// migration in steps.
-func (V2) Migrate(st sdk.State, m abi.Migration) error {
+// last_tx, and the h/ history index. It is idempotent, so it also repairs the
+// index after a downgrade to v1 and a new upgrade. It runs in one call, at
+// the deploy's log index; a very large ledger would need a migration in
+// steps.
+func (v2) Migrate(st sdk.State, m abi.Migration) error {
 	if !strings.HasPrefix(m.FromVersion, "1.") && !strings.HasPrefix(m.FromVersion, "2.") {
-		return sdk.Errorf(abi.CodeConflict, "ledger 2.0.0 cannot migrate the state of version %q: only ledger 1.x or 2.x", m.FromVersion)
+		return sdk.Conflict("ledger 2.0.0 cannot migrate the state of version %q: only ledger 1.x or 2.x", m.FromVersion)
 	}
-	type entry struct {
-		id   []byte
-		acct account
-		old  []byte // the stored record
+	type entry struct{ old, acct account }
+	type party struct {
+		id  string
+		dir byte
 	}
-	var list []*entry
 	byID := map[string]*entry{}
-	err := scanAll(st, []byte(prefixAccount), func(k, v []byte) error {
-		a, err := decodeAccount(v)
-		if err != nil {
-			return err
-		}
-		a.TxCount, a.LastTx = 0, 0
-		e := &entry{id: bytes.Clone(k[len(prefixAccount):]), acct: a, old: bytes.Clone(v)}
-		list = append(list, e)
-		byID[string(e.id)] = e
-		return nil
-	})
+	var ids []string // in key order
+	var err error
+	for id, a := range accounts.All(st, &err) {
+		byID[id] = &entry{old: a, acct: account{Balance: a.Balance, Opened: a.Opened, OpenedIndex: a.OpenedIndex}}
+		ids = append(ids, id)
+	}
 	if err != nil {
 		return err
 	}
-	type hist struct {
-		key []byte
-		dir byte
-	}
-	var index []hist
-	txs := 0
-	err = scanAll(st, []byte(prefixTx), func(_, v []byte) error {
-		t, err := decodeTx(v)
-		if err != nil {
-			return err
-		}
-		txs++
-		parties := []struct {
-			id  []byte
-			dir byte
-		}{{t.To, dirDeposit}}
-		if t.Kind == kindTransfer {
-			parties = []struct {
-				id  []byte
-				dir byte
-			}{{t.From, dirOut}, {t.To, dirIn}}
+	ntx, added, updated := 0, 0, 0
+	// Each transaction's history keys are written as they are visited: the
+	// iterator copied its page, and h/ keys are outside t/.
+	for _, t := range txs.All(st, &err) {
+		ntx++
+		parties := []party{{t.To, dirDeposit}}
+		if t.Kind == "transfer" {
+			parties = []party{{t.From, dirOut}, {t.To, dirIn}}
 		}
 		for _, p := range parties {
-			e := byID[string(p.id)]
+			e := byID[p.id]
 			if e == nil {
 				return sdk.Errorf(abi.CodeInternal, "tx %d names account %s, which does not exist", t.Index, p.id)
 			}
 			e.acct.TxCount++
 			e.acct.LastTx = t.Index
-			index = append(index, hist{historyKey(p.id, t.Index), p.dir})
+			k := sdk.Pair[string, uint64]{A: p.id, B: t.Index}
+			if d, ok, _ := history.MayLoad(st, k); ok && d == p.dir {
+				continue
+			}
+			if err := history.Save(st, k, p.dir); err != nil {
+				return err
+			}
+			added++
 		}
-		return nil
-	})
+	}
 	if err != nil {
 		return err
 	}
-	added, updated := 0, 0
-	for _, h := range index {
-		if v, _, ok := st.Get(h.key); ok && len(v) == 1 && v[0] == h.dir {
-			continue
+	for _, id := range ids {
+		if e := byID[id]; e.acct != e.old {
+			if err := accounts.Save(st, id, e.acct); err != nil {
+				return err
+			}
+			updated++
 		}
-		if err := st.Set(h.key, []byte{h.dir}); err != nil {
-			return err
-		}
-		added++
-	}
-	for _, e := range list {
-		enc := e.acct.encode(true)
-		if bytes.Equal(enc, e.old) {
-			continue
-		}
-		if err := st.Set(accountKey(e.id), enc); err != nil {
-			return err
-		}
-		updated++
 	}
 	sdk.Log(sdk.LevelInfo, fmt.Sprintf("ledger: migrated from %s at index %d: %d accounts (%d updated), %d transactions, %d history keys added",
-		m.FromVersion, m.Index, len(list), updated, txs, added))
+		m.FromVersion, m.Index, len(ids), updated, ntx, added))
 	return nil
 }

@@ -139,16 +139,16 @@ type tx struct {
 }
 
 func TestInfo(t *testing.T) {
-	if i := (ledger.V1{}).Info(); i.Name != "ledger" || i.Version != "1.0.0" {
+	if i := (ledger.V1).Info(); i.Name != "ledger" || i.Version != "1.0.0" {
 		t.Fatalf("v1 info %+v", i)
 	}
-	if i := (ledger.V2{}).Info(); i.Name != "ledger" || i.Version != "2.0.0" {
+	if i := (ledger.V2).Info(); i.Name != "ledger" || i.Version != "2.0.0" {
 		t.Fatalf("v2 info %+v", i)
 	}
 }
 
 func TestLedger(t *testing.T) {
-	h := newHarness(t, ledger.V1{})
+	h := newHarness(t, ledger.V1)
 	var opened struct {
 		Account string `msgpack:"account"`
 		Balance uint64 `msgpack:"balance"`
@@ -158,7 +158,7 @@ func TestLedger(t *testing.T) {
 	if opened.Account != "alice" || opened.Balance != 0 || opened.Opened != "2025-03-01T09:00:01Z" {
 		t.Fatalf("open: %+v", opened)
 	}
-	h.ok(m{"op": "OPEN", "account": []byte("bob")}, nil) // op case and bin names are accepted
+	h.ok(m{"op": "open", "account": []byte("bob")}, nil) // bin names are accepted
 
 	var dep struct {
 		Tx      uint64 `msgpack:"tx"`
@@ -209,11 +209,11 @@ func TestLedger(t *testing.T) {
 		t.Fatalf("audit: %+v", a)
 	}
 	// v1 has no history query.
-	h.queryFails(m{"op": "history", "account": "alice"}, abi.CodeBadRequest, `unknown op "history"`)
+	h.queryFails(m{"op": "history", "account": "alice"}, abi.CodeBadRequest, `unknown query op "history"`)
 }
 
 func TestErrors(t *testing.T) {
-	h := newHarness(t, ledger.V1{})
+	h := newHarness(t, ledger.V1)
 	h.ok(m{"op": "open", "account": "alice"}, nil)
 	h.ok(m{"op": "open", "account": "bob"}, nil)
 	h.ok(m{"op": "deposit", "account": "alice", "amount": 50, "ref": "r1"}, nil)
@@ -224,24 +224,25 @@ func TestErrors(t *testing.T) {
 		code abi.Code
 		msg  string
 	}{
-		{[]byte{0xc1}, bad, "malformed command: invalid msgpack"},
-		{[]byte{0x01}, bad, "malformed command: expected a map"},
-		{enc(t, map[int]int{1: 2}), bad, "field names must be strings"},
-		{m{}, bad, "missing op"},
-		{m{"op": 7}, bad, "op must be a string"},
-		{m{"op": "burn"}, bad, `unknown op "burn"`},
+		{[]byte{0xc1}, bad, "command: expected a MsgPack map"},
+		{[]byte{0x01}, bad, "command: expected a MsgPack map"},
+		{enc(t, map[int]int{1: 2}), bad, `missing "op" field`},
+		{m{}, bad, `missing "op" field`},
+		{m{"op": 7}, bad, `the "op" field must be a string`},
+		{m{"op": "burn"}, bad, `unknown command op "burn" (commands: deposit, open, transfer)`},
+		{m{"op": "OPEN", "account": "x"}, bad, `unknown command op "OPEN"`},
 		{m{"op": "audit"}, bad, `op "audit" is a query`},
 		{m{"op": "open"}, bad, "missing account"},
-		{m{"op": "open", "account": 5}, bad, "account must be a string"},
+		{m{"op": "open", "account": 5}, bad, "bad input for ledger.openReq"},
 		{m{"op": "open", "account": "a/b"}, bad, `invalid account name "a/b"`},
-		{m{"op": "open", "account": ""}, bad, "invalid account name"},
+		{m{"op": "open", "account": ""}, bad, "missing account"},
 		{m{"op": "open", "account": strings.Repeat("x", 65)}, bad, "invalid account name"},
 		{m{"op": "open", "account": "alice"}, abi.CodeConflict, "account alice already exists"},
-		{m{"op": "deposit", "account": "alice"}, bad, "missing amount"},
+		{m{"op": "deposit", "account": "alice"}, bad, "amount must be an integer from 1"},
 		{m{"op": "deposit", "account": "alice", "amount": 0}, bad, "amount must be an integer from 1"},
-		{m{"op": "deposit", "account": "alice", "amount": -5}, bad, "amount must be an integer from 1"},
-		{m{"op": "deposit", "account": "alice", "amount": 1.5}, bad, "amount must be an integer from 1"},
-		{m{"op": "deposit", "account": "alice", "amount": "10"}, bad, "amount must be an integer from 1"},
+		{m{"op": "deposit", "account": "alice", "amount": -5}, bad, "-5 does not fit in uint64"},
+		{m{"op": "deposit", "account": "alice", "amount": 1.5}, bad, "bad input for ledger.depositReq"},
+		{m{"op": "deposit", "account": "alice", "amount": "10"}, bad, "bad input for ledger.depositReq"},
 		{m{"op": "deposit", "account": "carol", "amount": 1}, abi.CodeNotFound, "account carol not found"},
 		{m{"op": "deposit", "account": "alice", "amount": 1, "ref": ""}, bad, "ref must be a string of 1 to 128 bytes"},
 		{m{"op": "deposit", "account": "alice", "amount": 1, "ref": "r1"}, abi.CodeConflict, `duplicate ref "r1": already applied as tx 3`},
@@ -256,6 +257,16 @@ func TestErrors(t *testing.T) {
 		{m{"op": "transfer", "from": "alice", "to": "bob", "amount": 1, "ref": "r1"}, abi.CodeConflict, "duplicate ref"},
 	} {
 		h.fails(c.cmd, c.code, c.msg)
+		// Every bad request is refused by ValidateCommand too, which the
+		// leader runs before the log; the others need the state.
+		data, ok := c.cmd.([]byte)
+		if !ok {
+			data = enc(t, c.cmd)
+		}
+		err := ledger.V1.ValidateCommand(data)
+		if (c.code == bad) != (err != nil) || (err != nil && !strings.Contains(err.Error(), c.msg)) {
+			t.Errorf("ValidateCommand(%v) = %v; the command fails with %v %q", c.cmd, err, c.code, c.msg)
+		}
 	}
 
 	for _, c := range []struct {
@@ -263,22 +274,22 @@ func TestErrors(t *testing.T) {
 		code abi.Code
 		msg  string
 	}{
-		{[]byte("{}"), bad, "malformed query: invalid msgpack"},
+		{[]byte("{}"), bad, "query: expected a MsgPack map"},
 		{m{"op": "deposit"}, bad, `op "deposit" is a command`},
 		{m{"op": "balance", "account": "carol"}, abi.CodeNotFound, "account carol not found"},
 		{m{"op": "tx"}, bad, "missing index"},
-		{m{"op": "tx", "index": -1}, bad, "index must be a non-negative integer"},
+		{m{"op": "tx", "index": -1}, bad, "-1 does not fit in uint64"},
 		{m{"op": "tx", "index": 1}, abi.CodeNotFound, "no transaction at index 1"},
 		{m{"op": "accounts", "limit": 0}, bad, "limit must be an integer between 1 and 1000"},
 		{m{"op": "accounts", "limit": 1001}, bad, "limit must be an integer between 1 and 1000"},
-		{m{"op": "accounts", "start": 1}, bad, "start must be a string"},
+		{m{"op": "accounts", "start": 1}, bad, "bad input for ledger.accountsReq"},
 	} {
 		h.queryFails(c.q, c.code, c.msg)
 	}
 }
 
 func TestAccountsPaging(t *testing.T) {
-	h := newHarness(t, ledger.V1{})
+	h := newHarness(t, ledger.V1)
 	var names []string
 	for i := range 25 {
 		name := fmt.Sprintf("acct-%02d", i)
@@ -406,7 +417,7 @@ func checkModel(t *testing.T, h *harness, md *model) {
 func TestRandomTransfers(t *testing.T) {
 	for seed := uint64(1); seed <= 3; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			h := newHarness(t, ledger.V2{})
+			h := newHarness(t, ledger.V2)
 			randomOps(t, h, seed, 2000)
 		})
 	}
@@ -415,7 +426,7 @@ func TestRandomTransfers(t *testing.T) {
 // TestMigrate: v1 state migrated by v2 keeps every balance and gains the
 // transaction counts and the history of v1's transactions.
 func TestMigrate(t *testing.T) {
-	h := newHarness(t, ledger.V1{})
+	h := newHarness(t, ledger.V1)
 	md := randomOps(t, h, 7, 500)
 	h.ok(m{"op": "open", "account": "zed"}, nil)
 	h.ok(m{"op": "deposit", "account": "zed", "amount": 5}, nil)
@@ -424,7 +435,7 @@ func TestMigrate(t *testing.T) {
 	before := h.st.Dump()
 
 	// Refused: not a ledger 1.x or 2.x.
-	r := h.st.Migrate(ledger.V2{}, abi.Migration{FromHash: "x", FromVersion: "0.9.0", Index: h.index + 1})
+	r := h.st.Migrate(ledger.V2, abi.Migration{FromHash: "x", FromVersion: "0.9.0", Index: h.index + 1})
 	if r.Code != abi.CodeConflict || !strings.Contains(string(r.Data), `cannot migrate the state of version "0.9.0"`) {
 		t.Fatalf("migrate from 0.9.0: %v", r.Err())
 	}
@@ -433,10 +444,10 @@ func TestMigrate(t *testing.T) {
 	}
 
 	h.index++
-	if r := h.st.Migrate(ledger.V2{}, abi.Migration{FromHash: "x", FromVersion: "1.0.0", Index: h.index}); !r.OK() {
+	if r := h.st.Migrate(ledger.V2, abi.Migration{FromHash: "x", FromVersion: "1.0.0", Index: h.index}); !r.OK() {
 		t.Fatal(r.Err())
 	}
-	h.p = ledger.V2{}
+	h.p = ledger.V2
 	checkModel(t, h, md)
 
 	var b balance
@@ -493,7 +504,7 @@ func TestMigrate(t *testing.T) {
 	// Migrating again changes nothing (redeploying v2 is harmless).
 	after := h.st.Dump()
 	h.index++
-	if r := h.st.Migrate(ledger.V2{}, abi.Migration{FromVersion: "2.0.0", Index: h.index}); !r.OK() {
+	if r := h.st.Migrate(ledger.V2, abi.Migration{FromVersion: "2.0.0", Index: h.index}); !r.OK() {
 		t.Fatal(r.Err())
 	}
 	if fmt.Sprint(h.st.Dump()) != fmt.Sprint(after) {
@@ -501,13 +512,13 @@ func TestMigrate(t *testing.T) {
 	}
 
 	// A downgrade to v1 stops maintaining the index; the next upgrade repairs it.
-	h.p = ledger.V1{}
+	h.p = ledger.V1
 	h.ok(m{"op": "transfer", "from": "zed", "to": "b", "amount": 1}, nil)
 	h.index++
-	if r := h.st.Migrate(ledger.V2{}, abi.Migration{FromVersion: "1.0.0", Index: h.index}); !r.OK() {
+	if r := h.st.Migrate(ledger.V2, abi.Migration{FromVersion: "1.0.0", Index: h.index}); !r.OK() {
 		t.Fatal(r.Err())
 	}
-	h.p = ledger.V2{}
+	h.p = ledger.V2
 	h.get(m{"op": "history", "account": "zed"}, &hz)
 	h.get(m{"op": "balance", "account": "zed"}, &b)
 	if len(hz.Transactions) != 4 || b.TxCount != 4 || b.Balance != 3 {
@@ -517,7 +528,7 @@ func TestMigrate(t *testing.T) {
 
 // TestCommandBytesNotRetained: records never alias the command's bytes.
 func TestCommandBytesNotRetained(t *testing.T) {
-	h := newHarness(t, ledger.V1{})
+	h := newHarness(t, ledger.V1)
 	cmd := enc(t, m{"op": "open", "account": "alice"})
 	h.ok(cmd, nil)
 	copy(cmd, bytes.Repeat([]byte{0}, len(cmd)))

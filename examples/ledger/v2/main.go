@@ -15,7 +15,7 @@ import (
 	"github.com/raftkv/raftkv/plugins/sdk"
 )
 
-func init() { sdk.Register(ledger.V2{}) }
+func init() { sdk.Register(ledger.V2) }
 
 // main is never called: the host calls _initialize, which runs init.
 func main() {}
