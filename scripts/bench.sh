@@ -4,7 +4,7 @@
 # Builds bin/raftkv, starts a fresh local 3-node cluster on 127.0.0.1 (n1
 # bootstraps, n2 and n3 join; fresh data directories under a temporary
 # directory, logs to files there), waits for /readyz on every node, runs a
-# fixed suite of `raftkv bench` runs against the leader, prints one markdown
+# fixed suite of `raftkv-bench` runs against the leader, prints one markdown
 # table, and stops every node it started, whatever happens (trap EXIT).
 #
 # Then, to measure what WebAssembly costs end to end, it stops that cluster,
@@ -54,10 +54,12 @@ preload=$(scaled "${BENCH_PRELOAD:-10000}")
 
 log() { echo "bench.sh: $*" >&2; }
 
-log "building bin/raftkv"
+log "building bin/raftkv and bin/raftkv-bench"
 mkdir -p bin
 CGO_ENABLED=0 "$GO" build -trimpath -o bin/raftkv ./cmd/raftkv
+CGO_ENABLED=0 "$GO" build -trimpath -o bin/raftkv-bench ./cmd/raftkv-bench
 bin=$root/bin/raftkv
+benchbin=$root/bin/raftkv-bench
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/raftkv-bench.XXXXXX")
 dir=$tmp # the running cluster's data directories and logs
@@ -205,8 +207,8 @@ failed=0
 run() {
   local label=$1 row status=0
   shift
-  log "$label: raftkv bench $*"
-  row=$("$bin" bench --addr "$addrs" --target leader --markdown --label "$label" "$@") || status=$?
+  log "$label: raftkv-bench $*"
+  row=$("$benchbin" --addr "$addrs" --target leader --markdown --label "$label" "$@") || status=$?
   if [ -z "$row" ]; then
     row="| $label | | failed (exit $status) | | | | | |"
   fi
