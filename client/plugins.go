@@ -104,8 +104,9 @@ func (c *Client) Deploy(ctx context.Context, name string, wasm []byte) (PluginIn
 
 // Plugins lists the active plugins. Without WithConsistency the answering
 // node's table is read (the server's default, stale); Leader and
-// Linearizable ask the leader, so that a deploy or removal that returned
-// shows.
+// Linearizable read the leader's table, so that a deploy or removal that
+// returned shows (the client sends them to the leader when it knows it;
+// a follower asks the leader).
 func (c *Client) Plugins(ctx context.Context, opts ...CallOption) ([]PluginInfo, error) {
 	plugins, _, err := c.pluginList(ctx, false, opts)
 	return plugins, err

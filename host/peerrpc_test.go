@@ -84,6 +84,7 @@ func TestTrustedKeyCanOnlyJoinItself(t *testing.T) {
 	calls["query"] = map[string]any{"plugin": "kv", "data": cmd(t, map[string]any{"op": "GET", "key": "before"}), "level": int(host.Stale)}
 	calls["status"] = map[string]any{}
 	calls["ping"] = map[string]any{}
+	calls["plugin-list"] = map[string]any{"level": int(host.Linearizable)}
 	for method, req := range calls {
 		if code, msg := rawCall(t, p, method, req); code != peerrpc.CodeForbidden {
 			t.Errorf("%s from a trusted non-member: code %d (%s), want forbidden", method, code, msg)
