@@ -385,12 +385,22 @@ func fromWire(ds []namedDigest) map[string]pluginDigest {
 // digestWait bounds how long a member waits to apply the check entry.
 const digestWait = 10 * time.Second
 
-// answerDigest answers a member's (the leader's) "digest" RPC: it waits
-// until this node has applied the index, compares and answers its digests.
+// answerDigest answers the leader's "digest" RPC: it waits until this node
+// has applied the index, compares and answers its digests. Only the leader
+// runs checks: a digest from any other member is refused (a hostile member
+// would raise a false divergence alarm here, or drop a real one). The
+// leader is checked once the entry is applied, when this node has heard
+// from the leader that appended it.
 func (n *Node) answerDigest(ctx context.Context, peer string, req *digestRPC) (abi.Result, error) {
 	wctx, cancel := context.WithTimeout(ctx, digestWait)
 	err := n.waitApplied(wctx, req.Index)
 	cancel()
+	if _, leader := n.raft.LeaderWithID(); string(leader) != peer {
+		n.metrics.rpcRefused.Inc()
+		n.log.Warn("refused a peer RPC", "peer", peer, "method", peerrpc.Digest.Name, "leader", string(leader),
+			"reason", "digest checks come from the leader")
+		return abi.Result{}, fmt.Errorf("%w: digest: %s is not this node's leader", ErrForbidden, peer)
+	}
 	ans := digestAnswer{Applied: n.fsm.applied.Load()}
 	if err == nil {
 		if r := n.fsm.digests.get(req.Index); r != nil {

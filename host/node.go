@@ -200,7 +200,7 @@ func New(cfg Config) (_ *Node, err error) {
 	closers = append(closers, func() { n.trans.Close() })
 	n.ntrans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: raftauth.Wrap(n.trans, raftauth.Config{
-			Authorize: n.authorizeRaft, Refused: n.metrics.raftRefused.Inc, Logger: log,
+			Admit: n.admitRaft, Authorize: n.authorizeRaft, Refused: n.metrics.raftRefused.Inc, Logger: log,
 		}),
 		MaxPool: 4, Timeout: 10 * time.Second, Logger: hlog,
 		// No pipelining. With it (hashicorp/raft v1.7.3, 2 RPCs in

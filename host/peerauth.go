@@ -37,34 +37,52 @@ var errStarting = errors.New("node is still starting")
 const startWait = 30 * time.Second
 
 func (n *Node) authorizeRaft(peer string, req raftauth.Request) error {
+	s, ok, err := n.raftVoter(peer)
+	if err != nil || !ok {
+		return err
+	}
+	if string(s.Address) != req.Addr {
+		return fmt.Errorf("node %q is at %s in the configuration, not at %s", peer, s.Address, req.Addr)
+	}
+	return nil
+}
+
+// admitRaft is authorizeRaft before the request is read: the same check of
+// the peer, without the address its header claims.
+func (n *Node) admitRaft(peer string, _ raftauth.Type) error {
+	_, _, err := n.raftVoter(peer)
+	return err
+}
+
+// raftVoter returns peer's server in this node's latest configuration, or
+// ok false when the configuration is empty (any trusted peer passes, see
+// above); an error when the peer may not send Raft RPCs.
+func (n *Node) raftVoter(peer string) (s raft.Server, ok bool, err error) {
 	r := n.raftReady.Load()
 	if r == nil {
 		select {
 		case <-n.raftUp:
 			r = n.raftReady.Load()
 		case <-n.shutdown:
-			return errStarting
+			return s, false, errStarting
 		case <-time.After(startWait):
-			return errStarting
+			return s, false, errStarting
 		}
 	}
 	servers := r.GetConfiguration().Configuration().Servers
 	if len(servers) == 0 {
-		return nil
+		return s, false, nil
 	}
 	for _, s := range servers {
 		if string(s.ID) != peer {
 			continue
 		}
-		if string(s.Address) != req.Addr {
-			return fmt.Errorf("node %q is at %s in the configuration, not at %s", peer, s.Address, req.Addr)
-		}
 		if s.Suffrage != raft.Voter {
-			return fmt.Errorf("node %q is not a voter: it can neither lead nor stand for election", peer)
+			return s, false, fmt.Errorf("node %q is not a voter: it can neither lead nor stand for election", peer)
 		}
-		return nil
+		return s, true, nil
 	}
-	return fmt.Errorf("node %q is not in the configuration", peer)
+	return s, false, fmt.Errorf("node %q is not in the configuration", peer)
 }
 
 // roleOf returns what node id is in this node's latest configuration. A

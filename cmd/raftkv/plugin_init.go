@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/template"
 
@@ -83,9 +84,12 @@ func pluginInit(args []string, stdout io.Writer) error {
 	}
 	if data.Replace != "" {
 		// The checkout's go.sum files have the hashes of every module the
-		// two modules need, so go mod tidy works offline.
-		for from, to := range map[string]string{"plugins/sdk/go.sum": "go.sum", "go.sum": "wasmtest/go.sum"} {
-			sum, err := os.ReadFile(filepath.Join(data.Replace, from))
+		// two modules need, so go mod tidy works offline: the plugin needs
+		// the SDK's; wasmtest needs the host module's and those of the abi
+		// and SDK modules it replaces (msgpack's go.mod names a testify the
+		// host's graph does not), so it gets all three.
+		for to, from := range map[string][]string{"go.sum": {"plugins/sdk/go.sum"}, "wasmtest/go.sum": {"go.sum", "abi/go.sum", "plugins/sdk/go.sum"}} {
+			sum, err := mergeSums(data.Replace, from)
 			if err == nil {
 				err = os.WriteFile(filepath.Join(dir, to), sum, 0o644)
 			}
@@ -99,4 +103,19 @@ func pluginInit(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "first set the replace directives in %s and wasmtest/go.mod to your raftkv checkout (or use --raftkv)\n", filepath.Join(dir, "go.mod"))
 	}
 	return nil
+}
+
+// mergeSums returns the lines of the go.sum files under root, each once, in
+// go.sum's order.
+func mergeSums(root string, files []string) ([]byte, error) {
+	var lines []string
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			return nil, err
+		}
+		lines = append(lines, strings.Split(strings.TrimSpace(string(b)), "\n")...)
+	}
+	slices.Sort(lines)
+	return []byte(strings.Join(slices.Compact(lines), "\n") + "\n"), nil
 }

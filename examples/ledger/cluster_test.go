@@ -78,7 +78,7 @@ type historyTx struct {
 func accountHistory(t testing.TB, n *host.Node, account string) []historyTx {
 	t.Helper()
 	var all []historyTx
-	q := m{"op": "history", "account": account, "limit": 200} // pages: 1000 entries of the typed ledger pass the default 20M query fuel
+	q := m{"op": "history", "account": account, "limit": 50} // pages: some 130k fuel per entry, 20M of query fuel (ledger/doc.go)
 	for {
 		var h struct {
 			Transactions []historyTx `msgpack:"transactions"`

@@ -439,3 +439,22 @@ func TestWasmUpgrade(t *testing.T) {
 		t.Fatalf("after a v2 transfer: %+v", b)
 	}
 }
+
+// TestHistoryPageFitsQueryFuel: a history page of the default size (100)
+// is answered within the default query fuel, as ledger/doc.go promises (the
+// typed codec's cost per entry is what decides it).
+func TestHistoryPageFitsQueryFuel(t *testing.T) {
+	mod, in := instantiate(t, newRuntime(t), buildModule(t, "./v2"))
+	g := newTarget(t, in)
+	entries := []abi.Entry{entry(t, 1, m{"op": "open", "account": "a"})}
+	for i := range 2 * ledger.DefaultLimit {
+		entries = append(entries, entry(t, uint64(i+2), m{"op": "deposit", "account": "a", "amount": 1}))
+	}
+	g.apply(entries)
+	before := mod.Counters().FuelUsed
+	if res := g.query(m{"op": "history", "account": "a"}); !res.OK() {
+		t.Fatalf("a default page: %d %s", res.Code, res.Data)
+	}
+	used := mod.Counters().FuelUsed - before
+	t.Logf("a page of %d history entries used %d fuel (%d per entry) of %d", ledger.DefaultLimit, used, used/ledger.DefaultLimit, plugin.DefaultLimits().QueryFuel)
+}

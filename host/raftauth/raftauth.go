@@ -14,7 +14,9 @@
 // NetworkTransport uses (one byte of RPC type, then the request as a
 // MsgPack map; an InstallSnapshot request is followed by Size bytes of
 // snapshot) far enough to read its header, and asks Authorize whether that
-// peer may send it, and whether Raft can take it without panicking (the
+// peer may send it (and, before it reads more than the type byte, Admit
+// whether the peer may send Raft requests at all, so that a peer that may
+// not cannot make the node buffer a request), and whether Raft can take it without panicking (the
 // type of every log entry, configuration entries decoded: CheckEntry; a
 // snapshot's configuration: CheckConfiguration). A request that passes is
 // handed on byte for byte; one that does not closes the stream: Raft sees
@@ -88,6 +90,12 @@ type Peer interface {
 
 // Config configures a Layer.
 type Config struct {
+	// Admit, if set, decides whether peer, the node ID proven over SSH, may
+	// send a request of type typ at all, before anything of the request
+	// but its type byte is read: a request is buffered whole before
+	// Authorize sees its header (MsgPack does not order a map's keys), so a
+	// peer refused here cannot make the node buffer what it sends.
+	Admit func(peer string, typ Type) error
 	// Authorize decides whether peer, the node ID proven over SSH, may send
 	// req. CheckHeader has already passed.
 	Authorize func(peer string, req Request) error
@@ -284,6 +292,11 @@ func (c *conn) next() error {
 	var h header
 	if req.Type > RequestPreVote {
 		return c.refuse(req, fmt.Errorf("unknown RPC type %d", typ))
+	}
+	if c.l.cfg.Admit != nil {
+		if err := c.l.cfg.Admit(c.peer, req.Type); err != nil {
+			return c.refuse(req, err)
+		}
 	}
 	if err := c.rd.header(&h, 0); err != nil {
 		return c.refuse(req, fmt.Errorf("undecodable %v request: %v", req.Type, err))

@@ -3,6 +3,7 @@ package raftauth
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -150,5 +151,48 @@ func TestRefusalEndsTheStream(t *testing.T) {
 				t.Fatalf("handed on %d bytes, want only the %d of the first request", len(got), len(ok))
 			}
 		})
+	}
+}
+
+// TestAdmitBeforeBuffering: a peer that Admit refuses cannot make the node
+// buffer its request: the stream is closed after the type byte, while the
+// peer is still sending (net.Pipe: each byte written is a byte read).
+func TestAdmitBeforeBuffering(t *testing.T) {
+	wire := encode(t, &raft.AppendEntriesRequest{RPCHeader: hdr("n9", "a9"), Term: 9, Entries: []*raft.Log{
+		{Index: 1, Term: 9, Data: bytes.Repeat([]byte("x"), 16<<20)},
+	}})
+	a, b := net.Pipe()
+	sent := make(chan int, 1)
+	go func() {
+		n := 0
+		for n < len(wire) {
+			m, err := a.Write(wire[n:min(n+4096, len(wire))])
+			n += m
+			if err != nil {
+				break
+			}
+		}
+		a.Close()
+		sent <- n
+	}()
+	var admitted []string
+	l := &Layer{cfg: Config{
+		Admit: func(p string, typ Type) error {
+			admitted = append(admitted, fmt.Sprintf("%s %v", p, typ))
+			return errors.New("not a member")
+		},
+		Authorize: func(string, Request) error { return errors.New("not a member") },
+	}}
+	l.log = discard
+	c := newConn(peerConn{b, "n9"}, "n9", l)
+	if got, err := io.ReadAll(c); err != nil || len(got) > 0 {
+		t.Fatalf("handed on %d bytes, %v", len(got), err)
+	}
+	b.Close()
+	if n := <-sent; n > 1<<20 {
+		t.Errorf("the node read %d bytes of a refused peer's %d-byte request before refusing it", n, len(wire))
+	}
+	if len(admitted) != 1 || admitted[0] != "n9 AppendEntries" {
+		t.Errorf("Admit asked %q", admitted)
 	}
 }
