@@ -1,8 +1,9 @@
 // Package kvstore is raftkv's default state machine: an ordered key-value
 // store with per-key versions, compare-and-set and transactions. KV implements
 // sdk.Plugin; package plugins/kv builds it into the embedded kv.wasm, and the
-// host can run the same code natively. The request and result types are
-// exported for clients and the HTTP layer.
+// host can run the same code natively. The package also owns the protocol's
+// client side (see "Client codec"): host/httpapi speaks to the plugin only
+// through it.
 //
 // # Protocol
 //
@@ -81,6 +82,29 @@
 //  9. LIST, in the order prefix, start, end: "prefix must be str or bin"
 //     (start, end alike); abi.CodeTooLarge "prefix too large: N bytes (max
 //     4096)"; then "limit must be an integer between 1 and 10000".
+//
+// # Client codec
+//
+// Clients build requests and read results with this package, so that the
+// protocol has one encoder and one decoder of each message, tested against
+// each other:
+//
+//   - commands: AppendSetHead and AppendCASVersion (SET and CAS, with the
+//     value appended by the caller, so that it can be read straight into the
+//     command), AppendDelete, AppendTxn (around an encoded ops array), and
+//     Command.AppendMsgpack for any command;
+//   - queries: AppendGet, and Query.AppendMsgpack for any query;
+//   - results: ParseSetResult, ParseDeleteResult, ParseGetResult and
+//     ParseListResult (TxnResult and the result types decode with any
+//     MsgPack decoder too);
+//   - checks: ParseCommand and ParseQuery, the plugin's own decoders, to
+//     refuse a bad request before it reaches the log.
+//
+// The encoders write the canonical encoding, the one the plugin's fast paths
+// recognise (a SET from AppendSetHead takes the fastest); the result decoders
+// read what the plugin writes and refuse anything else. Encoders and
+// decoders run on every PUT and GET and do not allocate (ParseListResult
+// allocates its Items); decoded byte strings alias their input.
 //
 // # Why the codec is hand-written
 //

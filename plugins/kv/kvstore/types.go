@@ -76,44 +76,20 @@ type Command struct {
 func (c Command) AppendMsgpack(dst []byte) []byte {
 	switch c.Op {
 	case OpTxn:
-		dst = mp.AppendMapHeader(dst, 2)
-		dst = appendOp(dst, c.Op)
-		dst = mp.AppendString(dst, "ops")
-		dst = mp.AppendArrayHeader(dst, len(c.Ops))
+		dst = mp.AppendArrayHeader(appendTxnHead(dst), len(c.Ops))
 		for _, op := range c.Ops {
 			dst = op.AppendMsgpack(dst)
 		}
 		return dst
 	case OpSet:
-		dst = mp.AppendMapHeader(dst, 3)
+		return append(appendSetHead(dst, c.Op, c.Key, len(c.Value)), c.Value...)
 	case OpCAS:
-		dst = mp.AppendMapHeader(dst, 4)
+		dst = append(appendSetHead(dst, c.Op, c.Key, len(c.Value)), c.Value...)
+		return AppendCASVersion(dst, c.Version)
 	case OpDelete:
-		if c.HasVersion {
-			dst = mp.AppendMapHeader(dst, 3)
-		} else {
-			dst = mp.AppendMapHeader(dst, 2)
-		}
-	default:
-		dst = mp.AppendMapHeader(dst, 2)
+		return appendDelete(dst, c.Key, c.Version, c.HasVersion)
 	}
-	dst = appendOp(dst, c.Op)
-	dst = mp.AppendString(dst, "key")
-	dst = mp.AppendBytes(dst, c.Key)
-	if c.Op == OpSet || c.Op == OpCAS {
-		dst = mp.AppendString(dst, "value")
-		dst = mp.AppendBytes(dst, c.Value)
-	}
-	if c.Op == OpCAS || (c.Op == OpDelete && c.HasVersion) {
-		dst = mp.AppendString(dst, "version")
-		dst = mp.AppendUint(dst, c.Version)
-	}
-	return dst
-}
-
-func appendOp(dst []byte, op Op) []byte {
-	dst = mp.AppendString(dst, "op")
-	return mp.AppendString(dst, op.String())
+	return appendKeyed(dst, c.Op, c.Key, 2)
 }
 
 // MarshalMsgpack implements msgpack.Marshaler with AppendMsgpack.
@@ -173,10 +149,7 @@ type Query struct {
 // the non-nil bounds and a non-zero limit).
 func (q Query) AppendMsgpack(dst []byte) []byte {
 	if q.Op != OpList {
-		dst = mp.AppendMapHeader(dst, 2)
-		dst = appendOp(dst, q.Op)
-		dst = mp.AppendString(dst, "key")
-		return mp.AppendBytes(dst, q.Key)
+		return appendKeyed(dst, q.Op, q.Key, 2)
 	}
 	n := 1
 	for _, present := range []bool{q.Prefix != nil, q.Start != nil, q.End != nil, q.Limit != 0} {
