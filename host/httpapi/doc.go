@@ -40,10 +40,13 @@
 //
 // # Hot path
 //
-// PUT and GET of a key build the kv command with the low-level MsgPack
-// encoder in a pooled buffer (a PUT with a Content-Length reads the value
-// straight into the command after its header), decode the plugin's result
-// without reflection, and write the answer without encoding/json. Metrics
+// The key-value endpoints speak the kv plugin's protocol only through
+// kvstore's client codec (kvstore.AppendSetHead, AppendGet, ParseGetResult,
+// ...): this package encodes no kv command and decodes no kv result itself.
+// PUT and GET of a key build the command in a pooled buffer (a PUT with a
+// Content-Length reads the value straight into the command after its
+// header), decode the plugin's result in place, without reflection or
+// allocation, and write the answer without encoding/json. Metrics
 // instruments are resolved per route and status once, not per request.
 //
 // # Metrics

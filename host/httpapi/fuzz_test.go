@@ -94,8 +94,9 @@ func FuzzMsgpackBody(f *testing.F) {
 				t.Fatalf("ParseCommand(%x): %v is a %d", body, err, s)
 			}
 		}
-		parseGetResult(body)
-		parseVersion(body)
-		parseDeleted(body)
+		kvstore.ParseGetResult(body)
+		kvstore.ParseSetResult(body)
+		kvstore.ParseDeleteResult(body)
+		kvstore.ParseListResult(body)
 	})
 }

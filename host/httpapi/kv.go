@@ -3,8 +3,6 @@ package httpapi
 import (
 	"context"
 	"encoding/base64"
-	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -50,143 +48,6 @@ func consistencyParam(r *http.Request) (host.Consistency, error) {
 	return host.ParseConsistency(s)
 }
 
-// appendSetHead appends a SET (or CAS) command up to the value's bin header,
-// in kvstore.Command's canonical encoding; the caller appends the n value
-// bytes, then for a CAS the version field (appendCASVersion).
-func appendSetHead(dst []byte, op kvstore.Op, key string, n int) []byte {
-	if op == kvstore.OpCAS {
-		dst = mp.AppendMapHeader(dst, 4)
-	} else {
-		dst = mp.AppendMapHeader(dst, 3)
-	}
-	dst = mp.AppendString(dst, "op")
-	dst = mp.AppendString(dst, op.String())
-	dst = mp.AppendString(dst, "key")
-	dst = mp.AppendBinHeader(dst, len(key))
-	dst = append(dst, key...)
-	dst = mp.AppendString(dst, "value")
-	return mp.AppendBinHeader(dst, n)
-}
-
-func appendCASVersion(dst []byte, version uint64) []byte {
-	dst = mp.AppendString(dst, "version")
-	return mp.AppendUint(dst, version)
-}
-
-// appendGetQuery appends kvstore.Query{Op: OpGet, Key: key} in its canonical
-// encoding, without converting key to a byte slice.
-func appendGetQuery(dst []byte, key string) []byte {
-	dst = mp.AppendMapHeader(dst, 2)
-	dst = mp.AppendString(dst, "op")
-	dst = mp.AppendString(dst, "GET")
-	dst = mp.AppendString(dst, "key")
-	dst = mp.AppendBinHeader(dst, len(key))
-	return append(dst, key...)
-}
-
-// resultFields calls fn for each field of a kv result map.
-func resultFields(data []byte, fn func(name string, r *mp.Reader) error) error {
-	var r mp.Reader
-	r.Reset(data)
-	n, err := r.ReadMapHeader()
-	if err != nil {
-		return fmt.Errorf("httpapi: unexpected kv result: %w", err)
-	}
-	for range n {
-		name, err := r.ReadBytes()
-		if err != nil {
-			return fmt.Errorf("httpapi: unexpected kv result: %w", err)
-		}
-		if err := fn(string(name), &r); err != nil {
-			return fmt.Errorf("httpapi: unexpected kv result field %q: %w", name, err)
-		}
-	}
-	if r.Len() != 0 {
-		return fmt.Errorf("httpapi: unexpected kv result: %d trailing bytes", r.Len())
-	}
-	return nil
-}
-
-// The result parsers below walk the plugin's MsgPack map in place, without
-// reflection or allocation: they run on every PUT and GET.
-
-// resultMap starts reading a result map.
-func resultMap(r *mp.Reader, data []byte) (int, error) {
-	r.Reset(data)
-	return r.ReadMapHeader()
-}
-
-// resultEnd checks a result map was read whole.
-func resultEnd(r *mp.Reader, err error) error {
-	if err == nil && r.Len() != 0 {
-		err = fmt.Errorf("%d trailing bytes", r.Len())
-	}
-	if err != nil {
-		return fmt.Errorf("httpapi: unexpected kv result: %w", err)
-	}
-	return nil
-}
-
-// parseGetResult decodes kvstore.GetResult.
-func parseGetResult(data []byte) (value []byte, version uint64, err error) {
-	var r mp.Reader
-	n, err := resultMap(&r, data)
-	seen := false
-	for i := 0; i < n && err == nil; i++ {
-		var name []byte
-		if name, err = r.ReadBytes(); err != nil {
-			break
-		}
-		switch string(name) {
-		case "value":
-			value, err = r.ReadBytes()
-			seen = true
-		case "version":
-			version, err = r.ReadUint64()
-		default:
-			err = r.Skip()
-		}
-	}
-	if err == nil && !seen {
-		err = errors.New("no value")
-	}
-	return value, version, resultEnd(&r, err)
-}
-
-// parseVersion decodes kvstore.SetResult.
-func parseVersion(data []byte) (version uint64, err error) {
-	var r mp.Reader
-	n, err := resultMap(&r, data)
-	for i := 0; i < n && err == nil; i++ {
-		var name []byte
-		if name, err = r.ReadBytes(); err == nil {
-			if string(name) == "version" {
-				version, err = r.ReadUint64()
-			} else {
-				err = r.Skip()
-			}
-		}
-	}
-	return version, resultEnd(&r, err)
-}
-
-// parseDeleted decodes kvstore.DeleteResult.
-func parseDeleted(data []byte) (deleted bool, err error) {
-	var r mp.Reader
-	n, err := resultMap(&r, data)
-	for i := 0; i < n && err == nil; i++ {
-		var name []byte
-		if name, err = r.ReadBytes(); err == nil {
-			if string(name) == "deleted" {
-				deleted, err = r.ReadBool()
-			} else {
-				err = r.Skip()
-			}
-		}
-	}
-	return deleted, resultEnd(&r, err)
-}
-
 // kvPut serves PUT /v1/kv/{key}[?cas=N]: SET, or CAS with ?cas.
 func (a *API) kvPut(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
 	key := r.PathValue("key")
@@ -209,7 +70,7 @@ func (a *API) kvPut(ctx context.Context, w http.ResponseWriter, r *http.Request)
 	defer buf.free()
 	if r.ContentLength >= 0 {
 		// The value is read straight into the command, after its header.
-		buf.b = appendSetHead(buf.b[:0], op, key, int(r.ContentLength))
+		buf.b = kvstore.AppendSetHead(buf.b[:0], op, key, int(r.ContentLength))
 		if buf.b, err = readBody(w, r, buf.b, limit); err != nil {
 			return err
 		}
@@ -219,17 +80,17 @@ func (a *API) kvPut(ctx context.Context, w http.ResponseWriter, r *http.Request)
 		if val.b, err = readBody(w, r, val.b[:0], limit); err != nil {
 			return err
 		}
-		buf.b = appendSetHead(buf.b[:0], op, key, len(val.b))
+		buf.b = kvstore.AppendSetHead(buf.b[:0], op, key, len(val.b))
 		buf.b = append(buf.b, val.b...)
 	}
 	if isCAS {
-		buf.b = appendCASVersion(buf.b, version)
+		buf.b = kvstore.AppendCASVersion(buf.b, version)
 	}
 	res, err := a.apply(ctx, r, kvPlugin, buf.b)
 	if err := resultErr(res, err); err != nil {
 		return err
 	}
-	v, err := parseVersion(res.Data)
+	v, err := kvstore.ParseSetResult(res.Data)
 	if err != nil {
 		return err
 	}
@@ -252,12 +113,12 @@ func (a *API) kvGet(ctx context.Context, w http.ResponseWriter, r *http.Request)
 	}
 	buf := getBuffer()
 	defer buf.free()
-	buf.b = appendGetQuery(buf.b[:0], key)
+	buf.b = kvstore.AppendGet(buf.b[:0], key)
 	res, err := a.node.Query(ctx, kvPlugin, buf.b, level)
 	if err := resultErr(res, err); err != nil {
 		return err
 	}
-	value, version, err := parseGetResult(res.Data)
+	value, version, err := kvstore.ParseGetResult(res.Data)
 	if err != nil {
 		return err
 	}
@@ -282,13 +143,12 @@ func (a *API) kvDelete(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	}
 	buf := getBuffer()
 	defer buf.free()
-	cmd := kvstore.Command{Op: kvstore.OpDelete, Key: []byte(key), Version: version, HasVersion: isCAS}
-	buf.b = cmd.AppendMsgpack(buf.b[:0])
+	buf.b = kvstore.AppendDelete(buf.b[:0], key, version, isCAS)
 	res, err := a.apply(ctx, r, kvPlugin, buf.b)
 	if err := resultErr(res, err); err != nil {
 		return err
 	}
-	deleted, err := parseDeleted(res.Data)
+	deleted, err := kvstore.ParseDeleteResult(res.Data)
 	if err != nil {
 		return err
 	}
@@ -337,9 +197,9 @@ func (a *API) kvList(ctx context.Context, w http.ResponseWriter, r *http.Request
 	if err := resultErr(res, err); err != nil {
 		return err
 	}
-	var lr kvstore.ListResult
-	if err := abi.Unmarshal(res.Data, &lr); err != nil {
-		return fmt.Errorf("httpapi: unexpected kv list result: %w", err)
+	lr, err := kvstore.ParseListResult(res.Data)
+	if err != nil {
+		return err
 	}
 	b := append(buf.b[:0], `{"items":[`...)
 	for i, it := range lr.Items {
@@ -462,24 +322,24 @@ func msgpackTxnCommand(dst, body []byte) ([]byte, error) {
 		return dst, badRequest("malformed MsgPack body: %v", err)
 	}
 	var ops []byte
-	err := resultFields(body, func(name string, r *mp.Reader) error {
-		raw, err := r.ReadRaw()
-		if name == "ops" {
-			ops = raw
+	var r mp.Reader
+	r.Reset(body)
+	n, err := r.ReadMapHeader()
+	for i := 0; i < n && err == nil; i++ {
+		var name, raw []byte
+		if name, err = r.ReadBytes(); err == nil {
+			if raw, err = r.ReadRaw(); string(name) == "ops" {
+				ops = raw
+			}
 		}
-		return err
-	})
-	if err != nil {
+	}
+	if err != nil || r.Len() != 0 {
 		return dst, badRequest("malformed MsgPack body: want a map with string field names")
 	}
 	if ops == nil {
 		return dst, badRequest("missing ops")
 	}
-	dst = mp.AppendMapHeader(dst, 2)
-	dst = mp.AppendString(dst, "op")
-	dst = mp.AppendString(dst, "TXN")
-	dst = mp.AppendString(dst, "ops")
-	return append(dst, ops...), nil
+	return kvstore.AppendTxn(dst, ops), nil
 }
 
 // kvTxn serves POST /v1/txn: a JSON (or MsgPack) list of SET, DELETE and CAS
@@ -570,7 +430,7 @@ func (a *API) seedGet(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	}
 	buf := getBuffer()
 	defer buf.free()
-	buf.b = appendGetQuery(buf.b[:0], key)
+	buf.b = kvstore.AppendGet(buf.b[:0], key)
 	res, err := a.node.Query(ctx, kvPlugin, buf.b, level)
 	if err != nil {
 		return err
@@ -581,7 +441,7 @@ func (a *API) seedGet(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	if err := res.Err(); err != nil {
 		return err
 	}
-	value, _, err := parseGetResult(res.Data)
+	value, _, err := kvstore.ParseGetResult(res.Data)
 	if err != nil {
 		return err
 	}

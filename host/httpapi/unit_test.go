@@ -85,57 +85,6 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-// The hot paths encode kv commands by hand: they must be exactly
-// kvstore's canonical encodings.
-func TestHotPathEncodings(t *testing.T) {
-	for _, key := range []string{"k", "a/b", strings.Repeat("k", 300), strings.Repeat("x", abi.MaxKeySize), "\x00\xff"} {
-		for _, value := range [][]byte{{}, []byte("v"), bytes.Repeat([]byte("v"), 70000)} {
-			got := appendSetHead(nil, kvstore.OpSet, key, len(value))
-			got = append(got, value...)
-			want := kvstore.Command{Op: kvstore.OpSet, Key: []byte(key), Value: value}.AppendMsgpack(nil)
-			if !bytes.Equal(got, want) {
-				t.Fatalf("SET %q: %x, want %x", key, got[:20], want[:20])
-			}
-			for _, v := range []uint64{0, 1, 200, 1 << 40} {
-				got := appendSetHead(nil, kvstore.OpCAS, key, len(value))
-				got = appendCASVersion(append(got, value...), v)
-				want := kvstore.Command{Op: kvstore.OpCAS, Key: []byte(key), Value: value, Version: v, HasVersion: true}.AppendMsgpack(nil)
-				if !bytes.Equal(got, want) {
-					t.Fatalf("CAS %q %d: encodings differ", key, v)
-				}
-				if _, err := kvstore.ParseCommand(got); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		got := appendGetQuery(nil, key)
-		want := kvstore.Query{Op: kvstore.OpGet, Key: []byte(key)}.AppendMsgpack(nil)
-		if !bytes.Equal(got, want) {
-			t.Fatalf("GET %q: %x, want %x", key, got, want)
-		}
-	}
-}
-
-func TestResultParsers(t *testing.T) {
-	b, _ := msgpack.Marshal(kvstore.GetResult{Value: []byte("v"), Version: 9})
-	if v, ver, err := parseGetResult(b); err != nil || string(v) != "v" || ver != 9 {
-		t.Fatalf("parseGetResult: %q %d %v", v, ver, err)
-	}
-	b, _ = msgpack.Marshal(kvstore.SetResult{Version: 1 << 33})
-	if v, err := parseVersion(b); err != nil || v != 1<<33 {
-		t.Fatalf("parseVersion: %d %v", v, err)
-	}
-	b, _ = msgpack.Marshal(kvstore.DeleteResult{Deleted: true})
-	if d, err := parseDeleted(b); err != nil || !d {
-		t.Fatalf("parseDeleted: %v %v", d, err)
-	}
-	for _, bad := range [][]byte{nil, {0x90}, {0x81, 0xa5, 'v', 'a', 'l', 'u', 'e', 0xc0}, {0x81, 0x01, 0x02}, append(b, 0)} {
-		if _, _, err := parseGetResult(bad); err == nil {
-			t.Errorf("parseGetResult(%x) accepted", bad)
-		}
-	}
-}
-
 func TestJSONToMsgpack(t *testing.T) {
 	cases := []struct {
 		in   string
