@@ -34,7 +34,7 @@ func AppendSetHead(dst []byte, op Op, key string, valueLen int) []byte {
 // AppendSetHead and its value: the key's expected current version (0: the key
 // must be absent).
 func AppendCASVersion(dst []byte, version uint64) []byte {
-	dst = mp.AppendString(dst, "version")
+	dst = append(dst, "\xa7version"...)
 	return mp.AppendUint(dst, version)
 }
 
@@ -64,10 +64,11 @@ type bytestring interface{ ~string | ~[]byte }
 
 // appendKeyed appends the head shared by every command and query on a key:
 // a map of fields entries, its op, and key as a bin.
+// fields is at most 4: the map header is a fixmap.
 func appendKeyed[K bytestring](dst []byte, op Op, key K, fields int) []byte {
-	dst = mp.AppendMapHeader(dst, fields)
+	dst = append(dst, 0x80|byte(fields))
 	dst = appendOp(dst, op)
-	dst = mp.AppendString(dst, "key")
+	dst = append(dst, "\xa3key"...)
 	dst = mp.AppendBinHeader(dst, len(key))
 	return append(dst, key...)
 }
@@ -81,7 +82,7 @@ func appendSetHead[K bytestring](dst []byte, op Op, key K, valueLen int) []byte 
 	default:
 		panic("kvstore: AppendSetHead of op " + op.String())
 	}
-	dst = mp.AppendString(dst, "value")
+	dst = append(dst, "\xa5value"...)
 	return mp.AppendBinHeader(dst, valueLen)
 }
 
@@ -100,7 +101,16 @@ func appendTxnHead(dst []byte) []byte {
 	return mp.AppendString(dst, "ops")
 }
 
+// opFields holds the encoded op field of each op, name and value.
+var opFields = [...]string{
+	OpSet: "\xa2op\xa3SET", OpDelete: "\xa2op\xa6DELETE", OpCAS: "\xa2op\xa3CAS",
+	OpTxn: "\xa2op\xa3TXN", OpGet: "\xa2op\xa3GET", OpList: "\xa2op\xa4LIST",
+}
+
 func appendOp(dst []byte, op Op) []byte {
+	if op != 0 && int(op) < len(opFields) {
+		return append(dst, opFields[op]...)
+	}
 	dst = mp.AppendString(dst, "op")
 	return mp.AppendString(dst, op.String())
 }
