@@ -144,6 +144,16 @@ func Unmarshal(data []byte, v any) error {
 	if err := Validate(data); err != nil {
 		return err
 	}
+	if handled, wrote := fastUnmarshal(data, v); handled {
+		return nil
+	} else if wrote {
+		reflect.ValueOf(v).Elem().SetZero()
+	}
+	return unmarshalSlow(data, v)
+}
+
+// unmarshalSlow decodes validated data into v with msgpack/v5.
+func unmarshalSlow(data []byte, v any) error {
 	dec := msgpack.GetDecoder()
 	defer msgpack.PutDecoder(dec)
 	dec.UsePreallocateValues(true)
@@ -155,6 +165,85 @@ func Unmarshal(data []byte, v any) error {
 		return dec.DecodeValue(rv.Elem())
 	}
 	return dec.Decode(v)
+}
+
+// skipValue returns the offset of the end of the value that starts at p.
+func skipValue(data []byte, p int) (int, error) {
+	for items := 1; items > 0; items-- {
+		if p >= len(data) {
+			return 0, ErrMalformed
+		}
+		c := data[p]
+		p++
+		var skip, children uint64
+		var lenBytes int
+		switch {
+		case c <= msgpcode.PosFixedNumHigh, c >= msgpcode.NegFixedNumLow, c == msgpcode.Nil, c == msgpcode.False, c == msgpcode.True:
+		case msgpcode.IsFixedMap(c):
+			children = 2 * uint64(c&0x0f)
+		case msgpcode.IsFixedArray(c):
+			children = uint64(c & 0x0f)
+		case msgpcode.IsFixedString(c):
+			skip = uint64(c & 0x1f)
+		case c == msgpcode.Uint8, c == msgpcode.Int8:
+			skip = 1
+		case c == msgpcode.Uint16, c == msgpcode.Int16:
+			skip = 2
+		case c == msgpcode.Uint32, c == msgpcode.Int32, c == msgpcode.Float:
+			skip = 4
+		case c == msgpcode.Uint64, c == msgpcode.Int64, c == msgpcode.Double:
+			skip = 8
+		case c == msgpcode.Bin8, c == msgpcode.Str8, c == msgpcode.Ext8:
+			lenBytes = 1
+		case c == msgpcode.Bin16, c == msgpcode.Str16, c == msgpcode.Array16, c == msgpcode.Map16, c == msgpcode.Ext16:
+			lenBytes = 2
+		case c == msgpcode.Bin32, c == msgpcode.Str32, c == msgpcode.Array32, c == msgpcode.Map32, c == msgpcode.Ext32:
+			lenBytes = 4
+		case c == msgpcode.FixExt1:
+			skip = 2
+		case c == msgpcode.FixExt2:
+			skip = 3
+		case c == msgpcode.FixExt4:
+			skip = 5
+		case c == msgpcode.FixExt8:
+			skip = 9
+		case c == msgpcode.FixExt16:
+			skip = 17
+		default:
+			return 0, ErrMalformed
+		}
+		if lenBytes > 0 {
+			if lenBytes > len(data)-p {
+				return 0, ErrMalformed
+			}
+			var n uint64
+			switch lenBytes {
+			case 1:
+				n = uint64(data[p])
+			case 2:
+				n = uint64(binary.BigEndian.Uint16(data[p:]))
+			case 4:
+				n = uint64(binary.BigEndian.Uint32(data[p:]))
+			}
+			p += lenBytes
+			switch c {
+			case msgpcode.Array16, msgpcode.Array32:
+				children = n
+			case msgpcode.Map16, msgpcode.Map32:
+				children = 2 * n
+			case msgpcode.Ext8, msgpcode.Ext16, msgpcode.Ext32:
+				skip = n + 1
+			default:
+				skip = n
+			}
+		}
+		if skip+children > uint64(len(data)-p) {
+			return 0, ErrMalformed
+		}
+		p += int(skip)
+		items += int(children)
+	}
+	return p, nil
 }
 
 func isInt(k reflect.Kind) bool {
