@@ -46,7 +46,6 @@ var (
 	history = sdk.NewMap[sdk.Pair[string, uint64], byte]("h/", sdk.PairKey(sdk.StringKey, sdk.Uint64Key))
 )
 
-
 const t0 = 1740819600000000000 // 2025-03-01T09:00:00Z
 
 // deposit is a deposit's record as the ledger stores it (62 bytes); transfer
