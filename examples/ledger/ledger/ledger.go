@@ -305,33 +305,43 @@ func FormatTime(ns int64) string {
 		month -= 12
 		year++
 	}
-	var b [35]byte
-	n := put(b[:0], year, 4)
-	n = put(append(n, '-'), month, 2)
-	n = put(append(n, '-'), day, 2)
-	n = put(append(n, 'T'), sod/3600, 2)
-	n = put(append(n, ':'), sod/60%60, 2)
-	n = put(append(n, ':'), sod%60, 2)
+	// 2006-01-02T15:04:05.999999999Z, two digits at a time.
+	var b [30]byte
+	put2(b[0:], year/100)
+	put2(b[2:], year%100)
+	b[4] = '-'
+	put2(b[5:], month)
+	b[7] = '-'
+	put2(b[8:], day)
+	b[10] = 'T'
+	put2(b[11:], sod/3600)
+	b[13] = ':'
+	put2(b[14:], sod/60%60)
+	b[16] = ':'
+	put2(b[17:], sod%60)
+	n := 19
 	if frac != 0 {
-		digits := 9
-		for frac%10 == 0 {
-			frac /= 10
-			digits--
+		b[19] = '.'
+		put2(b[20:], frac/1e7)
+		put2(b[22:], frac/1e5%100)
+		put2(b[24:], frac/1e3%100)
+		put2(b[26:], frac/10%100)
+		b[28] = byte('0' + frac%10)
+		n = 29
+		for b[n-1] == '0' {
+			n--
 		}
-		n = put(append(n, '.'), frac, digits)
 	}
-	return string(append(n, 'Z'))
+	b[n] = 'Z'
+	return string(b[:n+1])
 }
 
-// put appends v in exactly width (at most 9) decimal digits.
-func put(b []byte, v int64, width int) []byte {
-	at := len(b)
-	b = append(b, "000000000"[:width]...)
-	for i := at + width - 1; i >= at; i-- {
-		b[i] = byte('0' + v%10)
-		v /= 10
-	}
-	return b
+// put2 writes v (0 to 99) in two decimal digits.
+func put2(b []byte, v int64) {
+	const digits = "00010203040506070809101112131415161718192021222324252627282930313233343536373839" +
+		"40414243444546474849505152535455565758596061626364656667686970717273747576777879" +
+		"8081828384858687888990919293949596979899"
+	b[0], b[1] = digits[2*v], digits[2*v+1]
 }
 
 func (t transaction) answer() txResp {
