@@ -171,3 +171,53 @@ func FuzzUnmarshalFast(f *testing.F) {
 	f.Add(bytes.Repeat([]byte{0x91}, 70))
 	f.Fuzz(checkFastMatchesSlow)
 }
+
+// BenchmarkUnmarshal: the native cost of Unmarshal on what the host decodes
+// with it (host entries, answers of forwarded calls) and on a plugin's
+// record; Validate alone for comparison.
+func BenchmarkUnmarshal(b *testing.B) {
+	type tx struct {
+		Index  uint64 `msgpack:"index"`
+		Time   int64  `msgpack:"time"`
+		Kind   string `msgpack:"kind"`
+		From   string `msgpack:"from,omitempty"`
+		To     string `msgpack:"to"`
+		Amount uint64 `msgpack:"amount"`
+		Ref    string `msgpack:"ref,omitempty"`
+	}
+	rec, _ := msgpack.Marshal(tx{Index: 123456, Time: 1740819600000000000, Kind: "transfer", From: "savings-account-0001",
+		To: "checking-account-0002", Amount: 123456789, Ref: "invoice-2025-03-000123-payment-ref"})
+	batch, _ := abi.Marshal(abi.Batch{{Index: 1, Term: 1, Time: 1, Data: make([]byte, 100)}, {Index: 2, Term: 1, Time: 2, Data: make([]byte, 100)}})
+	mig, _ := abi.Marshal(abi.Migration{FromHash: "ab12", FromVersion: "1.0.0", Index: 42})
+	b.Run("transaction", func(b *testing.B) {
+		for range b.N {
+			var v tx
+			if err := abi.Unmarshal(rec, &v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("batch", func(b *testing.B) {
+		for range b.N {
+			var v abi.Batch
+			if err := abi.Unmarshal(batch, &v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("migration", func(b *testing.B) {
+		for range b.N {
+			var v abi.Migration
+			if err := abi.Unmarshal(mig, &v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("validate", func(b *testing.B) {
+		for range b.N {
+			if err := abi.Validate(rec); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
