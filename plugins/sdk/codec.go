@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -156,6 +157,7 @@ const (
 
 type encPlan struct {
 	kind   encKind
+	size   uintptr // the type's size in bytes
 	elem   *encPlan
 	fields []encField // in canonical order (encStruct) or declaration order (encArrayStruct)
 }
@@ -164,6 +166,7 @@ type encField struct {
 	name      string
 	key       []byte // the name's MsgPack encoding
 	index     int
+	offset    uintptr
 	omitEmpty bool
 	plan      *encPlan
 }
@@ -230,7 +233,7 @@ func buildEncPlan(t reflect.Type, known, building map[reflect.Type]*encPlan) *en
 	if hasOwnEncoder(t) {
 		return nil
 	}
-	p := &encPlan{}
+	p := &encPlan{size: t.Size()}
 	switch t.Kind() {
 	case reflect.Bool:
 		p.kind = encBool
@@ -290,7 +293,7 @@ func buildEncPlan(t reflect.Type, known, building map[reflect.Type]*encPlan) *en
 				return nil
 			}
 			key := appendStrHeader(nil, len(name))
-			p.fields = append(p.fields, encField{name: name, key: append(key, name...), index: i, omitEmpty: omit, plan: fp})
+			p.fields = append(p.fields, encField{name: name, key: append(key, name...), index: i, offset: f.Offset, omitEmpty: omit, plan: fp})
 		}
 		if p.kind == encStruct {
 			sort.SliceStable(p.fields, func(i, j int) bool { return p.fields[i].name < p.fields[j].name })
@@ -320,7 +323,15 @@ func fastMarshal(v any) ([]byte, bool) {
 	if p == nil {
 		return nil, false
 	}
-	return appendValue(make([]byte, 0, 128), p, rv), true
+	b := make([]byte, 0, 128)
+	if (p.kind == encStruct || p.kind == encArrayStruct) && p.size > unsafe.Sizeof(uintptr(0)) {
+		// A struct larger than a pointer is held by an interface through a
+		// pointer to it (the interface's second word; only pointer-shaped
+		// types, one word long, are held in the word itself): read it there
+		// rather than field by field through reflect.
+		return appendAt(b, p, (*[2]unsafe.Pointer)(unsafe.Pointer(&v))[1]), true
+	}
+	return appendValue(b, p, rv), true
 }
 
 func appendValue(b []byte, p *encPlan, v reflect.Value) []byte {
@@ -341,31 +352,17 @@ func appendValue(b []byte, p *encPlan, v reflect.Value) []byte {
 		if v.IsNil() {
 			return append(b, 0xc0)
 		}
-		s := v.Bytes()
-		switch n := len(s); {
-		case n < 256:
-			b = append(b, 0xc4, byte(n))
-		case n <= math.MaxUint16:
-			b = binary.BigEndian.AppendUint16(append(b, 0xc5), uint16(n))
-		default:
-			b = binary.BigEndian.AppendUint32(append(b, 0xc6), uint32(n))
-		}
-		return append(b, s...)
+		return appendBin(b, v.Bytes())
 	case encSlice:
 		if v.IsNil() {
 			return append(b, 0xc0)
 		}
-		n := v.Len()
-		b = appendArrayHeader(b, n)
-		for i := range n {
-			b = appendValue(b, p.elem, v.Index(i))
-		}
-		return b
+		return appendElems(b, p.elem, v.UnsafePointer(), v.Len())
 	case encPtr:
 		if v.IsNil() {
 			return append(b, 0xc0)
 		}
-		return appendValue(b, p.elem, v.Elem())
+		return appendAt(b, p.elem, v.UnsafePointer())
 	case encArrayStruct:
 		b = appendArrayHeader(b, len(p.fields))
 		for _, f := range p.fields {
@@ -380,14 +377,7 @@ func appendValue(b []byte, p *encPlan, v reflect.Value) []byte {
 			n--
 		}
 	}
-	switch {
-	case n < 16:
-		b = append(b, 0x80|byte(n))
-	case n <= math.MaxUint16:
-		b = binary.BigEndian.AppendUint16(append(b, 0xde), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint32(append(b, 0xdf), uint32(n))
-	}
+	b = appendMapHeader(b, n)
 	for _, f := range p.fields {
 		fv := v.Field(f.index)
 		if f.omitEmpty && isEmpty(f.plan, fv) {
@@ -396,6 +386,139 @@ func appendValue(b []byte, p *encPlan, v reflect.Value) []byte {
 		b = appendValue(append(b, f.key...), f.plan, fv)
 	}
 	return b
+}
+
+// appendElems appends an array of the n values of plan p at base.
+func appendElems(b []byte, p *encPlan, base unsafe.Pointer, n int) []byte {
+	b = appendArrayHeader(b, n)
+	for i := range n {
+		b = appendAt(b, p, unsafe.Add(base, uintptr(i)*p.size))
+	}
+	return b
+}
+
+// appendAt is appendValue for a value in memory (behind a pointer, in a
+// slice): it reads it through unsafe pointers at the plan's offsets, which
+// costs a plugin a fraction of reflect.Value's calls per field.
+func appendAt(b []byte, p *encPlan, ptr unsafe.Pointer) []byte {
+	switch p.kind {
+	case encBool:
+		if *(*bool)(ptr) {
+			return append(b, 0xc3)
+		}
+		return append(b, 0xc2)
+	case encInt:
+		return appendInt(b, loadInt(p, ptr))
+	case encUint:
+		return appendUint(b, loadUint(p, ptr))
+	case encString:
+		s := *(*string)(ptr)
+		return append(appendStrHeader(b, len(s)), s...)
+	case encBytes:
+		s := *(*[]byte)(ptr)
+		if s == nil {
+			return append(b, 0xc0)
+		}
+		return appendBin(b, s)
+	case encSlice:
+		s := *(*[]byte)(ptr) // the slice's header, whatever its element type
+		if s == nil {
+			return append(b, 0xc0)
+		}
+		return appendElems(b, p.elem, unsafe.Pointer(unsafe.SliceData(s)), len(s))
+	case encPtr:
+		q := *(*unsafe.Pointer)(ptr)
+		if q == nil {
+			return append(b, 0xc0)
+		}
+		return appendAt(b, p.elem, q)
+	case encArrayStruct:
+		b = appendArrayHeader(b, len(p.fields))
+		for _, f := range p.fields {
+			b = appendAt(b, f.plan, unsafe.Add(ptr, f.offset))
+		}
+		return b
+	}
+	n := len(p.fields)
+	for _, f := range p.fields {
+		if f.omitEmpty && isEmptyAt(f.plan, unsafe.Add(ptr, f.offset)) {
+			n--
+		}
+	}
+	b = appendMapHeader(b, n)
+	for _, f := range p.fields {
+		fp := unsafe.Add(ptr, f.offset)
+		if f.omitEmpty && isEmptyAt(f.plan, fp) {
+			continue
+		}
+		b = appendAt(append(b, f.key...), f.plan, fp)
+	}
+	return b
+}
+
+func loadInt(p *encPlan, ptr unsafe.Pointer) int64 {
+	switch p.size {
+	case 1:
+		return int64(*(*int8)(ptr))
+	case 2:
+		return int64(*(*int16)(ptr))
+	case 4:
+		return int64(*(*int32)(ptr))
+	}
+	return *(*int64)(ptr)
+}
+
+func loadUint(p *encPlan, ptr unsafe.Pointer) uint64 {
+	switch p.size {
+	case 1:
+		return uint64(*(*uint8)(ptr))
+	case 2:
+		return uint64(*(*uint16)(ptr))
+	case 4:
+		return uint64(*(*uint32)(ptr))
+	}
+	return *(*uint64)(ptr)
+}
+
+// isEmptyAt is isEmpty for a value in memory.
+func isEmptyAt(p *encPlan, ptr unsafe.Pointer) bool {
+	switch p.kind {
+	case encBool:
+		return !*(*bool)(ptr)
+	case encInt:
+		return loadInt(p, ptr) == 0
+	case encUint:
+		return loadUint(p, ptr) == 0
+	case encString:
+		return len(*(*string)(ptr)) == 0
+	case encBytes, encSlice:
+		return len(*(*[]byte)(ptr)) == 0
+	case encPtr:
+		return *(*unsafe.Pointer)(ptr) == nil
+	}
+	return false
+}
+
+func appendBin(b, s []byte) []byte {
+	switch n := len(s); {
+	case n < 256:
+		b = append(b, 0xc4, byte(n))
+	case n <= math.MaxUint16:
+		b = binary.BigEndian.AppendUint16(append(b, 0xc5), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint32(append(b, 0xc6), uint32(n))
+	}
+	return append(b, s...)
+}
+
+func appendMapHeader(b []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(b, 0x80|byte(n))
+	case n <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, 0xde), uint16(n))
+	}
+	return binary.BigEndian.AppendUint32(append(b, 0xdf), uint32(n))
 }
 
 // isEmpty is msgpack/v5's omitempty test for the kinds a plan has (not

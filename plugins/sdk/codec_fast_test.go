@@ -131,7 +131,14 @@ func TestMarshalFastMatchesSlow(t *testing.T) {
 		checkMarshal(t, a.LI)
 	}
 	for _, v := range []any{(*encAll)(nil), uint64(math.MaxUint64), int8(-33), "s", []byte(nil), true, []string(nil),
-		abi.Result{Code: 3, Data: []byte("x")}, abi.Info{Name: "n", Version: "1"}, []abi.Record{{Key: []byte("k")}}, struct{}{}} {
+		abi.Result{Code: 3, Data: []byte("x")}, abi.Info{Name: "n", Version: "1"}, []abi.Record{{Key: []byte("k")}}, struct{}{},
+		struct {
+			P *uint32 `msgpack:"p"`
+		}{new(uint32)}, // pointer-shaped: held in the interface's word
+		struct {
+			A uint8 `msgpack:"a"`
+			B int8  `msgpack:"b"`
+		}{200, -100}} {
 		checkMarshal(t, v)
 	}
 	for _, v := range []any{nil, encFloat{A: 1, F: 1.5}, map[string]int{"b": 1, "a": 2}, []any{1}, [2]byte{}} {
