@@ -168,6 +168,19 @@ func TestPlugins(t *testing.T) {
 	if kept, err := c.KeptStates(ctx, client.WithConsistency(client.Leader)); err != nil || len(kept) != 0 {
 		t.Fatalf("KeptStates: %+v, %v", kept, err)
 	}
+	// Every node answers a leader or linearizable list (a follower asks the
+	// leader), also through a client pinned to it.
+	for _, e := range endpoints {
+		at, err := c.At(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, level := range []client.Consistency{client.Leader, client.Linearizable} {
+			if ps, err := at.Plugins(ctx, client.WithConsistency(level)); err != nil || len(ps) == 0 || ps[0].Name != "kv" {
+				t.Errorf("Plugins at %s, %s: %+v, %v", e, level, ps, err)
+			}
+		}
+	}
 	// MsgPack in and out: {"op":"SET","key":"p","value":"v"}.
 	set := []byte{0x83, 0xa2, 'o', 'p', 0xa3, 'S', 'E', 'T', 0xa3, 'k', 'e', 'y', 0xa1, 'p', 0xa5, 'v', 'a', 'l', 'u', 'e', 0xa1, 'v'}
 	res, err := c.Command(ctx, "kv", set)

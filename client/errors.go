@@ -12,6 +12,7 @@ var (
 	ErrUnauthorized   = errors.New("raftkv: unauthorized")          // 401 unauthorized
 	ErrNotFound       = errors.New("raftkv: not found")             // 404 not_found
 	ErrConflict       = errors.New("raftkv: conflict")              // 409 conflict
+	ErrPrecondition   = errors.New("raftkv: precondition failed")   // 412 precondition_failed
 	ErrTooLarge       = errors.New("raftkv: too large")             // 413 too_large
 	ErrPluginError    = errors.New("raftkv: plugin error")          // 422 plugin_error
 	ErrTrap           = errors.New("raftkv: plugin trapped")        // 500 trap
@@ -32,6 +33,7 @@ const (
 	CodeUnauthorized   = "unauthorized"
 	CodeNotFound       = "not_found"
 	CodeConflict       = "conflict"
+	CodePrecondition   = "precondition_failed"
 	CodeTooLarge       = "too_large"
 	CodePluginError    = "plugin_error"
 	CodeTrap           = "trap"
@@ -46,7 +48,7 @@ const (
 
 var sentinels = map[string]error{
 	CodeBadRequest: ErrBadRequest, CodeUnauthorized: ErrUnauthorized, CodeNotFound: ErrNotFound,
-	CodeConflict: ErrConflict, CodeTooLarge: ErrTooLarge, CodePluginError: ErrPluginError, CodeTrap: ErrTrap,
+	CodeConflict: ErrConflict, CodePrecondition: ErrPrecondition, CodeTooLarge: ErrTooLarge, CodePluginError: ErrPluginError, CodeTrap: ErrTrap,
 	CodeNoLeader: ErrNoLeader, CodeNotLeader: ErrNotLeader, CodeStopped: ErrStopped, CodeTimeout: ErrTimeout,
 	CodeUnknownOutcome: ErrUnknownOutcome,
 }

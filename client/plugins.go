@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 )
 
 // PluginInfo describes an active plugin (GET /v1/plugins).
@@ -91,12 +93,27 @@ func (c *Client) jsonCall(ctx context.Context, req Request, in, out any) error {
 	return json.Unmarshal(raw, out)
 }
 
-// Deploy installs a WebAssembly module as plugin name, or upgrades it
-// keeping its state, on every node; an invalid module is refused with the
-// reason (ErrBadRequest).
+// Deploy installs a WebAssembly module as the new plugin name, on every
+// node; an invalid module is refused with the reason (ErrBadRequest).
+// Deploying onto an active plugin is refused (ErrPrecondition) unless the
+// plugin already runs this module: replacing its module is Upgrade.
 func (c *Client) Deploy(ctx context.Context, name string, wasm []byte) (PluginInfo, error) {
+	return c.deploy(ctx, name, wasm, nil)
+}
+
+// Upgrade replaces the module of the active plugin name, which must run
+// the module whose hash is from ("*": any), keeping its state; the new
+// module's migration runs once, on every node. A plugin that runs another
+// module is not changed (ErrPrecondition), nor one whose new module names
+// itself differently in its info (ErrConflict: a wrong file, most likely).
+func (c *Client) Upgrade(ctx context.Context, name, from string, wasm []byte) (PluginInfo, error) {
+	return c.deploy(ctx, name, wasm, http.Header{"If-Match": {strconv.Quote(strings.TrimPrefix(from, "sha256:"))}})
+}
+
+func (c *Client) deploy(ctx context.Context, name string, wasm []byte, h http.Header) (PluginInfo, error) {
 	var info PluginInfo
-	req := Request{Method: http.MethodPut, Path: pluginPath(name), Body: wasm, ContentType: "application/wasm", Write: true, Leader: true,
+	req := Request{Method: http.MethodPut, Path: pluginPath(name), Body: wasm, ContentType: "application/wasm", Header: h,
+		Write: true, Leader: true,
 		Idempotent: true} // deploying the module a plugin already runs changes nothing
 	err := c.doJSON(ctx, req, nil, &info)
 	return info, err
@@ -104,8 +121,9 @@ func (c *Client) Deploy(ctx context.Context, name string, wasm []byte) (PluginIn
 
 // Plugins lists the active plugins. Without WithConsistency the answering
 // node's table is read (the server's default, stale); Leader and
-// Linearizable ask the leader, so that a deploy or removal that returned
-// shows.
+// Linearizable read the leader's table, so that a deploy or removal that
+// returned shows (the client sends them to the leader when it knows it;
+// a follower asks the leader).
 func (c *Client) Plugins(ctx context.Context, opts ...CallOption) ([]PluginInfo, error) {
 	plugins, _, err := c.pluginList(ctx, false, opts)
 	return plugins, err

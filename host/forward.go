@@ -19,6 +19,7 @@ import (
 const (
 	rpcApply        = "apply"
 	rpcQuery        = "query"
+	rpcPluginList   = "plugin-list"
 	rpcJoin         = "join"
 	rpcRemove       = "remove"
 	rpcTrust        = "trust"
@@ -122,7 +123,7 @@ func (n *Node) forward(ctx context.Context, req rpcBody) (abi.Result, error) {
 		case errors.As(err, &re):
 			return abi.Result{}, fmt.Errorf("raftkv: leader %s: %s", id, re.Message)
 		}
-		if method == rpcQuery || method == rpcPing || neverSent(err) {
+		if method == rpcQuery || method == rpcPluginList || method == rpcPing || neverSent(err) {
 			return abi.Result{}, fmt.Errorf("%w: leader %s unreachable: %v", ErrNoLeader, id, err)
 		}
 		// The request may have reached the leader before the connection failed.
@@ -217,6 +218,14 @@ func (n *Node) dispatch(ctx context.Context, req rpcBody) (abi.Result, error) {
 		return abi.Result{Data: n.applyForwarded(ctx, r.Commands).marshal()}, nil
 	case *queryRequest:
 		return n.queryLocal(ctx, r.Plugin, r.Data, r.Level)
+	case *pluginListRPC:
+		var l pluginList
+		var err error
+		if l.Plugins, l.KeptStates, err = n.pluginsLocal(ctx, r.Level); err != nil {
+			return abi.Result{}, err
+		}
+		data, err := abi.Marshal(&l)
+		return abi.Result{Data: data}, err
 	case *joinRPC:
 		resp, err := n.joinLocal(ctx, r.Join)
 		if err != nil {

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmihailenco/msgpack/v5"
-
 	"github.com/raftkv/raftkv/host"
 	"github.com/raftkv/raftkv/host/peerrpc"
 	"github.com/raftkv/raftkv/host/transport"
@@ -21,24 +19,13 @@ import (
 // returns the error code and message of the answer (0, "" for success).
 func rawCall(t *testing.T, p *evilpeer.Peer, method string, req map[string]any) (peerrpc.Code, string) {
 	t.Helper()
-	body, err := msgpack.Marshal(req)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	raw, err := p.Call(ctx, method, body)
+	code, msg, err := p.CallMap(ctx, method, req)
 	if err != nil {
-		t.Fatalf("%s: %v", method, err)
-	}
-	var resp struct {
-		Kind int    `msgpack:"err_kind"`
-		Err  string `msgpack:"err"`
-	}
-	if err := msgpack.Unmarshal(raw, &resp); err != nil {
 		t.Fatal(err)
 	}
-	return peerrpc.Code(resp.Kind), resp.Err
+	return code, msg
 }
 
 // applyBody is the body of a forwarded write of one kv command.
@@ -84,6 +71,7 @@ func TestTrustedKeyCanOnlyJoinItself(t *testing.T) {
 	calls["query"] = map[string]any{"plugin": "kv", "data": cmd(t, map[string]any{"op": "GET", "key": "before"}), "level": int(host.Stale)}
 	calls["status"] = map[string]any{}
 	calls["ping"] = map[string]any{}
+	calls["plugin-list"] = map[string]any{"level": int(host.Linearizable)}
 	for method, req := range calls {
 		if code, msg := rawCall(t, p, method, req); code != peerrpc.CodeForbidden {
 			t.Errorf("%s from a trusted non-member: code %d (%s), want forbidden", method, code, msg)

@@ -254,15 +254,33 @@ type KeptState struct {
 func (n *Node) KeptStates() []KeptState { return n.fsm.keptStates() }
 
 // PluginsAt lists the active plugins and the kept states at a consistency
-// level, as a read of the plugin table: Stale from this node's state; Leader
-// and Linearizable only on the leader (after confirming its leadership, and
-// for Linearizable after applying its commit index), so that a deploy or
-// removal that has returned shows. Another node answers ErrNotLeader, which
-// the HTTP API gives the leader's address with; clients ask the leader.
+// level, as a read of the plugin table: Stale from this node's state;
+// Leader and Linearizable from the leader's (after it confirms its
+// leadership, and for Linearizable after it applies its commit index), so
+// that a deploy or removal that has returned shows. A follower forwards
+// those to the leader, as Query does, and returns the leader's answer
+// (its counters are the leader's).
 func (n *Node) PluginsAt(ctx context.Context, level Consistency) ([]PluginInfo, []KeptState, error) {
 	if level > Linearizable {
 		return nil, nil, fmt.Errorf("%w: unknown consistency %d", ErrInvalid, level)
 	}
+	if level == Stale || n.isLeader() {
+		return n.pluginsLocal(ctx, level)
+	}
+	res, err := n.forward(ctx, &pluginListRPC{Level: level})
+	if err != nil {
+		return nil, nil, err
+	}
+	var l pluginList
+	if err := abi.Unmarshal(res.Data, &l); err != nil {
+		return nil, nil, fmt.Errorf("raftkv: bad plugin list from the leader: %w", err)
+	}
+	return l.Plugins, l.KeptStates, nil
+}
+
+// pluginsLocal reads this node's plugin table; Leader and Linearizable only
+// on the leader.
+func (n *Node) pluginsLocal(ctx context.Context, level Consistency) ([]PluginInfo, []KeptState, error) {
 	if level != Stale {
 		if !n.isLeader() {
 			return nil, nil, fmt.Errorf("%w: a %s read of the plugin list is answered by the leader", ErrNotLeader, level)

@@ -62,6 +62,7 @@ var rpcBodies = map[string]func() rpcBody{
 	peerrpc.Status.Name:       func() rpcBody { return new(statusRequest) },
 	peerrpc.Apply.Name:        func() rpcBody { return new(applyRequest) },
 	peerrpc.Query.Name:        func() rpcBody { return new(queryRequest) },
+	peerrpc.PluginList.Name:   func() rpcBody { return new(pluginListRPC) },
 	peerrpc.Join.Name:         func() rpcBody { return new(joinRPC) },
 	peerrpc.Remove.Name:       func() rpcBody { return new(removeRPC) },
 	peerrpc.Trust.Name:        func() rpcBody { return new(trustRPC) },
@@ -142,6 +143,29 @@ type queryRequest struct {
 }
 
 func (*queryRequest) method() peerrpc.Method { return peerrpc.Query }
+
+// pluginListRPC is a forwarded read of the plugin table (answer: a
+// pluginList).
+type pluginListRPC struct {
+	memberBody `msgpack:"-"`
+	Level      Consistency `msgpack:"level"`
+}
+
+func (*pluginListRPC) method() peerrpc.Method     { return peerrpc.PluginList }
+func (r *pluginListRPC) marshal() ([]byte, error) { return msgpack.Marshal(r) }
+func (r *pluginListRPC) unmarshal(b []byte) error { return decodeStrict(b, r) }
+func (r *pluginListRPC) validate() error {
+	if r.Level > Linearizable {
+		return fmt.Errorf("unknown consistency %d", r.Level)
+	}
+	return nil
+}
+
+// pluginList is the answer of a pluginListRPC.
+type pluginList struct {
+	Plugins    []PluginInfo `msgpack:"plugins"`
+	KeptStates []KeptState  `msgpack:"kept_states"`
+}
 
 // Administrative methods: the token, if any, is inside the request.
 

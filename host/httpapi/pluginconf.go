@@ -120,14 +120,23 @@ func deployOptions(r *http.Request) (host.DeployOptions, error) {
 	return o, nil
 }
 
-// pluginGet serves GET /v1/plugins/{name}: one plugin's info, limits,
-// hash, activation index and counters.
-func (a *API) pluginGet(_ context.Context, w http.ResponseWriter, r *http.Request) error {
+// pluginGet serves GET /v1/plugins/{name}?consistency=: one plugin's
+// info, limits, hash, activation index and counters, from the plugin table
+// at the consistency of GET /v1/plugins (stale by default).
+func (a *API) pluginGet(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
 	name, err := pluginName(r)
 	if err != nil {
 		return err
 	}
-	for _, p := range a.node.Plugins() {
+	level, err := tableConsistency(r)
+	if err != nil {
+		return err
+	}
+	plugins, _, err := a.node.PluginsAt(ctx, level)
+	if err != nil {
+		return err
+	}
+	for _, p := range plugins {
 		if p.Name == name {
 			w.Header().Set("ETag", strconv.Quote(p.Hash))
 			return writeJSON(w, p)

@@ -137,31 +137,34 @@ func (a *API) pluginDeploy(ctx context.Context, w http.ResponseWriter, r *http.R
 	return writeJSON(w, info)
 }
 
+// tableConsistency reads the ?consistency= of a read of the plugin table:
+// stale (this node's table) by default.
+func tableConsistency(r *http.Request) (host.Consistency, error) {
+	s, ok, err := queryValue(r.URL.RawQuery, "consistency")
+	if err != nil || !ok {
+		return host.Stale, err
+	}
+	return host.ParseConsistency(s)
+}
+
 // pluginList serves GET /v1/plugins?consistency=&all=.
 //
 // ?consistency= is stale by default (this node's table); leader and
-// linearizable are answered by the leader (a follower answers 503
-// not_leader naming it). ?all=true adds "kept_states": the state of
-// plugins removed without drop_state.
+// linearizable answer the leader's table (a follower asks the leader, as
+// for a query), so a deploy or removal that returned shows on any node.
+// ?all=true adds "kept_states": the state of plugins removed without
+// drop_state.
 func (a *API) pluginList(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
-	level := host.Stale
+	level, err := tableConsistency(r)
+	if err != nil {
+		return err
+	}
 	all := false
-	if r.URL.RawQuery != "" {
-		s, ok, err := queryValue(r.URL.RawQuery, "consistency")
-		if err != nil {
-			return err
-		}
-		if ok {
-			if level, err = host.ParseConsistency(s); err != nil {
-				return err
-			}
-		}
-		if s, ok, err := queryValue(r.URL.RawQuery, "all"); err != nil {
-			return err
-		} else if ok {
-			if all, err = strconv.ParseBool(s); err != nil {
-				return badRequest("bad all value %q: want true or false", s)
-			}
+	if s, ok, err := queryValue(r.URL.RawQuery, "all"); err != nil {
+		return err
+	} else if ok {
+		if all, err = strconv.ParseBool(s); err != nil {
+			return badRequest("bad all value %q: want true or false", s)
 		}
 	}
 	plugins, kept, err := a.node.PluginsAt(ctx, level)

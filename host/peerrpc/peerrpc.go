@@ -83,10 +83,13 @@ var (
 	// index; the member compares them with its own and answers them
 	// (read-only: it records a divergence, changes no state).
 	Digest = Method{Name: "digest", Access: Members, AnyNode: true}
+	// PluginList: a leader or linearizable read of the plugin table (the
+	// active plugins and the kept states), answered by the leader.
+	PluginList = Method{Name: "plugin-list", Access: Members}
 )
 
 var (
-	all      = []Method{Ping, Status, Apply, Query, Join, Remove, Trust, Deploy, RemovePlugin, SetLimits, Quarantine, Addresses, Digest}
+	all      = []Method{Ping, Status, Apply, Query, Join, Remove, Trust, Deploy, RemovePlugin, SetLimits, Quarantine, Addresses, Digest, PluginList}
 	registry = map[string]Method{}
 )
 

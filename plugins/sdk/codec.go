@@ -107,6 +107,20 @@ func BadRequest(format string, args ...any) error {
 	return Errorf(abi.CodeBadRequest, format, args...)
 }
 
+// Ensure returns nil if cond holds, else BadRequest(format, args...): the
+// rules of a request's Check method, one line each (CosmWasm's ensure!).
+// The message is formatted only when cond fails.
+//
+//	func (r transferReq) Check() error {
+//		return sdk.Ensure(r.Amount > 0, "amount must be positive, not %d", r.Amount)
+//	}
+func Ensure(cond bool, format string, args ...any) error {
+	if cond {
+		return nil
+	}
+	return BadRequest(format, args...)
+}
+
 // NotFound returns an *abi.Error with abi.CodeNotFound.
 func NotFound(format string, args ...any) error {
 	return Errorf(abi.CodeNotFound, format, args...)

@@ -14,7 +14,9 @@
 // The quickest way to write one is a Router: one typed handler per op, with
 // request and response structs that the SDK decodes and encodes (Marshal,
 // MsgPack; see codec.go for the rules), and typed state (Item, Map,
-// Sequence, and iterators over a Map or a key range):
+// Sequence; iterators over a Map or a key range, After and Collect to list
+// in pages; Map.First, PopFirst and Count, which read only what they need;
+// Map.MoveTo for a migration):
 //
 //	var (
 //		counter = sdk.NewRouter(abi.Info{Name: "counter", Version: "1.0.0"})
@@ -40,9 +42,9 @@
 // `raftkv plugin command counter '{"op":"add","n":5}'` answers 5, and the
 // Router answers a malformed command, an unknown op or a query sent as a
 // command with bad_request (400) for the author. A request type with a
-// Check() error method has it run after decoding; the Router runs both
-// before the leader proposes a command (Validator), so a command that fails
-// them never reaches the log. An integer that does not fit its field (-5
+// Check() error method has it run after decoding (Ensure writes its rules,
+// one line each); the Router runs both before the leader proposes a
+// command (Validator), so a command that fails them never reaches the log. An integer that does not fit its field (-5
 // into a uint64) is a decoding error, never wrapped. Underneath, a plugin is any
 // Plugin: Apply runs once per committed log entry, in log order, on every
 // node; Query answers a read against the local state. Both reach the
@@ -107,7 +109,8 @@
 //     do not use them.
 //
 // Optional interfaces: Migrator (transform the state when this module
-// replaces an earlier version of the same plugin; the wasm build exports
+// replaces an earlier version of the same plugin; Router.WithMigration
+// gives a Router one; the wasm build exports
 // raftkv_migrate for every plugin, and reports to the host through
 // raftkv_info when the plugin is not a Migrator, so the cluster shows
 // has_migrate false for it), Validator (refuse a malformed command before it

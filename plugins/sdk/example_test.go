@@ -107,3 +107,32 @@ func ExamplePlugin() {
 	fmt.Println(all)
 	// Output: map[a:2 b:1]
 }
+
+// A listing in pages: After continues after the last key of the previous
+// page, Collect takes a page and says whether more follow.
+func ExampleCollect() {
+	st := sdk.NewMemState()
+	st.SetIndex(1)
+	jobs := sdk.NewMap[uint64, string]("job/", sdk.Uint64Key)
+	for id := uint64(1); id <= 5; id++ {
+		jobs.Save(st, id, fmt.Sprint("job ", id))
+	}
+	var err error
+	after := uint64(0)
+	for {
+		ids, names, more := sdk.Collect(jobs.After(st, after, &err), 2)
+		fmt.Println(ids, names, more)
+		if !more {
+			break
+		}
+		after = ids[len(ids)-1]
+	}
+	n, _ := jobs.Count(st)
+	_, first, _, _ := jobs.PopFirst(st)
+	fmt.Println(n, "jobs; popped:", first)
+	// Output:
+	// [1 2] [job 1 job 2] true
+	// [3 4] [job 3 job 4] true
+	// [5] [job 5] false
+	// 5 jobs; popped: job 1
+}

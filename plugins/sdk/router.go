@@ -34,11 +34,11 @@ import (
 // stateless rules there (a name's syntax, a positive amount).
 //
 // A Router implements Plugin, Describer (the Info it was made with) and
-// Validator (the command decodes into its handler's Req). It does not
-// implement Migrator: to migrate, embed it in a type with a Migrate method,
+// Validator (the command decodes into its handler's Req). It is not a
+// Migrator (the cluster shows has_migrate false); WithMigration adds a
+// migration:
 //
-//	type V2 struct{ *sdk.Router }
-//	func (V2) Migrate(st sdk.State, m abi.Migration) error { … }
+//	sdk.Register(r.WithMigration(func(st sdk.State, m abi.Migration) error { … }))
 //
 // Register the handlers before Register(r) (from init functions); a Router
 // is not safe for concurrent registration and use.
@@ -57,6 +57,7 @@ var (
 	_ Plugin    = (*Router)(nil)
 	_ Describer = (*Router)(nil)
 	_ Validator = (*Router)(nil)
+	_ Migrator  = migratingRouter{}
 )
 
 // NewRouter returns a Router with no operations that describes itself with
@@ -104,6 +105,22 @@ func Query[Req, Resp any](r *Router, op string, h func(st State, req Req) (Resp,
 		},
 	})
 }
+
+// WithMigration returns a Plugin that runs r's handlers and has fn as its
+// migration (a Migrator; also a Describer and a Validator, as r is). fn runs
+// once, when this module replaces an earlier version of the plugin, and an
+// error from it rejects the upgrade. Handlers registered on r later are
+// served too.
+func (r *Router) WithMigration(fn func(st State, m abi.Migration) error) Plugin {
+	return migratingRouter{r, fn}
+}
+
+type migratingRouter struct {
+	*Router
+	migrate func(st State, m abi.Migration) error
+}
+
+func (m migratingRouter) Migrate(st State, mg abi.Migration) error { return m.migrate(st, mg) }
 
 // Checker is implemented by request types that check themselves after
 // decoding (see Router).

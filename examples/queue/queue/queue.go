@@ -18,6 +18,8 @@
 package queue
 
 import (
+	"cmp"
+
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/plugins/sdk"
 )
@@ -46,6 +48,11 @@ type pushReq struct {
 	Payload string `msgpack:"payload"`
 }
 
+func (r pushReq) Check() error {
+	n := len(r.Payload)
+	return sdk.Ensure(n >= 1 && n <= MaxPayload, "payload must be 1 to %d bytes, not %d", MaxPayload, n)
+}
+
 type idResp struct {
 	ID uint64 `msgpack:"id"`
 }
@@ -55,98 +62,105 @@ type listReq struct {
 	Limit int    `msgpack:"limit"`
 }
 
+func (r *listReq) Check() error {
+	r.Limit = cmp.Or(r.Limit, 100)
+	return sdk.Ensure(r.Limit >= 1 && r.Limit <= 1000, "limit must be 1 to 1000")
+}
+
 type listResp struct {
 	Jobs []Job  `msgpack:"jobs"`
 	Next uint64 `msgpack:"next,omitempty"`
 }
 
-func ms(e sdk.Entry) int64 { return e.Time / 1e6 }
+// orEmpty answers the first job of a Map (First, PopFirst), not_found if
+// there is none.
+func orEmpty(_ uint64, j Job, found bool, err error) (Job, error) {
+	if err == nil && !found {
+		err = sdk.NotFound("the queue is empty")
+	}
+	return j, err
+}
 
-func push(jobs sdk.Map[uint64, Job]) func(sdk.State, sdk.Entry, pushReq) (idResp, error) {
-	return func(st sdk.State, e sdk.Entry, req pushReq) (idResp, error) {
-		if len(req.Payload) == 0 || len(req.Payload) > MaxPayload {
-			return idResp{}, sdk.BadRequest("payload must be 1 to %d bytes, not %d", MaxPayload, len(req.Payload))
-		}
+// newQueue returns a Router with the ops of both versions: push, peek, list.
+func newQueue(version, description string, jobs sdk.Map[uint64, Job]) *sdk.Router {
+	r := sdk.NewRouter(abi.Info{Name: "queue", Version: version, Description: description})
+	sdk.Command(r, "push", func(st sdk.State, e sdk.Entry, req pushReq) (idResp, error) {
 		id, err := ids.Next(st)
 		if err != nil {
 			return idResp{}, err
 		}
-		return idResp{id}, jobs.Save(st, id, Job{ID: id, Payload: req.Payload, Pushed: ms(e)})
-	}
-}
-
-// first returns the first job of jobs.
-func first(st sdk.State, jobs sdk.Map[uint64, Job]) (Job, bool, error) {
-	var err error
-	for _, j := range jobs.All(st, &err) {
-		return j, true, nil
-	}
-	return Job{}, false, err
-}
-
-func list(jobs sdk.Map[uint64, Job]) func(sdk.State, listReq) (listResp, error) {
-	return func(st sdk.State, req listReq) (listResp, error) {
-		if req.Limit == 0 {
-			req.Limit = 100
-		}
-		if req.Limit < 1 || req.Limit > 1000 {
-			return listResp{}, sdk.BadRequest("limit must be 1 to 1000")
-		}
-		resp := listResp{Jobs: []Job{}}
-		var err error
-		for _, j := range jobs.From(st, req.After+1, &err) {
-			if len(resp.Jobs) == req.Limit {
-				resp.Next = resp.Jobs[len(resp.Jobs)-1].ID
-				break
-			}
-			resp.Jobs = append(resp.Jobs, j)
+		return idResp{id}, jobs.Save(st, id, Job{ID: id, Payload: req.Payload, Pushed: e.Now().UnixMilli()})
+	})
+	sdk.Query(r, "peek", func(st sdk.State, _ struct{}) (Job, error) {
+		return orEmpty(jobs.First(st))
+	})
+	sdk.Query(r, "list", func(st sdk.State, req listReq) (resp listResp, err error) {
+		_, page, more := sdk.Collect(jobs.After(st, req.After, &err), req.Limit)
+		if resp.Jobs = page; more {
+			resp.Next = page[len(page)-1].ID
 		}
 		return resp, err
-	}
+	})
+	return r
 }
 
 // V1 is version 1.0.0: push and pop.
-var V1 = sdk.NewRouter(abi.Info{Name: "queue", Version: "1.0.0", Description: "FIFO job queue"})
+var V1 = newQueue("1.0.0", "FIFO job queue", v1Jobs)
 
 func init() {
-	jobs := v1Jobs
-	sdk.Command(V1, "push", push(jobs))
-	sdk.Command(V1, "pop", func(st sdk.State, e sdk.Entry, _ struct{}) (Job, error) {
-		j, ok, err := first(st, jobs)
-		if err != nil || !ok {
-			return j, orEmpty(err)
-		}
-		_, err = jobs.Remove(st, j.ID)
-		return j, err
-	})
-	sdk.Query(V1, "peek", func(st sdk.State, _ struct{}) (Job, error) {
-		j, ok, err := first(st, jobs)
-		if err == nil && !ok {
-			err = errEmpty
-		}
-		return j, err
+	sdk.Command(V1, "pop", func(st sdk.State, _ sdk.Entry, _ struct{}) (Job, error) {
+		return orEmpty(v1Jobs.PopFirst(st))
 	})
 	sdk.Query(V1, "len", func(st sdk.State, _ struct{}) (map[string]int, error) {
-		n, err := count(st, jobs)
+		n, err := v1Jobs.Count(st)
 		return map[string]int{"queued": n}, err
 	})
-	sdk.Query(V1, "list", list(jobs))
 }
 
-var errEmpty = sdk.NotFound("the queue is empty")
-
-func orEmpty(err error) error {
-	if err == nil {
-		return errEmpty
-	}
-	return err
+// NewV2 returns version 2.0.0: leases, acks and redelivery, and a migration
+// from v1 that moves its jobs ("j/") to v2's queue ("q/"), in order.
+func NewV2() sdk.Plugin {
+	r := newQueue("2.0.0", "FIFO job queue with leases and acks", queued)
+	sdk.Command(r, "pop", pop)
+	sdk.Command(r, "ack", func(st sdk.State, _ sdk.Entry, req idResp) (idResp, error) {
+		ok, err := leased.Remove(st, req.ID)
+		if err == nil && !ok {
+			err = sdk.NotFound("job %d is not leased", req.ID)
+		}
+		return req, err
+	})
+	sdk.Query(r, "len", func(st sdk.State, _ struct{}) (map[string]int, error) {
+		q, err := queued.Count(st)
+		l, err2 := leased.Count(st)
+		return map[string]int{"queued": q, "leased": l}, cmp.Or(err, err2)
+	})
+	return r.WithMigration(func(st sdk.State, _ abi.Migration) error { return v1Jobs.MoveTo(st, queued) })
 }
 
-func count(st sdk.State, m sdk.Map[uint64, Job]) (int, error) {
-	var err error
-	n := 0
-	for range m.All(st, &err) {
-		n++
+type popReq struct {
+	LeaseMS int64 `msgpack:"lease_ms"`
+}
+
+func (r *popReq) Check() error {
+	r.LeaseMS = cmp.Or(r.LeaseMS, 30000)
+	return sdk.Ensure(r.LeaseMS >= 1 && r.LeaseMS <= 86400000, "lease_ms must be 1 to 86400000")
+}
+
+// pop leases the oldest job whose lease ran out, else the first queued one.
+func pop(st sdk.State, e sdk.Entry, req popReq) (j Job, err error) {
+	now, found := e.Now().UnixMilli(), false
+	for _, l := range leased.All(st, &err) {
+		if j, found = l, l.Until <= now; found {
+			break
+		}
 	}
-	return n, err
+	if !found && err == nil {
+		_, j, found, err = queued.PopFirst(st)
+	}
+	if j, err = orEmpty(j.ID, j, found, err); err != nil {
+		return Job{}, err
+	}
+	j.Attempts++
+	j.Until = now + req.LeaseMS
+	return j, leased.Save(st, j.ID, j)
 }
