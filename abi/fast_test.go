@@ -230,3 +230,39 @@ func BenchmarkUnmarshal(b *testing.B) {
 		}
 	})
 }
+
+// TestUnmarshalConcurrent: plans are built and read from many goroutines at
+// once (the host decodes on several); run with -race.
+func TestUnmarshalConcurrent(t *testing.T) {
+	type a struct {
+		X uint16   `msgpack:"x"`
+		Y []string `msgpack:"y"`
+	}
+	type b struct {
+		A *a    `msgpack:"a"`
+		L []a   `msgpack:"l"`
+		N int32 `msgpack:"n"`
+	}
+	data, _ := msgpack.Marshal(b{A: &a{X: 1, Y: []string{"y"}}, L: []a{{X: 2}}, N: -3})
+	done := make(chan error)
+	for i := range 8 {
+		go func() {
+			var err error
+			for range 200 {
+				if i%2 == 0 {
+					var v b
+					err = errors.Join(err, abi.Unmarshal(data, &v))
+				} else {
+					var v []a
+					err = errors.Join(err, abi.Unmarshal([]byte{0x91, 0x81, 0xa1, 'x', 7}, &v))
+				}
+			}
+			done <- err
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

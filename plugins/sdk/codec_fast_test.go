@@ -171,3 +171,37 @@ func FuzzMarshalFast(f *testing.F) {
 		}
 	})
 }
+
+// TestMarshalConcurrent: plans are built and read from many goroutines at
+// once; run with -race.
+func TestMarshalConcurrent(t *testing.T) {
+	type a struct {
+		X uint16   `msgpack:"x"`
+		Y []string `msgpack:"y"`
+	}
+	type b struct {
+		A *a `msgpack:"a"`
+		L []a
+	}
+	done := make(chan bool)
+	for i := range 8 {
+		go func() {
+			ok := true
+			for range 200 {
+				v := any(b{A: &a{X: 1}, L: []a{{Y: []string{"z"}}}})
+				if i%2 == 1 {
+					v = []a{{X: uint16(i)}}
+				}
+				fast, handled := fastMarshal(v)
+				slow, _ := marshalSlow(v)
+				ok = ok && handled && bytes.Equal(fast, slow)
+			}
+			done <- ok
+		}()
+	}
+	for range 8 {
+		if !<-done {
+			t.Fatal("a concurrent Marshal differed from msgpack/v5's")
+		}
+	}
+}
