@@ -146,7 +146,7 @@ type fsm struct {
 	loaded       []loadedModule                             // per entry of the batch being applied
 	sessions     sessions                                   // the idempotency keys' results (sessions.go)
 	addrs        atomic.Pointer[map[string]memberAddresses] // replaced, never modified (addresses.go)
-	once         []int                                      // applyCommands: per entry, -1 or the entry whose result it repeats
+	once         []int                                      // keyedRun: per entry, its own index if answered from the table, else -1
 	digests      digestLog                                  // the state at the last digest-check entries (digestcheck.go)
 }
 
@@ -456,64 +456,80 @@ func (f *fsm) applyCommands(logs []*raft.Log, envs []envelope, out []any) (n int
 }
 
 // applyKeyed is applyCommands for a run in which some commands carry an
-// idempotency key: a command whose key has a recorded result, or repeats
-// the key of an earlier command of the run, is not applied and gets that
-// result; the others are applied in one call, and the keyed ones recorded.
+// idempotency key: a command whose key has a recorded result is not
+// applied and gets that result; the others are applied, and the keyed ones
+// recorded, each with its own entry's time.
+//
+// The table must read as if the entries were applied one at a time,
+// whatever batches Raft made of them on this node: recording a result can
+// evict older records (by age or by the table's bounds), so a command whose
+// key is in the table, or repeats the key of an earlier command of the
+// batch, is looked up only once every earlier command has recorded. The
+// commands are applied in runs (one guest call each), and a run ends
+// before such a command when an earlier command of the run records: an
+// extra guest call per retried command, and only then.
 func (f *fsm) applyKeyed(p *active, logs []*raft.Log, envs []envelope, out []any) (n int, err error) {
+	for n < len(logs) {
+		m, err := f.keyedRun(p, logs[n:], envs[n:], out[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// keyedRun applies the longest prefix of logs that applyKeyed can apply in
+// one guest call, and returns how many entries that was.
+func (f *fsm) keyedRun(p *active, logs []*raft.Log, envs []envelope, out []any) (n int, err error) {
 	f.entries = f.entries[:0]
 	f.once = f.once[:0]
-	var first map[string]int // key → the run's entry that first carried it
+	var recording map[string]bool // keys the run's applied commands record
 	for k, l := range logs {
+		// "now" is the leader's stamp, made monotonic: the same on every
+		// node (taking an entry's time twice, when a run ends before it,
+		// changes nothing).
 		f.lastTime = max(f.lastTime, envs[k].Time)
-		f.once = append(f.once, -1)
 		if key := envs[k].Key; key != "" {
-			if j, ok := first[key]; ok {
-				f.once[k] = j
-				continue
+			if len(recording) > 0 && (recording[key] || f.sessions.has(key)) {
+				logs = logs[:k] // looked up after the run records (see applyKeyed)
+				break
 			}
 			if r, ok := f.sessions.lookup(key, p.name, envs[k].Payload); ok {
 				out[k] = r
-				f.once[k] = k
+				f.once = append(f.once, k)
 				if f.metrics != nil {
 					f.metrics.idempotentReplays.Inc()
 				}
 				continue
 			}
-			if first == nil {
-				first = make(map[string]int)
+			if recording == nil {
+				recording = make(map[string]bool)
 			}
-			first[key] = k
+			recording[key] = true
 		}
+		f.once = append(f.once, -1)
 		f.entries = append(f.entries, abi.Entry{Index: l.Index, Term: l.Term, Time: f.lastTime, Data: envs[k].Payload})
 	}
 	results, err := p.inst.Apply(context.Background(), f.store.Namespace(p.name), f.entries)
 	if f.metrics != nil {
 		f.metrics.observeResults(p.name, results)
 	}
-	clear(f.entries)
-	applied := 0 // entries of f.entries with a result
+	defer clear(f.entries) // do not keep payloads alive
+	applied := 0           // entries of f.entries with a result
 	for k := range logs {
-		switch j := f.once[k]; {
-		case j == k: // answered from the table
-		case j >= 0: // repeats an earlier entry of the run, which has a result
-			if r, ok := out[j].(*applyResult); ok && r.err == nil {
-				out[k] = &applyResult{res: abi.Result{Code: r.res.Code, Data: r.res.Data}}
-			} else {
-				out[k] = out[j]
-			}
-			if f.metrics != nil {
-				f.metrics.idempotentReplays.Inc()
-			}
-		default:
-			if applied == len(results) {
-				return k, err // a fail-stop at this entry
-			}
-			r := results[applied]
-			applied++
-			out[k] = &applyResult{res: r}
-			if key := envs[k].Key; key != "" {
-				f.sessions.record(key, p.name, envs[k].Payload, logs[k].Index, f.lastTime, r)
-			}
+		if f.once[k] == k {
+			continue // answered from the table
+		}
+		if applied == len(results) {
+			return k, err // a fail-stop at this entry
+		}
+		r := results[applied]
+		at := f.entries[applied].Time
+		applied++
+		out[k] = &applyResult{res: r}
+		if key := envs[k].Key; key != "" {
+			f.sessions.record(key, p.name, envs[k].Payload, logs[k].Index, at, r)
 		}
 	}
 	return len(logs), err

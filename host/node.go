@@ -50,6 +50,7 @@ type Node struct {
 	raftStarted  atomic.Bool               // n.raft is set: the RPC server may use it (serveRPC)
 	raftReady    atomic.Pointer[raft.Raft] // raft, once NewRaft has returned (authorizeRaft runs before)
 	raftUp       chan struct{}             // closed when raftReady is set
+	joinVoters   atomic.Pointer[[]string]  // ExpectLeaders: whom a node waiting to be added hears
 	hclog        *hclogAdapter             // raft's logger; told when the node shuts down
 
 	trustFileMu sync.Mutex // serialises writes of trust.json: the FSM and AcceptTrust both write it

@@ -3,6 +3,8 @@ package host
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -21,8 +23,12 @@ import (
 //
 // A node with an empty configuration has never been a member: it is waiting
 // for the leader that adds it (a pending join) and has no configuration to
-// check against, so it accepts any trusted peer that does not pose as
-// another. Its trust list is what the member it joined through sent it.
+// check against. If its join named the cluster's voters (ExpectLeaders, from
+// the trust answer of the member it joins through: serve --join does this),
+// it accepts only them, any of which may be the leader that adds it;
+// otherwise (a node added by an operator's join from elsewhere) any trusted
+// peer that does not pose as another. Its trust list is what the member it
+// joined through sent it.
 //
 // The configuration is this node's: a follower that missed the entries
 // adding and promoting the current leader (it was down or cut off while
@@ -71,6 +77,9 @@ func (n *Node) raftVoter(peer string) (s raft.Server, ok bool, err error) {
 	}
 	servers := r.GetConfiguration().Configuration().Servers
 	if len(servers) == 0 {
+		if voters := n.joinVoters.Load(); voters != nil && !slices.Contains(*voters, peer) {
+			return s, false, fmt.Errorf("node %q is not one of the voters this node's join named (%s): this node is waiting to be added by one of them", peer, strings.Join(*voters, ", "))
+		}
 		return s, false, nil
 	}
 	for _, s := range servers {
@@ -124,4 +133,32 @@ func (n *Node) authorizeRPC(peer string, m peerrpc.Method, req rpcBody) error {
 		return err
 	}
 	return nil
+}
+
+// Voters returns the IDs of the voters in this node's latest configuration
+// (none before it is a member). The trust answer of the HTTP API carries
+// them, for ExpectLeaders on a joining node.
+func (n *Node) Voters() []string {
+	var ids []string
+	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			ids = append(ids, string(s.ID))
+		}
+	}
+	return ids
+}
+
+// ExpectLeaders narrows whom this node takes Raft RPCs from while it waits
+// to be added (its configuration is empty): only the nodes ids, the
+// cluster's voters as a member named them when it trusted this node (one of
+// them is the leader that will add it). Without it, a node waiting to be
+// added takes them from any trusted key, which a trusted non-member could
+// use to feed it a log of its own. Once the node is in a configuration, the
+// configuration decides and ids no longer matter. An empty ids is ignored.
+func (n *Node) ExpectLeaders(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	ids = slices.Clone(ids)
+	n.joinVoters.Store(&ids)
 }

@@ -272,3 +272,58 @@ func TestMalformedConfigurationEntryRefused(t *testing.T) {
 		waitValue(t, m.Node, "after", "1")
 	}
 }
+
+// TestPendingJoinHearsOnlyTheVoters: a node waiting to be added has no
+// configuration to check a sender against. Told the cluster's voters
+// (ExpectLeaders, from the trust answer, as serve --join does), it refuses
+// Raft RPCs from any other trusted key: here a trusted non-member feeding it
+// a log of its own. The real leader still adds it.
+func TestPendingJoinHearsOnlyTheVoters(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3})
+	leader := c.Leader()
+	pending := c.AddPending("n4")
+	key, err := transport.LoadOrCreateKey(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := leader.Node.Trust(ctx, "", transport.TrustLine(key.PublicKey(), "ghost")); err != nil {
+		t.Fatal(err)
+	}
+	lines, err := leader.Node.Trust(ctx, "", pending.Node.TrustLine())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending.Node.ExpectLeaders(leader.Node.Voters())
+	if err := pending.Node.AcceptTrust(lines); err != nil { // ghost's key included
+		t.Fatal(err)
+	}
+	p := attacker(t, key, "ghost", pending)
+	waitAdmitted(t, p)
+
+	forged := host.CommandEntry("kv", cmd(t, map[string]any{"op": "SET", "key": "evil", "value": "ghost"}))
+	_, err = p.AppendEntries(&raft.AppendEntriesRequest{
+		RPCHeader: evilpeer.Header("ghost", "127.0.4.1:7000"), Term: 50,
+		Entries:           []*raft.Log{{Index: 1, Term: 50, Type: raft.LogCommand, Data: forged}},
+		LeaderCommitIndex: 1,
+	})
+	if err == nil {
+		t.Errorf("the pending node answered an AppendEntries from the trusted non-member ghost")
+	}
+	if got := pending.Node.Stats().Term; got >= 50 {
+		t.Errorf("the pending node took ghost's term: %d", got)
+	}
+	if !c.Logged("raftauth: refused", "peer=ghost", "not one of the voters this node's join named") {
+		t.Errorf("no refusal of ghost logged")
+	}
+
+	if _, err := leader.Node.Join(ctx, host.JoinRequest{NodeID: "n4", Address: pending.Proxy.Addr()}); err != nil {
+		t.Fatalf("the leader could not add the pending node: %v", err)
+	}
+	mustSet(t, c.Leader().Node, "after", "1")
+	waitValue(t, pending.Node, "after", "1")
+	if v, err := get(t, pending.Node, "evil", host.Stale); !errors.Is(err, notFound) {
+		t.Errorf("evil = %q, %v; want not found", v, err)
+	}
+}

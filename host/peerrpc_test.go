@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmihailenco/msgpack/v5"
-
 	"github.com/raftkv/raftkv/host"
 	"github.com/raftkv/raftkv/host/peerrpc"
 	"github.com/raftkv/raftkv/host/transport"
@@ -21,24 +19,13 @@ import (
 // returns the error code and message of the answer (0, "" for success).
 func rawCall(t *testing.T, p *evilpeer.Peer, method string, req map[string]any) (peerrpc.Code, string) {
 	t.Helper()
-	body, err := msgpack.Marshal(req)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	raw, err := p.Call(ctx, method, body)
+	code, msg, err := p.CallMap(ctx, method, req)
 	if err != nil {
-		t.Fatalf("%s: %v", method, err)
-	}
-	var resp struct {
-		Kind int    `msgpack:"err_kind"`
-		Err  string `msgpack:"err"`
-	}
-	if err := msgpack.Unmarshal(raw, &resp); err != nil {
 		t.Fatal(err)
 	}
-	return peerrpc.Code(resp.Kind), resp.Err
+	return code, msg
 }
 
 // applyBody is the body of a forwarded write of one kv command.

@@ -88,6 +88,17 @@ func commandDigest(plugin string, cmd []byte) [16]byte {
 	return d
 }
 
+// has reports whether key has a record.
+func (s *sessions) has(key string) bool {
+	ns, ok := s.st.Lookup(sessionsNamespace)
+	if !ok {
+		return false
+	}
+	s.buf = append(append(s.buf[:0], 'k'), key...)
+	_, _, ok = ns.Get(s.buf)
+	return ok
+}
+
 // lookup returns the recorded result of key. A key recorded for another
 // command (another plugin or other bytes) is an error result: a client bug
 // that must not silently return someone else's answer.

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"testing"
@@ -65,5 +66,51 @@ func TestSessionsBounds(t *testing.T) {
 	ns, _ := st.Lookup(sessionsNamespace)
 	if ns.Len() != 4 { // two records, two order entries
 		t.Fatalf("namespace has %d keys, want 4", ns.Len())
+	}
+}
+
+// TestSessionsIndependentOfBatching: the idempotency table reads as if the
+// log were applied one entry at a time, however Raft batched it on a node.
+// Two FSMs apply the same log, one entry per batch and all in one batch;
+// their snapshots must be equal. The log: keyed commands k1, k2, k3 (with
+// room for two records, k3's record evicts k1's), then k1 again, which one
+// by one finds no record and applies; and every record carries its own
+// entry's time.
+func TestSessionsIndependentOfBatching(t *testing.T) {
+	wasm := slowWasm(t, "1")
+	keyed := func(key, cmd string) envelope {
+		e := cmdEnv("slow", cmd)
+		e.Key = key
+		return e
+	}
+	tail := []envelope{
+		keyed("k1", "set a 1"), keyed("k2", "set b 1"), keyed("k3", "set c 1"), keyed("k1", "set a 1"),
+		cmdEnv("slow", "set d 1"), keyed("k2", "set b 1"), keyed("k4", "set e 1"),
+	}
+	var snaps [2][]byte
+	var answers [2][]string
+	for i, oneByOne := range []bool{true, false} {
+		f, _, _ := testFSM(t, time.Minute)
+		f.sessions.maxKeys = 2
+		l := &testLog{t: t, f: f}
+		l.mustOK(deployEnv("slow", wasm))
+		var rs []*applyResult
+		if oneByOne {
+			for _, e := range tail {
+				rs = append(rs, l.apply(e)...)
+			}
+		} else {
+			rs = l.apply(tail...)
+		}
+		for _, r := range rs {
+			answers[i] = append(answers[i], fmt.Sprintf("%v %q %v", r.res.Code, r.res.Data, r.err))
+		}
+		snaps[i] = snapshotOf(t, f)
+	}
+	if fmt.Sprint(answers[0]) != fmt.Sprint(answers[1]) {
+		t.Errorf("answers one by one:\n%q\nin one batch:\n%q", answers[0], answers[1])
+	}
+	if !bytes.Equal(snaps[0], snaps[1]) {
+		t.Errorf("the state after the log applied one entry per batch and in one batch differs")
 	}
 }

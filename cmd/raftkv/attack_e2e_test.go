@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	"github.com/vmihailenco/msgpack/v5"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/raftkv/raftkv/host/peerrpc"
@@ -563,24 +562,13 @@ func waitAdmitted(t *testing.T, p *evilpeer.Peer) {
 // returns the answer's error code and message (0, "" for success).
 func forwardCall(t *testing.T, p *evilpeer.Peer, method string, req map[string]any) (peerrpc.Code, string) {
 	t.Helper()
-	body, err := msgpack.Marshal(req)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	raw, err := p.Call(ctx, method, body)
+	code, msg, err := p.CallMap(ctx, method, req)
 	if err != nil {
-		t.Fatalf("%s: %v", method, err)
-	}
-	var resp struct {
-		Kind int    `msgpack:"err_kind"`
-		Err  string `msgpack:"err"`
-	}
-	if err := msgpack.Unmarshal(raw, &resp); err != nil {
 		t.Fatal(err)
 	}
-	return peerrpc.Code(resp.Kind), resp.Err
+	return code, msg
 }
 
 // forgedAppend sends target, through p, an AppendEntries with header hdr

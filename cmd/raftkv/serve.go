@@ -644,11 +644,15 @@ func joinCluster(ctx context.Context, node *host.Node, o *serveOptions, tlsDefau
 
 func joinOnce(ctx context.Context, c *client, node *host.Node, nonVoter bool) error {
 	var trust struct {
-		Trust []string `json:"trust"`
+		Trust  []string `json:"trust"`
+		Voters []string `json:"voters"`
 	}
 	if err := c.doJSON(ctx, http.MethodPost, "/v1/cluster/trust", nil, map[string]string{"line": node.TrustLine()}, &trust); err != nil {
 		return fmt.Errorf("trust: %w", err)
 	}
+	// Until the leader adds it, the node takes Raft RPCs only from the
+	// voters the member named, not from any key the trust list holds.
+	node.ExpectLeaders(trust.Voters)
 	if err := node.AcceptTrust(trust.Trust); err != nil {
 		return fmt.Errorf("accepting the cluster's trust list: %w", err)
 	}

@@ -42,15 +42,19 @@ func (a *API) version(_ context.Context, w http.ResponseWriter, _ *http.Request)
 	return writeJSON(w, buildinfo.Get())
 }
 
+// trustAnswer answers a trust or join: the trust lines the new node needs,
+// and the voters it may hear from while it waits to be added
+// (host.Node.ExpectLeaders).
 type trustAnswer struct {
-	Trust []string `json:"trust"`
+	Trust  []string `json:"trust"`
+	Voters []string `json:"voters,omitempty"`
 }
 
-func writeTrust(w http.ResponseWriter, lines []string) error {
+func (a *API) writeTrust(w http.ResponseWriter, lines []string) error {
 	if lines == nil {
 		lines = []string{}
 	}
-	return writeJSON(w, trustAnswer{lines})
+	return writeJSON(w, trustAnswer{Trust: lines, Voters: a.node.Voters()})
 }
 
 // clusterTrust serves POST /v1/cluster/trust {"line": "ssh-ed25519 AAAA… id"}.
@@ -75,7 +79,7 @@ func (a *API) clusterTrust(ctx context.Context, w http.ResponseWriter, r *http.R
 	if err != nil {
 		return err
 	}
-	return writeTrust(w, lines)
+	return a.writeTrust(w, lines)
 }
 
 // clusterJoin serves POST /v1/cluster/join {"id","address","non_voter","public_key"}.
@@ -97,7 +101,7 @@ func (a *API) clusterJoin(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if err != nil {
 		return err
 	}
-	return writeTrust(w, resp.Trust)
+	return a.writeTrust(w, resp.Trust)
 }
 
 // clusterRemove serves DELETE /v1/cluster/members/{id}.

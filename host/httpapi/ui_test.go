@@ -88,15 +88,7 @@ func TestUI(t *testing.T) {
 	})
 	defer func() { close(stop); wg.Wait() }()
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1280, 900))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	defer cancelCtx()
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
+	ctx := newBrowser(t, browser, 3*time.Minute)
 
 	// Without the token the page asks for it; with it, it loads.
 	if err := chromedp.Do(ctx,
@@ -227,6 +219,21 @@ func TestUI(t *testing.T) {
 		time.Sleep(250 * time.Millisecond)
 	}
 	screenshot(t, ctx, "ui-member-down.png")
+}
+
+// newBrowser starts the headless browser (closed when the test ends) and
+// returns its context, which expires after timeout.
+func newBrowser(t *testing.T, browser string, timeout time.Duration) context.Context {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1280, 900))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	t.Cleanup(cancelCtx)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 // screenshot saves a PNG of the whole page in artifactDir.

@@ -160,7 +160,23 @@ func (c *Cluster) AddNonVoter(id string) *Member {
 	return c.add(id, false, true)
 }
 
+// AddPending starts a new member and does not join it: a node waiting to
+// be added, with an empty configuration (the test joins it, or not).
+func (c *Cluster) AddPending(id string) *Member {
+	c.t.Helper()
+	return c.startMember(id, false, false)
+}
+
 func (c *Cluster) add(id string, bootstrap, nonVoter bool) *Member {
+	c.t.Helper()
+	m := c.startMember(id, bootstrap, nonVoter)
+	if !bootstrap {
+		c.join(m)
+	}
+	return m
+}
+
+func (c *Cluster) startMember(id string, bootstrap, nonVoter bool) *Member {
 	c.t.Helper()
 	m := &Member{ID: id, IP: ip(), nonVoter: nonVoter}
 	raftAddr := freePort(c.t, m.IP)
@@ -182,9 +198,6 @@ func (c *Cluster) add(id string, bootstrap, nonVoter bool) *Member {
 	m.cfg = cfg
 	c.Members = append(c.Members, m)
 	c.start(m)
-	if !bootstrap {
-		c.join(m)
-	}
 	return m
 }
 
@@ -223,6 +236,7 @@ func (c *Cluster) tryJoin(m *Member) error {
 	if err != nil {
 		return err
 	}
+	m.Node.ExpectLeaders(l.Node.Voters()) // as serve --join does
 	if err := m.Node.AcceptTrust(lines); err != nil {
 		return err
 	}

@@ -68,12 +68,13 @@
 // account's transactions oldest first, after transaction "after". "limit"
 // defaults to 100 and must be between 1 and 1000; "next" is present when more
 // remain and is the value to pass as "start" (or "after") to continue. A
-// history entry costs some 130k fuel to read (the SDK's reflection-based
-// codec decodes the transaction and encodes the answer; the first query of
-// an instance adds some 2M): the default page of 100 uses about two thirds
-// of the default query fuel (20M), and a page of more than about 140
-// answers out_of_fuel. Ask for pages of 100 or fewer, or raise the
-// plugin's query_fuel.
+// history entry costs some 33k fuel to read (decoding the transaction,
+// formatting its time, encoding the answer; the first query of an instance
+// adds under 1M): the default page of 100 uses under a quarter of the
+// default query fuel (20M), and a page of more than about 600 answers
+// out_of_fuel. Ask for pages of 500 or fewer, or raise the plugin's
+// query_fuel. (TestHistoryPageFitsQueryFuel and TestFuelBreakdown measure
+// it.)
 //
 // # Errors
 //

@@ -538,3 +538,35 @@ func TestCommandBytesNotRetained(t *testing.T) {
 		t.Fatalf("%+v", b)
 	}
 }
+
+// TestFormatTime: FormatTime writes what time.Format(time.RFC3339Nano) does,
+// for the extremes of int64, around the epoch, leap days and centuries, and
+// random instants.
+func TestFormatTime(t *testing.T) {
+	check := func(ns int64) {
+		if got, want := ledger.FormatTime(ns), time.Unix(0, ns).UTC().Format(time.RFC3339Nano); got != want {
+			t.Fatalf("FormatTime(%d) = %s, want %s", ns, got, want)
+		}
+	}
+	for _, ns := range []int64{0, 1, -1, 1e9, -1e9, 1e9 + 1, -1e9 - 1, 999999999, -999999999, 10, 100, 123456789000,
+		math.MaxInt64, math.MinInt64, math.MaxInt64 - 1, math.MinInt64 + 1} {
+		check(ns)
+	}
+	for _, d := range []time.Time{
+		time.Date(2000, 2, 29, 23, 59, 59, 999999999, time.UTC), time.Date(1900, 3, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2100, 2, 28, 12, 0, 0, 5e8, time.UTC), time.Date(1969, 12, 31, 23, 59, 59, 1, time.UTC),
+		time.Date(1700, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2262, 4, 11, 0, 0, 0, 0, time.UTC),
+	} {
+		for delta := int64(-2e9); delta <= 2e9; delta += 5e8 {
+			check(d.UnixNano() + delta)
+		}
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 200000 {
+		ns := int64(r.Uint64())
+		check(ns)
+		check(ns / 1e9 * 1e9)   // whole seconds
+		check(ns / 1e6 * 1e6)   // milliseconds
+		check(ns >> r.IntN(63)) // nearer the epoch
+	}
+}
