@@ -26,25 +26,6 @@ func benchNode(b *testing.B) (*node, http.Handler) {
 	return &node{m: m, api: api, url: srv.URL}, api.Handler()
 }
 
-func BenchmarkHandlerGetStale(b *testing.B) {
-	_, h := benchNode(b)
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, httptest.NewRequest("PUT", "/v1/kv/bench", bytes.NewReader([]byte("value"))))
-	if w.Code != 200 {
-		b.Fatal(w.Body)
-	}
-	req := httptest.NewRequest("GET", "/v1/kv/bench?consistency=stale", nil)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
-		if w.Code != 200 {
-			b.Fatal(w.Body)
-		}
-	}
-}
-
 func BenchmarkHTTPGetStale(b *testing.B) {
 	n, _ := benchNode(b)
 	hc := benchClient()
