@@ -14,6 +14,7 @@ import (
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/transport"
 	"github.com/raftkv/raftkv/internal/sdknative"
+	"github.com/raftkv/raftkv/plugins/kv/kvplugin"
 	"github.com/raftkv/raftkv/plugins/kv/kvstore"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
 )
@@ -34,7 +35,7 @@ func engineFSM(b *testing.B, native bool) *fsm {
 	b.Cleanup(func() { rt.Close(ctx) })
 	f := newFSM(slog.New(slog.NewTextHandler(io.Discard, nil)), rt, &transport.Trust{}, 4, nil)
 	if native {
-		f.natives = map[string]plugin.Code{hash: sdknative.Code(kvstore.KV{})}
+		f.natives = map[string]plugin.Code{hash: sdknative.Code(kvplugin.KV{})}
 	}
 	b.Cleanup(f.close)
 	env := envelope{Kind: kindDeploy, Plugin: DefaultPluginName, Payload: kvwasm.Module}

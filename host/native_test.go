@@ -21,7 +21,7 @@ import (
 	"github.com/raftkv/raftkv/internal/hostseam"
 	"github.com/raftkv/raftkv/internal/kvmodel"
 	"github.com/raftkv/raftkv/internal/sdknative"
-	"github.com/raftkv/raftkv/plugins/kv/kvstore"
+	"github.com/raftkv/raftkv/plugins/kv/kvplugin"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
 	"github.com/raftkv/raftkv/plugins/sdk"
 )
@@ -53,7 +53,7 @@ func sameResult(a, b abi.Result) bool { return a.Code == b.Code && bytes.Equal(a
 // three report the same state digest at the same applied index.
 func TestNativeKVMatchesWasm(t *testing.T) {
 	c := cluster.Start(t, cluster.Options{Nodes: 3, Configure: func(cfg *host.Config) {
-		nativeOn(cfg, kvstore.KV{}, "n1")
+		nativeOn(cfg, kvplugin.KV{}, "n1")
 		// Snapshots during the test, so that a restart restores one.
 		cfg.SnapshotThreshold, cfg.SnapshotInterval = 200, 100*time.Millisecond
 	}})
@@ -180,7 +180,7 @@ func TestNativeKVMatchesWasm(t *testing.T) {
 
 // trapKV is the KV plugin with a bug: a command or query mentioning "boom"
 // writes a key, then panics.
-type trapKV struct{ kvstore.KV }
+type trapKV struct{ kvplugin.KV }
 
 func (p trapKV) AppendApply(dst []byte, st sdk.State, e sdk.Entry) ([]byte, error) {
 	if bytes.Contains(e.Data, []byte("boom")) {
@@ -269,7 +269,7 @@ func TestNativePanicIsTrapResult(t *testing.T) {
 // TestConfigNativePlugins: Validate refuses a native plugins key that is not a
 // module hash and a nil implementation, and accepts the KV mapping.
 func TestConfigNativePlugins(t *testing.T) {
-	kv := sdknative.Code(kvstore.KV{})
+	kv := sdknative.Code(kvplugin.KV{})
 	base := host.DefaultConfig()
 	base.NodeID, base.DataDir = "n1", t.TempDir()
 	for _, tc := range []struct {

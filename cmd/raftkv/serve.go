@@ -29,7 +29,7 @@ import (
 	"github.com/raftkv/raftkv/internal/buildinfo"
 	"github.com/raftkv/raftkv/internal/hostseam"
 	"github.com/raftkv/raftkv/internal/sdknative"
-	"github.com/raftkv/raftkv/plugins/kv/kvstore"
+	"github.com/raftkv/raftkv/plugins/kv/kvplugin"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
 )
 
@@ -381,7 +381,7 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger) (err error) {
 	cfg.Token = o.Token // forwarded administrative requests carry it (host/peerrpc)
 	cfg.DefaultPlugin = kvwasm.Module
 	if o.NativeKV {
-		hostseam.SetNativePlugins(&cfg, map[string]plugin.Code{plugin.HashOf(kvwasm.Module): sdknative.Code(kvstore.KV{})})
+		hostseam.SetNativePlugins(&cfg, map[string]plugin.Code{plugin.HashOf(kvwasm.Module): sdknative.Code(kvplugin.KV{})})
 		log.Info("--native-kv: the embedded KV plugin runs as native Go code, not WebAssembly")
 	}
 	cfg.Logger = log

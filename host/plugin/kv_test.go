@@ -12,6 +12,7 @@ import (
 	"github.com/raftkv/raftkv/internal/fsmtest"
 	"github.com/raftkv/raftkv/internal/kvmodel"
 	"github.com/raftkv/raftkv/internal/sdknative"
+	"github.com/raftkv/raftkv/plugins/kv/kvplugin"
 	"github.com/raftkv/raftkv/plugins/kv/kvstore"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
 )
@@ -103,7 +104,7 @@ func TestKVModel(t *testing.T) {
 			t.Logf("counters %+v", in.Module().Counters())
 		})
 		t.Run(fmt.Sprintf("native/seed=%d", seed), func(t *testing.T) {
-			fsmtest.Compare(t, seed, 3000, kvmodel.New(), newHostTarget(t, plugin.NewNative(sdknative.Code(kvstore.KV{}))))
+			fsmtest.Compare(t, seed, 3000, kvmodel.New(), newHostTarget(t, plugin.NewNative(sdknative.Code(kvplugin.KV{}))))
 		})
 	}
 }
@@ -131,7 +132,7 @@ func BenchmarkApply(b *testing.B) {
 	for _, impl := range []string{"wasm", "wasm-unmetered", "wasm-trusted", "native"} {
 		for _, size := range []int{1, 64, 512} {
 			b.Run(fmt.Sprintf("%s/batch=%d", impl, size), func(b *testing.B) {
-				var r runner = plugin.NewNative(sdknative.Code(kvstore.KV{}))
+				var r runner = plugin.NewNative(sdknative.Code(kvplugin.KV{}))
 				var in *plugin.Instance
 				switch impl {
 				case "wasm": // with termination checks and fuel, as any deployed module

@@ -15,6 +15,7 @@ import (
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/internal/sdknative"
+	"github.com/raftkv/raftkv/plugins/kv/kvplugin"
 	"github.com/raftkv/raftkv/plugins/kv/kvstore"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
 	"github.com/raftkv/raftkv/plugins/sdk"
@@ -23,7 +24,7 @@ import (
 // migrating is the KV plugin with a migration that records what it saw,
 // then succeeds, fails or panics.
 type migrating struct {
-	kvstore.KV
+	kvplugin.KV
 	outcome string // "ok", "fail" or "panic"
 }
 
@@ -57,7 +58,7 @@ func TestNativeMigrate(t *testing.T) {
 		{migrating{outcome: "ok"}, abi.CodeOK, true},
 		{migrating{outcome: "fail"}, abi.CodeConflict, false},
 		{migrating{outcome: "panic"}, abi.CodeTrap, false},
-		{kvstore.KV{}, abi.CodeOK, false},
+		{kvplugin.KV{}, abi.CodeOK, false},
 	} {
 		t.Run(fmt.Sprintf("%T/%v", tc.p, tc.code), func(t *testing.T) {
 			n := plugin.NewNative(sdknative.Code(tc.p))
@@ -90,7 +91,7 @@ func TestNativeMigrate(t *testing.T) {
 // gate is the KV plugin whose queries wait for release, counting how many
 // run at once.
 type gate struct {
-	kvstore.KV
+	kvplugin.KV
 	inflight *atomic.Int32
 	release  chan struct{}
 }
@@ -110,7 +111,7 @@ func (g gate) Query(st sdk.State, q []byte) ([]byte, error) { return g.AppendQue
 func TestNativePool(t *testing.T) {
 	ctx := context.Background()
 	g := gate{inflight: &atomic.Int32{}, release: make(chan struct{})}
-	h := newHostTarget(t, plugin.NewNative(sdknative.Code(kvstore.KV{})))
+	h := newHostTarget(t, plugin.NewNative(sdknative.Code(kvplugin.KV{})))
 	h.Apply(setBatch(t, 1, 8))
 	view, _ := h.s.View().Namespace("kv")
 	p := plugin.NewNativePool(sdknative.Code(g), 2)
@@ -165,7 +166,7 @@ func TestNativePool(t *testing.T) {
 // plugin), a NativePool, and a new Native per query (what NativePool saves).
 func BenchmarkQuery(b *testing.B) {
 	ctx := context.Background()
-	kv := sdknative.Code(kvstore.KV{})
+	kv := sdknative.Code(kvplugin.KV{})
 	h := newHostTarget(b, plugin.NewNative(kv))
 	h.Apply(setBatch(b, 1, 1024))
 	view, _ := h.s.View().Namespace("kv")
@@ -234,7 +235,7 @@ func TestNativeQuotas(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { in.Close(context.Background()) })
-	native := plugin.NewNative(sdknative.Code(kvstore.KV{}))
+	native := plugin.NewNative(sdknative.Code(kvplugin.KV{}))
 	native.SetLimits(opts.Limits)
 	set := func(i uint64, key string, size int) abi.Entry {
 		cmd := kvstore.Command{Op: kvstore.OpSet, Key: []byte(key), Value: make([]byte, size)}

@@ -4,6 +4,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -81,4 +82,25 @@ func hasPrefix(path string, prefixes []string) bool {
 		}
 	}
 	return false
+}
+
+// TestServerLinksNoGuestCode: what TestImports checks file by file, for the
+// whole import graph of the server's packages: none links the guest SDK,
+// not even through a package it imports (the kv protocol's codec is
+// kvstore's, which imports no SDK; kvplugin puts it behind the SDK).
+func TestServerLinksNoGuestCode(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Fatalf("the go command: %v", err)
+	}
+	cmd := exec.Command("go", "list", "-deps", "-f", `{{if not .Standard}}{{.ImportPath}}{{end}}`, "./host/...")
+	cmd.Dir = filepath.Join("..", "..")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if hasPrefix(p, []string{"github.com/raftkv/raftkv/plugins/sdk"}) {
+			t.Errorf("a package of host/... links %s: the server does not link guest code", p)
+		}
+	}
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/internal/fsmtest"
 	"github.com/raftkv/raftkv/internal/kvmodel"
-	"github.com/raftkv/raftkv/plugins/kv/kvstore"
+	"github.com/raftkv/raftkv/plugins/kv/kvplugin"
 )
 
 // TestKVStoreMatchesModel is the main check of the KV plugin's logic: the
@@ -22,7 +22,7 @@ func TestKVStoreMatchesModel(t *testing.T) {
 	}
 	for _, seed := range []int64{1, 2, 3, 42, 1234567} {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
-			fsmtest.Compare(t, seed, n, kvmodel.New(), fsmtest.NewMemTarget(kvstore.KV{}))
+			fsmtest.Compare(t, seed, n, kvmodel.New(), fsmtest.NewMemTarget(kvplugin.KV{}))
 		})
 	}
 }
@@ -61,7 +61,7 @@ func (c *counting) Query(q []byte) abi.Result {
 
 func TestGeneratorCoverage(t *testing.T) {
 	c := &counting{Target: kvmodel.New(), codes: map[abi.Code]int{}, msgs: map[string]int{}}
-	fsmtest.Compare(t, 7, 4000, c, fsmtest.NewMemTarget(kvstore.KV{}))
+	fsmtest.Compare(t, 7, 4000, c, fsmtest.NewMemTarget(kvplugin.KV{}))
 	for _, code := range []abi.Code{abi.CodeOK, abi.CodeBadRequest, abi.CodeNotFound, abi.CodeConflict, abi.CodeTooLarge} {
 		if c.codes[code] == 0 {
 			t.Errorf("no result with code %v", code)
@@ -127,7 +127,7 @@ func TestStepsDeterministic(t *testing.T) {
 	}
 }
 
-func kvstoreTarget() fsmtest.Target { return fsmtest.NewMemTarget(kvstore.KV{}) }
+func kvstoreTarget() fsmtest.Target { return fsmtest.NewMemTarget(kvplugin.KV{}) }
 
 // The protocol by example: each case runs on the model and on the plugin,
 // which must both give the expected answer.

@@ -16,6 +16,6 @@ import "github.com/raftkv/raftkv/host/plugin"
 // differential tests. The Go code runs unsandboxed, with no memory cap or call
 // time limit, and its queries run concurrently with each other and with
 // applies: map only code shipped in the binary, with no mutable fields
-// (sdknative.Code(kvstore.KV{}) for kvwasm.Module). host.Config.Validate
+// (sdknative.Code(kvplugin.KV{}) for kvwasm.Module). host.Config.Validate
 // refuses a key that is not a module hash and a nil Code.
 var SetNativePlugins func(cfg any, natives map[string]plugin.Code)

@@ -1,6 +1,6 @@
 //go:build wasip1
 
-// Command kv is raftkv's default plugin: package kvstore built as a WASI
+// Command kv is raftkv's default plugin: package kvplugin built as a WASI
 // reactor. Build it with
 //
 //	GOOS=wasip1 GOARCH=wasm go build -trimpath -buildvcs=false -buildmode=c-shared -o plugins/kv/kvwasm/kv.wasm ./plugins/kv
@@ -9,11 +9,11 @@
 package main
 
 import (
-	"github.com/raftkv/raftkv/plugins/kv/kvstore"
+	"github.com/raftkv/raftkv/plugins/kv/kvplugin"
 	"github.com/raftkv/raftkv/plugins/sdk"
 )
 
-func init() { sdk.Register(kvstore.KV{}) }
+func init() { sdk.Register(kvplugin.KV{}) }
 
 // main is never called: the host calls _initialize, which runs init.
 func main() {}

@@ -119,7 +119,7 @@ func TestResultsRoundTrip(t *testing.T) {
 	index := uint64(0)
 	apply := func(data []byte) abi.Result {
 		index++
-		return st.Apply(KV{}, abi.Entry{Index: index, Term: 1, Data: data})[0]
+		return st.Apply(sdkKV{}, abi.Entry{Index: index, Term: 1, Data: data})[0]
 	}
 	counts := map[string]int{}
 	for i := 0; i < 3000; i++ {
@@ -168,7 +168,7 @@ func TestResultsRoundTrip(t *testing.T) {
 			delete(model, key)
 			counts["DELETE"]++
 		case 3: // GET
-			res := st.Query(KV{}, AppendGet(nil, key))
+			res := st.Query(sdkKV{}, AppendGet(nil, key))
 			if !exists {
 				if res.Code != abi.CodeNotFound {
 					t.Fatalf("GET of an absent key: %v", res.Err())
@@ -185,7 +185,7 @@ func TestResultsRoundTrip(t *testing.T) {
 			var got []Item
 			q := Query{Op: OpList, Limit: limit}
 			for {
-				lr, err := ParseListResult(checkOK(t, st.Query(KV{}, q.AppendMsgpack(nil))))
+				lr, err := ParseListResult(checkOK(t, st.Query(sdkKV{}, q.AppendMsgpack(nil))))
 				if err != nil || len(lr.Items) > limit {
 					t.Fatalf("LIST: %d items, %v", len(lr.Items), err)
 				}
@@ -399,7 +399,7 @@ func BenchmarkCodecList(b *testing.B) {
 	for i := range 100 {
 		st.Set(fmt.Appendf(nil, "key%03d", i), bytes.Repeat([]byte("v"), 100))
 	}
-	res := st.Query(KV{}, Query{Op: OpList}.AppendMsgpack(nil))
+	res := st.Query(sdkKV{}, Query{Op: OpList}.AppendMsgpack(nil))
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := ParseListResult(res.Data); err != nil {

@@ -1,9 +1,11 @@
 // Package kvstore is raftkv's default state machine: an ordered key-value
-// store with per-key versions, compare-and-set and transactions. KV implements
-// sdk.Plugin; package plugins/kv builds it into the embedded kv.wasm, and the
-// host can run the same code natively. The package also owns the protocol's
-// client side (see "Client codec"): host/httpapi speaks to the plugin only
-// through it.
+// store with per-key versions, compare-and-set and transactions. KV runs
+// commands and queries against a State; package kvplugin puts it behind the
+// SDK's sdk.Plugin, package plugins/kv builds that into the embedded kv.wasm,
+// and the host can run the same code natively. The package also owns the
+// protocol's client side (see "Client codec"): host/httpapi speaks to the
+// plugin only through it. It imports no SDK, so the server links no guest
+// code through it.
 //
 // # Protocol
 //

@@ -7,29 +7,27 @@ import (
 
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/abi/mp"
-	"github.com/raftkv/raftkv/plugins/sdk"
 )
 
 // KV is the key-value state machine. It holds no data of its own (the State
-// does), so the zero value is ready and copies are interchangeable.
+// does), so the zero value is ready and copies are interchangeable. Package
+// kvplugin puts it behind the SDK's plugin interfaces; this package imports
+// no SDK, so that the HTTP API can use its codec without linking guest code.
 type KV struct{}
 
-var (
-	_ sdk.Plugin    = KV{}
-	_ sdk.Appender  = KV{}
-	_ sdk.Describer = KV{}
-)
+// State is what the key-value logic needs of a plugin's state: the SDK's
+// sdk.State has these methods, with the same meaning.
+type State interface {
+	Get(key []byte) (value []byte, version uint64, ok bool)
+	Set(key, value []byte) error
+	Delete(key []byte) (existed bool, err error)
+	Scan(start, end []byte, limit int) ([]abi.Record, error)
+}
 
-// Info implements sdk.Describer.
+// Info is the plugin's raftkv_info answer.
 func (KV) Info() abi.Info {
 	return abi.Info{Name: "kv", Version: "1.0.0", Description: "ordered key-value store with versions, compare-and-set and transactions"}
 }
-
-// Apply implements sdk.Plugin.
-func (kv KV) Apply(st sdk.State, e sdk.Entry) ([]byte, error) { return kv.AppendApply(nil, st, e) }
-
-// Query implements sdk.Plugin.
-func (kv KV) Query(st sdk.State, q []byte) ([]byte, error) { return kv.AppendQuery(nil, st, q) }
 
 var (
 	errNotFound  = &abi.Error{Code: abi.CodeNotFound, Message: "key not found"}
@@ -37,39 +35,39 @@ var (
 	errNoKey     = &abi.Error{Code: abi.CodeConflict, Message: "key not found"}
 )
 
-// AppendApply implements sdk.Appender: it executes the command in e.Data and
-// appends its result to dst.
-func (KV) AppendApply(dst []byte, st sdk.State, e sdk.Entry) ([]byte, error) {
-	if key, value, ok := canonicalSet(e.Data); ok {
+// AppendApply executes the command data of the log entry at index (the
+// version of every key it writes) and appends its result to dst.
+func (KV) AppendApply(dst []byte, st State, index uint64, data []byte) ([]byte, error) {
+	if key, value, ok := canonicalSet(data); ok {
 		if err := st.Set(key, value); err != nil {
 			return dst, err
 		}
-		return appendSetResult(dst, e.Index), nil
+		return appendSetResult(dst, index), nil
 	}
-	return applyCommand(dst, st, e)
+	return applyCommand(dst, st, index, data)
 }
 
 // applyCommand decodes and runs any command (AppendApply keeps the hot path
 // small).
-func applyCommand(dst []byte, st sdk.State, e sdk.Entry) ([]byte, error) {
+func applyCommand(dst []byte, st State, index uint64, data []byte) ([]byte, error) {
 	var c command
-	if err := decodeCommand(e.Data, &c); err != nil {
+	if err := decodeCommand(data, &c); err != nil {
 		return dst, err
 	}
 	if c.op == OpTxn {
-		return applyTxn(dst, st, e, c.ops)
+		return applyTxn(dst, st, index, c.ops)
 	}
-	return execute(dst, st, e, &c)
+	return execute(dst, st, index, &c)
 }
 
 // execute runs one SET, DELETE, CAS or GET command.
-func execute(dst []byte, st sdk.State, e sdk.Entry, c *command) ([]byte, error) {
+func execute(dst []byte, st State, index uint64, c *command) ([]byte, error) {
 	switch c.op {
 	case OpSet:
 		if err := st.Set(c.key, c.value); err != nil {
 			return dst, err
 		}
-		return appendSetResult(dst, e.Index), nil
+		return appendSetResult(dst, index), nil
 	case OpCAS:
 		if err := checkVersion(st, c.key, c.version); err != nil {
 			return dst, err
@@ -77,7 +75,7 @@ func execute(dst []byte, st sdk.State, e sdk.Entry, c *command) ([]byte, error) 
 		if err := st.Set(c.key, c.value); err != nil {
 			return dst, err
 		}
-		return appendSetResult(dst, e.Index), nil
+		return appendSetResult(dst, index), nil
 	case OpDelete:
 		if c.hasVersion {
 			if err := checkVersion(st, c.key, c.version); err != nil {
@@ -97,7 +95,7 @@ func execute(dst []byte, st sdk.State, e sdk.Entry, c *command) ([]byte, error) 
 
 // checkVersion enforces a CAS or conditional DELETE: the key's current
 // version, 0 if it is absent, must equal want.
-func checkVersion(st sdk.State, key []byte, want uint64) error {
+func checkVersion(st State, key []byte, want uint64) error {
 	_, have, ok := st.Get(key)
 	switch {
 	case !ok && want == 0:
@@ -115,7 +113,7 @@ func checkVersion(st sdk.State, key []byte, want uint64) error {
 // applyTxn checks every operation of a TXN, then runs them in order. The
 // first failure is the entry's error, and the host then undoes the writes of
 // the operations before it.
-func applyTxn(dst []byte, st sdk.State, e sdk.Entry, ops []byte) ([]byte, error) {
+func applyTxn(dst []byte, st State, index uint64, ops []byte) ([]byte, error) {
 	if err := forEachOp(ops, func(int, *command) error { return nil }); err != nil {
 		return dst, err
 	}
@@ -123,13 +121,13 @@ func applyTxn(dst []byte, st sdk.State, e sdk.Entry, ops []byte) ([]byte, error)
 	dst = mp.AppendArrayHeader(dst, txnLen(ops))
 	err := forEachOp(ops, func(_ int, c *command) error {
 		var err error
-		dst, err = execute(dst, st, e, c)
+		dst, err = execute(dst, st, index, c)
 		return err
 	})
 	return dst, err
 }
 
-func get(dst []byte, st sdk.State, key []byte) ([]byte, error) {
+func get(dst []byte, st State, key []byte) ([]byte, error) {
 	v, ver, ok := st.Get(key)
 	if !ok {
 		return dst, errNotFound
@@ -137,9 +135,9 @@ func get(dst []byte, st sdk.State, key []byte) ([]byte, error) {
 	return appendGetResult(dst, v, ver), nil
 }
 
-// AppendQuery implements sdk.Appender: it answers the GET or LIST query q,
-// appending the answer to dst.
-func (KV) AppendQuery(dst []byte, st sdk.State, data []byte) ([]byte, error) {
+// AppendQuery answers the GET or LIST query data, appending the answer to
+// dst.
+func (KV) AppendQuery(dst []byte, st State, data []byte) ([]byte, error) {
 	var q query
 	if err := decodeQuery(data, &q); err != nil {
 		return dst, err
@@ -157,7 +155,7 @@ func successor(dst, k []byte) []byte {
 	if len(k) < abi.MaxKeySize {
 		return append(append(dst, k...), 0)
 	}
-	return sdk.PrefixEnd(k)
+	return prefixEnd(k)
 }
 
 // listReserve is the room a LIST answer needs beyond its items: a longer
@@ -177,12 +175,12 @@ func reserve(dst []byte, n int) []byte {
 
 // list answers a LIST: keys in [max(prefix, start), min(PrefixEnd(prefix),
 // end)), at most q.limit of them and at most MaxListBytes of encoded items.
-func list(dst []byte, st sdk.State, q *query) ([]byte, error) {
+func list(dst []byte, st State, q *query) ([]byte, error) {
 	lo := q.prefix
 	if bytes.Compare(q.start, lo) > 0 {
 		lo = q.start
 	}
-	hi := sdk.PrefixEnd(q.prefix)
+	hi := prefixEnd(q.prefix)
 	if len(q.end) > 0 && (hi == nil || bytes.Compare(q.end, hi) < 0) {
 		hi = q.end
 	}
@@ -245,4 +243,18 @@ func list(dst []byte, st sdk.State, q *query) ([]byte, error) {
 	dst[head-7] = 0x82
 	dst = append(dst, 0xa4, 'n', 'e', 'x', 't')
 	return mp.AppendBytes(dst, next), nil
+}
+
+// prefixEnd is the SDK's PrefixEnd: the smallest key after every key that
+// starts with prefix, nil if there is none.
+func prefixEnd(prefix []byte) []byte {
+	for i := len(prefix) - 1; i >= 0; i-- {
+		if prefix[i] != 0xff {
+			end := make([]byte, i+1)
+			copy(end, prefix)
+			end[i]++
+			return end
+		}
+	}
+	return nil
 }

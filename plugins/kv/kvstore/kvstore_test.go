@@ -128,8 +128,8 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkFastPaths(t, data)
 		st := sdk.NewMemState()
-		st.Apply(KV{}, abi.Entry{Index: 1, Data: data}) // must not panic
-		st.Query(KV{}, data)
+		st.Apply(sdkKV{}, abi.Entry{Index: 1, Data: data}) // must not panic
+		st.Query(sdkKV{}, data)
 	})
 }
 
@@ -246,7 +246,7 @@ func run(t *testing.T, st *sdk.MemState, first uint64, cmds ...Command) []abi.Re
 	for i, c := range cmds {
 		entries[i] = abi.Entry{Index: first + uint64(i), Term: 1, Data: c.AppendMsgpack(nil)}
 	}
-	return st.Apply(KV{}, entries...)
+	return st.Apply(sdkKV{}, entries...)
 }
 
 func TestResultTypes(t *testing.T) {
@@ -273,7 +273,7 @@ func TestResultTypes(t *testing.T) {
 		string(get.Value) != "2" || get.Version != 3 {
 		t.Errorf("results: %+v %+v %+v %+v", set, del, txn, get)
 	}
-	q := st.Query(KV{}, Query{Op: OpList, Limit: 1}.AppendMsgpack(nil))
+	q := st.Query(sdkKV{}, Query{Op: OpList, Limit: 1}.AppendMsgpack(nil))
 	var list ListResult
 	if err := msgpack.Unmarshal(q.Data, &list); err != nil || len(list.Items) != 1 || string(list.Items[0].Key) != "b" || list.Next != nil {
 		t.Errorf("LIST: %+v %v", list, err)
@@ -283,7 +283,7 @@ func TestResultTypes(t *testing.T) {
 func listAll(t *testing.T, st *sdk.MemState, q Query) (pages []ListResult) {
 	t.Helper()
 	for {
-		r := st.Query(KV{}, q.AppendMsgpack(nil))
+		r := st.Query(sdkKV{}, q.AppendMsgpack(nil))
 		if r.Code != abi.CodeOK {
 			t.Fatalf("LIST %+v: %v", q, r.Err())
 		}
@@ -352,7 +352,7 @@ func TestListManyKeys(t *testing.T) {
 	if n != 50 || string(pages[0].Items[0].Key) != "k000150" {
 		t.Errorf("prefix and start: %d items from %q", n, pages[0].Items[0].Key)
 	}
-	if r := st.Query(KV{}, Query{Op: OpList, Start: []byte("z"), End: []byte("a")}.AppendMsgpack(nil)); string(r.Data) != "\x81\xa5items\x90" {
+	if r := st.Query(sdkKV{}, Query{Op: OpList, Start: []byte("z"), End: []byte("a")}.AppendMsgpack(nil)); string(r.Data) != "\x81\xa5items\x90" {
 		t.Errorf("empty range: % x", r.Data)
 	}
 }
@@ -431,7 +431,7 @@ func BenchmarkApplySetMemState(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		st.SetIndex(uint64(i + 1))
-		out, err := kv.AppendApply(dst[:0], st, sdk.Entry{Index: uint64(i + 1), Data: cmds[i%len(cmds)]})
+		out, err := kv.AppendApply(dst[:0], st, uint64(i+1), cmds[i%len(cmds)])
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -445,7 +445,7 @@ func benchApply(b *testing.B, cmds [][]byte) {
 	dst := make([]byte, 0, 64)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		out, _ := kv.AppendApply(dst[:0], st, sdk.Entry{Index: uint64(i + 1), Data: cmds[i%len(cmds)]})
+		out, _ := kv.AppendApply(dst[:0], st, uint64(i+1), cmds[i%len(cmds)])
 		dst = out
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cmds/s")
@@ -495,7 +495,7 @@ func BenchmarkApplySetRouter(b *testing.B) {
 	})
 	cmds := setCommands(512)
 	var st nopState
-	want, _ := KV{}.AppendApply(nil, st, sdk.Entry{Index: 1, Data: cmds[0]})
+	want, _ := KV{}.AppendApply(nil, st, 1, cmds[0])
 	if got, err := r.Apply(st, sdk.Entry{Index: 1, Data: cmds[0]}); err != nil || !bytes.Equal(got, want) {
 		b.Fatalf("the router answers %x %v, kv %x", got, err, want)
 	}
