@@ -553,7 +553,10 @@ func (c *Client) failed(ep *endpoint, err error) bool {
 }
 
 // byLeaderLocked finds the endpoint a leader hint names: a node ID, or an
-// HTTP address (which is added when unknown).
+// HTTP address (which is added when unknown). Of the endpoints of one node,
+// it takes the first: one the caller configured before one the cluster
+// published, since the published address is the one the node advertises
+// (a name on a container network, say) and may not be reachable from here.
 func (c *Client) byLeaderLocked(hint string) *endpoint {
 	if hint == "" {
 		return nil
@@ -565,6 +568,9 @@ func (c *Client) byLeaderLocked(hint string) *endpoint {
 		}
 		for _, e := range c.eps {
 			if e.url == u {
+				if e.nodeID != "" {
+					return c.byNodeLocked(e.nodeID)
+				}
 				return e
 			}
 		}
@@ -572,8 +578,13 @@ func (c *Client) byLeaderLocked(hint string) *endpoint {
 		c.eps = append(c.eps, e)
 		return e
 	}
+	return c.byNodeLocked(hint)
+}
+
+// byNodeLocked returns the first endpoint known to be node id, or nil.
+func (c *Client) byNodeLocked(id string) *endpoint {
 	for _, e := range c.eps {
-		if e.nodeID == hint {
+		if e.nodeID == id {
 			return e
 		}
 	}
@@ -591,8 +602,15 @@ func (c *Client) discover(ctx context.Context) {
 	c.refreshed = time.Now()
 	eps := append([]*endpoint(nil), c.eps...)
 	c.mu.Unlock()
+	// Ask until a node names the leader and every endpoint that answers
+	// knows which node it is: the leader is then reached through an
+	// endpoint the caller gave when there is one (byLeaderLocked).
+	leader := ""
 	for _, ep := range eps {
-		if time.Now().Before(ep.downUntil) {
+		c.mu.Lock()
+		known := ep.nodeID != ""
+		c.mu.Unlock()
+		if time.Now().Before(ep.downUntil) || (leader != "" && known) {
 			continue
 		}
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -613,14 +631,15 @@ func (c *Client) discover(ctx context.Context) {
 				}
 			}
 		}
-		if info.Leader != "" {
-			c.leader = c.byLeaderLocked(info.Leader)
-		}
-		found := c.leader != nil
 		c.mu.Unlock()
-		if found {
-			return
+		if leader == "" {
+			leader = info.Leader
 		}
+	}
+	if leader != "" {
+		c.mu.Lock()
+		c.leader = c.byLeaderLocked(leader)
+		c.mu.Unlock()
 	}
 }
 

@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -531,5 +532,52 @@ func TestRemoveTheLeader(t *testing.T) {
 	// A removal whose first attempt was answered is not excused: not_found.
 	if err := survivor.RemoveMember(ctx, leader); !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("removing %s again: %v, want not_found", leader, err)
+	}
+}
+
+// TestPublishedAddressesUnreachable: the cluster publishes each member's
+// API address as the member advertises it (a name on a container network,
+// say), which may not resolve where the client runs. Given an endpoint of
+// every node, the client reaches the leader through the one it was given,
+// and never dials a published address it does not need.
+func TestPublishedAddressesUnreachable(t *testing.T) {
+	published := func(id string) string { return "http://" + id + ".invalid:8080" }
+	node := func(id string) *httptest.Server {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			switch {
+			case r.URL.Path == "/v1/cluster":
+				fmt.Fprintf(w, `{"node_id":%q,"leader":"n3","members":[{"id":"n1","api_address":%q},{"id":"n2","api_address":%q},{"id":"n3","api_address":%q}]}`,
+					id, published("n1"), published("n2"), published("n3"))
+			case id == "n3":
+				io.WriteString(w, `{"version":7}`)
+			default:
+				apiErr(503, "not_leader", "X-Raftkv-Leader", published("n3"))(w, r)
+			}
+		}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	var mu sync.Mutex
+	var dialed []string
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		mu.Lock()
+		dialed = append(dialed, addr)
+		mu.Unlock()
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}
+	c := newClient(t, client.Config{
+		Endpoints:  []string{node("n1").URL, node("n2").URL, node("n3").URL},
+		HTTPClient: &http.Client{Transport: tr},
+	})
+	if v, err := c.Put(ctxT(t), "k", []byte("v")); err != nil || v != 7 {
+		t.Fatalf("Put: %d, %v", v, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, a := range dialed {
+		if strings.HasSuffix(a, ".invalid:8080") {
+			t.Errorf("the client dialed the published address %s; dials: %q", a, dialed)
+		}
 	}
 }
