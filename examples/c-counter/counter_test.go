@@ -11,150 +11,40 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
-	"time"
-
-	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/plugin"
-	"github.com/raftkv/raftkv/host/state"
+	"github.com/raftkv/raftkv/internal/wasmbuild"
+	"github.com/raftkv/raftkv/internal/wasmtest"
 )
 
-var (
-	buildOnce sync.Once
-	module    []byte
-	buildErr  string
-)
-
-// buildCounter compiles counter.c with build.sh, once per test binary. A
-// missing compiler fails the test (it is never skipped): scripts/deps.sh
-// installs it.
+// buildCounter compiles counter.c with build.sh, once per test binary.
 func buildCounter(t testing.TB) []byte {
 	t.Helper()
-	buildOnce.Do(func() {
-		clang := os.Getenv("CLANG")
-		if clang == "" {
-			clang = "clang"
-		}
-		if _, err := exec.LookPath(clang); err != nil {
-			buildErr = fmt.Sprintf("%s not found (%v): the C example needs clang and lld (wasm-ld); install them with `bash scripts/deps.sh` (as root) and run the tests again", clang, err)
-			return
-		}
-		dir, err := os.MkdirTemp("", "c-counter")
-		if err != nil {
-			buildErr = err.Error()
-			return
-		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "counter.wasm")
-		start := time.Now()
-		if msg, err := exec.Command("sh", "build.sh", out).CombinedOutput(); err != nil {
-			buildErr = fmt.Sprintf("build.sh: %v\n%s\n(if clang or wasm-ld is missing or cannot target wasm32, run `bash scripts/deps.sh`)", err, msg)
-			return
-		}
-		if module, err = os.ReadFile(out); err != nil {
-			buildErr = err.Error()
-			return
-		}
-		t.Logf("built counter.wasm: %d bytes in %v", len(module), time.Since(start).Round(time.Millisecond))
-	})
-	if buildErr != "" {
-		t.Fatal(buildErr)
-	}
-	return module
+	return wasmbuild.BuildScript(t, wasmbuild.Clang, "clang and lld (wasm-ld), for the C example")
 }
 
-// limits are the default limits with newRuntime's memory cap.
+// limits are the default limits with newTarget's memory cap.
 func limits() plugin.Limits {
 	l := plugin.DefaultLimits()
 	l.MemoryPages = 256
 	return l
 }
 
-func newRuntime(t testing.TB) *plugin.Runtime {
+// newTarget is an instance of counter.wasm applying to a real host store.
+func newTarget(t testing.TB) *wasmtest.Target {
 	t.Helper()
 	cfg := plugin.DefaultConfig()
 	cfg.MemoryLimitPages = 256
-	r, err := plugin.NewRuntime(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close(context.Background()) })
-	return r
+	return wasmtest.New(t, buildCounter(t), "counter", cfg, limits())
 }
 
-// target is an instance of counter.wasm applying to a real host store.
-type target struct {
-	t   testing.TB
-	mod *plugin.Module
-	in  *plugin.Instance
-	s   *state.Store
-	ns  *state.Namespace
-}
-
-func newTarget(t testing.TB) *target {
-	t.Helper()
-	ctx := context.Background()
-	r := newRuntime(t)
-	mod, err := r.Load(ctx, buildCounter(t), plugin.LoadOptions{Name: "counter", Limits: limits()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := r.Instantiate(ctx, mod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { in.Close(ctx) })
-	s := state.New()
-	g := &target{t: t, mod: mod, in: in, s: s}
-	s.Update(func() { g.ns = s.Namespace("counter") })
-	return g
-}
-
-func (g *target) apply(entries ...abi.Entry) []abi.Result {
-	g.t.Helper()
-	var res []abi.Result
-	var err error
-	g.s.Update(func() { res, err = g.in.Apply(context.Background(), g.ns, entries) })
-	if err != nil {
-		g.t.Fatalf("apply: %v", err)
-	}
-	if len(res) != len(entries) {
-		g.t.Fatalf("%d results for %d entries", len(res), len(entries))
-	}
-	return res
-}
-
-func (g *target) query(q any) abi.Result {
-	g.t.Helper()
-	view, _ := g.s.View().Namespace("counter")
-	res, err := g.in.Query(context.Background(), view, enc(g.t, q))
-	if err != nil {
-		g.t.Fatalf("query: %v", err)
-	}
-	return res
-}
+var enc, decode = wasmtest.Enc, wasmtest.Decode
 
 type m = map[string]any
-
-func enc(t testing.TB, v any) []byte {
-	t.Helper()
-	if b, ok := v.([]byte); ok {
-		return b
-	}
-	b, err := msgpack.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func entry(t testing.TB, index uint64, cmd any) abi.Entry {
 	return abi.Entry{Index: index, Term: 3, Time: 1_700_000_000_000_000_000 + int64(index), Data: enc(t, cmd)}
@@ -167,23 +57,13 @@ type counter struct {
 	Version uint64 `msgpack:"version"`
 }
 
-func decode(t testing.TB, r abi.Result, out any) {
-	t.Helper()
-	if !r.OK() {
-		t.Fatalf("unexpected error %v", r.Err())
-	}
-	if err := msgpack.Unmarshal(r.Data, out); err != nil {
-		t.Fatalf("decoding %x: %v", r.Data, err)
-	}
-}
-
 func TestInfo(t *testing.T) {
 	g := newTarget(t)
 	want := abi.Info{Name: "counter", Version: "1.0.0", Description: "named 64-bit counters, in freestanding C against ABI v1"}
-	if g.mod.Info != want || g.mod.ABIVersion != 1 || g.mod.HasMigrate {
-		t.Fatalf("module: info %+v, ABI v%d, migrate %v", g.mod.Info, g.mod.ABIVersion, g.mod.HasMigrate)
+	if g.Mod.Info != want || g.Mod.ABIVersion != 1 || g.Mod.HasMigrate {
+		t.Fatalf("module: info %+v, ABI v%d, migrate %v", g.Mod.Info, g.Mod.ABIVersion, g.Mod.HasMigrate)
 	}
-	info, err := g.in.Info(context.Background())
+	info, err := g.In.Info(context.Background())
 	if err != nil || info != want {
 		t.Fatalf("Info: %+v, %v", info, err)
 	}
@@ -233,7 +113,7 @@ func TestCommands(t *testing.T) {
 	for i, c := range cmds {
 		entries[i] = entry(t, uint64(i+1), c.cmd)
 	}
-	res := g.apply(entries...)
+	res := g.Apply(entries...)
 	for i, c := range cmds {
 		r := res[i]
 		if r.Code != c.code {
@@ -269,7 +149,7 @@ func TestCommands(t *testing.T) {
 
 	// Queries.
 	var a counter
-	decode(t, g.query(m{"op": "get", "name": "a"}), &a)
+	decode(t, g.Query(m{"op": "get", "name": "a"}), &a)
 	if a != (counter{"a", 51, 7}) {
 		t.Fatalf("get a: %+v", a)
 	}
@@ -284,14 +164,14 @@ func TestCommands(t *testing.T) {
 		{m{"op": "list", "prefix": 7}, abi.CodeBadRequest, "prefix must be a string of at most 255 bytes"},
 		{[]byte("get a"), abi.CodeBadRequest, "malformed query: invalid msgpack"},
 	} {
-		if r := g.query(c.q); r.Code != c.code || string(r.Data) != c.msg {
+		if r := g.Query(c.q); r.Code != c.code || string(r.Data) != c.msg {
 			t.Errorf("query %v: %v %q, want %v %q", c.q, r.Code, r.Data, c.code, c.msg)
 		}
 	}
 	var l struct {
 		Counters map[string]int64 `msgpack:"counters"`
 	}
-	decode(t, g.query(m{"op": "list"}), &l)
+	decode(t, g.Query(m{"op": "list"}), &l)
 	want := map[string]int64{"a": 51, "big": math.MaxInt64, strings.Repeat("z", 255): 2}
 	if fmt.Sprint(l.Counters) != fmt.Sprint(want) {
 		t.Fatalf("list: %v", l.Counters)
@@ -336,7 +216,7 @@ func TestEncodings(t *testing.T) {
 		{cat([]byte{0x84, 0xa2, 'o', 'p', 0xa4, 'i', 'n', 'c', 'r', 0xa4, 'n', 'a', 'm', 'e', 0xa1, 'x', 0xa2, 'b', 'y', 0x10, 0xa2, 'b', 'y', 0xff}), 4 + 65535},
 	}
 	for i, c := range cmds {
-		r := g.apply(entry(t, uint64(i+1), c.data))[0]
+		r := g.Apply(entry(t, uint64(i+1), c.data))[0]
 		var out counter
 		decode(t, r, &out)
 		if out.Name != "x" || out.Value != c.want {
@@ -397,7 +277,7 @@ func TestRandom(t *testing.T) {
 				wants = append(wants, expect{abi.CodeOK, md[n]})
 			}
 		}
-		res := g.apply(entries...)
+		res := g.Apply(entries...)
 		for i, w := range wants {
 			r := res[i]
 			if r.Code != w.code {
@@ -426,7 +306,7 @@ func TestRandom(t *testing.T) {
 	// Every counter, by get and by list.
 	for n, want := range md {
 		var got counter
-		decode(t, g.query(m{"op": "get", "name": n}), &got)
+		decode(t, g.Query(m{"op": "get", "name": n}), &got)
 		if got != want {
 			t.Fatalf("get %s: %+v, want %+v", n, got, want)
 		}
@@ -434,7 +314,7 @@ func TestRandom(t *testing.T) {
 	var l struct {
 		Counters map[string]int64 `msgpack:"counters"`
 	}
-	decode(t, g.query(m{"op": "list"}), &l)
+	decode(t, g.Query(m{"op": "list"}), &l)
 	if len(l.Counters) != len(md) || len(md) <= 1000 { // more than one state_scan page
 		t.Fatalf("list: %d counters, model %d", len(l.Counters), len(md))
 	}
@@ -444,7 +324,7 @@ func TestRandom(t *testing.T) {
 		}
 	}
 	l.Counters = nil
-	decode(t, g.query(m{"op": "list", "prefix": "hot-"}), &l)
+	decode(t, g.Query(m{"op": "list", "prefix": "hot-"}), &l)
 	var hot []string
 	for n := range l.Counters {
 		hot = append(hot, n)
@@ -455,7 +335,7 @@ func TestRandom(t *testing.T) {
 	}
 	// The store holds exactly the model.
 	keys := 0
-	g.ns.Scan(nil, nil, 0, func(k, v []byte, ver uint64) bool {
+	g.NS.Scan(nil, nil, 0, func(k, v []byte, ver uint64) bool {
 		keys++
 		c, ok := md[strings.TrimPrefix(string(k), "c/")]
 		if !ok || !strings.HasPrefix(string(k), "c/") || len(v) != 8 || ver != c.Version {
@@ -466,7 +346,7 @@ func TestRandom(t *testing.T) {
 	if keys != len(md) {
 		t.Fatalf("%d keys stored, model %d", keys, len(md))
 	}
-	t.Logf("%d entries, %d counters, %d guest pages", index, len(md), g.in.MemoryPages())
+	t.Logf("%d entries, %d counters, %d guest pages", index, len(md), g.In.MemoryPages())
 }
 
 // TestListPrefix: a prefix ending in 0xff bytes still bounds the scan
@@ -475,7 +355,7 @@ func TestListPrefix(t *testing.T) {
 	g := newTarget(t)
 	names := []string{"a", "a\xff", "a\xff\xff", "a\xff0", "b", "\xff"}
 	for i, n := range names {
-		if r := g.apply(entry(t, uint64(i+1), m{"op": "incr", "name": []byte(n)}))[0]; !r.OK() {
+		if r := g.Apply(entry(t, uint64(i+1), m{"op": "incr", "name": []byte(n)}))[0]; !r.OK() {
 			t.Fatal(r.Err())
 		}
 	}
@@ -489,7 +369,7 @@ func TestListPrefix(t *testing.T) {
 		var l struct {
 			Counters map[string]int64 `msgpack:"counters"`
 		}
-		decode(t, g.query(m{"op": "list", "prefix": []byte(prefix)}), &l)
+		decode(t, g.Query(m{"op": "list", "prefix": []byte(prefix)}), &l)
 		got := []string{}
 		for n := range l.Counters {
 			got = append(got, n)
@@ -534,14 +414,14 @@ func TestGarbage(t *testing.T) {
 		queries = append(queries, b)
 	}
 	codes := map[abi.Code]int{}
-	for i, r := range g.apply(entries...) {
+	for i, r := range g.Apply(entries...) {
 		codes[r.Code]++
 		if r.Code == abi.CodeTrap || r.Code == abi.CodeNoResult {
 			t.Fatalf("command %x: %v %q", entries[i].Data, r.Code, r.Data)
 		}
 	}
 	for _, q := range queries {
-		r := g.query(q)
+		r := g.Query(q)
 		codes[r.Code]++
 		if r.Code == abi.CodeTrap || r.Code == abi.CodeNoResult {
 			t.Fatalf("query %x: %v %q", q, r.Code, r.Data)

@@ -13,142 +13,35 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
-	"time"
-
-	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/plugin"
-	"github.com/raftkv/raftkv/host/state"
+	"github.com/raftkv/raftkv/internal/wasmbuild"
+	"github.com/raftkv/raftkv/internal/wasmtest"
 )
 
-var (
-	buildOnce sync.Once
-	module    []byte
-	buildErr  string
-)
-
-// buildMax builds the plugin with build.sh, once per test binary. A missing
-// toolchain fails the test (it is never skipped): scripts/deps.sh installs it.
+// buildMax builds the plugin with build.sh, once per test binary.
 func buildMax(t testing.TB) []byte {
 	t.Helper()
-	buildOnce.Do(func() {
-		if os.Getenv("CARGO") == "" {
-			if _, err := os.Stat("/usr/bin/cargo"); err != nil {
-				buildErr = fmt.Sprintf("/usr/bin/cargo: %v: the Rust example needs Debian's rustc, cargo, libstd-rust-dev-wasm32 and lld-14; install them with `bash scripts/deps.sh` (as root) and run the tests again", err)
-				return
-			}
-		}
-		dir, err := os.MkdirTemp("", "rust-max")
-		if err != nil {
-			buildErr = err.Error()
-			return
-		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "max.wasm")
-		start := time.Now()
-		if msg, err := exec.Command("sh", "build.sh", out).CombinedOutput(); err != nil {
-			buildErr = fmt.Sprintf("build.sh: %v\n%s\n(if cargo, rustc or the wasm32-unknown-unknown standard library is missing, run `bash scripts/deps.sh`)", err, msg)
-			return
-		}
-		if module, err = os.ReadFile(out); err != nil {
-			buildErr = err.Error()
-			return
-		}
-		t.Logf("built max.wasm: %d bytes in %v", len(module), time.Since(start).Round(time.Millisecond))
-	})
-	if buildErr != "" {
-		t.Fatal(buildErr)
-	}
-	return module
+	return wasmbuild.BuildScript(t, wasmbuild.Cargo, "Debian's rustc, cargo, libstd-rust-dev-wasm32 and lld-14, for the Rust example")
 }
 
-func newRuntime(t testing.TB) *plugin.Runtime {
+// newTarget is an instance of max.wasm applying to a real host store.
+func newTarget(t testing.TB) *wasmtest.Target {
 	t.Helper()
 	cfg := plugin.DefaultConfig()
 	cfg.MemoryLimitPages = 256
-	r, err := plugin.NewRuntime(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close(context.Background()) })
-	return r
-}
-
-// target is an instance of max.wasm applying to a real host store.
-type target struct {
-	t   testing.TB
-	mod *plugin.Module
-	in  *plugin.Instance
-	s   *state.Store
-	ns  *state.Namespace
-}
-
-func newTarget(t testing.TB) *target {
-	t.Helper()
-	ctx := context.Background()
-	r := newRuntime(t)
 	lim := plugin.DefaultLimits()
-	lim.MemoryPages = r.Config().MemoryLimitPages
-	mod, err := r.Load(ctx, buildMax(t), plugin.LoadOptions{Name: "max", Limits: lim})
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := r.Instantiate(ctx, mod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { in.Close(ctx) })
-	s := state.New()
-	g := &target{t: t, mod: mod, in: in, s: s}
-	s.Update(func() { g.ns = s.Namespace("max") })
-	return g
+	lim.MemoryPages = cfg.MemoryLimitPages
+	return wasmtest.New(t, buildMax(t), "max", cfg, lim)
 }
 
-func (g *target) apply(entries ...abi.Entry) []abi.Result {
-	g.t.Helper()
-	var res []abi.Result
-	var err error
-	g.s.Update(func() { res, err = g.in.Apply(context.Background(), g.ns, entries) })
-	if err != nil {
-		g.t.Fatalf("apply: %v", err)
-	}
-	if len(res) != len(entries) {
-		g.t.Fatalf("%d results for %d entries", len(res), len(entries))
-	}
-	return res
-}
-
-func (g *target) query(q any) abi.Result {
-	g.t.Helper()
-	view, _ := g.s.View().Namespace("max")
-	res, err := g.in.Query(context.Background(), view, enc(g.t, q))
-	if err != nil {
-		g.t.Fatalf("query: %v", err)
-	}
-	return res
-}
+var enc, decode = wasmtest.Enc, wasmtest.Decode
 
 type m = map[string]any
-
-func enc(t testing.TB, v any) []byte {
-	t.Helper()
-	if b, ok := v.([]byte); ok {
-		return b
-	}
-	b, err := msgpack.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 const baseTime = 1_700_000_000_000_000_000
 
@@ -170,29 +63,19 @@ type listing struct {
 	Next  *string          `msgpack:"next"`
 }
 
-func decode(t testing.TB, r abi.Result, out any) {
-	t.Helper()
-	if !r.OK() {
-		t.Fatalf("unexpected error %v", r.Err())
-	}
-	if err := msgpack.Unmarshal(r.Data, out); err != nil {
-		t.Fatalf("decoding %x: %v", r.Data, err)
-	}
-}
-
 // TestInfo: the module passes the host's validation (exports, imports: only
 // raftkv host functions, no WASI), reports its info, has no migration.
 func TestInfo(t *testing.T) {
 	g := newTarget(t)
 	want := abi.Info{Name: "max", Version: "1.0.0", Description: "named high-water marks (key -> max register), in Rust with the raftkv SDK"}
-	if g.mod.Info != want || g.mod.ABIVersion != 1 || g.mod.HasMigrate {
-		t.Fatalf("module: info %+v, ABI v%d, migrate %v", g.mod.Info, g.mod.ABIVersion, g.mod.HasMigrate)
+	if g.Mod.Info != want || g.Mod.ABIVersion != 1 || g.Mod.HasMigrate {
+		t.Fatalf("module: info %+v, ABI v%d, migrate %v", g.Mod.Info, g.Mod.ABIVersion, g.Mod.HasMigrate)
 	}
-	if !g.mod.HasValidate {
+	if !g.Mod.HasValidate {
 		t.Fatal("the Router's raftkv_validate is not used: HasValidate false")
 	}
 	// raftkv_info itself also says "validate": true (the Rust SDK's Router).
-	info, err := g.in.Info(context.Background())
+	info, err := g.In.Info(context.Background())
 	if err != nil || info.Validate == nil || !*info.Validate {
 		t.Fatalf("Info: %+v, %v", info, err)
 	}
@@ -244,7 +127,7 @@ func TestCommands(t *testing.T) {
 	for i, c := range cmds {
 		entries[i] = entry(t, uint64(i+1), c.cmd)
 	}
-	res := g.apply(entries...)
+	res := g.Apply(entries...)
 	for i, c := range cmds {
 		r := res[i]
 		if r.Code != c.code {
@@ -278,7 +161,7 @@ func TestCommands(t *testing.T) {
 
 	// Queries.
 	var got mark
-	decode(t, g.query(m{"op": "get", "key": "seq"}), &got)
+	decode(t, g.Query(m{"op": "get", "key": "seq"}), &got)
 	if got != (mark{Key: "seq", Max: 12, At: baseTime + 3, Version: 3}) {
 		t.Fatalf("get seq: %+v", got)
 	}
@@ -298,18 +181,18 @@ func TestCommands(t *testing.T) {
 		{[]byte("get seq"), abi.CodeBadRequest, "malformed query: invalid msgpack: 6 bytes after the value"},
 		{[]byte{}, abi.CodeBadRequest, "malformed query: invalid msgpack: truncated at byte 0"},
 	} {
-		if r := g.query(c.q); r.Code != c.code || string(r.Data) != c.msg {
+		if r := g.Query(c.q); r.Code != c.code || string(r.Data) != c.msg {
 			t.Errorf("query %v: %v %q, want %v %q", c.q, r.Code, r.Data, c.code, c.msg)
 		}
 	}
 	var l listing
-	decode(t, g.query(m{"op": "list"}), &l)
+	decode(t, g.Query(m{"op": "list"}), &l)
 	if fmt.Sprint(l.Marks) != fmt.Sprint(map[string]int64{"big": math.MaxInt64, "seq": 12}) || l.Next != nil {
 		t.Fatalf("list: %v next %v", l.Marks, l.Next)
 	}
 	// The store holds exactly the two marks, at the versions of their raises.
 	var keys []string
-	g.ns.Scan(nil, nil, 0, func(k, v []byte, ver uint64) bool {
+	g.NS.Scan(nil, nil, 0, func(k, v []byte, ver uint64) bool {
 		keys = append(keys, fmt.Sprintf("%s@%d", k, ver))
 		return true
 	})
@@ -354,7 +237,7 @@ func TestRandom(t *testing.T) {
 			}
 			wants = append(wants, cur)
 		}
-		for i, r := range g.apply(entries...) {
+		for i, r := range g.Apply(entries...) {
 			switch w := wants[i].(type) {
 			case bool:
 				var out struct {
@@ -375,7 +258,7 @@ func TestRandom(t *testing.T) {
 	}
 	for n, want := range model {
 		var got mark
-		decode(t, g.query(m{"op": "get", "key": n}), &got)
+		decode(t, g.Query(m{"op": "get", "key": n}), &got)
 		want.Raised = false
 		if got != want {
 			t.Fatalf("get %s: %+v, want %+v", n, got, want)
@@ -387,7 +270,7 @@ func TestRandom(t *testing.T) {
 	pages := 0
 	for {
 		var l listing
-		decode(t, g.query(m{"op": "list", "after": after, "limit": 1000}), &l)
+		decode(t, g.Query(m{"op": "list", "after": after, "limit": 1000}), &l)
 		pages++
 		for k, v := range l.Marks {
 			all[k] = v
@@ -406,7 +289,7 @@ func TestRandom(t *testing.T) {
 		}
 	}
 	var l listing
-	decode(t, g.query(m{"op": "list", "prefix": "hot-"}), &l)
+	decode(t, g.Query(m{"op": "list", "prefix": "hot-"}), &l)
 	var hot []string
 	for n := range l.Marks {
 		hot = append(hot, n)
@@ -415,7 +298,7 @@ func TestRandom(t *testing.T) {
 	if len(hot) == 0 || len(hot) > 5 || !strings.HasPrefix(hot[0], "hot-") {
 		t.Fatalf("list hot-: %v", hot)
 	}
-	t.Logf("%d entries, %d marks, %d list pages, %d guest pages", index, len(model), pages, g.in.MemoryPages())
+	t.Logf("%d entries, %d marks, %d list pages, %d guest pages", index, len(model), pages, g.In.MemoryPages())
 }
 
 // TestLargeInputs: commands up to the 2 MiB limit, alone and in a batch
@@ -423,7 +306,7 @@ func TestRandom(t *testing.T) {
 func TestLargeInputs(t *testing.T) {
 	g := newTarget(t)
 	pad := strings.Repeat("x", abi.MaxCommandSize-100)
-	res := g.apply(entry(t, 1, m{"op": "offer", "key": "k", "value": 1, "pad": pad}))
+	res := g.Apply(entry(t, 1, m{"op": "offer", "key": "k", "value": 1, "pad": pad}))
 	if res[0].Code != abi.CodeBadRequest || string(res[0].Data) != `unknown field "pad"` {
 		t.Fatalf("large command: %v %q", res[0].Code, res[0].Data)
 	}
@@ -431,21 +314,21 @@ func TestLargeInputs(t *testing.T) {
 	for i := range 2000 {
 		entries = append(entries, entry(t, uint64(i+2), m{"op": "offer", "key": fmt.Sprintf("k%04d", i), "value": i, "pad": strings.Repeat("y", 900)}))
 	}
-	for i, r := range g.apply(entries...) {
+	for i, r := range g.Apply(entries...) {
 		if r.Code != abi.CodeBadRequest {
 			t.Fatalf("entry %d: %v %q", i, r.Code, r.Data)
 		}
 	}
 	// Deep nesting is refused, not a stack overflow.
 	deep := append(bytes.Repeat([]byte{0x91}, 100000), 0xc0)
-	if r := g.apply(entry(t, 3000, deep))[0]; r.Code != abi.CodeBadRequest || !strings.Contains(string(r.Data), "nested deeper than 128") {
+	if r := g.Apply(entry(t, 3000, deep))[0]; r.Code != abi.CodeBadRequest || !strings.Contains(string(r.Data), "nested deeper than 128") {
 		t.Fatalf("deep command: %v %q", r.Code, r.Data)
 	}
 	// A map header claiming 4 billion pairs is refused without allocating.
-	if r := g.apply(entry(t, 3001, []byte{0xdf, 0xff, 0xff, 0xff, 0xff, 0xc0}))[0]; r.Code != abi.CodeBadRequest {
+	if r := g.Apply(entry(t, 3001, []byte{0xdf, 0xff, 0xff, 0xff, 0xff, 0xc0}))[0]; r.Code != abi.CodeBadRequest {
 		t.Fatalf("huge header: %v %q", r.Code, r.Data)
 	}
-	t.Logf("%d guest pages", g.in.MemoryPages())
+	t.Logf("%d guest pages", g.In.MemoryPages())
 }
 
 // TestGarbage: truncated, bit-flipped and random inputs are answered with a
@@ -482,14 +365,14 @@ func TestGarbage(t *testing.T) {
 		queries = append(queries, b)
 	}
 	codes := map[abi.Code]int{}
-	for i, r := range g.apply(entries...) {
+	for i, r := range g.Apply(entries...) {
 		codes[r.Code]++
 		if r.Code == abi.CodeTrap || r.Code == abi.CodeNoResult {
 			t.Fatalf("command %x: %v %q", entries[i].Data, r.Code, r.Data)
 		}
 	}
 	for _, q := range queries {
-		r := g.query(q)
+		r := g.Query(q)
 		codes[r.Code]++
 		if r.Code == abi.CodeTrap || r.Code == abi.CodeNoResult {
 			t.Fatalf("query %x: %v %q", q, r.Code, r.Data)
@@ -515,7 +398,7 @@ func BenchmarkOffer(b *testing.B) {
 			index++
 			entries[i] = abi.Entry{Index: index, Term: 1, Time: baseTime, Data: cmds[i]}
 		}
-		for _, r := range g.apply(entries...) {
+		for _, r := range g.Apply(entries...) {
 			if !r.OK() {
 				b.Fatal(r.Err())
 			}
@@ -526,12 +409,12 @@ func BenchmarkOffer(b *testing.B) {
 // BenchmarkGet: get queries on the real runtime.
 func BenchmarkGet(b *testing.B) {
 	g := newTarget(b)
-	g.apply(entry(b, 1, m{"op": "offer", "key": "mark", "value": 7}))
+	g.Apply(entry(b, 1, m{"op": "offer", "key": "mark", "value": 7}))
 	q := enc(b, m{"op": "get", "key": "mark"})
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		if r := g.query(q); !r.OK() {
+		if r := g.Query(q); !r.OK() {
 			b.Fatal(r.Err())
 		}
 	}

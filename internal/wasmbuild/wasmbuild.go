@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 var (
@@ -58,4 +59,56 @@ func build(t testing.TB, mode, pkg string, ldflags []string) []byte {
 	}
 	cache[key] = b
 	return b
+}
+
+// BuildScript runs `sh build.sh ARGS... OUT` in the test's directory (the
+// build of a plugin in a language other than Go: its example's or SDK's own
+// script) and returns the module written to OUT, once per process for the
+// same arguments. Before the first build it runs check, which says whether
+// the toolchain (named by need) is installed: a missing toolchain fails the
+// test, it never skips it, since scripts/deps.sh installs it.
+func BuildScript(t testing.TB, check func() error, need string, args ...string) []byte {
+	t.Helper()
+	key := "script\x00" + strings.Join(args, "\x00")
+	mu.Lock()
+	defer mu.Unlock()
+	if b, ok := cache[key]; ok {
+		return b
+	}
+	if err := check(); err != nil {
+		t.Fatalf("%v: the test needs %s; install it with `bash scripts/deps.sh` (as root) and run the tests again", err, need)
+	}
+	out := filepath.Join(t.TempDir(), "plugin.wasm")
+	start := time.Now()
+	if msg, err := exec.Command("sh", append(append([]string{"build.sh"}, args...), out)...).CombinedOutput(); err != nil {
+		t.Fatalf("build.sh: %v\n%s\n(if %s is missing or cannot target wasm32, run `bash scripts/deps.sh`)", err, msg, need)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("built %s: %d bytes in %v", strings.Join(append([]string{"build.sh"}, args...), " "), len(b), time.Since(start).Round(time.Millisecond))
+	cache[key] = b
+	return b
+}
+
+// Cargo is the check of BuildScript for the Rust build scripts: they use
+// Debian's /usr/bin/cargo unless CARGO names another.
+func Cargo() error {
+	if os.Getenv("CARGO") != "" {
+		return nil
+	}
+	_, err := os.Stat("/usr/bin/cargo")
+	return err
+}
+
+// Clang is the check of BuildScript for the C build script: clang, or the
+// compiler CLANG names.
+func Clang() error {
+	clang := os.Getenv("CLANG")
+	if clang == "" {
+		clang = "clang"
+	}
+	_, err := exec.LookPath(clang)
+	return err
 }

@@ -12,61 +12,23 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/plugin"
-	"github.com/raftkv/raftkv/host/state"
+	"github.com/raftkv/raftkv/internal/wasmbuild"
+	"github.com/raftkv/raftkv/internal/wasmtest"
 	"github.com/raftkv/raftkv/plugins/sdk"
 )
 
-var (
-	buildOnce sync.Once
-	module    []byte
-	buildErr  string
-)
-
-// buildProbe builds testdata/probe once per test binary. A missing
-// toolchain fails the test (never a skip): scripts/deps.sh installs it.
+// buildProbe builds testdata/probe once per test binary.
 func buildProbe(t testing.TB) []byte {
 	t.Helper()
-	buildOnce.Do(func() {
-		if os.Getenv("CARGO") == "" {
-			if _, err := os.Stat("/usr/bin/cargo"); err != nil {
-				buildErr = fmt.Sprintf("/usr/bin/cargo: %v: the Rust SDK needs Debian's rustc, cargo, libstd-rust-dev-wasm32 and lld-14; install them with `bash scripts/deps.sh` (as root) and run the tests again", err)
-				return
-			}
-		}
-		dir, err := os.MkdirTemp("", "sdk-probe")
-		if err != nil {
-			buildErr = err.Error()
-			return
-		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "probe.wasm")
-		start := time.Now()
-		if msg, err := exec.Command("sh", "build.sh", "testdata/probe", out).CombinedOutput(); err != nil {
-			buildErr = fmt.Sprintf("build.sh: %v\n%s\n(if cargo, rustc or the wasm32-unknown-unknown standard library is missing, run `bash scripts/deps.sh`)", err, msg)
-			return
-		}
-		if module, err = os.ReadFile(out); err != nil {
-			buildErr = err.Error()
-			return
-		}
-		t.Logf("built probe.wasm: %d bytes in %v", len(module), time.Since(start).Round(time.Millisecond))
-	})
-	if buildErr != "" {
-		t.Fatal(buildErr)
-	}
-	return module
+	return wasmbuild.BuildScript(t, wasmbuild.Cargo, "Debian's rustc, cargo, libstd-rust-dev-wasm32 and lld-14, for the Rust SDK", "testdata/probe")
 }
 
 // logBuffer collects the plugin's log lines.
@@ -88,49 +50,29 @@ func (l *logBuffer) String() string {
 }
 
 type target struct {
-	t    testing.TB
-	mod  *plugin.Module
-	in   *plugin.Instance
-	s    *state.Store
-	ns   *state.Namespace
+	*wasmtest.Target
 	logs *logBuffer
 	last uint64 // the last entry's index
 }
 
 func newTarget(t testing.TB) *target {
 	t.Helper()
-	ctx := context.Background()
 	logs := &logBuffer{}
 	cfg := plugin.DefaultConfig()
 	cfg.MemoryLimitPages = 256 // 16 MiB
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
-	r, err := plugin.NewRuntime(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close(ctx) })
 	// The probe moves megabytes in one entry (1 MiB values it generates byte
 	// by byte, 12 MB fills) to test the SDK's buffers: room beyond the
 	// default fuel and write quota (plugin limits are tested in host/plugin).
 	lim := plugin.DefaultLimits()
 	lim.MemoryPages = cfg.MemoryLimitPages
 	lim.ApplyFuel, lim.QueryFuel, lim.MaxWriteBytes = plugin.MaxFuel, plugin.MaxFuel, 64<<20
-	mod, err := r.Load(ctx, buildProbe(t), plugin.LoadOptions{Name: "probe", Limits: lim})
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := r.Instantiate(ctx, mod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { in.Close(ctx) })
-	g := &target{t: t, mod: mod, in: in, s: state.New(), logs: logs}
-	g.s.Update(func() { g.ns = g.s.Namespace("probe") })
-	return g
+	return &target{Target: wasmtest.New(t, buildProbe(t), "probe", cfg, lim), logs: logs}
 }
 
 type m = map[string]any
 
+// enc encodes v as MsgPack (a []byte too: as a bin).
 func enc(t testing.TB, v any) []byte {
 	t.Helper()
 	b, err := msgpack.Marshal(v)
@@ -142,12 +84,12 @@ func enc(t testing.TB, v any) []byte {
 
 // apply applies the commands as entries 1, 2, ... after the last index.
 func (g *target) apply(cmds ...any) []abi.Result {
-	g.t.Helper()
+	g.T.Helper()
 	var entries []abi.Entry
 	for _, c := range cmds {
 		e, ok := c.(abi.Entry)
 		if !ok {
-			e = abi.Entry{Term: 1, Time: 1, Data: enc(g.t, c)}
+			e = abi.Entry{Term: 1, Time: 1, Data: enc(g.T, c)}
 		}
 		if e.Index == 0 {
 			e.Index = g.last + 1
@@ -155,47 +97,23 @@ func (g *target) apply(cmds ...any) []abi.Result {
 		g.last = e.Index
 		entries = append(entries, e)
 	}
-	var res []abi.Result
-	var err error
-	g.s.Update(func() { res, err = g.in.Apply(context.Background(), g.ns, entries) })
-	if err != nil || len(res) != len(entries) {
-		g.t.Fatalf("apply: %d results for %d entries, %v", len(res), len(entries), err)
-	}
-	return res
-}
-
-func (g *target) query(q any) abi.Result {
-	g.t.Helper()
-	view, _ := g.s.View().Namespace("probe")
-	res, err := g.in.Query(context.Background(), view, enc(g.t, q))
-	if err != nil {
-		g.t.Fatalf("query: %v", err)
-	}
-	return res
+	return g.Apply(entries...)
 }
 
 func (g *target) stored(key string) (string, uint64, bool) {
-	v, ver, ok := g.ns.Get([]byte(key))
+	v, ver, ok := g.NS.Get([]byte(key))
 	return string(v), ver, ok
 }
 
-func decode(t testing.TB, r abi.Result, out any) {
-	t.Helper()
-	if !r.OK() {
-		t.Fatalf("unexpected error %v", r.Err())
-	}
-	if err := msgpack.Unmarshal(r.Data, out); err != nil {
-		t.Fatalf("decoding %x: %v", r.Data, err)
-	}
-}
+var decode = wasmtest.Decode
 
 // TestProbeInfo: export!(P, migrate) exports raftkv_migrate; the module
 // passes the host's validation.
 func TestProbeInfo(t *testing.T) {
 	g := newTarget(t)
 	want := abi.Info{Name: "probe", Version: "0.1.0", Description: "the Rust SDK's probe"}
-	if g.mod.Info != want || g.mod.ABIVersion != 1 || !g.mod.HasMigrate {
-		t.Fatalf("module: info %+v, ABI v%d, migrate %v", g.mod.Info, g.mod.ABIVersion, g.mod.HasMigrate)
+	if g.Mod.Info != want || g.Mod.ABIVersion != 1 || !g.Mod.HasMigrate {
+		t.Fatalf("module: info %+v, ABI v%d, migrate %v", g.Mod.Info, g.Mod.ABIVersion, g.Mod.HasMigrate)
 	}
 }
 
@@ -252,7 +170,7 @@ func TestProbeResults(t *testing.T) {
 		code abi.Code
 		want abi.Code
 	}{{64, 64}, {2, abi.CodeNotFound}, {0, abi.CodeInternal}, {8, abi.CodeInternal}} {
-		if r := g.query(m{"op": "error", "code": q.code, "message": "q"}); r.Code != q.want {
+		if r := g.Query(m{"op": "error", "code": q.code, "message": "q"}); r.Code != q.want {
 			t.Errorf("query error %d: %v %q", q.code, r.Code, r.Data)
 		}
 	}
@@ -283,7 +201,7 @@ func TestProbeLimits(t *testing.T) {
 		Value   []byte `msgpack:"value"`
 		Version uint64 `msgpack:"version"`
 	}
-	decode(t, g.query(m{"op": "get", "key": "big"}), &got)
+	decode(t, g.Query(m{"op": "get", "key": "big"}), &got)
 	if len(got.Value) != abi.MaxValueSize || got.Version != 1 {
 		t.Fatalf("big: %d bytes at version %d", len(got.Value), got.Version)
 	}
@@ -292,14 +210,14 @@ func TestProbeLimits(t *testing.T) {
 			t.Fatalf("big: byte %d is %d", i, c)
 		}
 	}
-	decode(t, g.query(m{"op": "get", "key": "small"}), &got)
+	decode(t, g.Query(m{"op": "get", "key": "small"}), &got)
 	if !bytes.Equal(got.Value, []byte{0, 1, 2}) || got.Version != 2 {
 		t.Fatalf("small after big: %x at %d", got.Value, got.Version)
 	}
-	if r := g.query(m{"op": "get", "key": long}); r.Code != abi.CodeTooLarge {
+	if r := g.Query(m{"op": "get", "key": long}); r.Code != abi.CodeTooLarge {
 		t.Fatalf("get of a long key: %v %q", r.Code, r.Data)
 	}
-	if r := g.query(m{"op": "get", "key": "absent"}); r.Code != abi.CodeNotFound {
+	if r := g.Query(m{"op": "get", "key": "absent"}); r.Code != abi.CodeNotFound {
 		t.Fatalf("get of an absent key: %v %q", r.Code, r.Data)
 	}
 }
@@ -327,27 +245,27 @@ func TestProbeRange(t *testing.T) {
 		First string `msgpack:"first"`
 		Last  string `msgpack:"last"`
 	}
-	decode(t, g.query(m{"op": "count", "prefix": "p/"}), &c)
+	decode(t, g.Query(m{"op": "count", "prefix": "p/"}), &c)
 	if c.Keys != 2500 || c.Bytes != 2500*1000 || c.First != "p/000000" || c.Last != "p/002499" {
 		t.Fatalf("count p/: %+v", c)
 	}
-	decode(t, g.query(m{"op": "count", "prefix": ""}), &c)
+	decode(t, g.Query(m{"op": "count", "prefix": ""}), &c)
 	if c.Keys != 2544 || c.First != "p" || c.Last != "r/000039" {
 		t.Fatalf("count all: %+v", c)
 	}
-	decode(t, g.query(m{"op": "count", "prefix": "r/"}), &c)
+	decode(t, g.Query(m{"op": "count", "prefix": "r/"}), &c)
 	if c.Keys != 40 || c.Bytes != 40*300_000 || c.First != "r/000000" || c.Last != "r/000039" {
 		t.Fatalf("count r/: %+v", c)
 	}
-	if r := g.query(m{"op": "scan", "start": "r/", "limit": 1000}); r.Code != abi.CodeTooLarge || !strings.HasPrefix(string(r.Data), "scan answer too large: ") {
+	if r := g.Query(m{"op": "scan", "start": "r/", "limit": 1000}); r.Code != abi.CodeTooLarge || !strings.HasPrefix(string(r.Data), "scan answer too large: ") {
 		t.Fatalf("scan of 1000 large records: %v %q", r.Code, r.Data)
 	}
 	var n int
-	decode(t, g.query(m{"op": "scan", "start": "r/", "limit": 3}), &n)
+	decode(t, g.Query(m{"op": "scan", "start": "r/", "limit": 3}), &n)
 	if n != 3 {
 		t.Fatalf("scan of 3 large records: %d", n)
 	}
-	t.Logf("%d guest pages", g.in.MemoryPages())
+	t.Logf("%d guest pages", g.In.MemoryPages())
 }
 
 // TestProbeMetadata: an entry's index, term, time and data reach the
@@ -385,8 +303,8 @@ func TestProbeMigrate(t *testing.T) {
 	deploy := abi.Entry{Index: 12, Term: 4, Time: 1_700_000_000_000_000_042}
 	var res abi.Result
 	var err error
-	g.s.Update(func() {
-		res, err = g.in.Migrate(context.Background(), g.ns, abi.Migration{FromHash: "ab12", FromVersion: "refuse", Index: 12}, deploy)
+	g.Store.Update(func() {
+		res, err = g.In.Migrate(context.Background(), g.NS, abi.Migration{FromHash: "ab12", FromVersion: "refuse", Index: 12}, deploy)
 	})
 	if err != nil || res.Code != 99 || string(res.Data) != "probe refuses to migrate" {
 		t.Fatalf("refused migration: %v %q %v", res.Code, res.Data, err)
@@ -394,8 +312,8 @@ func TestProbeMigrate(t *testing.T) {
 	if _, _, ok := g.stored("migrated"); ok {
 		t.Fatal("a refused migration's write was kept")
 	}
-	g.s.Update(func() {
-		res, err = g.in.Migrate(context.Background(), g.ns, abi.Migration{FromHash: "ab12", FromVersion: "1.0.0", Index: 12}, deploy)
+	g.Store.Update(func() {
+		res, err = g.In.Migrate(context.Background(), g.NS, abi.Migration{FromHash: "ab12", FromVersion: "1.0.0", Index: 12}, deploy)
 	})
 	if err != nil || !res.OK() {
 		t.Fatalf("migration: %v %v", res.Err(), err)
