@@ -252,6 +252,21 @@ func printJSON(w io.Writer, v any) error {
 // keyPath is the API path of a key, percent-encoded ("a/b" → /v1/kv/a%2Fb).
 func keyPath(key string) string { return kvclient.KeyPath(key) }
 
+// parseClient is the prologue of a command that talks to a node: it parses
+// args with fs, checks that min to max positional arguments are left
+// (needArgs, max < 0: no bound) and makes the client of cf.
+func parseClient(fs *flagSet, cf *clientFlags, args []string, min, max int) ([]string, *client, error) {
+	pos, err := fs.parse(args)
+	if err == nil {
+		err = needArgs(pos, min, max)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := cf.client()
+	return pos, c, err
+}
+
 // needArgs checks the number of positional arguments.
 func needArgs(pos []string, min, max int) error {
 	switch {

@@ -10,14 +10,7 @@ func runDelete(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlagSet("delete", "KEY [flags]", "Delete KEY. Deleting an absent key succeeds and says so.", stdout)
 	cf := addClientFlags(fs)
 	cas := fs.Int64("cas", -1, "delete only if the key's version is this (-1: unconditionally)")
-	pos, err := fs.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 1, 1); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	pos, c, err := parseClient(fs, cf, args, 1, 1)
 	if err != nil {
 		return err
 	}

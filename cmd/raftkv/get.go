@@ -12,14 +12,7 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cf := addClientFlags(fs)
 	consistency := fs.String("consistency", "", "stale, leader or linearizable (default: the node's, leader)")
 	raw := fs.Bool("raw", false, "print the value's bytes exactly, without a newline")
-	pos, err := fs.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 1, 1); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	pos, c, err := parseClient(fs, cf, args, 1, 1)
 	if err != nil {
 		return err
 	}

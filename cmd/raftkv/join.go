@@ -19,14 +19,7 @@ func runJoin(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cf := addClientFlags(fs)
 	nonVoter := fs.Bool("non-voter", false, "add the node as a non-voting member")
 	key := fs.String("key", "", "the node's public key or trust line, to trust it in the same request")
-	pos, err := fs.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 2, 2); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	pos, c, err := parseClient(fs, cf, args, 2, 2)
 	if err != nil {
 		return err
 	}

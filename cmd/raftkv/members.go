@@ -39,14 +39,7 @@ func getCluster(ctx context.Context, c *client) (clusterAnswer, error) {
 func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("members", "[flags]", "List the cluster's members as the node at --addr sees them (the leader pings each one).", stdout)
 	cf := addClientFlags(fs)
-	pos, err := fs.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 0, 0); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	_, c, err := parseClient(fs, cf, args, 0, 0)
 	if err != nil {
 		return err
 	}

@@ -138,14 +138,7 @@ func pluginList(ctx context.Context, args []string, stdout io.Writer) error {
 	cf := addClientFlags(fs)
 	all := fs.Bool("all", false, "also list the kept states of removed plugins (keys and bytes)")
 	consistency := fs.String("consistency", "stale", "stale (the node's table), leader or linearizable (asked of the leader)")
-	pos, err := fs.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 0, 0); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	_, c, err := parseClient(fs, cf, args, 0, 0)
 	if err != nil {
 		return err
 	}
@@ -191,14 +184,7 @@ func pluginRemove(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("plugin remove", "NAME [--drop-state] [flags]", "Deactivate the plugin NAME on every node. Its state is kept unless --drop-state is given (plugin list\n--all shows kept states; a plugin deployed again under NAME finds it); --drop-state on a plugin\nalready removed deletes its kept state. Both go through the Raft log. The default plugin kv cannot\nbe removed.", stdout)
 	cf := addClientFlags(fs)
 	drop := fs.Bool("drop-state", false, "delete the plugin's state too (or, for a removed plugin, its kept state)")
-	pos, err := fs.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 1, 1); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	pos, c, err := parseClient(fs, cf, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -231,14 +217,7 @@ type digestAnswer struct {
 func pluginDigest(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("plugin digest", "NAME [flags]", "Print a hash of the plugin's state on the node at --addr and the index it was taken at.\nReplicas at the same applied index have the same digest.", stdout)
 	cf := addClientFlags(fs)
-	pos, err := fs.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 1, 1); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	pos, c, err := parseClient(fs, cf, args, 1, 1)
 	if err != nil {
 		return err
 	}

@@ -138,14 +138,7 @@ func printPluginDetail(w io.Writer, p pluginDetail) error {
 func pluginShow(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("plugin show", "NAME [flags]", "Show a plugin: its module's hash and raftkv_info, activation index, replicated limits and the\ncounters of what the limits cut on the node at --addr.", stdout)
 	cf := addClientFlags(fs)
-	pos, err := fs.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 1, 1); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	pos, c, err := parseClient(fs, cf, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -197,14 +190,7 @@ func pluginSetLimits(ctx context.Context, args []string, stdout io.Writer) error
 func pluginReset(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("plugin reset", "kv [flags]", "Deploy the kv module built into the node as the plugin kv again, with the default limits,\nwhatever module kv runs now (its state is kept): the way back from a broken upgrade of kv.", stdout)
 	cf := addClientFlags(fs)
-	pos, err := fs.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 1, 1); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	pos, c, err := parseClient(fs, cf, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -244,14 +230,7 @@ func pluginQuarantine(ctx context.Context, args []string, stdout io.Writer) erro
 	fs := newFlagSet("plugin quarantine", "NAME [--reason TEXT] [flags]", "Quarantine a plugin through the Raft log: its commands and queries are refused from that entry on,\nuntil a module is deployed for it again (its state is kept). The recovery of a cluster whose every\nvoter stopped applying the log at an entry of that plugin (fail-stop): they refuse that entry and\napply the log again. See docs/operations.md.", stdout)
 	cf := addClientFlags(fs)
 	reason := fs.String("reason", "", "why, for the nodes' logs")
-	pos, err := fs.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 1, 1); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	pos, c, err := parseClient(fs, cf, args, 1, 1)
 	if err != nil {
 		return err
 	}

@@ -11,14 +11,7 @@ import (
 func runRemove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("remove", "ID [flags]", "Remove the member ID from the cluster and revoke its keys on every node.", stdout)
 	cf := addClientFlags(fs)
-	pos, err := fs.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 1, 1); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	pos, c, err := parseClient(fs, cf, args, 1, 1)
 	if err != nil {
 		return err
 	}
