@@ -161,4 +161,5 @@ func (n *Node) ExpectLeaders(ids []string) {
 	}
 	ids = slices.Clone(ids)
 	n.joinVoters.Store(&ids)
+	n.log.Info("until it is added, this node takes Raft RPCs only from the voters its join named", "voters", strings.Join(ids, ","))
 }

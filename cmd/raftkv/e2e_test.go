@@ -363,6 +363,13 @@ func TestE2E(t *testing.T) {
 	t.Logf("built %s in %v", bin, time.Since(start).Round(time.Millisecond))
 	a := startCluster(t, bin, []string{"n1", "n2", "n3"}, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"})
 	t.Logf("cluster A ready after %v", time.Since(start).Round(time.Millisecond))
+	// serve --join hands the member's list of voters to the node it adds
+	// (host.Node.ExpectLeaders): until it is added, it hears only them.
+	for _, p := range a[1:] {
+		if !strings.Contains(p.log(1), "takes Raft RPCs only from the voters its join named") {
+			t.Errorf("%s, started with --join, was not told the voters it may hear from:\n%s", p.id, p.log(1))
+		}
+	}
 	step := func(name string, f func(t *testing.T)) {
 		if !t.Run(name, f) {
 			t.FailNow()
