@@ -222,10 +222,24 @@ type NodeStatus struct {
 	Time         time.Time      `json:"time"`
 	// Error is set when the member did not answer the node that asked.
 	Error string `json:"error,omitempty"`
+	// Divergence lists the plugins whose state the node found to differ
+	// from another node's at the same index (docs/operations.md, "State
+	// divergence").
+	Divergence []Divergence `json:"divergence,omitempty"`
 	// Writes and Reads count the requests the node answered with success
 	// (GET /v1/status only).
 	Writes uint64 `json:"writes,omitempty"`
 	Reads  uint64 `json:"reads,omitempty"`
+}
+
+// Divergence is a state digest of a plugin that differed between this node
+// and Peer at Index.
+type Divergence struct {
+	Plugin     string `json:"plugin"`
+	Index      uint64 `json:"index"`
+	Peer       string `json:"peer"`
+	Digest     string `json:"digest"`
+	PeerDigest string `json:"peer_digest"`
 }
 
 // PluginStatus is a plugin as one node runs it.

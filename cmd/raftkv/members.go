@@ -7,28 +7,14 @@ import (
 	"net/http"
 	"text/tabwriter"
 	"time"
+
+	kvclient "github.com/raftkv/raftkv/client"
 )
 
 // clusterAnswer is the answer of GET /v1/cluster.
-type clusterAnswer struct {
-	NodeID       string   `json:"node_id"`
-	Leader       string   `json:"leader"`
-	Term         uint64   `json:"term"`
-	AppliedIndex uint64   `json:"applied_index"`
-	CommitIndex  uint64   `json:"commit_index"`
-	Members      []member `json:"members"`
-}
+type clusterAnswer = kvclient.ClusterInfo
 
-type member struct {
-	ID          string    `json:"id"`
-	Address     string    `json:"address"`
-	APIAddress  string    `json:"api_address,omitempty"`
-	MgmtAddress string    `json:"mgmt_address,omitempty"`
-	Suffrage    string    `json:"suffrage"`
-	Leader      bool      `json:"leader"`
-	Reachable   bool      `json:"reachable"`
-	LastContact time.Time `json:"last_contact,omitzero"`
-}
+type member = kvclient.Member
 
 func getCluster(ctx context.Context, c *client) (clusterAnswer, error) {
 	var a clusterAnswer

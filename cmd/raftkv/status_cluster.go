@@ -10,40 +10,19 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+
+	kvclient "github.com/raftkv/raftkv/client"
 )
 
-// nodeStatus is one member in GET /v1/status/cluster (host.NodeStatus).
+// nodeStatus is one member in GET /v1/status/cluster, with what the CLI
+// computes from the whole answer.
 type nodeStatus struct {
-	NodeID       string         `json:"node_id"`
-	APIAddress   string         `json:"api_address,omitempty"`
-	RaftAddress  string         `json:"raft_address"`
-	State        string         `json:"state"`
-	Leader       string         `json:"leader"`
-	Term         uint64         `json:"term"`
-	LastIndex    uint64         `json:"last_index"`
-	CommitIndex  uint64         `json:"commit_index"`
-	AppliedIndex uint64         `json:"applied_index"`
-	Ready        bool           `json:"ready"`
-	Failure      string         `json:"failure,omitempty"`
-	Version      string         `json:"version"`
-	Keys         int            `json:"keys"`
-	DiskBytes    int64          `json:"disk_bytes"`
-	Plugins      []pluginStatus `json:"plugins"`
-	Error        string         `json:"error,omitempty"`
-	// Divergence: the plugins whose state the node found to differ from
-	// another node's at the same index (host.Divergence).
-	Divergence []divergence `json:"divergence,omitempty"`
-	Lag        uint64       `json:"lag"`    // computed here: the leader's commit index - applied index
-	Health     string       `json:"health"` // computed here: see health
+	kvclient.NodeStatus
+	Lag    uint64 `json:"lag"`    // the leader's commit index - applied index
+	Health string `json:"health"` // see health
 }
 
-type divergence struct {
-	Plugin     string `json:"plugin"`
-	Index      uint64 `json:"index"`
-	Peer       string `json:"peer"`
-	Digest     string `json:"digest"`
-	PeerDigest string `json:"peer_digest"`
-}
+type divergence = kvclient.Divergence
 
 // diverged is "hostile≠n2@123, kv≠n3@130" for a node's divergences.
 func diverged(ds []divergence) string {
@@ -54,13 +33,7 @@ func diverged(ds []divergence) string {
 	return strings.Join(out, ", ")
 }
 
-type pluginStatus struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-	Hash    string `json:"hash"`
-	Keys    int    `json:"keys"`
-	Digest  string `json:"digest,omitempty"`
-}
+type pluginStatus = kvclient.PluginStatus
 
 // clusterStatus asks any node for every member's status and fills Lag and
 // Health.
