@@ -114,13 +114,28 @@ func TestChaos(t *testing.T) {
 	cfg := loadConfig(t)
 	plugins := buildPlugins(t)
 	start := time.Now()
+	var failures []string
+	defer func() {
+		// Repeated last, so that the end of a long log (all CI keeps)
+		// says why a seed failed.
+		for _, f := range failures {
+			t.Log(f)
+		}
+	}()
 	for seed := cfg.seed; ; seed++ {
 		left := cfg.total - time.Since(start)
 		if left < 20*time.Second && seed != cfg.seed {
 			return
 		}
 		d := min(cfg.run, max(left, 20*time.Second))
-		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { runSeed(t, cfg, plugins, seed, d) })
+		var failure string
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { runSeed(t, cfg, plugins, seed, d, &failure) })
+		if failure != "" {
+			if len(failure) > 3000 {
+				failure = failure[:3000] + " …"
+			}
+			failures = append(failures, fmt.Sprintf("seed %d failed: %s", seed, failure))
+		}
 	}
 }
 
@@ -144,7 +159,8 @@ type runSummary struct {
 	Failure      string            `json:"failure,omitempty"`
 }
 
-func runSeed(t *testing.T, cfg config, plugins *pluginSet, seed uint64, d time.Duration) {
+// runSeed runs one seed and sets *failure to its first failure.
+func runSeed(t *testing.T, cfg config, plugins *pluginSet, seed uint64, d time.Duration, failure *string) {
 	rng := rand.New(rand.NewPCG(seed, 0x6368616f73))
 	opts := options{bin: cfg.bin, nodes: 3, logStore: "bolt", diskSize: "96m"}
 	if seed%2 == 0 {
@@ -171,6 +187,7 @@ func runSeed(t *testing.T, cfg config, plugins *pluginSet, seed uint64, d time.D
 		}
 		line, _ := json.Marshal(sum)
 		t.Logf("CHAOS-SUMMARY %s", line)
+		*failure = sum.Failure
 	}()
 	fail := func(format string, args ...any) {
 		t.Helper()
@@ -183,7 +200,8 @@ func runSeed(t *testing.T, cfg config, plugins *pluginSet, seed uint64, d time.D
 
 	c, err := startCluster(t, opts)
 	if err != nil {
-		t.Fatalf("starting the cluster: %v", err)
+		fail("starting the cluster: %v", err)
+		return
 	}
 	w := newWorkload(c)
 	ctx, stopClients := context.WithCancel(context.Background())
