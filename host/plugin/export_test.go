@@ -11,3 +11,7 @@ const (
 	LogRate      = logRate
 	LogBurst     = logBurst
 )
+
+// InputBuffer is the guest input buffer the live instance offered
+// (raftkv_input_buffer): capacity 0 if none.
+func (in *Instance) InputBuffer() (ptr, capacity uint32) { return in.inPtr, in.inCap }

@@ -172,6 +172,7 @@ var (
 	sigAlloc = sig{[]api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}}
 	sigCall  = sig{[]api.ValueType{api.ValueTypeI32, api.ValueTypeI32}, nil}
 	sigVoid  = sig{nil, nil}
+	sigInput = sig{nil, []api.ValueType{api.ValueTypeI64}}
 )
 
 type sig struct{ params, results []api.ValueType }
@@ -235,6 +236,7 @@ func (r *Runtime) validate(m *Module) error {
 		{abi.ExportMigrate, sigCall, false},
 		{abi.ExportInfo, sigVoid, false},
 		{abi.ExportValidate, sigCall, false},
+		{abi.ExportInputBuffer, sigInput, false},
 		{abi.ExportInitialize, sigVoid, false},
 	}
 	for _, w := range want {
