@@ -87,12 +87,14 @@ func (in *Instance) start(ctx context.Context) error {
 	in.valid = mod.ExportedFunction(abi.ExportValidate)
 	if in.m.metered {
 		c.fuel, _ = mod.ExportedGlobal(meter.FuelExport).(api.MutableGlobal)
+	}
+	if in.m.stacked {
 		c.stack, _ = mod.ExportedGlobal(meter.StackExport).(api.MutableGlobal)
-		if c.fuel == nil || c.stack == nil {
-			mod.Close(ctx)
-			in.mod = nil
-			return fmt.Errorf("plugin: instantiate: the metering globals are missing")
-		}
+	}
+	if in.m.metered && c.fuel == nil || in.m.stacked && c.stack == nil {
+		mod.Close(ctx)
+		in.mod = nil
+		return fmt.Errorf("plugin: instantiate: the metering globals are missing")
 	}
 	if f := mod.ExportedFunction(abi.ExportInitialize); f != nil {
 		c.startCall(in.m.Limits.LoadFuel)
