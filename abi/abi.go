@@ -2,8 +2,15 @@ package abi
 
 import "fmt"
 
-// Version is the ABI version this package describes.
+// Version is the ABI version this package describes: the major version,
+// carried by the module's marker export. A module built for another major
+// version is refused.
 const Version = 1
+
+// Minor is the revision of ABI v1 this package describes (ABI.md,
+// Versioning): additions that older hosts ignore and older modules need not
+// provide. 1: raftkv_validate and the info flags; 2: raftkv_input_buffer.
+const Minor = 2
 
 // Exports a plugin module provides. See ABI.md for signatures and semantics.
 const (
@@ -31,6 +38,11 @@ const (
 	// Checks a command's bytes, without state, before the leader proposes
 	// it; a non-zero result refuses the command.
 	ExportValidate = "raftkv_validate"
+	// ExportInputBuffer (optional, ABI v1.2): () -> (i64). The guest's
+	// reusable input buffer, capacity<<32 | pointer (capacity 0: none). The
+	// host asks once per instance and writes every input that fits there
+	// instead of calling raftkv_alloc.
+	ExportInputBuffer = "raftkv_input_buffer"
 	// ExportInitialize is the WASI reactor initialiser (Go c-shared, clang
 	// reactors). The host calls it once per instance if it is exported.
 	ExportInitialize = "_initialize"

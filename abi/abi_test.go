@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -167,5 +168,24 @@ func TestValidate(t *testing.T) {
 		if err := abi.Validate(b); err != nil {
 			t.Errorf("%s: %v", g.name, err)
 		}
+	}
+}
+
+// TestSpecVersion: ABI.md's title names the version and revision this
+// package describes, and its list of exports names ExportInputBuffer with
+// the revision that added it.
+func TestSpecVersion(t *testing.T) {
+	b, err := os.ReadFile("ABI.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	title := fmt.Sprintf("# raftkv plugin ABI, version %d.%d\n", abi.Version, abi.Minor)
+	if !strings.HasPrefix(doc, title) {
+		t.Errorf("ABI.md does not start with %q", title)
+	}
+	row := fmt.Sprintf("| `%s` | `() -> (i64)` | no — added in ABI v%d.%d, backward compatible |", abi.ExportInputBuffer, abi.Version, abi.Minor)
+	if !strings.Contains(doc, row) {
+		t.Errorf("ABI.md does not list %q", row)
 	}
 }

@@ -36,14 +36,6 @@ const (
 	LongCallTimeout  = longCallTimeout
 )
 
-// MaxFuel is a deploy's limits patch with the largest fuel budgets: the
-// slow plugin's spins then reach the wall-clock limit, a host bug's
-// stand-in, rather than run out of fuel.
-func MaxFuel() LimitsPatch {
-	lim := maxFuelLimits()
-	return LimitsPatch{ApplyFuel: &lim.ApplyFuel, QueryFuel: &lim.QueryFuel, LoadFuel: &lim.LoadFuel}
-}
-
 // RewriteBackupPlugin returns a copy of a backup whose plugin name runs
 // wasm (with its hash, so that every checksum holds) and, if lim is not
 // nil, those limits: a backup that verifies but holds what a deploy would

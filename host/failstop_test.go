@@ -31,18 +31,20 @@ func lead(t *testing.T, c *cluster.Cluster, m *cluster.Member) {
 	}, "%s did not become the leader", m.ID)
 }
 
-// deploySlow deploys the slow test plugin with the largest fuel budgets.
+// deploySlow deploys the slow test plugin trusted (unmetered): its spins run
+// until they end or reach the wall-clock limit, the stand-in for an
+// unmetered host bug.
 func deploySlow(t *testing.T, n *host.Node, name string, wasm []byte) host.PluginInfo {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	info, err := n.DeployPluginWith(ctx, name, wasm, host.DeployOptions{Limits: host.MaxFuel(), Force: true})
+	info, err := n.DeployPluginWith(ctx, name, wasm, host.DeployOptions{Trusted: true, Force: true})
 	// A leader may step down under a loaded machine's big deploy: deploying
 	// the same module again is harmless (it answers the active one).
 	for err != nil && ctx.Err() == nil && (errors.Is(err, host.ErrUnknownOutcome) || errors.Is(err, host.ErrNotLeader) || errors.Is(err, host.ErrNoLeader)) {
 		t.Logf("deploying %s through %s: %v; again", name, n.ID(), err)
 		time.Sleep(time.Second)
-		info, err = n.DeployPluginWith(ctx, name, wasm, host.DeployOptions{Limits: host.MaxFuel(), Force: true})
+		info, err = n.DeployPluginWith(ctx, name, wasm, host.DeployOptions{Trusted: true, Force: true})
 	}
 	if err != nil {
 		t.Fatalf("deploying %s: %v", name, err)

@@ -33,6 +33,7 @@ func rpcRequests() []rpcBody {
 		&removeRPC{NodeID: "n2"},
 		&trustRPC{NodeID: "n5", Line: "ssh-ed25519 AAAAC3Nza n5"},
 		&deployRPC{Plugin: "ledger", Wasm: []byte{0, 'a', 's', 'm'}, Options: DeployOptions{Create: true, IfHash: "h"}},
+		&deployRPC{Plugin: "ledger", Wasm: []byte{0, 'a', 's', 'm'}, Options: DeployOptions{IfHash: "*", Force: true, Trusted: true}},
 		&removePluginRPC{Plugin: "ledger", DropState: true},
 		&setLimitsRPC{Plugin: "kv", IfHash: "h"},
 		&quarantineRPC{Plugin: "kv", Reason: "fail-stop"},

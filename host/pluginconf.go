@@ -9,8 +9,8 @@ import (
 )
 
 // A plugin's configuration is replicated: its module and its limits
-// (plugin.Limits: fuel, memory cap, quotas) travel in the log, in deploy and
-// set-limits entries, and in snapshots and backups. Every node loads the
+// (plugin.Limits: fuel, memory cap, quotas, whether it is trusted) travel in
+// the log, in deploy and set-limits entries, and in snapshots and backups. Every node loads the
 // module with the same limits, so every node runs out of fuel or memory at
 // the same instruction of the same entry. The leader resolves a deploy's
 // limits (the request's, over the plugin's current ones or the defaults)
@@ -66,6 +66,13 @@ type DeployOptions struct {
 	// from the active module's (else ErrConflict: an unrelated module would
 	// take over the plugin's state).
 	Force bool `msgpack:"force,omitempty"`
+	// Trusted deploys the module trusted (plugin.Limits.Trusted): the
+	// operator vouches for it and it runs without fuel, so a loop in it
+	// runs until the wall-clock limit and stops every node (a fail-stop
+	// that only a quarantine recovers). It is set by each deploy and not
+	// kept from the module the plugin ran before: trust is in a module, not
+	// in a name.
+	Trusted bool `msgpack:"trusted,omitempty"`
 }
 
 // deploySpec is the payload of a deploy entry. Entries written before
@@ -141,15 +148,18 @@ func limitsErr(err error) error {
 	return err
 }
 
-// resolveLimits returns the limits of a deploy of name with patch p: p over
-// the plugin's current limits, or over the defaults. They are checked
-// against the ranges and this node's memory cap (ErrInvalid).
-func (n *Node) resolveLimits(name string, p LimitsPatch) (plugin.Limits, error) {
+// resolveLimits returns the limits of a deploy of name with options o: its
+// patch over the plugin's current limits, or over the defaults, trusted as
+// o says. They are checked against the ranges and this node's memory cap
+// (ErrInvalid).
+func (n *Node) resolveLimits(name string, o DeployOptions) (plugin.Limits, error) {
 	base := plugin.DefaultLimits()
 	if old := n.fsm.plugin(name); old != nil {
 		base = old.mod.Limits
 	}
-	return n.checkLimits(p.Over(base))
+	lim := o.Limits.Over(base)
+	lim.Trusted = o.Trusted
+	return n.checkLimits(lim)
 }
 
 func (n *Node) checkLimits(l plugin.Limits) (plugin.Limits, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/raftkv/raftkv/abi"
@@ -133,5 +134,69 @@ func TestFSMDeployPreconditions(t *testing.T) {
 	nameless := wasmbuild.Build(t, "./plugin/testdata/nodescriber")
 	if r := l.apply(specEnv("s", deploySpec{Wasm: nameless, Limits: def, IfHash: "*"}))[0]; !errors.Is(r.err, ErrConflict) {
 		t.Fatalf("upgrade of a named plugin to a module without a name: %v, want ErrConflict", r.err)
+	}
+}
+
+// TestFSMTrustedIsReplicated: a deploy entry's trusted flag is how every
+// node runs the plugin. Metered, the hostile plugin's loop is out_of_fuel;
+// deployed again trusted (the same module: no migration), it runs without
+// fuel until the wall-clock limit stops the node (the stand-in for an
+// unmetered host bug). A node restored from a snapshot, and one that
+// replays the log (a restart), run it trusted too; deployed once more
+// without the flag, it is metered again.
+func TestFSMTrustedIsReplicated(t *testing.T) {
+	wasm := hostileWasm(t)
+	trusted := trustedLimits()
+	log := []envelope{
+		specEnv("h", deploySpec{Wasm: wasm, Limits: plugin.DefaultLimits(), Create: true}),
+		cmdEnv("h", "loop"),
+		specEnv("h", deploySpec{Wasm: wasm, Limits: trusted, IfHash: "*"}),
+		cmdEnv("h", "set a 1"),
+	}
+	f, _, _ := testFSM(t, shortCallTimeout)
+	l := &testLog{t: t, f: f}
+	rs := l.apply(log...)
+	if r := rs[1]; r.err != nil || r.res.Code != abi.CodeOutOfFuel {
+		t.Fatalf("the loop, metered: %v %v, want out_of_fuel", r.err, r.res)
+	}
+	for _, i := range []int{0, 2, 3} {
+		if r := rs[i]; r.err != nil || !r.res.OK() {
+			t.Fatalf("entry %d: %v %v", i, r.err, r.res.Err())
+		}
+	}
+	if got := f.plugin("h").mod.Limits; got != trusted {
+		t.Fatalf("limits %+v after the trusted deploy, want %+v", got, trusted)
+	}
+	snap := snapshotOf(t, f)
+	loopStops := func(what string, g *fsm, gl *testLog) {
+		t.Helper()
+		if got := g.plugin("h").mod.Limits; got != trusted {
+			t.Fatalf("%s: limits %+v, want %+v", what, got, trusted)
+		}
+		if r := gl.apply(cmdEnv("h", "loop"))[0]; !errors.Is(r.err, ErrStopped) {
+			t.Fatalf("%s: the trusted loop: %v %v, want ErrStopped (the wall-clock limit)", what, r.err, r.res)
+		}
+		if err := g.stopped(); err == nil || !strings.Contains(err.Error(), "wall-clock") {
+			t.Fatalf("%s: failure %v, want the wall-clock limit", what, err)
+		}
+	}
+
+	g, _, _ := testFSM(t, shortCallTimeout)
+	if err := g.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
+		t.Fatal(err)
+	}
+	loopStops("restored from a snapshot", g, &testLog{t: t, f: g, index: l.index})
+
+	r, _, _ := testFSM(t, shortCallTimeout)
+	rl := &testLog{t: t, f: r}
+	rl.apply(log...)
+	loopStops("replaying the log", r, rl)
+
+	l.mustOK(specEnv("h", deploySpec{Wasm: wasm, Limits: plugin.DefaultLimits(), IfHash: "*"}))
+	if r := l.apply(cmdEnv("h", "loop"))[0]; r.err != nil || r.res.Code != abi.CodeOutOfFuel {
+		t.Fatalf("the loop, deployed again without trust: %v %v, want out_of_fuel", r.err, r.res)
+	}
+	if got := value(f, "h", "a"); got != "1" {
+		t.Fatalf("a = %q after the deploys, want 1 (the state is kept)", got)
 	}
 }

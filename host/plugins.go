@@ -86,7 +86,7 @@ func (n *Node) deployLocal(ctx context.Context, name string, wasm []byte, opts D
 	if err := checkPreconditions(name, old, hash, opts.Create, opts.IfHash, true, abi.Info{}); err != nil {
 		return PluginInfo{}, err
 	}
-	lim, err := n.resolveLimits(name, opts.Limits)
+	lim, err := n.resolveLimits(name, opts)
 	if err != nil {
 		return PluginInfo{}, err
 	}

@@ -125,14 +125,14 @@ func pluginHashOf(t *testing.T, p *proc, name string) string {
 }
 
 // TestE2EQuarantineRecoversStoppedCluster: a plugin whose command loops,
-// deployed with the largest fuel budget on nodes whose wall-clock limit is
-// tiny (--plugin-call-timeout 6s: the stand-in for an unmetered host bug),
+// deployed trusted (unmetered: the stand-in for an unmetered host bug, which
+// nothing but the wall-clock limit stops; --plugin-call-timeout 6s),
 // stops every node at the same entry. The leader keeps its leadership (no
 // storm of elections: the term stays put), and `raftkv plugin quarantine`
 // sent to a follower is committed by the stopped cluster: every node
 // refuses the entry and applies the log again, with no data directory
 // wiped and no restart. The plugin's commands are refused until it is
-// deployed again (here with 1,000,000 fuel: the loop is then
+// deployed again (here metered, with 1,000,000 fuel: the loop is then
 // out_of_fuel, the same on every node); kv and the plugin work within
 // seconds; digests agree; a restarted node comes back applying.
 func TestE2EQuarantineRecoversStoppedCluster(t *testing.T) {
@@ -143,7 +143,10 @@ func TestE2EQuarantineRecoversStoppedCluster(t *testing.T) {
 	wasm := hostileFile(t)
 	c := startContainCluster(t, bin, "--plugin-call-timeout", "6s")
 	l := c.leader(t)
-	mustCLI(t, "plugin", "deploy", "hostile", wasm, "--fuel", "5000000000", "--addr", l.url())
+	mustCLI(t, "plugin", "deploy", "hostile", wasm, "--trusted", "--addr", l.url())
+	if out := mustCLI(t, "plugin", "show", "hostile", "--addr", l.url()); !strings.Contains(out, "TRUSTED") {
+		t.Fatalf("plugin show of a plugin deployed --trusted:\n%s", out)
+	}
 	eventuallyHTTP(t, 200, "PUT", l.url()+"/v1/kv/before", []byte("1"))
 	eventuallyHTTP(t, 200, "POST", l.url()+"/v1/plugins/hostile/commands", []byte(`"set a 1"`))
 	l = c.leader(t)
@@ -216,7 +219,7 @@ func TestE2EQuarantineRecoversStoppedCluster(t *testing.T) {
 		}
 	}
 
-	// Deployed again, with the default fuel: back in service, and the loop
+	// Deployed again, metered (no --trusted): back in service, and the loop
 	// is a deterministic out_of_fuel.
 	mustCLI(t, "plugin", "deploy", "hostile", wasm, "--upgrade", pluginHashOf(t, l, "hostile"), "--fuel", "1000000", "--addr", follower.url())
 	start := time.Now()

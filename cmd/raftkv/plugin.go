@@ -95,6 +95,7 @@ func pluginDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	quiet := fs.Bool("quiet", false, "no progress on standard error")
 	upgrade := fs.String("upgrade", "", "upgrade the plugin, which must run the module of this hash (raftkv plugin list shows it; * for any)")
 	force := fs.Bool("force", false, "upgrade even to a module whose raftkv_info name differs from the running module's")
+	trusted := fs.Bool("trusted", false, "run the module without fuel (you vouch that it ends: a loop in it stops every node until raftkv plugin quarantine); given at each deploy, not kept by an upgrade")
 	lf := addLimitFlags(fs)
 	pos, err := fs.parse(args)
 	if err != nil {
@@ -113,6 +114,9 @@ func pluginDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if *force {
 		q.Set("force", "true")
+	}
+	if *trusted {
+		q.Set("trusted", "true")
 	}
 	c, err := cf.client()
 	if err != nil {

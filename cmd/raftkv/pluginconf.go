@@ -103,6 +103,7 @@ type pluginLimits struct {
 	MaxNamespaceKeys  uint64 `json:"max_namespace_keys"`
 	MaxNamespaceBytes uint64 `json:"max_namespace_bytes"`
 	MaxLogBytes       uint64 `json:"max_log_bytes"`
+	Trusted           bool   `json:"trusted"`
 }
 
 // pluginDetail is GET /v1/plugins/{name}.
@@ -123,7 +124,11 @@ func printPluginDetail(w io.Writer, p pluginDetail) error {
 		fmt.Fprintf(tw, "QUARANTINED\tits commands and queries are refused until a module is deployed again\n")
 	}
 	l := p.Limits
-	fmt.Fprintf(tw, "fuel\tcommand %d, query %d, load %d\n", l.ApplyFuel, l.QueryFuel, l.LoadFuel)
+	if l.Trusted {
+		fmt.Fprintf(tw, "fuel\tnone: TRUSTED (deployed with --trusted; a loop stops every node until raftkv plugin quarantine)\n")
+	} else {
+		fmt.Fprintf(tw, "fuel\tcommand %d, query %d, load %d\n", l.ApplyFuel, l.QueryFuel, l.LoadFuel)
+	}
 	fmt.Fprintf(tw, "memory\t%d pages (%s)\n", l.MemoryPages, formatBytes(int64(l.MemoryPages)*64<<10))
 	fmt.Fprintf(tw, "quotas\twrites %d B/command, state %d keys and %d B, log %d B/command\n", l.MaxWriteBytes, l.MaxNamespaceKeys, l.MaxNamespaceBytes, l.MaxLogBytes)
 	fmt.Fprintf(tw, "keys\t%d\n", p.Keys)

@@ -13,8 +13,9 @@ import (
 
 // TestServeSIGTERMFailStoppedLeader: SIGTERM ends a fail-stopped leader's
 // process promptly. The node is a single-node cluster; an upgrade of the
-// slow test plugin whose migration runs past --plugin-call-timeout stops
-// it applying the log. Restarted, it becomes leader and waits for the
+// slow test plugin, deployed trusted (unmetered: the stand-in for a host
+// bug), whose migration runs past --plugin-call-timeout stops it applying
+// the log. Restarted, it becomes leader and waits for the
 // barrier of its term while its state machine stops at that entry again:
 // SIGTERM must end it then too. (The old code passes this one: its
 // fail-stop releases the barrier. It guards the path.)
@@ -36,12 +37,12 @@ func TestServeSIGTERMFailStoppedLeader(t *testing.T) {
 	p.args = append(p.args, "--plugin-call-timeout", "3s", "--shutdown-timeout", "5s")
 	p.start()
 	waitServing(t, p)
-	// The largest load fuel: the spin reaches the wall-clock limit (a host
-	// bug's stand-in) before it runs out of fuel.
-	mustCLI(t, "plugin", "deploy", "slow", v1, "--addr", p.url(), "--load-fuel", "5000000000", "--timeout", "3m")
+	// Trusted: no fuel, so the spin reaches the wall-clock limit (a host
+	// bug's stand-in).
+	mustCLI(t, "plugin", "deploy", "slow", v1, "--addr", p.url(), "--trusted", "--timeout", "3m")
 	// Compiling and migrating take long on a loaded machine: a generous
 	// --timeout, so the answer is the node's, not the CLI giving up.
-	if r := cli("plugin", "deploy", "slow", v2, "--upgrade", "*", "--addr", p.url(), "--timeout", "3m"); r.code == 0 || !strings.Contains(r.stderr, "stopped") {
+	if r := cli("plugin", "deploy", "slow", v2, "--upgrade", "*", "--trusted", "--addr", p.url(), "--timeout", "3m"); r.code == 0 || !strings.Contains(r.stderr, "stopped") {
 		t.Fatalf("an upgrade whose migration passes the call limit: exit %d, %s", r.code, r.stderr)
 	}
 	stopped := func() error {

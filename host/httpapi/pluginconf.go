@@ -104,8 +104,9 @@ func boolParam(r *http.Request, name string) (bool, error) {
 }
 
 // deployOptions reads a deploy's options: its limits, If-Match (an upgrade
-// of the module of that hash; without it, the plugin must not exist) and
-// force=true (an upgrade to a module of another raftkv_info name).
+// of the module of that hash; without it, the plugin must not exist),
+// force=true (an upgrade to a module of another raftkv_info name) and
+// trusted=true (the module runs without fuel: host.DeployOptions.Trusted).
 func deployOptions(r *http.Request) (host.DeployOptions, error) {
 	var o host.DeployOptions
 	var err error
@@ -113,6 +114,9 @@ func deployOptions(r *http.Request) (host.DeployOptions, error) {
 		return o, err
 	}
 	if o.Force, err = boolParam(r, "force"); err != nil {
+		return o, err
+	}
+	if o.Trusted, err = boolParam(r, "trusted"); err != nil {
 		return o, err
 	}
 	o.IfHash = ifMatch(r)

@@ -116,3 +116,54 @@ func eventuallyLimits(t *testing.T, n *node, name string, want plugin.Limits) {
 		return r.status == 200 && json.Unmarshal(r.body, &got) == nil && got.Limits == want
 	}, "%s: limits of %s never became %+v", n.m.ID, name, want)
 }
+
+// TestDeployTrusted: PUT /v1/plugins/{name}?trusted=true, sent to a
+// follower, deploys the module trusted on every node (GET shows
+// "trusted": true in its limits); PUT .../limits keeps the flag; a deploy
+// without it, even of the same module, makes the plugin metered again
+// (trust is given per deploy, not kept from the module before); a bad
+// value is 400.
+func TestDeployTrusted(t *testing.T) {
+	hostile := wasmbuild.Build(t, "../plugin/testdata/hostile")
+	tc := startCluster(t, 3)
+	f := tc.followers()[0]
+	wasm := "Content-Type"
+	trusted := func(n *node) *bool { // nil: not shown, or not deployed there yet
+		var got struct {
+			Limits struct {
+				Trusted *bool `json:"trusted"`
+			} `json:"limits"`
+		}
+		if r := do(t, "GET", n.url+"/v1/plugins/h", nil); r.status != 200 || json.Unmarshal(r.body, &got) != nil {
+			return nil
+		}
+		return got.Limits.Trusted
+	}
+	everywhere := func(want bool) {
+		t.Helper()
+		for _, n := range tc.nodes {
+			cluster.Poll(t, 20*time.Second, func() bool {
+				got := trusted(n)
+				return got != nil && *got == want
+			}, "%s: GET /v1/plugins/h never showed trusted %v", n.m.ID, want)
+		}
+	}
+
+	wantErr(t, do(t, "PUT", f.url+"/v1/plugins/h?trusted=maybe", hostile, wasm, "application/wasm"), http.StatusBadRequest, "bad_request")
+	var info host.PluginInfo
+	decode(t, do(t, "PUT", f.url+"/v1/plugins/h?trusted=true", hostile, wasm, "application/wasm"), &info)
+	if !info.Limits.Trusted {
+		t.Fatalf("a trusted deploy answered %+v", info.Limits)
+	}
+	everywhere(true)
+	decode(t, do(t, "PUT", f.url+"/v1/plugins/h/limits", `{"max_write_bytes": 8192}`), &info)
+	if !info.Limits.Trusted || info.Limits.MaxWriteBytes != 8192 {
+		t.Fatalf("PUT limits of a trusted plugin answered %+v", info.Limits)
+	}
+	everywhere(true)
+	decode(t, do(t, "PUT", f.url+"/v1/plugins/h", hostile, wasm, "application/wasm", "If-Match", strconv.Quote(info.Hash)), &info)
+	if info.Limits.Trusted || info.Limits.MaxWriteBytes != 8192 {
+		t.Fatalf("deployed again without trusted=true: %+v, want metered with the other limits kept", info.Limits)
+	}
+	everywhere(false)
+}

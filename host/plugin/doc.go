@@ -20,7 +20,8 @@
 // entry:
 //
 //   - Fuel (Limits.ApplyFuel per entry, QueryFuel, LoadFuel). Every module
-//     but a trusted one is metered; fuel is set at the start of each entry
+//     but a trusted one (Config.Trusted: the embedded kv; Limits.Trusted: a
+//     plugin its operator vouches for) is metered; fuel is set at the start of each entry
 //     (at each result call) and each call, and host functions charge it in
 //     proportion to the bytes they move. Running out becomes the entry's
 //     result, abi.CodeOutOfFuel.
@@ -46,7 +47,11 @@
 // A call that exceeds the wall-clock limit (Config.CallTimeout, per entry)
 // is not deterministic, so it never becomes a result: Apply returns an error
 // wrapping ErrTimeLimit and the caller must stop applying (fail-stop). With
-// fuel, only a trusted module or a host bug can get there.
+// fuel, only a trusted module or a host bug can get there. A module
+// trusted by its Limits keeps wazero's termination checks, so its loop
+// reaches the limit and stops the node (on every node: the limit is then
+// the only bound on it); one that Config.Trusted lists has none, so
+// nothing stops its loop.
 //
 // Guest output (the log host function, stdout, stderr) goes to the node log
 // tagged with the plugin's name (LoadOptions.Name), rate-limited per module,

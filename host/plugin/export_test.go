@@ -11,3 +11,8 @@ const (
 	LogRate      = logRate
 	LogBurst     = logBurst
 )
+
+// NoInputBuffer makes in ignore the input buffer its module offered, until
+// it restarts: every input goes through raftkv_alloc, as for a module built
+// before ABI v1.2 (a benchmark measures what the buffer saves).
+func NoInputBuffer(in *Instance) { in.inCap = 0 }

@@ -222,7 +222,8 @@ func TestFreshAndUsedInstancesAgree(t *testing.T) {
 
 // TestDeepRecursion: with fuel to spare, unbounded recursion stops at the
 // call-stack budget (plugin.StackSlots), at the same depth on every
-// instance, long before the engine's stack limit.
+// instance, long before the engine's stack limit; a trusted plugin
+// (Limits.Trusted, no fuel) keeps the budget and stops at the same depth.
 func TestDeepRecursion(t *testing.T) {
 	cfg := plugin.DefaultConfig()
 	cfg.MemoryLimitPages = 4096 // Go's stack grows in guest memory first
@@ -244,6 +245,33 @@ func TestDeepRecursion(t *testing.T) {
 	}
 	if other := b.apply(e); other[0] != got[0] {
 		t.Fatalf("another instance: %q, want %q", other[0], got[0])
+	}
+	opts.Limits.Trusted = true
+	c := newNode(t, r, loadHostile(t, r, opts))
+	if trusted := c.apply(e); trusted[0] != got[0] || trusted[1] != "0:ok" {
+		t.Fatalf("trusted: %q, want %q", trusted, got)
+	}
+}
+
+// TestTrustedRunsUnmetered: a plugin deployed trusted (Limits.Trusted)
+// runs without fuel: a loop, which nothing else stops, reaches the
+// wall-clock limit (ErrTimeLimit: the node must stop applying) instead of
+// running out of fuel, and the runtime serves the next call. (It keeps the
+// call-stack budget: TestDeepRecursion.)
+func TestTrustedRunsUnmetered(t *testing.T) {
+	r := newRuntime(t, time.Second)
+	opts := testOpts
+	opts.Limits.Trusted = true
+	n := newNode(t, r, loadHostile(t, r, opts))
+	var res []abi.Result
+	var err error
+	n.s.Update(func() { res, err = n.in.Apply(context.Background(), n.ns, batch(3, "set b 1", "loop", "set c 1")) })
+	if !errors.Is(err, plugin.ErrTimeLimit) || len(res) != 1 || !res[0].OK() {
+		t.Fatalf("a trusted loop: results %+v, error %v; want one ok and ErrTimeLimit", res, err)
+	}
+	expect(t, n.apply(batch(4, "get b", "set d 1")), "0:1", "0:ok")
+	if c := n.in.Module().Counters(); c.OutOfFuel != 0 || c.FuelUsed != 0 {
+		t.Fatalf("counters of a trusted plugin %+v: no fuel is counted", c)
 	}
 }
 

@@ -21,21 +21,25 @@ import (
 // use. After a trap it re-creates itself from the compiled module on the next
 // call.
 type Instance struct {
-	r      *Runtime
-	m      *Module
-	mod    api.Module // nil until started and after a trap
-	alloc  api.Function
-	apply  api.Function
-	query  api.Function
-	mig    api.Function
-	info   api.Function
-	valid  api.Function
-	call   *call
-	vctx   context.Context // carries call; the context of a trusted module's calls
-	input  bytes.Buffer
-	enc    *msgpack.Encoder
-	stack  [2]uint64
-	closed bool
+	r     *Runtime
+	m     *Module
+	mod   api.Module // nil until started and after a trap
+	alloc api.Function
+	apply api.Function
+	query api.Function
+	mig   api.Function
+	info  api.Function
+	valid api.Function
+	call  *call
+	vctx  context.Context // carries call; the context of a trusted module's calls
+	input bytes.Buffer
+	// The guest's reusable input buffer (raftkv_input_buffer, ABI v1.2):
+	// inputs of at most inCap bytes are written at inPtr without a call to
+	// raftkv_alloc. inCap is 0 when the module offers none.
+	inPtr, inCap uint32
+	enc          *msgpack.Encoder
+	stack        [2]uint64
+	closed       bool
 }
 
 // Instantiate creates an instance of m and runs its initialiser.
@@ -83,23 +87,59 @@ func (in *Instance) start(ctx context.Context) error {
 	in.valid = mod.ExportedFunction(abi.ExportValidate)
 	if in.m.metered {
 		c.fuel, _ = mod.ExportedGlobal(meter.FuelExport).(api.MutableGlobal)
+	}
+	if in.m.stacked {
 		c.stack, _ = mod.ExportedGlobal(meter.StackExport).(api.MutableGlobal)
-		if c.fuel == nil || c.stack == nil {
-			mod.Close(ctx)
-			in.mod = nil
-			return fmt.Errorf("plugin: instantiate: the metering globals are missing")
-		}
+	}
+	if in.m.metered && c.fuel == nil || in.m.stacked && c.stack == nil {
+		mod.Close(ctx)
+		in.mod = nil
+		return fmt.Errorf("plugin: instantiate: the metering globals are missing")
 	}
 	if f := mod.ExportedFunction(abi.ExportInitialize); f != nil {
 		c.startCall(in.m.Limits.LoadFuel)
 		cctx, cancel := in.opContext(ctx)
-		defer cancel()
-		if err := in.invoke(ctx, cctx, f, 0, 0); err != nil {
+		err := in.invoke(ctx, cctx, f, 0, 0)
+		cancel()
+		if err != nil {
 			return fmt.Errorf("plugin: _initialize: %w", err)
 		}
 	}
+	return in.inputBuffer(ctx)
+}
+
+// inputBuffer asks the module for its reusable input buffer
+// (raftkv_input_buffer, ABI.md section 1), if it exports one, and checks
+// that the buffer lies inside the guest memory: the host writes there
+// without asking again.
+func (in *Instance) inputBuffer(ctx context.Context) error {
+	in.inPtr, in.inCap = 0, 0
+	f := in.mod.ExportedFunction(abi.ExportInputBuffer)
+	if f == nil {
+		return nil
+	}
+	c := in.call
+	c.startCall(in.m.Limits.LoadFuel)
+	cctx, cancel := in.opContext(ctx)
+	defer cancel()
+	if err := in.invoke(ctx, cctx, f, 0, 0); err != nil {
+		return fmt.Errorf("plugin: %s: %w", abi.ExportInputBuffer, err)
+	}
+	ptr, capacity := uint32(in.stack[0]), uint32(in.stack[0]>>32)
+	if size := in.mod.Memory().Size(); capacity > 0 && uint64(ptr)+uint64(capacity) > uint64(size) {
+		in.kill(ctx)
+		return fmt.Errorf("plugin: %s: %w", abi.ExportInputBuffer, &trapError{abi.CodeTrap,
+			fmt.Sprintf("it returned the buffer [%#x, +%d), which is not inside the guest memory of %d bytes", ptr, capacity, size)})
+	}
+	in.inPtr, in.inCap = ptr, capacity
 	return nil
 }
+
+// InputBuffer returns the input buffer the live instance offered
+// (raftkv_input_buffer, ABI.md section 1): the host writes every input of at
+// most capacity bytes at ptr. capacity is 0 if it offered none, and before
+// the instance starts again after a trap.
+func (in *Instance) InputBuffer() (ptr, capacity uint32) { return in.inPtr, in.inCap }
 
 // kill discards the live module after a trap or timeout.
 func (in *Instance) kill(ctx context.Context) {
@@ -108,6 +148,7 @@ func (in *Instance) kill(ctx context.Context) {
 		in.mod = nil
 	}
 	in.call.fuel, in.call.stack = nil, nil
+	in.inPtr, in.inCap = 0, 0
 }
 
 // Close releases the instance. It is idempotent.
@@ -233,9 +274,19 @@ func (c *call) outOfFuel() *trapError {
 	return &trapError{abi.CodeOutOfFuel, fmt.Sprintf("out of fuel: used the budget of %d", c.budget)}
 }
 
-// send copies data into a guest buffer from raftkv_alloc, which runs with
-// the fuel of the operation (budget).
+// send copies data into the guest: into its input buffer if it fits
+// (raftkv_input_buffer; no guest call), else into a buffer from
+// raftkv_alloc, which runs with the fuel of the operation (budget).
 func (in *Instance) send(ctx, cctx context.Context, data []byte, budget uint64) (uint32, error) {
+	if in.inCap > 0 && uint64(len(data)) <= uint64(in.inCap) {
+		// Checked against the memory when the instance started (and a
+		// memory never shrinks), so this write does not fail.
+		if !in.mod.Memory().Write(in.inPtr, data) {
+			in.kill(ctx)
+			return 0, &trapError{abi.CodeTrap, fmt.Sprintf("%s buffer %#x is outside guest memory", abi.ExportInputBuffer, in.inPtr)}
+		}
+		return in.inPtr, nil
+	}
 	in.call.reset()
 	in.call.startCall(budget)
 	in.stack[0] = uint64(len(data))

@@ -14,8 +14,9 @@ import (
 //
 // Fuel is counted in units of roughly one simple wasm instruction; host
 // functions charge in proportion to the bytes they move (ABI.md, section 5).
-// A module that Config.Trusted lists runs unmetered: its fuel fields are not
-// used, but its memory cap and quotas are.
+// A trusted plugin (Trusted) and a module that Config.Trusted lists run
+// unmetered: their fuel fields are not used, but their memory cap and
+// quotas are.
 type Limits struct {
 	// ApplyFuel is the fuel of one log entry (command) in raftkv_apply. An
 	// entry that exhausts it gets abi.CodeOutOfFuel and its writes are undone.
@@ -42,6 +43,18 @@ type Limits struct {
 	// (the log host function, stdout and stderr together); the excess is
 	// dropped and counted (Counters.LogBytesDropped).
 	MaxLogBytes uint64 `json:"max_log_bytes" msgpack:"max_log_bytes"`
+	// Trusted: the operator vouches for the module, which runs without fuel
+	// (ApplyFuel, QueryFuel and LoadFuel are kept but not used). Its only
+	// bound on time is then each node's wall-clock limit
+	// (Config.CallTimeout): an entry that loops reaches it on every node, and
+	// every node stops applying the log (fail-stop) until the plugin is
+	// quarantined. It keeps wazero's termination checks, which that limit
+	// needs (unlike a module Config.Trusted lists, whose loop nothing could
+	// stop), the call-stack budget and everything else here. Being
+	// replicated, it is the same on every node: a node that metered the
+	// plugin while another did not would give another result for the same
+	// entry.
+	Trusted bool `json:"trusted" msgpack:"trusted,omitempty"`
 }
 
 // Bounds of the Limits fields that Validate enforces.

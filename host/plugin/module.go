@@ -40,7 +40,8 @@ type Module struct {
 	compiled  wazero.CompiledModule
 	rt        wazero.Runtime // the runtime it was compiled in
 	trusted   bool           // compiled without termination checks (Config.Trusted)
-	metered   bool           // instrumented with fuel (every module but trusted ones)
+	metered   bool           // instrumented with fuel (every module but trusted ones, Config.Trusted or Limits.Trusted)
+	stacked   bool           // instrumented with the call-stack budget (every module but Config.Trusted ones)
 	index     uint64         // LoadOptions.Index
 	log       *slog.Logger   // tagged with the plugin's name
 	counters  *counters
@@ -61,9 +62,10 @@ func HashOf(wasm []byte) string {
 
 // Load instruments, compiles and validates a module with its limits, then
 // instantiates it once to run its initialiser and read its info. Every
-// module but a trusted one (Config.Trusted) is metered (package meter): what
-// is compiled is the instrumented module, and its memory maximum is
-// Limits.MemoryPages, trusted or not. Every refusal wraps ErrInvalidModule and says
+// module but a trusted one (Config.Trusted, Limits.Trusted) is metered
+// (package meter): what is compiled is the instrumented module, and its
+// memory maximum is Limits.MemoryPages, trusted or not. A module trusted by
+// its Limits keeps the call-stack budget and the termination checks. Every refusal wraps ErrInvalidModule and says
 // what is wrong; it is deterministic (the same bytes are refused the same way
 // on every node). An initialiser or raftkv_info that runs past
 // Config.CallTimeout is not a refusal: that error wraps ErrTimeLimit (and not
@@ -90,9 +92,13 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, opts LoadOptions) (*Mod
 		rt = r.fast
 	}
 	mo := meter.Options{MemoryPages: opts.Limits.MemoryPages}
-	metered := !trusted && !r.unmetered
+	stacked := !trusted && !r.unmetered
+	metered := stacked && !opts.Limits.Trusted
+	if stacked {
+		mo.StackSlots = StackSlots
+	}
 	if metered {
-		mo.Fuel, mo.InitialFuel, mo.StackSlots = true, opts.Limits.LoadFuel, StackSlots
+		mo.Fuel, mo.InitialFuel = true, opts.Limits.LoadFuel
 	}
 	code, err := instrumented.instrument(hash, wasm, mo)
 	if errors.Is(err, meter.ErrMalformed) {
@@ -105,7 +111,7 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, opts LoadOptions) (*Mod
 		return nil, fmt.Errorf("%w: does not compile: %w", ErrInvalidModule, err)
 	}
 	m := &Module{Hash: hash, Size: len(wasm), Wasm: wasm, Name: opts.Name, Limits: opts.Limits,
-		compiled: compiled, rt: rt, owner: r, trusted: trusted, metered: metered, index: opts.Index,
+		compiled: compiled, rt: rt, owner: r, trusted: trusted, metered: metered, stacked: stacked, index: opts.Index,
 		counters: new(counters), log: r.log.With("plugin", opts.Name, "hash", hash[:12])}
 	r.open.Add(1)
 	if err := r.validate(m); err != nil {
@@ -166,6 +172,7 @@ var (
 	sigAlloc = sig{[]api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}}
 	sigCall  = sig{[]api.ValueType{api.ValueTypeI32, api.ValueTypeI32}, nil}
 	sigVoid  = sig{nil, nil}
+	sigInput = sig{nil, []api.ValueType{api.ValueTypeI64}}
 )
 
 type sig struct{ params, results []api.ValueType }
@@ -229,6 +236,7 @@ func (r *Runtime) validate(m *Module) error {
 		{abi.ExportMigrate, sigCall, false},
 		{abi.ExportInfo, sigVoid, false},
 		{abi.ExportValidate, sigCall, false},
+		{abi.ExportInputBuffer, sigInput, false},
 		{abi.ExportInitialize, sigVoid, false},
 	}
 	for _, w := range want {

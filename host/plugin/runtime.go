@@ -46,11 +46,13 @@ type Config struct {
 	CacheDir string
 	// Logger receives plugin log calls and guest stderr. Nil discards.
 	Logger *slog.Logger
-	// Trusted lists the sha256 (hex) of modules that run without wazero's
-	// termination checks, which cost about half of the apply throughput of a
-	// Go plugin. A trusted module's overrun of CallTimeout cannot be
-	// interrupted, so trust only code shipped with raftkv (the embedded
-	// default plugin); every other module keeps the checks.
+	// Trusted lists the sha256 (hex) of modules that run without fuel and
+	// without wazero's termination checks, which cost about half of the
+	// apply throughput of a Go plugin. A trusted module's overrun of
+	// CallTimeout cannot be interrupted, so trust only code shipped with
+	// raftkv (the embedded default plugin); every other module keeps the
+	// checks. (A plugin an operator trusts is another thing: Limits.Trusted,
+	// replicated, unmetered but with the checks.)
 	Trusted map[string]bool
 }
 

@@ -135,8 +135,9 @@
 // -buildmode=c-shared makes a reactor (exports _initialize), which the host
 // requires; -trimpath and -buildvcs=false make the build reproducible, so
 // anyone can check that a module was built from given sources. The wasm build of this package provides the ABI's
-// exports (raftkv_abi_v1, raftkv_alloc, raftkv_apply, raftkv_query,
-// raftkv_migrate, raftkv_info) and imports the host functions; see abi/ABI.md
+// exports (raftkv_abi_v1, raftkv_alloc, raftkv_input_buffer, raftkv_apply,
+// raftkv_query, raftkv_migrate, raftkv_validate, raftkv_info) and imports the
+// host functions; see abi/ABI.md
 // for the contract, which a plugin in another language implements directly.
 //
 // # Testing

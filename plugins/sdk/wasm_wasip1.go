@@ -16,7 +16,8 @@ import (
 // locking.
 
 var (
-	in     []byte                   // the one input buffer handed out by raftkv_alloc
+	inbuf  [inputBufSize]byte       // the reusable input buffer (raftkv_input_buffer)
+	in     []byte                   // raftkv_alloc's buffer for inputs larger than inbuf
 	out    = make([]byte, 0, 4<<10) // reused result buffer for Appender plugins
 	hs     hostState                // the State given to the plugin
 	reader mp.Reader                // batch decoder
@@ -40,6 +41,10 @@ const (
 	batchBuf = MaxBatchBytes
 	// smallStep rounds the size of small buffers.
 	smallStep = 4 << 10
+	// inputBufSize is the size of the input buffer the module offers the
+	// host (raftkv_input_buffer): every query and small batch is written
+	// there, without a raftkv_alloc call.
+	inputBufSize = 64 << 10
 )
 
 // bufCap returns the capacity to allocate for a buffer of n bytes.
@@ -58,8 +63,21 @@ func bufCap(n int) int {
 //go:wasmexport raftkv_abi_v1
 func raftkvABIv1() {}
 
+// raftkvInputBuffer offers inbuf to the host (ABI v1.2): capacity<<32 |
+// pointer. inbuf is a global, so it is never freed or moved.
+//
+//go:wasmexport raftkv_input_buffer
+func raftkvInputBuffer() uint64 {
+	return uint64(len(inbuf))<<32 | uint64(uintptr(unsafe.Pointer(&inbuf[0])))
+}
+
 //go:wasmexport raftkv_alloc
 func raftkvAlloc(size uint32) uint32 {
+	if int(size) <= len(inbuf) {
+		// A host that does not know raftkv_input_buffer (before ABI
+		// v1.2): the same buffer.
+		return uint32(uintptr(unsafe.Pointer(&inbuf[0])))
+	}
 	if int(size) > cap(in) {
 		n := bufCap(int(size))
 		in = nil
@@ -76,18 +94,31 @@ func raftkvAlloc(size uint32) uint32 {
 	return ptrOf(in)
 }
 
-// input returns the n bytes at ptr, which must lie in the buffer returned by
-// raftkv_alloc.
+// input returns the n bytes at ptr, which must lie in inbuf or in the
+// buffer returned by raftkv_alloc.
 func input(ptr, n uint32) []byte {
 	if n == 0 {
 		return nil
 	}
-	base := ptrOf(in)
-	if cap(in) == 0 || ptr < base || uint64(ptr-base)+uint64(n) > uint64(cap(in)) {
-		panic(fmt.Sprintf("sdk: host passed input [%#x, +%d) outside the raftkv_alloc buffer [%#x, +%d)", ptr, n, base, cap(in)))
+	if b, ok := within(inbuf[:], ptr, n); ok {
+		return b
+	}
+	b, ok := within(in, ptr, n)
+	if !ok {
+		panic(fmt.Sprintf("sdk: host passed input [%#x, +%d) outside the input buffer [%#x, +%d) and the raftkv_alloc buffer [%#x, +%d)",
+			ptr, n, ptrOf(inbuf[:]), len(inbuf), ptrOf(in), cap(in)))
+	}
+	return b
+}
+
+// within returns buf's n bytes at guest address ptr, if they lie in buf.
+func within(buf []byte, ptr, n uint32) ([]byte, bool) {
+	base := ptrOf(buf)
+	if cap(buf) == 0 || ptr < base || uint64(ptr-base)+uint64(n) > uint64(cap(buf)) {
+		return nil, false
 	}
 	off := int(ptr - base)
-	return in[off : off+int(n) : off+int(n)]
+	return buf[off : off+int(n) : off+int(n)], true
 }
 
 //go:wasmexport raftkv_apply

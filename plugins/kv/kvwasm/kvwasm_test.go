@@ -14,7 +14,7 @@ func TestModuleIsWasm(t *testing.T) {
 	if !bytes.HasPrefix(Module, []byte("\x00asm\x01\x00\x00\x00")) {
 		t.Fatalf("Module does not start with the wasm header: % x", Module[:min(8, len(Module))])
 	}
-	for _, name := range []string{"raftkv_abi_v1", "raftkv_alloc", "raftkv_apply", "raftkv_query", "_initialize"} {
+	for _, name := range []string{"raftkv_abi_v1", "raftkv_alloc", "raftkv_input_buffer", "raftkv_apply", "raftkv_query", "_initialize"} {
 		if !bytes.Contains(Module, []byte(name)) {
 			t.Errorf("Module does not mention its export %s", name)
 		}
