@@ -135,6 +135,12 @@ func (in *Instance) inputBuffer(ctx context.Context) error {
 	return nil
 }
 
+// InputBuffer returns the input buffer the live instance offered
+// (raftkv_input_buffer, ABI.md section 1): the host writes every input of at
+// most capacity bytes at ptr. capacity is 0 if it offered none, and before
+// the instance starts again after a trap.
+func (in *Instance) InputBuffer() (ptr, capacity uint32) { return in.inPtr, in.inCap }
+
 // kill discards the live module after a trap or timeout.
 func (in *Instance) kill(ctx context.Context) {
 	if in.mod != nil {

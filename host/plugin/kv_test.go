@@ -160,15 +160,20 @@ func BenchmarkApply(b *testing.B) {
 				for i := range batches {
 					batches[i] = setBatch(b, uint64(i*size+1), size)
 				}
+				runtime.LockOSThread() // for the thread's CPU time
+				defer runtime.UnlockOSThread()
 				b.ReportAllocs()
 				b.ResetTimer()
+				cpu := threadCPU()
 				for i := 0; i < b.N; i++ {
 					res := h.Apply(batches[i%len(batches)])
 					if !res[0].OK() {
 						b.Fatal(res[0].Err())
 					}
 				}
+				cpu = threadCPU() - cpu
 				b.StopTimer()
+				b.ReportMetric(float64(cpu)/float64(b.N*size), "cpu-ns/cmd")
 				b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "cmds/s")
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/cmd")
 				if in != nil {

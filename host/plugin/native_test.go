@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -191,7 +192,9 @@ func BenchmarkQuery(b *testing.B) {
 		}
 		p := rt.NewPool(m, 4)
 		defer p.Close(ctx)
+		check(p.Query(ctx, view, q))
 		b.ReportAllocs()
+		b.ResetTimer() // not the Load (a compilation on a cold cache)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				check(p.Query(ctx, view, q))
@@ -208,6 +211,49 @@ func BenchmarkQuery(b *testing.B) {
 			}
 		})
 	})
+	// One query at a time on one runner, with the CPU time of the thread
+	// that runs them (cpu-ns/op): what the engine costs per query, less
+	// swayed by other processes on a shared machine than wall time.
+	serial := func(b *testing.B, r runner) {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		check(r.Query(ctx, view, q))
+		b.ReportAllocs()
+		b.ResetTimer()
+		start := threadCPU()
+		for range b.N {
+			check(r.Query(ctx, view, q))
+		}
+		b.ReportMetric(float64(threadCPU()-start)/float64(b.N), "cpu-ns/op")
+	}
+	// wasm-serial-alloc: the same, with the instance's input buffer
+	// ignored, so that every query first calls raftkv_alloc (ABI v1.1).
+	for _, name := range []string{"wasm-serial", "wasm-serial-alloc"} {
+		b.Run(name, func(b *testing.B) {
+			cfg := plugin.DefaultConfig()
+			cfg.Trusted = map[string]bool{plugin.HashOf(kvwasm.Module): true}
+			cfg.CacheDir = filepath.Join(os.TempDir(), "raftkv-test-wasm-cache")
+			rt, err := plugin.NewRuntime(ctx, cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer rt.Close(ctx)
+			m, err := rt.Load(ctx, kvwasm.Module, testOpts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			in, err := rt.Instantiate(ctx, m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer in.Close(ctx)
+			if name == "wasm-serial-alloc" {
+				plugin.NoInputBuffer(in)
+			}
+			serial(b, in)
+		})
+	}
+	b.Run("native-serial", func(b *testing.B) { serial(b, plugin.NewNative(kv)) })
 	b.Run("native-per-query", func(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
