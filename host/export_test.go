@@ -2,6 +2,7 @@ package host
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/hashicorp/raft"
 )
@@ -28,4 +29,14 @@ func CommandEntry(plugin string, cmd []byte) []byte {
 func PipelineRefused(n *Node) bool {
 	_, err := n.ntrans.AppendEntriesPipeline("nobody", "127.0.0.1:1")
 	return errors.Is(err, raft.ErrPipelineReplicationNotSupported)
+}
+
+// TrustList describes n's trust list: the node IDs it trusts keys for, and
+// the revoked ones.
+func TrustList(n *Node) string {
+	var ids []string
+	for _, e := range n.trust.Entries() {
+		ids = append(ids, e.NodeID)
+	}
+	return fmt.Sprintf("%v (revoked %v)", ids, n.trust.Revoked())
 }

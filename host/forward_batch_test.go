@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +15,8 @@ import (
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host"
 	"github.com/raftkv/raftkv/internal/cluster"
+	"github.com/raftkv/raftkv/plugins/kv/kvplugin"
+	"github.com/raftkv/raftkv/plugins/sdk"
 )
 
 // histogram returns the sample count and sum of node n's histogram name.
@@ -199,4 +202,111 @@ func TestForwardedWritesDuringClose(t *testing.T) {
 		}
 	}
 	t.Logf("%d writes applied; failed: %v", ok, failed)
+}
+
+// holdKV is the KV plugin, run natively, that holds the application of
+// every command naming a key that starts with "hold/" until the gate of
+// the moment is closed: the leader's forwarded requests carrying such
+// writes stay in flight meanwhile (so do those of the entries after them).
+type holdKV struct {
+	kvplugin.KV
+	gate atomic.Pointer[chan struct{}]
+}
+
+func (h *holdKV) wait(e sdk.Entry) {
+	if bytes.Contains(e.Data, []byte("hold/")) {
+		<-*h.gate.Load()
+	}
+}
+
+func (h *holdKV) Apply(st sdk.State, e sdk.Entry) ([]byte, error) {
+	h.wait(e)
+	return h.KV.Apply(st, e)
+}
+
+func (h *holdKV) AppendApply(dst []byte, st sdk.State, e sdk.Entry) ([]byte, error) {
+	h.wait(e)
+	return h.KV.AppendApply(dst, st, e)
+}
+
+// TestForwardedWritesNotHeldBack: a follower forwards a write at once
+// while fewer than 8 forwarded requests are in flight, and writes that
+// arrive together leave together. With the writes held before they are
+// applied (holdKV), so that no forwarded request returns:
+//   - 8 writes sent to a follower one after another each leave, in a
+//     request of their own (raftkv_forward_batch_writes counts them);
+//   - 64 writes released at once all leave (in at most 8 requests);
+//
+// and once they are let through, every write is applied.
+func TestForwardedWritesNotHeldBack(t *testing.T) {
+	h := &holdKV{}
+	open := make(chan struct{})
+	close(open)
+	h.gate.Store(&open)
+	c := cluster.Start(t, cluster.Options{Nodes: 3, Configure: func(cfg *host.Config) {
+		nativeOn(cfg, h, "n1", "n2", "n3")
+	}})
+	f := c.Followers()[0]
+	mustSet(t, f.Node, "warm", "1") // the connection to the leader is up
+
+	// hold closes the gate; the cleanup (before the cluster's) opens it.
+	hold := func() (release func()) {
+		gate := make(chan struct{})
+		h.gate.Store(&gate)
+		var once sync.Once
+		release = func() { once.Do(func() { close(gate) }) }
+		t.Cleanup(release)
+		return release
+	}
+	write := func(wg *sync.WaitGroup, start <-chan struct{}, key string) {
+		wg.Go(func() {
+			if start != nil {
+				<-start
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			res, err := f.Node.Apply(ctx, "kv", cmd(t, map[string]any{"op": "SET", "key": key, "value": "v"}))
+			if err == nil {
+				err = res.Err()
+			}
+			if err != nil {
+				t.Errorf("SET %s: %v", key, err)
+			}
+		})
+	}
+	sent := func() (requests uint64, writes float64) {
+		return histogram(t, f.Node, "raftkv_forward_batch_writes")
+	}
+
+	release := hold()
+	var wg sync.WaitGroup
+	requests0, _ := sent()
+	for i := range 8 {
+		write(&wg, nil, fmt.Sprintf("hold/a%d", i))
+		cluster.Poll(t, 10*time.Second, func() bool { r, _ := sent(); return r == requests0+uint64(i)+1 },
+			"write %d did not leave while %d forwarded requests were in flight", i+1, i)
+	}
+	release()
+	wg.Wait()
+
+	release = hold()
+	requests0, writes0 := sent()
+	start := make(chan struct{})
+	for i := range 64 {
+		write(&wg, start, fmt.Sprintf("hold/b%d", i))
+	}
+	close(start)
+	cluster.Poll(t, 10*time.Second, func() bool { _, w := sent(); return w == writes0+64 },
+		"64 writes released together did not all leave while the first were held")
+	requests, _ := sent()
+	t.Logf("64 writes released together left in %d requests", requests-requests0)
+	release()
+	wg.Wait()
+
+	for i := range 8 {
+		mustGet(t, c.Leader().Node, fmt.Sprintf("hold/a%d", i), host.Leader, "v")
+	}
+	for i := range 64 {
+		mustGet(t, c.Leader().Node, fmt.Sprintf("hold/b%d", i), host.Leader, "v")
+	}
 }

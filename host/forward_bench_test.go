@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,12 +29,14 @@ const forwardBenchKeys = 1024
 
 // BenchmarkForward measures Node.Apply of a KV SET (16-byte key, 100-byte
 // value) and Node.Query of a GET at Leader consistency on an in-process
-// 3-node cluster (real SSH on 127.0.0.x, real wasm, raft-wal on disk), called
-// on the leader and on a follower (which forwards to the leader over its SSH
-// RPC channel), by 1 and by 64 concurrent callers. Each call has a 10 s
+// 3-node cluster (real SSH on 127.0.x.y, real wasm, the default BoltDB log
+// store on disk), called on the leader and on a follower (which forwards to
+// the leader over its SSH RPC channel), by 1 and by 64 concurrent callers. Each call has a 10 s
 // deadline, as an HTTP request's context would. Metrics: ops/s, the latency
-// of one call (mean, p50, p99) in µs, and the mean number of log entries per
-// batch the leader's FSM applied (Apply runs; Query runs apply nothing).
+// of one call (mean, p50, p99) in µs, the CPU time of the whole process per
+// call (cpu-us/op), the mean number of log entries per batch the leader's
+// FSM applied (Apply runs; Query runs apply nothing), and, on a follower,
+// the mean number of writes per forwarded request (writes/fwd).
 //
 // It fails on any error or non-OK result, and if leadership moves during a
 // sub-benchmark (its "leader" and "follower" figures would be mixed up).
@@ -75,10 +78,14 @@ func BenchmarkForward(b *testing.B) {
 							return n.Query(ctx, "kv", q, host.Leader)
 						}
 					}
-					sum0, count0 := batchStats(b, leader.Node)
+					sum0, count0 := histStats(b, leader.Node, "raftkv_fsm_batch_entries")
+					fsum0, fcount0 := histStats(b, n, "raftkv_forward_batch_writes")
 					runConcurrent(b, conc, call)
-					if sum, count := batchStats(b, leader.Node); count > count0 {
+					if sum, count := histStats(b, leader.Node, "raftkv_fsm_batch_entries"); count > count0 {
 						b.ReportMetric((sum-sum0)/float64(count-count0), "entries/batch")
+					}
+					if sum, count := histStats(b, n, "raftkv_forward_batch_writes"); count > fcount0 {
+						b.ReportMetric((sum-fsum0)/float64(count-fcount0), "writes/fwd")
 					}
 					if !leader.Node.IsLeader() {
 						b.Fatalf("leadership moved from %s during the run: the figures mix paths", leader.ID)
@@ -89,10 +96,11 @@ func BenchmarkForward(b *testing.B) {
 	}
 }
 
-// batchStats returns the sum and count of the leader's
-// raftkv_fsm_batch_entries histogram: the mean number of log entries Raft
-// handed its FSM per batch over a run explains much of a write's cost.
-func batchStats(b *testing.B, n *host.Node) (sum float64, count uint64) {
+// histStats returns the sum and count of node n's histogram name: the
+// leader's raftkv_fsm_batch_entries (the mean number of log entries Raft
+// handed its FSM per batch over a run explains much of a write's cost), or
+// a follower's raftkv_forward_batch_writes (writes per forwarded request).
+func histStats(b *testing.B, n *host.Node, name string) (sum float64, count uint64) {
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(n.Collectors()...)
 	mfs, err := reg.Gather()
@@ -100,12 +108,12 @@ func batchStats(b *testing.B, n *host.Node) (sum float64, count uint64) {
 		b.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == "raftkv_fsm_batch_entries" {
+		if mf.GetName() == name {
 			h := mf.GetMetric()[0].GetHistogram()
 			return h.GetSampleSum(), h.GetSampleCount()
 		}
 	}
-	b.Fatal("no raftkv_fsm_batch_entries metric")
+	b.Fatalf("no %s metric", name)
 	return 0, 0
 }
 
@@ -131,6 +139,18 @@ func callOK(b *testing.B, call func(ctx context.Context) (abi.Result, error)) {
 	}
 }
 
+// cpuTime returns the CPU time (user + system) the process has used: the
+// three nodes and the callers run in it, so per call it is the whole cost
+// of a call, which on a busy machine (where the process gets a share of the
+// cores) bounds the throughput more than any wait does.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // runConcurrent makes b.N calls from conc goroutines and reports throughput
 // and per-call latency.
 func runConcurrent(b *testing.B, conc int, call func(ctx context.Context, i uint64) (abi.Result, error)) {
@@ -140,6 +160,7 @@ func runConcurrent(b *testing.B, conc int, call func(ctx context.Context, i uint
 	lats := make([][]time.Duration, conc)
 	var wg sync.WaitGroup
 	b.ResetTimer()
+	cpu0 := cpuTime(b)
 	start := time.Now()
 	for w := range conc {
 		wg.Add(1)
@@ -169,6 +190,7 @@ func runConcurrent(b *testing.B, conc int, call func(ctx context.Context, i uint
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := cpuTime(b) - cpu0
 	b.StopTimer()
 	if p := firstErr.Load(); p != nil {
 		b.Fatal(*p)
@@ -180,6 +202,7 @@ func runConcurrent(b *testing.B, conc int, call func(ctx context.Context, i uint
 	}
 	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "ops/s")
+	b.ReportMetric(us(cpu)/float64(b.N), "cpu-us/op")
 	b.ReportMetric(us(sum)/float64(len(all)), "lat-us")
 	b.ReportMetric(us(all[len(all)/2]), "p50-us")
 	b.ReportMetric(us(all[len(all)*99/100]), "p99-us")

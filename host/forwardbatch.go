@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -10,29 +11,41 @@ import (
 )
 
 // Forwarded writes are batched. A write to a follower is forwarded to the
-// leader; when a forwarded apply is already in flight, the writes that
-// arrive meanwhile wait and leave together, in one apply request of many
-// commands, when one of the calls in flight returns (at most
-// maxForwardInFlight at a time). The leader proposes a request's commands
-// together (applyForwarded), so Raft appends and commits them as one batch,
-// as it does for concurrent writes sent to the leader itself. Each command
-// keeps its own idempotency key, and gets its own result or error.
+// leader in an apply request of many commands, sent by one of at most
+// maxForwardInFlight senders. A sender that starts, or that has handed
+// out its request's results, first yields the processor
+// (runtime.Gosched) and then takes every write queued: the writes that
+// arrive together (a burst of requests, or the callers of the request
+// that just returned sending their next writes) leave together, and a
+// write never waits for a request in flight to return while fewer than
+// maxForwardInFlight are in flight. When all are, the writes that arrive
+// meanwhile leave together with the next sender that is free. The leader
+// proposes a request's commands together (applyForwarded), so Raft
+// appends and commits them as one batch, as it does for concurrent
+// writes sent to the leader itself. Each command keeps its own
+// idempotency key, and gets its own result or error.
 //
 // Before, with one forwarding RPC per write, BenchmarkForward measured
 // writes through a follower at 64 concurrent writers at half the
-// throughput of writes to the leader (18.4k/s vs 33.9k/s). Batched, 64
-// writes leave in a few requests (TestForwardedWritesBatched logs how
-// many); the figures side by side are in BENCHMARKS.md.
+// throughput of writes to the leader (18.4k/s vs 33.9k/s). With two
+// senders, each taking the queue as soon as it was free, a third of the
+// writers waited in the queue for one of the two requests in flight: the
+// callers of a returning request came back after its sender had taken
+// the (empty) queue, and the first of them left alone. The figures side
+// by side are in BENCHMARKS.md.
 
-// maxForwardInFlight is how many forwarded applies a node has in flight.
-const maxForwardInFlight = 2
+// maxForwardInFlight is how many forwarded applies a node has in flight:
+// as many as the transport keeps idle RPC channels per peer
+// (transport.rpcIdlePerPeer), so that each reuses an open channel.
+const maxForwardInFlight = 8
 
 // applyBatcher groups a node's concurrent forwarded writes.
 type applyBatcher struct {
 	n        *Node
 	mu       sync.Mutex
 	queue    []*pendingApply
-	inFlight int
+	inFlight int  // senders running
+	starting bool // a sender started and has not taken the queue yet
 	closed   bool // the node is closing: no new sender
 }
 
@@ -64,10 +77,10 @@ func (b *applyBatcher) apply(ctx context.Context, cmd forwardedCommand) (abi.Res
 		return abi.Result{}, ErrClosed
 	}
 	b.queue = append(b.queue, p)
-	if b.inFlight < maxForwardInFlight {
+	if !b.starting && b.inFlight < maxForwardInFlight {
 		b.inFlight++
-		batch := b.take()
-		b.n.goFunc(func() { b.run(batch) }) // under mu: before close, so before Close waits
+		b.starting = true
+		b.n.goFunc(b.run) // under mu: before close, so before Close waits
 	}
 	b.mu.Unlock()
 	select {
@@ -106,17 +119,25 @@ func (b *applyBatcher) take() []*pendingApply {
 	return batch
 }
 
-// run sends batch, then whatever queued meanwhile, until the queue is
-// empty.
-func (b *applyBatcher) run(batch []*pendingApply) {
-	for len(batch) > 0 {
-		b.send(batch)
+// run sends the writes queued, in requests of up to maxForwardBatch, until
+// the queue is empty. Before it takes the queue it yields, so that the
+// goroutines ready to run (writers arriving together, or the callers its
+// last request answered, sending again) queue their writes first.
+func (b *applyBatcher) run() {
+	for first := true; ; first = false {
+		runtime.Gosched()
 		b.mu.Lock()
-		batch = b.take()
+		if first {
+			b.starting = false
+		}
+		batch := b.take()
 		if len(batch) == 0 {
 			b.inFlight--
+			b.mu.Unlock()
+			return
 		}
 		b.mu.Unlock()
+		b.send(batch)
 	}
 }
 

@@ -107,7 +107,11 @@ type fsm struct {
 	queryN  int
 	natives map[string]plugin.Code   // Config.natives (hostseam.SetNativePlugins); read-only
 	onPeers func(raft.Configuration) // committed configuration changes
-	onTrust func()                   // the trust list changed
+	onTrust func(index uint64)       // the trust list changed, as of the log index
+	// trustFloor is the log index of the trust list the node had applied
+	// before it restarted (trust.json): a restore of an older snapshot
+	// keeps that list (see Restore).
+	trustFloor uint64
 	metrics *metrics
 
 	// plugins holds the active plugins by name in a map that is replaced,
@@ -274,7 +278,7 @@ func (f *fsm) applyLocked(logs []*raft.Log, out []any) {
 			out[i] = f.quarantine(e)
 			i++
 		case kindTrustAdd, kindTrustRemove:
-			out[i] = f.trustChange(e)
+			out[i] = f.trustChange(e, l.Index)
 			i++
 		case kindAddresses:
 			out[i] = f.setAddresses(e)
@@ -795,7 +799,7 @@ func (f *fsm) removePlugin(e *envelope) *applyResult {
 	return &applyResult{}
 }
 
-func (f *fsm) trustChange(e *envelope) *applyResult {
+func (f *fsm) trustChange(e *envelope, index uint64) *applyResult {
 	var tc trustChange
 	if err := abi.Unmarshal(e.Payload, &tc); err != nil {
 		return &applyResult{err: fmt.Errorf("%w: trust change: %w", ErrInvalid, err)}
@@ -803,7 +807,7 @@ func (f *fsm) trustChange(e *envelope) *applyResult {
 	if e.Kind == kindTrustRemove {
 		f.trust.Remove(tc.NodeID)
 		f.trust.Revoke(tc.NodeID)
-		f.trustChanged()
+		f.trustChanged(index)
 		return &applyResult{}
 	}
 	key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(tc.Key))
@@ -813,13 +817,13 @@ func (f *fsm) trustChange(e *envelope) *applyResult {
 	if err != nil {
 		return &applyResult{err: fmt.Errorf("%w: trust %s: %w", ErrInvalid, tc.NodeID, err)}
 	}
-	f.trustChanged()
+	f.trustChanged(index)
 	return &applyResult{}
 }
 
-func (f *fsm) trustChanged() {
+func (f *fsm) trustChanged(index uint64) {
 	if f.onTrust != nil {
-		f.onTrust()
+		f.onTrust(index)
 	}
 }
 

@@ -348,7 +348,7 @@ func (n *Node) AcceptTrust(lines []string) error {
 			return fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 	}
-	return n.writeTrust()
+	return n.writeTrust(n.fsm.applied.Load())
 }
 
 func (n *Node) trustLocal(ctx context.Context, nodeID, line string) error {

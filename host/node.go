@@ -54,6 +54,7 @@ type Node struct {
 	hclog        *hclogAdapter             // raft's logger; told when the node shuts down
 
 	trustFileMu sync.Mutex // serialises writes of trust.json: the FSM and AcceptTrust both write it
+	trustIndex  uint64     // the log index of the trust list trust.json held at the start
 
 	peersMu sync.RWMutex
 	peers   map[string]string // raft address -> node ID
@@ -159,7 +160,7 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	closers = append(closers, func() { n.rt.Close(context.Background()) })
 	n.fsm = newFSM(log, n.rt, n.trust, cfg.QueryInstances, n.setPeers)
-	n.fsm.onTrust = n.saveTrust
+	n.fsm.onTrust, n.fsm.trustFloor = n.saveTrust, n.trustIndex
 	n.fsm.natives = cfg.natives
 	n.metrics = newMetrics(n)
 	n.fsm.metrics = n.metrics

@@ -233,14 +233,29 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fail(fmt.Errorf("%w: %w", ErrCorruptSnapshot, err))
 	}
 	f.store.Update(func() { f.applied.Store(h.Applied) })
-	if err := f.trust.Set(trust); err != nil { // checked above: cannot happen
-		f.failStop(fmt.Sprintf("restoring the snapshot at index %d", h.Applied), err)
-		return fail(fmt.Errorf("raftkv: restore: trust: %w", err))
+	if h.Applied >= f.trustFloor {
+		if err := f.trust.Set(trust); err != nil { // checked above: cannot happen
+			f.failStop(fmt.Sprintf("restoring the snapshot at index %d", h.Applied), err)
+			return fail(fmt.Errorf("raftkv: restore: trust: %w", err))
+		}
+		for _, id := range h.Revoked {
+			f.trust.Revoke(id)
+		}
+		f.trustChanged(h.Applied)
+	} else {
+		// A restart restores the node's latest snapshot, which may be
+		// older than the trust list it had applied (trust.json). That
+		// list is the committed one as of trustFloor, and the node needs
+		// it to hear from the members it names: one that joined after the
+		// snapshot may lead now, and the node learns the commit index,
+		// and so replays its log, only from the leader. Going back to the
+		// snapshot's list would refuse that leader for good. The entries
+		// in between are applied again as the log is replayed; trust
+		// changes bind or drop one node's keys, so applying them again
+		// on their own result changes nothing.
+		f.log.Info("keeping the trust list applied before the restart over the older snapshot's",
+			"snapshot_index", h.Applied, "trust_index", f.trustFloor)
 	}
-	for _, id := range h.Revoked {
-		f.trust.Revoke(id)
-	}
-	f.trustChanged()
 	f.restoreAddresses(h.Addresses)
 	f.lastTime = h.LastTime
 	next := make(map[string]*active, len(loaded))

@@ -23,14 +23,18 @@ const trustTempPattern = trustFile + ".*.tmp"
 type trustCache struct {
 	Trust   []string `json:"trust"`   // authorized_keys lines with the node ID as comment
 	Revoked []string `json:"revoked"` // node IDs whose keys are refused
+	// Index is the log index the list is as of (absent in files of
+	// earlier versions: 0). A restart that restores an older snapshot
+	// keeps this list (fsm.trustFloor).
+	Index uint64 `json:"index,omitempty"`
 }
 
 // saveTrust is the FSM's hook for trust changes. An entry cannot fail because
 // a local file could not be written, so the error is logged: the node keeps
 // running on the list in memory, and a restart starts from the previous file
 // and catches up from the log.
-func (n *Node) saveTrust() {
-	if err := n.writeTrust(); err != nil {
+func (n *Node) saveTrust(index uint64) {
+	if err := n.writeTrust(index); err != nil {
 		n.log.Error("saving the trust list failed; a restart may not reconnect", "err", err)
 	}
 }
@@ -39,10 +43,10 @@ func (n *Node) saveTrust() {
 // durably: a temporary file in the data directory is written and synced,
 // renamed over trust.json, and the directory synced. The list is read under
 // the lock, so the last writer writes the latest list.
-func (n *Node) writeTrust() (err error) {
+func (n *Node) writeTrust(index uint64) (err error) {
 	n.trustFileMu.Lock()
 	defer n.trustFileMu.Unlock()
-	c := trustCache{Trust: []string{}, Revoked: n.trust.Revoked()}
+	c := trustCache{Trust: []string{}, Revoked: n.trust.Revoked(), Index: index}
 	for _, e := range n.trust.Entries() {
 		c.Trust = append(c.Trust, e.String())
 	}
@@ -128,5 +132,6 @@ func (n *Node) loadTrust() error {
 	for _, id := range c.Revoked {
 		n.trust.Revoke(id)
 	}
+	n.trustIndex = c.Index
 	return nil
 }
