@@ -127,9 +127,12 @@ func setBatch(tb testing.TB, first uint64, n int) []abi.Entry {
 // same kvstore code run natively, against the real host store. "wasm" is
 // metered, as every deployed module; "wasm-unmetered" is the same module
 // with the same termination checks but no fuel, as deployed modules ran
-// before metering: their ratio is what metering costs.
+// before metering: their ratio is what metering costs. "wasm-trusted" runs
+// as the embedded default plugin does; "wasm-trusted-alloc" is the same with
+// its input buffer ignored (every batch through raftkv_alloc, as before ABI
+// v1.2). cpu-ns/cmd is the benchmark thread's CPU time.
 func BenchmarkApply(b *testing.B) {
-	for _, impl := range []string{"wasm", "wasm-unmetered", "wasm-trusted", "native"} {
+	for _, impl := range []string{"wasm", "wasm-unmetered", "wasm-trusted", "wasm-trusted-alloc", "native"} {
 		for _, size := range []int{1, 64, 512} {
 			b.Run(fmt.Sprintf("%s/batch=%d", impl, size), func(b *testing.B) {
 				var r runner = plugin.NewNative(sdknative.Code(kvplugin.KV{}))
@@ -143,7 +146,7 @@ func BenchmarkApply(b *testing.B) {
 					plugin.Unmetered(rt)
 					in = kvInstance(b, rt)
 					r = in
-				case "wasm-trusted": // as the embedded default plugin runs
+				case "wasm-trusted", "wasm-trusted-alloc": // as the embedded default plugin runs
 					cfg := plugin.DefaultConfig()
 					cfg.Trusted = map[string]bool{plugin.HashOf(kvwasm.Module): true}
 					rt, err := plugin.NewRuntime(context.Background(), cfg)
@@ -153,6 +156,11 @@ func BenchmarkApply(b *testing.B) {
 					b.Cleanup(func() { rt.Close(context.Background()) })
 					in = kvInstance(b, rt)
 					r = in
+					if impl == "wasm-trusted-alloc" {
+						// Every batch through raftkv_alloc, as before ABI
+						// v1.2: what the input buffer saves.
+						plugin.NoInputBuffer(in)
+					}
 				}
 				h := newHostTarget(b, r)
 				const pool = 1 << 16 // distinct keys, reused across iterations
