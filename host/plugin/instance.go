@@ -70,13 +70,23 @@ func (in *Instance) start(ctx context.Context) error {
 		WithStdout(c.out).WithStderr(c.out).
 		WithWalltime(c.walltime, 1).WithNanotime(c.now, 1).
 		WithNanosleep(c.sleep).WithRandSource(c)
-	mod, err := in.m.rt.InstantiateModule(ctx, in.m.compiled, cfg)
+	// The module's start section runs here, before any export: it gets the
+	// wall-clock limit of a load call, as _initialize does (a module trusted
+	// by its Limits has no fuel to stop a loop in it).
+	sctx, cancel := ctx, context.CancelFunc(func() {})
+	if !in.m.trusted {
+		c.timeout = in.r.CallLimit(in.m, in.m.Limits.LoadFuel)
+		sctx, cancel = context.WithTimeout(ctx, c.timeout)
+	}
+	mod, err := in.m.rt.InstantiateModule(sctx, in.m.compiled, cfg)
+	cancel()
 	if err != nil {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("plugin: instantiate: %w", err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("plugin: instantiate: %w", ctx.Err())
 		}
-		// The start function trapped (or ran out of fuel).
-		return fmt.Errorf("plugin: instantiate: %w", c.classify(err, nil))
+		// The start function trapped, ran out of fuel or reached the
+		// time limit.
+		return fmt.Errorf("plugin: instantiate: %w", c.classify(err, ctx))
 	}
 	in.mod = mod
 	in.alloc = mod.ExportedFunction(abi.ExportAlloc)

@@ -3,6 +3,7 @@ package plugin_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,5 +66,65 @@ func TestModulesOfOneHashCloseIndependently(t *testing.T) {
 	b.Close(ctx)
 	if n := r.OpenModules(); n != 0 {
 		t.Fatalf("%d modules open, want 0", n)
+	}
+}
+
+// startLoopModule is a minimal plugin (no imports) whose start section
+// (the function the engine runs as it instantiates the module, before any
+// export can be called) loops for ever.
+func startLoopModule() []byte {
+	b := []byte("\x00asm\x01\x00\x00\x00")
+	section := func(id byte, body ...byte) {
+		b = append(b, id, byte(len(body))) // every body is shorter than 128 bytes
+		b = append(b, body...)
+	}
+	section(1, 3, 0x60, 0, 0, 0x60, 1, 0x7f, 1, 0x7f, 0x60, 2, 0x7f, 0x7f, 0) // () -> (), (i32) -> i32, (i32, i32) -> ()
+	section(3, 5, 0, 1, 2, 2, 0)                                              // marker, alloc, apply, query, spin
+	section(5, 1, 0, 1)                                                       // one memory of 1 page
+	var exports []byte
+	for i, e := range []string{"raftkv_abi_v1", "raftkv_alloc", "raftkv_apply", "raftkv_query", "memory"} {
+		kind, index := byte(0), byte(i)
+		if e == "memory" {
+			kind, index = 2, 0
+		}
+		exports = append(append(append(exports, byte(len(e))), e...), kind, index)
+	}
+	section(7, append([]byte{5}, exports...)...)
+	section(8, 4) // start: spin
+	section(10, 5, 2, 0, 0x0b, 5, 0, 0x41, 0x80, 0x08, 0x0b, 2, 0, 0x0b, 2, 0, 0x0b,
+		7, 0, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b) // alloc returns 1024; spin: loop br 0 end
+	return b
+}
+
+// TestStartSectionLoop: a module whose start section loops is stopped, as
+// every call is: metered, it runs out of its load fuel (a refusal, the
+// same on every node); trusted (Limits.Trusted, no fuel), it reaches the
+// wall-clock limit (ErrTimeLimit, not a refusal: the node stops), instead
+// of instantiating for ever.
+func TestStartSectionLoop(t *testing.T) {
+	r := newRuntime(t, 200*time.Millisecond)
+	_, err := r.Load(context.Background(), startLoopModule(), testOpts)
+	// (Out of fuel in a start section reads as the trap the metering code
+	// uses, "unreachable": the instance, and its fuel counter, are gone.)
+	if !errors.Is(err, plugin.ErrInvalidModule) || !strings.Contains(err.Error(), "start function") {
+		t.Fatalf("metered: %v, want a refusal of its start function", err)
+	}
+	opts := testOpts
+	opts.Limits.Trusted = true
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Load(context.Background(), startLoopModule(), opts)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, plugin.ErrTimeLimit) || errors.Is(err, plugin.ErrInvalidModule) {
+			t.Fatalf("trusted: %v, want ErrTimeLimit and not ErrInvalidModule", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("trusted: loading a module whose start section loops did not return in 30 s")
+	}
+	if n := r.OpenModules(); n != 0 {
+		t.Fatalf("%d modules open after the failed loads", n)
 	}
 }
