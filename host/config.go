@@ -87,7 +87,10 @@ type Config struct {
 	// PluginMemoryPages caps each plugin instance's memory (64 KiB pages).
 	PluginMemoryPages uint32
 	// PluginCallTimeout is the wall-clock limit of one plugin call; a breach
-	// during apply stops the node applying (fail-stop).
+	// during apply stops the node applying (fail-stop). A metered call gets
+	// at least the time its fuel budget takes at plugin.SlowFuelPerSecond
+	// (plugin.Runtime.CallLimit), so only a host bug or a trusted plugin
+	// reaches it.
 	PluginCallTimeout time.Duration
 	// QueryInstances is how many plugin instances per plugin serve queries
 	// concurrently.

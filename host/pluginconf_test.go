@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/plugin"
@@ -198,5 +199,28 @@ func TestFSMTrustedIsReplicated(t *testing.T) {
 	}
 	if got := value(f, "h", "a"); got != "1" {
 		t.Fatalf("a = %q after the deploys, want 1 (the state is kept)", got)
+	}
+}
+
+// TestFSMBudgetPastCallTimeout: a metered plugin deployed with a budget
+// that takes longer to burn than the node's CallTimeout (300,000,000 fuel
+// against 200 ms) does not stop the node: its loop is out_of_fuel, the
+// same result on every node, and the next command succeeds. (Its calls get
+// the time of their budget, plugin.Runtime.CallLimit.)
+func TestFSMBudgetPastCallTimeout(t *testing.T) {
+	f, _, _ := testFSM(t, 200*time.Millisecond)
+	l := &testLog{t: t, f: f}
+	lim := plugin.DefaultLimits()
+	lim.ApplyFuel = 300_000_000
+	l.mustOK(specEnv("h", deploySpec{Wasm: hostileWasm(t), Limits: lim, Create: true}))
+	rs := l.apply(cmdEnv("h", "loop"), cmdEnv("h", "set a 1"))
+	if r := rs[0]; r.err != nil || r.res.Code != abi.CodeOutOfFuel {
+		t.Fatalf("the loop: %v %v, want out_of_fuel", r.err, r.res)
+	}
+	if r := rs[1]; r.err != nil || !r.res.OK() {
+		t.Fatalf("the next command: %v %v", r.err, r.res.Err())
+	}
+	if err := f.stopped(); err != nil {
+		t.Fatal(err)
 	}
 }

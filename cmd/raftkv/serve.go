@@ -110,7 +110,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 
 	var pages uint
 	fs.UintVar(&pages, "plugin-memory-pages", uint(o.Node.PluginMemoryPages), "memory cap of a plugin instance, in 64 KiB pages")
-	fs.DurationVar(&o.Node.PluginCallTimeout, "plugin-call-timeout", o.Node.PluginCallTimeout, "wall-clock limit of one plugin call (a breach while applying stops the node)")
+	fs.DurationVar(&o.Node.PluginCallTimeout, "plugin-call-timeout", o.Node.PluginCallTimeout, "wall-clock limit of one plugin call (a breach while applying stops the node); a metered call gets at least its fuel budget / 1,000,000 seconds")
 	fs.DurationVar(&o.Node.DigestCheckInterval, "digest-check-interval", o.Node.DigestCheckInterval, "how often the leader checks that every member's state is the same at the same log index (0 disables; see docs/operations.md)")
 	fs.IntVar(&o.Node.QueryInstances, "query-instances", o.Node.QueryInstances, "plugin instances per plugin serving queries concurrently")
 	fs.StringVar(&o.Node.PluginCacheDir, "plugin-cache-dir", "", "compiled plugin code cache (default <data-dir>/wasm-cache; nodes may share one)")

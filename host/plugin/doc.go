@@ -44,10 +44,12 @@
 // leader's periodic digest check compares every node's state digests at
 // the same log index (host/digestcheck.go).
 //
-// A call that exceeds the wall-clock limit (Config.CallTimeout, per entry)
-// is not deterministic, so it never becomes a result: Apply returns an error
-// wrapping ErrTimeLimit and the caller must stop applying (fail-stop). With
-// fuel, only a trusted module or a host bug can get there. A module
+// A call that exceeds the wall-clock limit (Runtime.CallLimit, per entry:
+// Config.CallTimeout, or for a metered call the time its fuel budget takes
+// at SlowFuelPerSecond if that is longer) is not deterministic, so it never
+// becomes a result: Apply returns an error wrapping ErrTimeLimit and the
+// caller must stop applying (fail-stop). With fuel, whatever its budget,
+// only a trusted module or a host bug can get there. A module
 // trusted by its Limits keeps wazero's termination checks, so its loop
 // reaches the limit and stops the node (on every node: the limit is then
 // the only bound on it); one that Config.Trusted lists has none, so

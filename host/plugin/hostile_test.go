@@ -253,6 +253,36 @@ func TestDeepRecursion(t *testing.T) {
 	}
 }
 
+// TestCallLimitFitsTheBudget: a metered call's wall-clock limit is the
+// node's CallTimeout or the time its budget takes to burn at
+// SlowFuelPerSecond, whichever is longer. On a runtime whose CallTimeout
+// (200 ms) is shorter than the time 300,000,000 units of fuel take on any
+// machine (600 million a second at best: BenchmarkFuelRate), the hostile
+// plugin deployed with that budget loads (its initialiser has the load
+// fuel's time), and runs its loop out of fuel, a result, instead of
+// reaching the limit (an error: the node would stop), for an entry and for
+// a query; the next command succeeds.
+func TestCallLimitFitsTheBudget(t *testing.T) {
+	r := newRuntime(t, 200*time.Millisecond)
+	opts := testOpts
+	opts.Limits.ApplyFuel, opts.Limits.QueryFuel = 300_000_000, 300_000_000
+	m := loadHostile(t, r, opts)
+	if got, want := r.CallLimit(m, opts.Limits.ApplyFuel), 300*time.Second; got != want {
+		t.Errorf("CallLimit of an entry with 3e8 fuel: %v, want %v", got, want)
+	}
+	if got, want := r.CallLimit(m, 10_000), 1*time.Second; got != want {
+		t.Errorf("CallLimit of a call with 10,000 fuel: %v, want %v (FuelTime rounds up)", got, want)
+	}
+	n := newNode(t, r, m)
+	start := time.Now()
+	expect(t, n.apply(batch(1, "loop", "set a 1")), fmt.Sprintf("%d:out of fuel: used the budget of 300000000", abi.CodeOutOfFuel), "0:ok")
+	t.Logf("a loop of 300,000,000 fuel: %v", time.Since(start).Round(time.Millisecond))
+	if got := n.query("loop"); !strings.HasPrefix(got, fmt.Sprintf("%d:out of fuel", abi.CodeOutOfFuel)) {
+		t.Fatalf("a looping query with 3e8 fuel: %q", got)
+	}
+	expect(t, n.apply(batch(3, "get a")), "0:1")
+}
+
 // TestTrustedRunsUnmetered: a plugin deployed trusted (Limits.Trusted)
 // runs without fuel: a loop, which nothing else stops, reaches the
 // wall-clock limit (ErrTimeLimit: the node must stop applying) instead of

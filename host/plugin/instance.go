@@ -98,7 +98,7 @@ func (in *Instance) start(ctx context.Context) error {
 	}
 	if f := mod.ExportedFunction(abi.ExportInitialize); f != nil {
 		c.startCall(in.m.Limits.LoadFuel)
-		cctx, cancel := in.opContext(ctx)
+		cctx, cancel := in.opContext(ctx, in.m.Limits.LoadFuel)
 		err := in.invoke(ctx, cctx, f, 0, 0)
 		cancel()
 		if err != nil {
@@ -120,7 +120,7 @@ func (in *Instance) inputBuffer(ctx context.Context) error {
 	}
 	c := in.call
 	c.startCall(in.m.Limits.LoadFuel)
-	cctx, cancel := in.opContext(ctx)
+	cctx, cancel := in.opContext(ctx, in.m.Limits.LoadFuel)
 	defer cancel()
 	if err := in.invoke(ctx, cctx, f, 0, 0); err != nil {
 		return fmt.Errorf("plugin: %s: %w", abi.ExportInputBuffer, err)
@@ -184,19 +184,20 @@ func (e *trapError) Error() string {
 func (e *trapError) result() abi.Result { return abi.Result{Code: e.code, Data: []byte(e.msg)} }
 
 // opContext returns the context of one operation's guest calls (an apply
-// run, a query, a migration, the initialiser): it carries the instance's call
-// state and, for modules with termination checks, the wall-clock limit,
-// which call.begin re-arms at every entry of a batch (the limit is per entry,
-// as fuel is). A trusted module runs without checks, so a deadline could not
-// stop it: its calls get a context made once, with no timer to arm per call
-// (that timer was most of a KV query's cost).
-func (in *Instance) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
+// run, a query, a migration, the initialiser) whose fuel is fuel per entry
+// or call: it carries the instance's call state and, for modules with
+// termination checks, the wall-clock limit, which call.begin re-arms at
+// every entry of a batch (the limit is per entry, as fuel is). A trusted
+// module runs without checks, so a deadline could not stop it: its calls
+// get a context made once, with no timer to arm per call (that timer was
+// most of a KV query's cost).
+func (in *Instance) opContext(ctx context.Context, fuel uint64) (context.Context, context.CancelFunc) {
 	if in.m.trusted {
 		return in.vctx, func() {}
 	}
 	cctx, cancel := context.WithCancel(context.WithValue(ctx, callKey{}, in.call))
 	c := in.call
-	timeout := in.r.cfg.CallTimeout
+	timeout := in.r.CallLimit(in.m, fuel)
 	c.timer = time.AfterFunc(timeout, cancel)
 	c.timeout = timeout
 	return cctx, func() {
@@ -351,7 +352,7 @@ func (in *Instance) applyBatch(ctx context.Context, st Store, entries []abi.Entr
 		}
 		in.encodeBatch(entries)
 		base := len(results)
-		cctx, cancel := in.opContext(ctx)
+		cctx, cancel := in.opContext(ctx, fuel)
 		ptr, err := in.send(ctx, cctx, in.input.Bytes(), fuel)
 		if err == nil {
 			c.mode, c.store, c.read, c.entries, c.next, c.results = modeApply, st, st, entries, 0, results
@@ -410,7 +411,7 @@ func (in *Instance) single(ctx context.Context, md mode, fn func() api.Function,
 		return abi.Result{}, err
 	}
 	c := in.call
-	cctx, cancel := in.opContext(ctx)
+	cctx, cancel := in.opContext(ctx, fuel)
 	defer cancel()
 	var ptr uint32
 	var err error

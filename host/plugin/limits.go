@@ -62,8 +62,9 @@ const (
 	// MinFuel is the smallest fuel budget: enough for a trivial call.
 	MinFuel = 10_000
 	// MaxFuel is the largest fuel budget: 8 to 150 s on a 2-core machine at
-	// load 14 (BenchmarkFuelRate), past the default CallTimeout: a plugin
-	// given it needs nodes with a limit of FuelTime(MaxFuel).
+	// load 14 (BenchmarkFuelRate), past the default CallTimeout: a metered
+	// call's wall-clock limit grows to FuelTime of its budget
+	// (Runtime.CallLimit), so no node needs a longer CallTimeout for it.
 	MaxFuel = 5_000_000_000
 	// MaxMemoryPages is wasm32's whole address space (4 GiB).
 	MaxMemoryPages = 65536

@@ -11,7 +11,7 @@ import (
 )
 
 // TestLoadTimeLimitIsNotARefusal: a module whose raftkv_info runs past the
-// call time limit (its fuel would let it run longer) fails to load with
+// call time limit (trusted: no fuel stops it first) fails to load with
 // ErrTimeLimit, not ErrInvalidModule (a faster node would load it), and
 // nothing stays open.
 func TestLoadTimeLimitIsNotARefusal(t *testing.T) {
@@ -19,7 +19,7 @@ func TestLoadTimeLimitIsNotARefusal(t *testing.T) {
 	// About a second of deterministic work (some 40 ns an iteration).
 	wasm := wasmbuild.Build(t, "../testdata/slow", "-X main.infoSpin=25000000")
 	opts := testOpts
-	opts.Limits.LoadFuel = plugin.MaxFuel
+	opts.Limits.Trusted = true
 	_, err := r.Load(context.Background(), wasm, opts)
 	if !errors.Is(err, plugin.ErrTimeLimit) || errors.Is(err, plugin.ErrInvalidModule) {
 		t.Fatalf("Load: %v, want ErrTimeLimit and not ErrInvalidModule", err)

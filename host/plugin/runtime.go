@@ -39,7 +39,11 @@ type Config struct {
 	MemoryLimitPages uint32
 	// CallTimeout bounds the wall-clock time of one entry of a guest call, or
 	// of a query, migration or load call: a last resort against host bugs
-	// (see DefaultConfig). Trusted modules run without it.
+	// (see DefaultConfig). A metered call's limit is the larger of
+	// CallTimeout and FuelTime of its budget (Runtime.CallLimit), so that no
+	// budget Limits.Validate accepts can make a plugin reach it on a node
+	// that burns fuel at SlowFuelPerSecond or faster. Modules Trusted lists
+	// run without it.
 	CallTimeout time.Duration
 	// CacheDir, if set, holds wazero's compiled code so that restarts do not
 	// recompile modules.
@@ -69,9 +73,9 @@ type Config struct {
 // 2-core machine, where 200 million units of load fuel ran past a 60 s limit
 // on every node and stopped them all). So the default limit is derived from
 // the default budgets: the largest of them, the load fuel, burns within it
-// at SlowFuelPerSecond. A plugin deployed with larger budgets needs a node
-// limit to match (FuelTime of its largest budget), or a call that runs out
-// of its fuel on a fast machine stops a slow one.
+// at SlowFuelPerSecond. A metered call whose budget is larger gets a limit
+// to match (Runtime.CallLimit): otherwise a call that runs out of its fuel
+// on a fast machine would stop a slow one.
 func DefaultConfig() Config {
 	return Config{MemoryLimitPages: 512, CallTimeout: FuelTime(DefaultLimits().LoadFuel)}
 }
@@ -82,9 +86,29 @@ func DefaultConfig() Config {
 const SlowFuelPerSecond = 1_000_000
 
 // FuelTime is how long a budget of fuel may take to burn, at
-// SlowFuelPerSecond.
+// SlowFuelPerSecond, in whole seconds rounded up.
 func FuelTime(fuel uint64) time.Duration {
-	return time.Duration(fuel/SlowFuelPerSecond) * time.Second
+	return time.Duration((fuel+SlowFuelPerSecond-1)/SlowFuelPerSecond) * time.Second
+}
+
+// CallLimit is the wall-clock limit of one entry or call of m's code whose
+// fuel budget is fuel (Limits.ApplyFuel for an entry, QueryFuel for a
+// query or raftkv_validate, LoadFuel for the initialiser, raftkv_info and
+// raftkv_migrate):
+// Config.CallTimeout, or FuelTime(fuel) if m is metered and that is longer.
+// So a metered plugin runs out of fuel, deterministically, before it can
+// reach the limit, whatever budget it was deployed with, wherever fuel burns
+// at SlowFuelPerSecond or faster; only a host bug, or a module without fuel
+// (Limits.Trusted), reaches it. Modules Config.Trusted lists have no limit:
+// 0.
+func (r *Runtime) CallLimit(m *Module, fuel uint64) time.Duration {
+	switch {
+	case m.trusted:
+		return 0
+	case m.metered:
+		return max(r.cfg.CallTimeout, FuelTime(fuel))
+	}
+	return r.cfg.CallTimeout
 }
 
 // StackSlots is the call-stack budget of every metered call (package meter:

@@ -200,9 +200,12 @@ func (s slowView) Get(key []byte) ([]byte, uint64, bool) { return slowGet(s.Read
 
 // TestTimeLimitIsFatalButRecoverable: the wall-clock limit, the last resort
 // against host bugs (here a store that takes seconds to answer), stops the
-// call: an error, not a result, and the runtime serves the next call.
+// call: an error, not a result, and the runtime serves the next call. The
+// budgets of 1,000,000 fuel keep a metered call's limit at 1 s (FuelTime).
 func TestTimeLimitIsFatalButRecoverable(t *testing.T) {
-	a := newApplier(t, time.Second) // > the initialiser under the race detector, < slowGet
+	opts := testOpts
+	opts.Limits.ApplyFuel, opts.Limits.QueryFuel = 1_000_000, 1_000_000
+	a := newApplierWith(t, time.Second, opts) // > the initialiser under the race detector, < slowGet
 	var res []abi.Result
 	var err error
 	a.s.Update(func() {
