@@ -112,7 +112,7 @@ type fsm struct {
 	// before it restarted (trust.json): a restore of an older snapshot
 	// keeps that list (see Restore).
 	trustFloor uint64
-	metrics *metrics
+	metrics    *metrics
 
 	// plugins holds the active plugins by name in a map that is replaced,
 	// never modified: the FSM goroutine publishes a new one when a plugin

@@ -17,6 +17,12 @@ import (
 // startContainCluster starts a 3-node cluster of real processes on
 // 127.0.6.x with extra serve flags.
 func startContainCluster(t *testing.T, bin string, extra ...string) e2eCluster {
+	return startContainClusterAt(t, bin, "127.0.6", extra...)
+}
+
+// startContainClusterAt is startContainCluster on the addresses net.1 to
+// net.3.
+func startContainClusterAt(t *testing.T, bin, net string, extra ...string) e2eCluster {
 	t.Helper()
 	var c e2eCluster
 	for i, id := range []string{"n1", "n2", "n3"} {
@@ -24,7 +30,7 @@ func startContainCluster(t *testing.T, bin string, extra ...string) e2eCluster {
 		if i > 0 {
 			join = c[0].url()
 		}
-		p := newProc(t, bin, id, fmt.Sprintf("127.0.6.%d", i+1), join)
+		p := newProc(t, bin, id, fmt.Sprintf("%s.%d", net, i+1), join)
 		// Elections slower than fastRaft's: these tests run on a loaded
 		// machine, where 300 ms heartbeats miss and leadership flaps.
 		p.args = append(p.args, "--heartbeat-timeout", "1500ms", "--election-timeout", "1500ms", "--leader-lease-timeout", "1s")
@@ -249,6 +255,37 @@ func TestE2EQuarantineRecoversStoppedCluster(t *testing.T) {
 	})
 	eventuallyHTTP(t, 200, "PUT", n3.url()+"/v1/kv/restarted", []byte(strconv.Itoa(3)))
 	c.converged(t)
+	pluginDigests(t, c, "hostile")
+}
+
+// TestE2EBudgetPastCallTimeout: a plugin deployed with a fuel budget that
+// takes far longer to burn than the nodes' --plugin-call-timeout (1 s)
+// stops no node: its looping command is out_of_fuel, the same on the three
+// processes (a metered call's limit is the time of its budget), the next
+// commands of the plugin and of kv succeed, and the digests agree.
+func TestE2EBudgetPastCallTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster of processes")
+	}
+	bin := buildBinary(t)
+	wasm := hostileFile(t)
+	c := startContainClusterAt(t, bin, "127.0.4", "--plugin-call-timeout", "1s")
+	l := c.leader(t)
+	mustCLI(t, "plugin", "deploy", "hostile", wasm, "--fuel", "300000000", "--addr", l.url(), "--timeout", "3m")
+	start := time.Now()
+	r := eventuallyHTTP(t, 422, "POST", l.url()+"/v1/plugins/hostile/commands", []byte(`"loop"`))
+	if !strings.Contains(r.body, `"out_of_fuel"`) {
+		t.Fatalf("the loop with 300,000,000 fuel: %d %s, want out_of_fuel", r.status, r.body)
+	}
+	t.Logf("out_of_fuel in %v", time.Since(start).Round(time.Millisecond))
+	eventuallyHTTP(t, 200, "POST", l.url()+"/v1/plugins/hostile/commands", []byte(`"set k v"`))
+	eventuallyHTTP(t, 200, "PUT", l.url()+"/v1/kv/after", []byte("1"))
+	c.converged(t)
+	for _, p := range c {
+		if s, err := statusOf(p); err != nil || s.Failure != "" {
+			t.Fatalf("%s: %v %s", p.id, err, s.Failure)
+		}
+	}
 	pluginDigests(t, c, "hostile")
 }
 

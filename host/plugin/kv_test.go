@@ -68,8 +68,13 @@ func (h *hostTarget) Dump() []abi.Record {
 
 func kvInstance(t testing.TB, r *plugin.Runtime) *plugin.Instance {
 	t.Helper()
+	return kvInstanceWith(t, r, testOpts)
+}
+
+func kvInstanceWith(t testing.TB, r *plugin.Runtime, opts plugin.LoadOptions) *plugin.Instance {
+	t.Helper()
 	ctx := context.Background()
-	m, err := r.Load(ctx, kvwasm.Module, testOpts)
+	m, err := r.Load(ctx, kvwasm.Module, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,9 +132,12 @@ func setBatch(tb testing.TB, first uint64, n int) []abi.Entry {
 // same kvstore code run natively, against the real host store. "wasm" is
 // metered, as every deployed module; "wasm-unmetered" is the same module
 // with the same termination checks but no fuel, as deployed modules ran
-// before metering: their ratio is what metering costs.
+// before metering: their ratio is what metering costs. "wasm-trusted" runs
+// as the embedded default plugin does; "wasm-trusted-alloc" is the same with
+// its input buffer ignored (every batch through raftkv_alloc, as before ABI
+// v1.2). cpu-ns/cmd is the benchmark thread's CPU time.
 func BenchmarkApply(b *testing.B) {
-	for _, impl := range []string{"wasm", "wasm-unmetered", "wasm-trusted", "native"} {
+	for _, impl := range []string{"wasm", "wasm-unmetered", "wasm-trusted", "wasm-trusted-alloc", "native"} {
 		for _, size := range []int{1, 64, 512} {
 			b.Run(fmt.Sprintf("%s/batch=%d", impl, size), func(b *testing.B) {
 				var r runner = plugin.NewNative(sdknative.Code(kvplugin.KV{}))
@@ -143,7 +151,7 @@ func BenchmarkApply(b *testing.B) {
 					plugin.Unmetered(rt)
 					in = kvInstance(b, rt)
 					r = in
-				case "wasm-trusted": // as the embedded default plugin runs
+				case "wasm-trusted", "wasm-trusted-alloc": // as the embedded default plugin runs
 					cfg := plugin.DefaultConfig()
 					cfg.Trusted = map[string]bool{plugin.HashOf(kvwasm.Module): true}
 					rt, err := plugin.NewRuntime(context.Background(), cfg)
@@ -153,6 +161,11 @@ func BenchmarkApply(b *testing.B) {
 					b.Cleanup(func() { rt.Close(context.Background()) })
 					in = kvInstance(b, rt)
 					r = in
+					if impl == "wasm-trusted-alloc" {
+						// Every batch through raftkv_alloc, as before ABI
+						// v1.2: what the input buffer saves.
+						plugin.NoInputBuffer(in)
+					}
 				}
 				h := newHostTarget(b, r)
 				const pool = 1 << 16 // distinct keys, reused across iterations
@@ -204,11 +217,13 @@ func TestKVFuel(t *testing.T) {
 }
 
 // BenchmarkMetering measures what metering costs on the apply path: the same
-// SET batches applied alternately by the metered KV module and the same
-// module unmetered (both with the termination checks of deployed modules),
-// timed in CPU time of the applying thread, so that load from other
-// processes changes both alike. It reports each one's CPU ns per command
-// and the overhead of metering in percent.
+// SET batches applied in turn by the metered KV module, the same module
+// unmetered (no fuel, no call-stack budget) and deployed trusted
+// (Limits.Trusted: no fuel, the call-stack budget kept), all three with the
+// termination checks of deployed modules, timed in CPU time of the
+// applying thread, so that load from other processes changes them alike.
+// It reports each one's CPU ns per command and the overhead of metering
+// over the unmetered module in percent.
 func BenchmarkMetering(b *testing.B) {
 	for _, size := range []int{1, 64, 512} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
@@ -216,12 +231,15 @@ func BenchmarkMetering(b *testing.B) {
 			defer runtime.UnlockOSThread()
 			unmetered := newRuntime(b, 0)
 			plugin.Unmetered(unmetered)
-			targets := []*hostTarget{newHostTarget(b, kvInstance(b, newRuntime(b, 0))), newHostTarget(b, kvInstance(b, unmetered))}
+			trusted := testOpts
+			trusted.Limits.Trusted = true
+			targets := []*hostTarget{newHostTarget(b, kvInstance(b, newRuntime(b, 0))), newHostTarget(b, kvInstance(b, unmetered)),
+				newHostTarget(b, kvInstanceWith(b, newRuntime(b, 0), trusted))}
 			batches := make([][]abi.Entry, (1<<16)/size+1)
 			for i := range batches {
 				batches[i] = setBatch(b, uint64(i*size+1), size)
 			}
-			var cpu [2]int64
+			var cpu [3]int64
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				for j, h := range targets {
@@ -236,6 +254,7 @@ func BenchmarkMetering(b *testing.B) {
 			n := float64(b.N * size)
 			b.ReportMetric(float64(cpu[0])/n, "metered-cpu-ns/cmd")
 			b.ReportMetric(float64(cpu[1])/n, "unmetered-cpu-ns/cmd")
+			b.ReportMetric(float64(cpu[2])/n, "trusted-cpu-ns/cmd")
 			b.ReportMetric(100*(float64(cpu[0])/float64(cpu[1])-1), "overhead-%")
 		})
 	}
