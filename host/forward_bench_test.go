@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,10 @@ const forwardBenchKeys = 1024
 //
 // It fails on any error or non-OK result, and if leadership moves during a
 // sub-benchmark (its "leader" and "follower" figures would be mixed up).
+// Each "via=leader" run comes before its "via=follower" run, or after it
+// with RAFTKV_BENCH_FOLLOWER_FIRST set: alternate the two to compare them
+// without the bias of the order (the first run of a fresh cluster grows
+// its log files and heap).
 func BenchmarkForward(b *testing.B) {
 	c := cluster.Start(b, cluster.Options{Nodes: 3})
 	leader := c.Leader()
@@ -59,9 +64,13 @@ func BenchmarkForward(b *testing.B) {
 	c.WaitConverged(3)
 
 	var run uint64 // distinct keys for every sub-benchmark run
+	order := []string{"leader", "follower"}
+	if os.Getenv("RAFTKV_BENCH_FOLLOWER_FIRST") != "" {
+		order = []string{"follower", "leader"}
+	}
 	for _, op := range []string{"Apply", "Query"} {
 		for _, conc := range []int{1, 64} {
-			for _, via := range []string{"leader", "follower"} {
+			for _, via := range order {
 				n := nodes[via].Node
 				b.Run(fmt.Sprintf("%s/c=%d/via=%s", op, conc, via), func(b *testing.B) {
 					run++

@@ -14,12 +14,14 @@ import (
 // leader in an apply request of many commands, sent by one of at most
 // maxForwardInFlight senders. A sender that starts, or that has handed
 // out its request's results, first yields the processor
-// (runtime.Gosched) and then takes every write queued: the writes that
-// arrive together (a burst of requests, or the callers of the request
-// that just returned sending their next writes) leave together, and a
-// write never waits for a request in flight to return while fewer than
-// maxForwardInFlight are in flight. When all are, the writes that arrive
-// meanwhile leave together with the next sender that is free. The leader
+// (runtime.Gosched) and then takes the writes queued (up to
+// maxForwardBatch): the writes that arrive together (a burst of requests,
+// or the callers of the request that just returned sending their next
+// writes) leave together, and a write that arrives while fewer than
+// maxForwardInFlight requests are in flight does not wait for one to
+// return (unless more than maxForwardBatch writes are queued before it).
+// When all are in flight, the writes that arrive meanwhile leave together
+// with the next sender that is free. The leader
 // proposes a request's commands together (applyForwarded), so Raft
 // appends and commits them as one batch, as it does for concurrent
 // writes sent to the leader itself. Each command keeps its own
