@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -72,4 +73,48 @@ func TestRestoreRefusesInvalidModule(t *testing.T) {
 		got, err := get(t, c.Leader().Node, "a", host.Leader)
 		return err == nil && got == "1"
 	}, "a never became 1 after the restore")
+}
+
+// trustedOf reports whether n runs the named plugin trusted (false if it
+// does not run it).
+func trustedOf(n *host.Node, name string) bool {
+	for _, p := range n.Plugins() {
+		if p.Name == name {
+			return p.Limits.Trusted
+		}
+	}
+	return false
+}
+
+// TestTrustedKeptByBackupAndRestart: a plugin deployed trusted is trusted
+// again after a restore of a backup taken then (though it was deployed
+// metered since), and after the node restarts (from its snapshot and log).
+func TestTrustedKeptByBackupAndRestart(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 1, Configure: func(cfg *host.Config) {
+		cfg.SnapshotThreshold, cfg.SnapshotInterval = 4, 50*time.Millisecond
+	}})
+	l := c.Leader()
+	hostile := wasmbuild.Build(t, "./plugin/testdata/hostile")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	info, err := l.Node.DeployPluginWith(ctx, "h", hostile, host.DeployOptions{Trusted: true, Create: true})
+	if err != nil || !info.Limits.Trusted {
+		t.Fatalf("trusted deploy: %+v %v", info.Limits, err)
+	}
+	var backup bytes.Buffer
+	if _, err := l.Node.Backup(ctx, &backup); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Node.DeployPluginWith(ctx, "h", hostile, host.DeployOptions{IfHash: info.Hash}); err != nil || trustedOf(l.Node, "h") {
+		t.Fatalf("deployed again without trust: trusted %v, %v", trustedOf(l.Node, "h"), err)
+	}
+	if err := l.Node.Restore(ctx, bytes.NewReader(backup.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	cluster.Poll(t, time.Minute, func() bool { return trustedOf(c.Leader().Node, "h") }, "h is not trusted after the restore of a backup taken while it was")
+	for i := range 5 {
+		mustSet(t, c.Leader().Node, fmt.Sprintf("k%d", i), "v") // a snapshot past the restore
+	}
+	c.Restart(l)
+	cluster.Poll(t, time.Minute, func() bool { return l.Node != nil && trustedOf(l.Node, "h") }, "h is not trusted after a restart")
 }
