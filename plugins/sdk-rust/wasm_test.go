@@ -117,6 +117,31 @@ func TestProbeInfo(t *testing.T) {
 	}
 }
 
+// TestProbeInputBuffer: the SDK offers a 64 KiB input buffer
+// (raftkv_input_buffer, ABI v1.2), and inputs arrive intact whether they
+// fit in it or go through raftkv_alloc (a command over 64 KiB), alternately
+// on one instance.
+func TestProbeInputBuffer(t *testing.T) {
+	g := newTarget(t)
+	if _, c := g.In.InputBuffer(); c != 64<<10 {
+		t.Fatalf("input buffer capacity %d, want 64 KiB", c)
+	}
+	big := bytes.Repeat([]byte("0123456789"), 10<<10) // 100 KiB
+	for i, value := range [][]byte{[]byte("small"), big, []byte("small again"), big[:50<<10]} {
+		key := fmt.Sprintf("k%d", i)
+		if res := g.apply(m{"op": "put", "key": key, "value": value}); !res[0].OK() {
+			t.Fatalf("put %d bytes: %v %q", len(value), res[0].Code, res[0].Data)
+		}
+		if v, _, _ := g.stored(key); v != string(value) {
+			t.Fatalf("stored %d bytes, want the %d put", len(v), len(value))
+		}
+		r := g.Query(m{"op": "get", "key": key})
+		if !r.OK() || !bytes.Contains(r.Data, value) {
+			t.Fatalf("get %s: %v (%d bytes)", key, r.Code, len(r.Data))
+		}
+	}
+}
+
 // TestProbeResults: an error result undoes the entry's writes; a panic is a
 // trap (code 6) whose writes the host undoes, its message in the node's
 // log, and the entries after it apply on a fresh instance; error codes pass

@@ -29,9 +29,14 @@ extern "C" {
     fn entry_time() -> i64;
 }
 
-/// The input buffer handed out by raftkv_alloc: one buffer, grown to the
-/// largest input seen, rounded up to 64 KiB.
+/// The input buffer handed out by raftkv_alloc for inputs larger than
+/// FIXED: one buffer, grown to the largest input seen, rounded up to 64 KiB.
 static mut INPUT: Vec<u8> = Vec::new();
+/// The reusable input buffer offered by raftkv_input_buffer (ABI v1.2): the
+/// host writes every input that fits here without calling raftkv_alloc. A
+/// static, so it never moves and is never freed.
+static mut FIXED: [u8; FIXED_SIZE] = [0; FIXED_SIZE];
+const FIXED_SIZE: usize = 64 << 10;
 /// The buffer state_get and state_scan answers are copied into.
 static mut ANSWER: Vec<u8> = Vec::new();
 
@@ -75,6 +80,11 @@ fn install_panic_hook() {
 /// raftkv_alloc: a pointer to `size` writable bytes. Allocation failure
 /// aborts (a trap), as the ABI allows. No host calls.
 pub fn alloc(size: usize) -> *mut u8 {
+    if size <= FIXED_SIZE {
+        // A host before ABI v1.2, which does not ask for the input buffer:
+        // the same buffer.
+        return unsafe { std::ptr::addr_of_mut!(FIXED) as *mut u8 };
+    }
     // SAFETY: single-threaded.
     let b = unsafe { &mut *std::ptr::addr_of_mut!(INPUT) };
     if size > b.len() {
@@ -84,19 +94,40 @@ pub fn alloc(size: usize) -> *mut u8 {
     b.as_mut_ptr()
 }
 
-/// The `len` bytes at `ptr`, which must lie in the input buffer (the host
-/// writes there what raftkv_alloc returned); anything else traps.
+/// raftkv_input_buffer (ABI v1.2): FIXED, as capacity << 32 | pointer.
+pub fn input_buffer() -> u64 {
+    let p = unsafe { std::ptr::addr_of!(FIXED) as usize };
+    (FIXED_SIZE as u64) << 32 | p as u64
+}
+
+/// The `len` bytes at `ptr`, which must lie in FIXED or in raftkv_alloc's
+/// buffer (the host writes the input there); anything else traps.
 fn input(ptr: *const u8, len: usize) -> &'static [u8] {
     if len == 0 {
         return &[];
     }
-    let b = unsafe { &*std::ptr::addr_of!(INPUT) };
+    let fixed: &'static [u8] = unsafe { &*std::ptr::addr_of!(FIXED) };
+    if let Some(b) = within(fixed, ptr, len) {
+        return b;
+    }
+    let b: &'static [u8] = unsafe { &*std::ptr::addr_of!(INPUT) };
+    match within(b, ptr, len) {
+        Some(b) => b,
+        None => panic!(
+            "input [{:#x}, +{}) is outside the input buffer [{:#x}, +{}) and the raftkv_alloc buffer [{:#x}, +{})",
+            ptr as usize, len, fixed.as_ptr() as usize, fixed.len(), b.as_ptr() as usize, b.len()
+        ),
+    }
+}
+
+/// `b`'s `len` bytes at `ptr`, if they lie in `b`.
+fn within(b: &'static [u8], ptr: *const u8, len: usize) -> Option<&'static [u8]> {
     let base = b.as_ptr() as usize;
     let p = ptr as usize;
-    if p < base || p - base > b.len() || len > b.len() - (p - base) {
-        panic!("input [{:#x}, +{}) is outside the raftkv_alloc buffer [{:#x}, +{})", p, len, base, b.len());
+    if b.is_empty() || p < base || p - base > b.len() || len > b.len() - (p - base) {
+        return None;
     }
-    &b[p - base..p - base + len]
+    Some(&b[p - base..p - base + len])
 }
 
 fn report(code: u32, payload: &[u8]) {

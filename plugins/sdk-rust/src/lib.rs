@@ -5,7 +5,7 @@
 //! state. This crate provides, with no dependencies:
 //!
 //! - the ABI glue: [`export!`] defines the module's exports (`raftkv_abi_v1`,
-//!   `raftkv_alloc`, `raftkv_apply`, `raftkv_query`, `raftkv_validate`,
+//!   `raftkv_alloc`, `raftkv_input_buffer`, `raftkv_apply`, `raftkv_query`, `raftkv_validate`,
 //!   `raftkv_info`, and optionally `raftkv_migrate`) around a [`Plugin`];
 //! - state access through the host functions: [`State`] (get, set, delete,
 //!   scan, and paging [`range`](trait.State.html#method.range) iterators);
@@ -290,6 +290,12 @@ macro_rules! export {
         #[no_mangle]
         pub extern "C" fn raftkv_alloc(size: usize) -> *mut u8 {
             $crate::host::alloc(size)
+        }
+
+        #[cfg(target_arch = "wasm32")]
+        #[no_mangle]
+        pub extern "C" fn raftkv_input_buffer() -> u64 {
+            $crate::host::input_buffer()
         }
 
         #[cfg(target_arch = "wasm32")]
