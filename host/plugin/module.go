@@ -65,10 +65,11 @@ func HashOf(wasm []byte) string {
 // module but a trusted one (Config.Trusted, Limits.Trusted) is metered
 // (package meter): what is compiled is the instrumented module, and its
 // memory maximum is Limits.MemoryPages, trusted or not. A module trusted by
-// its Limits keeps the call-stack budget and the termination checks. Every refusal wraps ErrInvalidModule and says
-// what is wrong; it is deterministic (the same bytes are refused the same way
-// on every node). An initialiser or raftkv_info that runs past
-// Config.CallTimeout is not a refusal: that error wraps ErrTimeLimit (and not
+// its Limits keeps the call-stack budget and the termination checks. Every
+// refusal wraps ErrInvalidModule and says what is wrong; it is
+// deterministic (the same bytes are refused the same way on every node). A
+// start section, initialiser or raftkv_info that runs past its wall-clock
+// limit (Runtime.CallLimit) is not a refusal: that error wraps ErrTimeLimit (and not
 // ErrInvalidModule), and a caller applying the log must stop (fail-stop). The
 // caller closes the Module when it no longer needs it.
 func (r *Runtime) Load(ctx context.Context, wasm []byte, opts LoadOptions) (*Module, error) {
