@@ -221,6 +221,10 @@ type Request struct {
 	Progress func(sent, total int64)
 
 	streamed *countReader // how much of Stream the attempts consumed
+	// notTo, if set, is a node ID the request must not be sent to when
+	// another endpoint can take it (RemoveMember: a node cannot hear the
+	// outcome of its own removal).
+	notTo string
 }
 
 // countReader counts what it reads. The HTTP transport reads the body on
@@ -265,7 +269,7 @@ func (c *Client) Do(ctx context.Context, req Request) (*http.Response, error) {
 				return nil, final(&req, lastErr)
 			}
 		}
-		ep := c.pick(ctx, req.Leader)
+		ep := c.pick(ctx, req.Leader, req.notTo)
 		resp, err := c.send(ctx, ep, &req)
 		if err == nil {
 			return resp, nil
@@ -486,24 +490,28 @@ func isAmbiguous(err error) bool {
 }
 
 // pick returns the endpoint for the next attempt.
-func (c *Client) pick(ctx context.Context, leader bool) *endpoint {
+func (c *Client) pick(ctx context.Context, leader bool, notTo string) *endpoint {
 	if c.pinned != nil {
 		return c.pinned
 	}
-	if leader {
-		c.discover(ctx)
+	if leader || notTo != "" {
+		c.discover(ctx) // learns the endpoints' node IDs too
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
-	if leader && c.leader != nil && now.After(c.leader.downUntil) {
+	if leader && c.leader != nil && now.After(c.leader.downUntil) && (notTo == "" || c.leader.nodeID != notTo) {
 		return c.leader
 	}
-	for i := range c.eps {
-		e := c.eps[(c.cur+i)%len(c.eps)]
-		if now.After(e.downUntil) {
-			c.cur = (c.cur + i) % len(c.eps)
-			return e
+	// Another node (notTo's endpoint only when no other is up): it forwards
+	// the request to the leader.
+	for _, skip := range []bool{notTo != "", false} {
+		for i := range c.eps {
+			e := c.eps[(c.cur+i)%len(c.eps)]
+			if now.After(e.downUntil) && !(skip && e.nodeID == notTo) {
+				c.cur = (c.cur + i) % len(c.eps)
+				return e
+			}
 		}
 	}
 	// Every node failed recently: try the next one anyway.

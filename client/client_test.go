@@ -8,8 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -492,10 +495,12 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// Removing the leader through the leader: it hands leadership over, the new
-// leader removes it and closes its connections, so the first attempt's
-// outcome is unknown to the old leader (504). The client retries the
-// removal elsewhere and takes the not_found that follows as done.
+// Removing the leader: the leader asked would hand leadership over, the new
+// leader remove it and close its connections, so the old leader could not
+// learn the outcome (504). The client sends the removal to another member
+// instead, even with the leader's endpoint first (and the leader known),
+// and it answers success. (The client used to send it to the leader, then
+// retry elsewhere and take the not_found that followed as done.)
 func TestRemoveTheLeader(t *testing.T) {
 	nodes, endpoints, closeAll, err := startCluster(t.TempDir(), 3)
 	if err != nil {
@@ -513,11 +518,31 @@ func TestRemoveTheLeader(t *testing.T) {
 	if leader == "" {
 		t.Fatal("no leader")
 	}
-	// The leader's endpoint first, so that the first attempt goes to it.
-	eps := append([]string{endpoints[at]}, append(append([]string{}, endpoints[:at]...), endpoints[at+1:]...)...)
+	// The leader's endpoint first, behind a proxy that counts the
+	// removals sent to it.
+	target, err := url.Parse(endpoints[at])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var toLeader atomic.Int32
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodDelete {
+			toLeader.Add(1)
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	eps := append([]string{proxy.URL}, append(append([]string{}, endpoints[:at]...), endpoints[at+1:]...)...)
 	c := newClient(t, client.Config{Endpoints: eps, MinBackoff: 20 * time.Millisecond})
+	if id, _, err := c.Leader(ctx); err != nil || id != leader {
+		t.Fatalf("the client's leader: %q, %v; want %s", id, err, leader)
+	}
 	if err := c.RemoveMember(ctx, leader); err != nil {
 		t.Fatalf("removing the leader %s: %v", leader, err)
+	}
+	if n := toLeader.Load(); n != 0 {
+		t.Errorf("the removal of leader %s was sent to it %d times", leader, n)
 	}
 	survivor := newClient(t, client.Config{Endpoints: eps[1:]})
 	cl, err := survivor.Cluster(ctx)

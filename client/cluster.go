@@ -141,10 +141,14 @@ func (c *Client) Trust(ctx context.Context, line, id string) ([]string, error) {
 	return out.Trust, err
 }
 
-// RemoveMember removes a member and revokes its keys. Send it through
-// another member than the one removed.
+// RemoveMember removes a member and revokes its keys. A node cannot hear
+// the outcome of its own removal (its connections are closed when its key is
+// revoked), so the request goes to a member other than id: the leader unless
+// it is id, else another member, which forwards it to the leader (a leader
+// asked to remove itself hands leadership over first). It goes to id only
+// when the client reaches no other member, or is pinned to id (At).
 func (c *Client) RemoveMember(ctx context.Context, id string) error {
-	err := c.doJSON(ctx, Request{Method: http.MethodDelete, Path: "/v1/cluster/members/" + url.PathEscape(id), Write: true, Leader: true, Idempotent: true}, nil, nil)
+	err := c.doJSON(ctx, Request{Method: http.MethodDelete, Path: "/v1/cluster/members/" + url.PathEscape(id), Write: true, Leader: true, Idempotent: true, notTo: id}, nil, nil)
 	return gone(err)
 }
 

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 )
 
 func runRemove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -15,7 +13,12 @@ func runRemove(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if err := c.doJSON(ctx, http.MethodDelete, "/v1/cluster/members/"+url.PathEscape(pos[0]), nil, nil, nil); err != nil {
+	// Through the client package's RemoveMember: it sends the removal to a
+	// member other than the one removed (which cannot hear the outcome of
+	// its own removal), even when that one leads.
+	rctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	if err := c.api.RemoveMember(rctx, pos[0]); err != nil {
 		return err
 	}
 	if cf.json {
