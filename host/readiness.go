@@ -167,7 +167,7 @@ func (n *Node) readiness() string {
 	if highest, _ := n.commits.highest(now); applied > highest {
 		why := fmt.Sprintf("applied index %d is ahead of the leader's commit index %d: this node has applied "+
 			"entries the leader does not have (a diverged log, e.g. after a restore interrupted by a crash) "+
-			"and the leader cannot replicate to it; see docs/operations.md (Restore)", applied, highest)
+			"and the leader cannot replicate to it; see 'An interrupted restore' in docs/operations.md", applied, highest)
 		// Right after a restore or a snapshot install the leader's next
 		// request brings its commit index up: warn only when it lasts.
 		since := n.aheadSince.Load()
