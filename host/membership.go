@@ -453,3 +453,22 @@ func (n *Node) voters() []string {
 	}
 	return ids
 }
+
+// Suffrage returns this node's suffrage in its latest Raft configuration:
+// "voter", "nonvoter", or "" when the configuration does not list it (yet).
+func (n *Node) Suffrage() string {
+	cf := n.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return ""
+	}
+	for _, s := range cf.Configuration().Servers {
+		if string(s.ID) != n.cfg.NodeID {
+			continue
+		}
+		if s.Suffrage == raft.Voter {
+			return "voter"
+		}
+		return "nonvoter"
+	}
+	return ""
+}

@@ -64,10 +64,13 @@ type Node struct {
 	readyTerm atomic.Uint64
 	commits   *leaderCommits     // the leader's commit index as a follower learns it
 	otrans    *observedTransport // ntrans, its AppendEntries observed (see readiness.go)
-	existing  bool               // the data directory had Raft state at start
-	metrics   *metrics
-	diverged  divergences // what the digest checks found (digestcheck.go)
-	deployMu  sync.Mutex  // one deploy validated and proposed at a time (see deployLocal)
+	// aheadSince: since when (Unix ns) readiness found the applied index
+	// ahead of the leader's commit index; 0: not ahead, -1: warned.
+	aheadSince atomic.Int64
+	existing   bool // the data directory had Raft state at start
+	metrics    *metrics
+	diverged   divergences // what the digest checks found (digestcheck.go)
+	deployMu   sync.Mutex  // one deploy validated and proposed at a time (see deployLocal)
 	// keptLeadership: watchLeadership's goroutine only: this fail-stopped
 	// leader said it keeps leadership (see handOverFailed).
 	keptLeadership bool

@@ -19,7 +19,8 @@ import (
 // commitSample is the leader's commit index as of a request's arrival.
 type commitSample struct {
 	at     time.Time
-	commit uint64
+	commit uint64 // the first request's of the sample's 10 ms bucket
+	high   uint64 // the highest of the bucket's requests
 }
 
 // leaderCommits keeps the leader's commit index as of the AppendEntries
@@ -42,9 +43,10 @@ func (l *leaderCommits) observe(now time.Time, commit uint64) {
 	if n := len(l.samples); n > 0 && now.Sub(l.samples[n-1].at) < 10*time.Millisecond {
 		// Keep the bucket's first sample: a lower bound of the commit index
 		// at the bucket's end, never more.
+		l.samples[n-1].high = max(l.samples[n-1].high, commit)
 		return
 	}
-	l.samples = append(l.samples, commitSample{now, commit})
+	l.samples = append(l.samples, commitSample{now, commit, commit})
 	l.pruneLocked(now)
 }
 
@@ -74,6 +76,28 @@ func (l *leaderCommits) target(now time.Time) (uint64, bool) {
 		return 0, false
 	}
 	return l.samples[0].commit, true
+}
+
+// highest returns the highest commit index the leader sent in the last
+// window (every request's, not only the samples'), and false with no request with
+// a commit index yet. A follower applies only what a leader committed, so
+// its applied index is at most that: beyond it, the follower has applied
+// entries this leader does not have (see readiness). A new leader's commit
+// index may start below what the followers applied, for one round trip
+// until its first entry commits: the old leader's samples of the window
+// cover that.
+func (l *leaderCommits) highest(now time.Time) (uint64, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pruneLocked(now)
+	if len(l.samples) == 0 {
+		return 0, false
+	}
+	var h uint64
+	for _, s := range l.samples {
+		h = max(h, s.high)
+	}
+	return h, true
 }
 
 // observedTransport is the node's Raft transport with the AppendEntries
@@ -134,11 +158,29 @@ func (n *Node) readiness() string {
 	if since := time.Since(n.raft.LastContact()); since > 2*n.cfg.HeartbeatTimeout {
 		return "no contact with the leader for " + since.Round(time.Millisecond).String()
 	}
-	target, ok := n.commits.target(time.Now())
+	now := time.Now()
+	target, ok := n.commits.target(now)
 	if !ok {
 		return "no commit index from the leader yet"
 	}
-	if applied := n.fsm.applied.Load(); applied < target && !n.onlyHostEntries(applied+1, target) {
+	applied := n.fsm.applied.Load()
+	if highest, _ := n.commits.highest(now); applied > highest {
+		why := fmt.Sprintf("applied index %d is ahead of the leader's commit index %d: this node has applied "+
+			"entries the leader does not have (a diverged log, e.g. after a restore interrupted by a crash) "+
+			"and the leader cannot replicate to it; see 'An interrupted restore' in docs/operations.md", applied, highest)
+		// Right after a restore or a snapshot install the leader's next
+		// request brings its commit index up: warn only when it lasts.
+		since := n.aheadSince.Load()
+		if since == 0 {
+			n.aheadSince.CompareAndSwap(0, now.UnixNano())
+		} else if since > 0 && now.Sub(time.Unix(0, since)) > n.cfg.HeartbeatTimeout &&
+			n.aheadSince.CompareAndSwap(since, -1) {
+			n.log.Warn("not ready: "+why, "applied", applied, "leader_commit", highest, "leader", string(leaderID))
+		}
+		return why
+	}
+	n.aheadSince.Store(0)
+	if applied < target && !n.onlyHostEntries(applied+1, target) {
 		return "catching up with the leader's commit index"
 	}
 	return ""

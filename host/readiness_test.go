@@ -44,3 +44,29 @@ func TestLeaderCommits(t *testing.T) {
 		t.Errorf("every sample younger than the window: target %d, want the first, 500", got)
 	}
 }
+
+// TestLeaderCommitsHighest: the highest commit index heard in the window,
+// the last request's included even when it fell in a sample's bucket.
+func TestLeaderCommitsHighest(t *testing.T) {
+	l := &leaderCommits{window: time.Second}
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	if _, ok := l.highest(t0); ok {
+		t.Fatal("a highest commit index before any request")
+	}
+	l.observe(at(0), 500)
+	l.observe(at(300), 900)
+	l.observe(at(305), 950) // in the bucket of 300 ms: not a sample, but heard
+	if got, _ := l.highest(at(400)); got != 950 {
+		t.Errorf("highest = %d, want 950 (a request within a sample's bucket)", got)
+	}
+	// A new leader starts below what the old one committed: the old
+	// leader's commit index stays the highest for a window.
+	l.observe(at(600), 700)
+	if got, _ := l.highest(at(700)); got != 950 {
+		t.Errorf("highest after a lower commit index = %d, want 950 within the window", got)
+	}
+	if got, _ := l.highest(at(2000)); got != 700 {
+		t.Errorf("highest a window later = %d, want 700", got)
+	}
+}

@@ -90,7 +90,9 @@ func (n *Node) Degraded() string {
 // itself gives the leader up) and has applied the
 // leader's commit index as of HeartbeatTimeout ago (it learns that index
 // from the leader's AppendEntries requests: a restarted node is not ready
-// before the leader has told it). Otherwise it returns why not.
+// before the leader has told it), and no more than the highest commit
+// index the leader sent over the last HeartbeatTimeout (beyond it, its log
+// diverged from the leader's). Otherwise it returns why not.
 func (n *Node) Ready() (bool, string) {
 	why := n.readiness()
 	return why == "", why

@@ -73,3 +73,49 @@ func caughtUp(t *testing.T, c *cluster.Cluster, m *cluster.Member) {
 	cluster.Poll(t, 10*time.Second, func() bool { return m.Node.Stats().AppliedIndex >= last },
 		"%s did not apply index %d", m.ID, last)
 }
+
+// TestStaleVoterWaitsForAMemberItKnows: a voter that was down while a new
+// member joined and another left refuses the new member: it has neither
+// its key nor a configuration in which it is a voter, and nothing it trusts
+// can vouch for it (SECURITY.md, "What the binding does not buy"). With the
+// third voter down too, there is no leader although plain Raft would elect
+// the new member. Once a voter it knows is back and leads, the stale voter
+// catches up and trusts the new member.
+func TestStaleVoterWaitsForAMemberItKnows(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3})
+	n1, n2, n3 := c.Member("n1"), c.Member("n2"), c.Member("n3")
+	c.Stop(n3)
+	n4 := c.Add("n4", false)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Leader().Node.Remove(ctx, "n2"); err != nil {
+		t.Fatalf("removing n2: %v", err)
+	}
+	c.Stop(n2)
+	mustSet(t, c.Leader().Node, "k", "v")
+
+	// n1 down, n3 back: n3 and n4 are two of the three voters n1, n3, n4.
+	c.Stop(n1)
+	c.Restart(n3)
+	time.Sleep(5 * time.Second)
+	if s := n4.Node.Stats(); s.Leader != "" {
+		t.Fatalf("n4 sees leader %q with n3 stale and n1 down: the refusal this test documents is gone; update SECURITY.md", s.Leader)
+	}
+
+	// n1, which n3 knows, comes back and leads: n3 catches up.
+	c.Restart(n1)
+	l := c.Leader()
+	if l == n4 {
+		if err := host.TransferLeadership(n4.Node, "n1", n1.Proxy.Addr()); err != nil {
+			t.Fatalf("moving leadership to n1: %v", err)
+		}
+	}
+	cluster.Poll(t, 30*time.Second, func() bool {
+		ok, _ := n3.Node.Ready()
+		return ok
+	}, "n3 not ready with n1 leading")
+	mustGet(t, n3.Node, "k", host.Stale, "v")
+	if got, want := host.TrustList(n3.Node), host.TrustList(n4.Node); got != want {
+		t.Fatalf("n3 trusts %s, n4 %s", got, want)
+	}
+}

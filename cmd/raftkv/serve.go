@@ -75,8 +75,9 @@ var seedEnv = map[string][]string{
 const serveSummary = `Run a raftkv node. A new node without --join bootstraps a single-node cluster; with --join
 it asks that member (its HTTP or management address) to trust its key and add it, retrying
 until the member answers. A node restarted on an existing data directory rejoins with its data
-and ignores --join and --bootstrap. --bootstrap=false without --join starts a node that waits
-to be added with 'raftkv join'. SIGINT or SIGTERM shut it down gracefully (a leader hands
+and ignores --bootstrap, and --join too unless it finds itself a non-voter without --non-voter
+(killed while joining): then it asks the leader to promote it. --bootstrap=false without --join
+starts a node that waits to be added with 'raftkv join'. SIGINT or SIGTERM shut it down gracefully (a leader hands
 leadership over first).`
 
 func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
@@ -489,6 +490,15 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger) (err error) {
 	switch {
 	case node.HasExistingState():
 		log.Info("existing state found: rejoining the cluster with it", "data_dir", o.DataDir)
+		if o.Join != "" && !bootstrap && !o.NonVoter {
+			// A node killed after it was added as a non-voter but before its
+			// promotion finds itself a non-voter: it asks the leader to
+			// promote it, as its first join would have.
+			pctx, cancel := context.WithCancel(ctx)
+			done := make(chan struct{})
+			go func() { defer close(done); promoteSelf(pctx, node, log) }()
+			defer func() { cancel(); <-done }() // runs before shutdown closes the node
+		}
 	case bootstrap:
 		// host.New bootstrapped a single-node cluster.
 	case o.Join != "":
@@ -661,4 +671,54 @@ func joinOnce(ctx context.Context, c *client, node *host.Node, nonVoter bool) er
 		return fmt.Errorf("join: %w", err)
 	}
 	return node.AcceptTrust(trust.Trust)
+}
+
+// promoteSelfPoll is how often promoteSelf looks at the node's suffrage.
+const promoteSelfPoll = time.Second
+
+// promoteSelf makes a node restarted on its data with --join (and without
+// --non-voter) a voter when its latest configuration lists it as a
+// non-voter: a node killed after the leader added it as a non-voter, before
+// its promotion, would otherwise stay one. It sends its join request again,
+// through the leader it follows (host.Node.Join: the leader proves the node's
+// key and promotes it once its log has caught up), until the node is a voter
+// or ctx ends. A node the configuration does not list yet is waited for.
+func promoteSelf(ctx context.Context, node *host.Node, log *slog.Logger) {
+	backoff := promoteSelfPoll
+	logged := false
+	for {
+		switch node.Suffrage() {
+		case "voter":
+			return
+		case "nonvoter":
+			if !logged {
+				log.Info("this node is a non-voter but was started without --non-voter: asking the leader to promote it")
+				logged = true
+			}
+			req := host.JoinRequest{NodeID: node.ID(), Address: node.Address()}
+			jctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			_, err := node.Join(jctx, req)
+			cancel()
+			if err == nil {
+				log.Info("promoted to voter")
+				return
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn("promotion to voter failed, retrying", "err", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(promoteSelfPoll):
+		}
+	}
 }
