@@ -192,11 +192,12 @@ func pluginRemove(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	q := url.Values{}
-	if *drop {
-		q.Set("drop_state", "true")
-	}
-	if err := c.doJSON(ctx, http.MethodDelete, pluginPath(pos[0]), q, nil, nil); err != nil {
+	// Through the client package's RemovePlugin: retried after an ambiguous
+	// failure, and a retry that finds nothing left to remove succeeds
+	// (docs/cli.md).
+	rctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	if err := c.api.RemovePlugin(rctx, pos[0], *drop); err != nil {
 		return err
 	}
 	if cf.json {
