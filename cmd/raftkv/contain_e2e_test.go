@@ -269,12 +269,18 @@ func TestE2EBudgetPastCallTimeout(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	wasm := hostileFile(t)
-	c := startContainClusterAt(t, bin, "127.0.4", "--plugin-call-timeout", "1s")
+	// The loop burns its 300,000,000 fuel in seconds, past the 1 s limit,
+	// and longer on a loaded machine: the write's own limits are long, and
+	// it is sent once (a retry would queue a second loop behind the first).
+	c := startContainClusterAt(t, bin, "127.0.4", "--plugin-call-timeout", "1s", "--apply-timeout", "2m", "--request-timeout", "2m")
 	l := c.leader(t)
 	mustCLI(t, "plugin", "deploy", "hostile", wasm, "--fuel", "300000000", "--addr", l.url(), "--timeout", "3m")
 	start := time.Now()
-	r := eventuallyHTTP(t, 422, "POST", l.url()+"/v1/plugins/hostile/commands", []byte(`"loop"`))
-	if !strings.Contains(r.body, `"out_of_fuel"`) {
+	r, err := doHTTPWith(&http.Client{Timeout: 3 * time.Minute}, "POST", l.url()+"/v1/plugins/hostile/commands", []byte(`"loop"`))
+	if err != nil {
+		t.Fatalf("the loop with 300,000,000 fuel: %v", err)
+	}
+	if r.status != 422 || !strings.Contains(r.body, `"out_of_fuel"`) {
 		t.Fatalf("the loop with 300,000,000 fuel: %d %s, want out_of_fuel", r.status, r.body)
 	}
 	t.Logf("out_of_fuel in %v", time.Since(start).Round(time.Millisecond))
