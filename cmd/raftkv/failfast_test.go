@@ -145,3 +145,46 @@ func TestServeRaftConfigValidated(t *testing.T) {
 		}
 	}
 }
+
+// TestServeFormerMemberNotBootstrapped: a member's data dir whose Raft log
+// was moved away (the recovery from a diverged log, docs/operations.md) is
+// not bootstrapped into a new, empty, ready cluster of its own when started
+// without --join: serve refuses and says how to rejoin or, deliberately,
+// start anew. (It bootstrapped silently: a split brain, found recovering an
+// interrupted restore.)
+func TestServeFormerMemberNotBootstrapped(t *testing.T) {
+	bin := buildBinary(t)
+	p := newProc(t, bin, "n1", "127.0.0.1", "")
+	p.start()
+	waitServing(t, p)
+	keyDir := filepath.Join(t.TempDir(), "n2")
+	pub := filepath.Join(t.TempDir(), "n2.pub")
+	if err := os.WriteFile(pub, []byte(mustCLI(t, "key", "--data-dir", keyDir, "--node-id", "n2")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, "trust", "--file", pub, "--addr", p.url())
+	if err := p.terminate(); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := p.dataDir()
+	aside := t.TempDir()
+	for _, f := range []string{"raft.db", "snapshots"} {
+		if err := os.Rename(filepath.Join(dataDir, f), filepath.Join(aside, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []string{"serve", "--node-id", "n1", "--data-dir", dataDir, "--http-addr", p.http, "--mgmt-addr", p.mgmt, "--raft-addr", p.raft}
+	code, out := runUntilExit(t, 15*time.Second, nil, append([]string{bin}, args...)...)
+	if code != 1 {
+		t.Fatalf("exit code %d, want 1; output:\n%s", code, out)
+	}
+	for _, want := range []string{"no Raft log", "n2", "--join", "--bootstrap=true"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output %q: want %q", out, want)
+		}
+	}
+	// Asked for explicitly, a new cluster it is.
+	p.args = append(p.args, "--bootstrap=true")
+	p.start()
+	waitServing(t, p)
+}
