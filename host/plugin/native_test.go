@@ -178,18 +178,7 @@ func BenchmarkQuery(b *testing.B) {
 		}
 	}
 	b.Run("wasm-pool", func(b *testing.B) {
-		cfg := plugin.DefaultConfig()
-		cfg.Trusted = map[string]bool{plugin.HashOf(kvwasm.Module): true}
-		cfg.CacheDir = filepath.Join(os.TempDir(), "raftkv-test-wasm-cache")
-		rt, err := plugin.NewRuntime(ctx, cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer rt.Close(ctx)
-		m, err := rt.Load(ctx, kvwasm.Module, testOpts)
-		if err != nil {
-			b.Fatal(err)
-		}
+		rt, m := trustedKV(b)
 		p := rt.NewPool(m, 4)
 		defer p.Close(ctx)
 		check(p.Query(ctx, view, q))
@@ -230,18 +219,7 @@ func BenchmarkQuery(b *testing.B) {
 	// ignored, so that every query first calls raftkv_alloc (ABI v1.1).
 	for _, name := range []string{"wasm-serial", "wasm-serial-alloc"} {
 		b.Run(name, func(b *testing.B) {
-			cfg := plugin.DefaultConfig()
-			cfg.Trusted = map[string]bool{plugin.HashOf(kvwasm.Module): true}
-			cfg.CacheDir = filepath.Join(os.TempDir(), "raftkv-test-wasm-cache")
-			rt, err := plugin.NewRuntime(ctx, cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer rt.Close(ctx)
-			m, err := rt.Load(ctx, kvwasm.Module, testOpts)
-			if err != nil {
-				b.Fatal(err)
-			}
+			rt, m := trustedKV(b)
 			in, err := rt.Instantiate(ctx, m)
 			if err != nil {
 				b.Fatal(err)
@@ -262,6 +240,25 @@ func BenchmarkQuery(b *testing.B) {
 			}
 		})
 	})
+}
+
+// trustedKV loads the embedded KV module as a node does (trusted, on the
+// tests' shared compile cache), on a runtime closed at b's end.
+func trustedKV(b *testing.B) (*plugin.Runtime, *plugin.Module) {
+	ctx := context.Background()
+	cfg := plugin.DefaultConfig()
+	cfg.Trusted = map[string]bool{plugin.HashOf(kvwasm.Module): true}
+	cfg.CacheDir = filepath.Join(os.TempDir(), "raftkv-test-wasm-cache")
+	rt, err := plugin.NewRuntime(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rt.Close(ctx) })
+	m, err := rt.Load(ctx, kvwasm.Module, testOpts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return rt, m
 }
 
 // TestNativeQuotas: a Native with limits enforces the write quotas as a
