@@ -188,6 +188,9 @@ func (n *Node) serveForwarded(ctx context.Context, peerID, method string, body [
 	if r, ok := req.(*digestRPC); ok { // any member answers, about the caller (digestcheck.go)
 		return n.answerDigest(ctx, peerID, r)
 	}
+	if _, ok := req.(*votersRPC); ok { // any member answers (vouch.go)
+		return n.answerVoters()
+	}
 	return n.dispatchLeader(ctx, req)
 }
 

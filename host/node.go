@@ -47,11 +47,12 @@ type Node struct {
 	logs         raft.LogStore     // logStore behind a cache of recent entries
 	snaps        raft.SnapshotStore
 	raft         *raft.Raft
-	raftStarted  atomic.Bool               // n.raft is set: the RPC server may use it (serveRPC)
-	raftReady    atomic.Pointer[raft.Raft] // raft, once NewRaft has returned (authorizeRaft runs before)
-	raftUp       chan struct{}             // closed when raftReady is set
-	joinVoters   atomic.Pointer[[]string]  // ExpectLeaders: whom a node waiting to be added hears
-	hclog        *hclogAdapter             // raft's logger; told when the node shuts down
+	raftStarted  atomic.Bool                       // n.raft is set: the RPC server may use it (serveRPC)
+	raftReady    atomic.Pointer[raft.Raft]         // raft, once NewRaft has returned (authorizeRaft runs before)
+	raftUp       chan struct{}                     // closed when raftReady is set
+	joinVoters   atomic.Pointer[[]string]          // ExpectLeaders: whom a node waiting to be added hears
+	vouched      atomic.Pointer[map[string]string] // voters a voter of this node's configuration named, ID → Raft address (vouch.go)
+	hclog        *hclogAdapter                     // raft's logger; told when the node shuts down
 
 	trustFileMu sync.Mutex // serialises writes of trust.json: the FSM and AcceptTrust both write it
 	trustIndex  uint64     // the log index of the trust list trust.json held at the start
@@ -264,6 +265,7 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	n.goFunc(n.watchLeadership)
 	n.goFunc(n.publishAddresses)
+	n.goFunc(n.vouchLoop)
 	if cfg.DigestCheckInterval > 0 {
 		n.goFunc(n.checkDigestsLoop)
 	}

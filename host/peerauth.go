@@ -32,9 +32,9 @@ import (
 //
 // The configuration is this node's: a follower that missed the entries
 // adding and promoting the current leader (it was down or cut off while
-// they were committed) refuses that leader until leadership moves to a node
-// it knows. The SSH layer already had that property for a leader whose key
-// the follower had not yet learned.
+// they were committed) refuses that leader, as the SSH layer refuses a
+// leader whose key the follower has not learned, unless a voter of its
+// configuration vouched for it (vouch.go).
 
 var errStarting = errors.New("node is still starting")
 
@@ -81,6 +81,11 @@ func (n *Node) raftVoter(peer string) (s raft.Server, ok bool, err error) {
 			return s, false, fmt.Errorf("node %q is not one of the voters this node's join named (%s): this node is waiting to be added by one of them", peer, strings.Join(*voters, ", "))
 		}
 		return s, false, nil
+	}
+	if v := n.vouched.Load(); v != nil {
+		if addr, ok := (*v)[peer]; ok {
+			return raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(peer), Address: raft.ServerAddress(addr)}, true, nil
+		}
 	}
 	for _, s := range servers {
 		if string(s.ID) != peer {

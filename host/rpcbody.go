@@ -72,6 +72,7 @@ var rpcBodies = map[string]func() rpcBody{
 	peerrpc.Quarantine.Name:   func() rpcBody { return new(quarantineRPC) },
 	peerrpc.Addresses.Name:    func() rpcBody { return new(addressesRPC) },
 	peerrpc.Digest.Name:       func() rpcBody { return new(digestRPC) }, // digestcheck.go
+	peerrpc.Voters.Name:       func() rpcBody { return new(votersRPC) }, // vouch.go
 }
 
 // decodeRPC decodes body as a request of method.

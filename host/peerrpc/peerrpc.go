@@ -86,10 +86,14 @@ var (
 	// PluginList: a leader or linearizable read of the plugin table (the
 	// active plugins and the kept states), answered by the leader.
 	PluginList = Method{Name: "plugin-list", Access: Members}
+	// Voters: a member answers with the voters of its latest configuration
+	// and their trust lines, for a voter that missed membership changes
+	// (host/vouch.go).
+	Voters = Method{Name: "voters", Access: Members, AnyNode: true}
 )
 
 var (
-	all      = []Method{Ping, Status, Apply, Query, Join, Remove, Trust, Deploy, RemovePlugin, SetLimits, Quarantine, Addresses, Digest, PluginList}
+	all      = []Method{Ping, Status, Apply, Query, Join, Remove, Trust, Deploy, RemovePlugin, SetLimits, Quarantine, Addresses, Digest, PluginList, Voters}
 	registry = map[string]Method{}
 )
 
