@@ -168,11 +168,17 @@ func (n *Node) askVotersOf(addr string, body []byte) (votersAnswer, error) {
 func (n *Node) takeVouched(from string, servers []raft.Server, a votersAnswer) error {
 	vouched := map[string]string{}
 	var entries []transport.Entry
+	revoked := n.trust.Revoked()
 	for _, v := range a.Voters {
 		if v.ID == n.cfg.NodeID || slices.ContainsFunc(servers, func(s raft.Server) bool {
 			return string(s.ID) == v.ID && string(s.Address) == v.Address && s.Suffrage == raft.Voter
 		}) {
 			continue
+		}
+		if slices.Contains(revoked, v.ID) {
+			// This node applied that node's removal: the voucher is
+			// behind it, and only the log may trust that node again.
+			return fmt.Errorf("it names %q, whose removal this node applied", v.ID)
 		}
 		for _, l := range v.Trust {
 			e, err := transport.ParseTrustLine(l)
