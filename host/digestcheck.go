@@ -512,19 +512,6 @@ func (n *Node) askDigest(ctx context.Context, addr string, body []byte) (digestA
 	var ans digestAnswer
 	cctx, cancel := context.WithTimeout(ctx, digestWait+5*time.Second)
 	defer cancel()
-	raw, err := n.trans.Call(cctx, addr, peerrpc.Digest.Name, body)
-	if err != nil {
-		return ans, err
-	}
-	var resp rpcResponse
-	if err := resp.unmarshal(raw); err != nil {
-		return ans, err
-	}
-	if resp.ErrKind != 0 {
-		return ans, decodeErr(resp.ErrKind, resp.Err)
-	}
-	if err := abi.Unmarshal(resp.Data, &ans); err != nil {
-		return ans, fmt.Errorf("malformed digest answer: %w", err)
-	}
-	return ans, nil
+	err := n.callMember(cctx, addr, peerrpc.Digest.Name, body, &ans)
+	return ans, err
 }

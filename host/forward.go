@@ -147,6 +147,27 @@ func (r *rpcResponse) result() (abi.Result, error) {
 	return abi.Result{Code: r.Code, Data: r.Data}, nil
 }
 
+// callMember calls method on the member at addr with body (ctx bounds it)
+// and decodes the answer's data into out: the member RPCs any node answers
+// about itself (status, digest, voters).
+func (n *Node) callMember(ctx context.Context, addr, method string, body []byte, out any) error {
+	raw, err := n.trans.Call(ctx, addr, method, body)
+	if err != nil {
+		return err
+	}
+	var resp rpcResponse
+	if err := resp.unmarshal(raw); err != nil {
+		return err
+	}
+	if resp.ErrKind != 0 {
+		return decodeErr(resp.ErrKind, resp.Err)
+	}
+	if err := abi.Unmarshal(resp.Data, out); err != nil {
+		return fmt.Errorf("malformed %s answer: %w", method, err)
+	}
+	return nil
+}
+
 // neverSent reports whether a call failed before its request could leave:
 // no connection to the leader could be made (it is down), so a write was
 // certainly not applied and a client may send it again.

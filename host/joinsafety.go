@@ -11,7 +11,6 @@ import (
 	"github.com/hashicorp/raft"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/transport"
 )
 
@@ -199,19 +198,8 @@ func (n *Node) promote(ctx context.Context, id raft.ServerID, addr raft.ServerAd
 func (n *Node) lastIndexOf(ctx context.Context, addr string) (uint64, error) {
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	raw, err := n.trans.Call(cctx, addr, rpcStatus, statusBody)
-	if err != nil {
-		return 0, err
-	}
-	var resp rpcResponse
-	if err := resp.unmarshal(raw); err != nil {
-		return 0, err
-	}
-	if resp.ErrKind != 0 {
-		return 0, decodeErr(resp.ErrKind, resp.Err)
-	}
 	var s NodeStatus
-	if err := abi.Unmarshal(resp.Data, &s); err != nil {
+	if err := n.callMember(cctx, addr, rpcStatus, statusBody, &s); err != nil {
 		return 0, err
 	}
 	return s.LastIndex, nil

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/internal/buildinfo"
 )
 
@@ -126,23 +125,9 @@ func (n *Node) ClusterStatus(ctx context.Context, digests bool) ([]NodeStatus, e
 		wg.Go(func() {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
-			raw, err := n.trans.Call(cctx, m.addr, rpcStatus, body)
-			if err != nil {
-				out[i].Error = err.Error()
-				return
-			}
-			var resp rpcResponse
-			if err := resp.unmarshal(raw); err != nil {
-				out[i].Error = err.Error()
-				return
-			}
-			if resp.ErrKind != 0 {
-				out[i].Error = decodeErr(resp.ErrKind, resp.Err).Error()
-				return
-			}
 			var s NodeStatus
-			if err := abi.Unmarshal(resp.Data, &s); err != nil {
-				out[i].Error = "malformed status: " + err.Error()
+			if err := n.callMember(cctx, m.addr, rpcStatus, body, &s); err != nil {
+				out[i].Error = err.Error()
 				return
 			}
 			out[i] = s

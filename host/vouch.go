@@ -146,21 +146,8 @@ func (n *Node) askVotersOf(addr string, body []byte) (votersAnswer, error) {
 	var a votersAnswer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	raw, err := n.trans.Call(ctx, addr, peerrpc.Voters.Name, body)
-	if err != nil {
-		return a, err
-	}
-	var resp rpcResponse
-	if err := resp.unmarshal(raw); err != nil {
-		return a, err
-	}
-	if resp.ErrKind != 0 {
-		return a, decodeErr(resp.ErrKind, resp.Err)
-	}
-	if err := abi.Unmarshal(resp.Data, &a); err != nil {
-		return a, fmt.Errorf("malformed voters answer: %w", err)
-	}
-	return a, nil
+	err := n.callMember(ctx, addr, peerrpc.Voters.Name, body, &a)
+	return a, err
 }
 
 // takeVouched trusts the voters of a that this node's configuration
