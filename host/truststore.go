@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
+	"github.com/raftkv/raftkv/host/logstore"
 	"github.com/raftkv/raftkv/host/transport"
 )
 
@@ -134,4 +136,34 @@ func (n *Node) loadTrust() error {
 	}
 	n.trustIndex = c.Index
 	return nil
+}
+
+// FormerMember returns the other nodes that the trust list cached in
+// dataDir names when dataDir holds no Raft log: the data dir of a member
+// whose log was moved aside (to recover from a diverged log,
+// docs/operations.md). Bootstrapping it would start a second cluster, empty
+// and ready, beside the one it belonged to. Nil when there is a log, or no
+// readable trust list.
+func FormerMember(dataDir, nodeID string) []string {
+	for _, f := range []string{logstore.BoltFile, logstore.WALDir} {
+		if _, err := os.Stat(filepath.Join(dataDir, f)); err == nil {
+			return nil
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(dataDir, trustFile))
+	if err != nil {
+		return nil
+	}
+	var c trustCache
+	if json.Unmarshal(data, &c) != nil {
+		return nil
+	}
+	var others []string
+	for _, l := range c.Trust {
+		e, err := transport.ParseTrustLine(l)
+		if err == nil && e.NodeID != nodeID && !slices.Contains(others, e.NodeID) {
+			others = append(others, e.NodeID)
+		}
+	}
+	return others
 }

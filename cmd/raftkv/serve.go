@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,7 +24,6 @@ import (
 	"github.com/raftkv/raftkv/host"
 	"github.com/raftkv/raftkv/host/datadir"
 	"github.com/raftkv/raftkv/host/httpapi"
-	"github.com/raftkv/raftkv/host/logstore"
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/transport"
 	"github.com/raftkv/raftkv/internal/buildinfo"
@@ -402,7 +399,7 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger) (err error) {
 	}
 	defer lock.Close() // the node's Close releases it first; idempotent
 	if bootstrap && !o.Bootstrap.set {
-		if others := formerMember(o.DataDir, o.NodeID); len(others) > 0 {
+		if others := host.FormerMember(o.DataDir, o.NodeID); len(others) > 0 {
 			return fmt.Errorf("the data dir %s has no Raft log but its trust list names other members (%s): it was a member of a cluster whose log was moved away; "+
 				"start it with --join <a member's address> to catch up with that cluster, or with --bootstrap=true to start a new one", o.DataDir, strings.Join(others, ", "))
 		}
@@ -730,38 +727,4 @@ func promoteSelf(ctx context.Context, node *host.Node, log *slog.Logger) {
 		case <-time.After(promoteSelfPoll):
 		}
 	}
-}
-
-// formerMember returns the other nodes that dir's trust.json names when dir
-// holds no Raft log: the data dir of a member whose log was moved away (to
-// recover from a diverged log, docs/operations.md). Bootstrapping it by
-// default would start a second cluster, empty and ready, beside the one it
-// belonged to.
-func formerMember(dir, self string) []string {
-	for _, f := range []string{logstore.BoltFile, logstore.WALDir} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
-			return nil
-		}
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "trust.json"))
-	if err != nil {
-		return nil
-	}
-	var c struct {
-		Trust []string `json:"trust"`
-	}
-	if json.Unmarshal(data, &c) != nil {
-		return nil
-	}
-	var others []string
-	for _, line := range c.Trust {
-		fields := strings.Fields(line)
-		if len(fields) < 3 {
-			continue
-		}
-		if id := fields[len(fields)-1]; id != self && !slices.Contains(others, id) {
-			others = append(others, id)
-		}
-	}
-	return others
 }
