@@ -40,3 +40,7 @@ func TrustList(n *Node) string {
 	}
 	return fmt.Sprintf("%v (revoked %v)", ids, n.trust.Revoked())
 }
+
+// Vouched reports whether n takes Raft RPCs from voters a voter vouched for
+// (vouch.go), its own configuration lacking them.
+func Vouched(n *Node) bool { return n.vouched.Load() != nil }

@@ -118,4 +118,7 @@ func TestStaleVoterCatchesUpThroughAVoterItKnows(t *testing.T) {
 	if got, want := host.TrustList(n3.Node), host.TrustList(n4.Node); got != want {
 		t.Fatalf("n3 trusts %s, n4 %s", got, want)
 	}
+	// Caught up, n3 goes by its own configuration again.
+	cluster.Poll(t, 10*time.Second, func() bool { return !host.Vouched(n3.Node) },
+		"n3 still goes by the voters it was told of after its configuration has them")
 }
