@@ -81,6 +81,10 @@ func TestNotReadyAheadOfLeader(t *testing.T) {
 		_, why := old.Node.Ready()
 		t.Fatalf("never said it is ahead of its leader; last reason: %s", why)
 	}
+	// And it says so in its log, once (docs/operations.md).
+	if !c.Logged("level=WARN", "not ready: applied index", "ahead of the leader's commit index") {
+		t.Error("no WARN in the node's log that it is ahead of its leader")
+	}
 
 	// The way back (docs/operations.md, An interrupted restore): stop the
 	// node, move its Raft state aside (its key, ID and trust list stay),
