@@ -179,11 +179,32 @@ func (c *Cluster) add(id string, bootstrap, nonVoter bool) *Member {
 func (c *Cluster) startMember(id string, bootstrap, nonVoter bool) *Member {
 	c.t.Helper()
 	m := &Member{ID: id, IP: ip(), nonVoter: nonVoter}
+	// The Raft port is found free, closed, and bound again by the node: a
+	// test binary running beside this one (go test ./... runs packages in
+	// parallel, each counting addresses from the same start) may take it in
+	// between. Then the member starts again on another port.
+	for attempt := 1; ; attempt++ {
+		err := c.tryStartMember(m, bootstrap)
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			c.t.Fatalf("starting %s: %v", id, err)
+		}
+		c.t.Logf("starting %s: %v; again on another port", id, err)
+	}
+	c.Members = append(c.Members, m)
+	return m
+}
+
+// tryStartMember starts m on a new Raft port behind a new fault proxy.
+func (c *Cluster) tryStartMember(m *Member, bootstrap bool) error {
 	raftAddr := freePort(c.t, m.IP)
 	var err error
 	if m.Proxy, err = faultproxy.New(m.IP+":0", raftAddr); err != nil {
-		c.t.Fatal(err)
+		return err
 	}
+	id := m.ID
 	cfg := FastConfig()
 	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.AdvertiseAddr = id, filepath.Join(c.dir, id), raftAddr, m.Proxy.Addr()
 	cfg.Bootstrap, cfg.PluginCacheDir = bootstrap, c.cacheDir
@@ -196,9 +217,13 @@ func (c *Cluster) startMember(id string, bootstrap, nonVoter bool) *Member {
 		c.opts.Configure(&cfg)
 	}
 	m.cfg = cfg
-	c.Members = append(c.Members, m)
-	c.start(m)
-	return m
+	n, err := host.New(m.cfg)
+	if err != nil {
+		m.Proxy.Close()
+		return err
+	}
+	m.Node = n
+	return nil
 }
 
 func (c *Cluster) start(m *Member) {
