@@ -169,18 +169,22 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		panic(http.ErrAbortHandler)
 	}
 	e := classify(err)
-	if e.code == "no_leader" {
+	if e.code == "not_leader" || e.code == "no_leader" {
+		e.leader, _ = a.node.Leader()
+	}
+	if e.code == "no_leader" || (e.code == "not_leader" && (e.leader == "" || e.leader == a.node.ID())) {
 		// No leader may be this node's own doing: a single node cannot
-		// elect itself while it cannot record its vote; a removed node
-		// hears from no leader.
+		// elect itself while it cannot record its vote (and a leader that
+		// could not write its log steps down with the write in flight:
+		// not_leader, with no other leader to name); a removed node hears
+		// from no leader.
 		if why := a.node.Degraded(); why != "" {
 			e.code, e.message = "degraded", e.message+", and this node cannot write its Raft log: "+why
-		} else if why := a.node.Removed(); why != "" {
+		} else if why := a.node.Removed(); why != "" && e.code == "no_leader" {
 			e.message += ": " + why
 		}
 	}
 	if e.code == "not_leader" || e.code == "no_leader" {
-		e.leader, _ = a.node.Leader()
 		if e.leader != "" && e.code == "not_leader" {
 			e.leaderURL = a.node.LeaderAPIAddress()
 			if e.leaderURL != "" {
