@@ -137,7 +137,8 @@ bench-scale:
 # writes and reads through the leader vs forwarded by a follower (3-node cluster).
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./host/plugin/ ./host/state/ ./host/transport/
-	$(GO) test -run '^$$' -bench '^(BenchmarkSnapshot1M|BenchmarkForward)$$' -benchmem -count 1 ./host/
+	$(GO) test -run '^$$' -bench '^BenchmarkSnapshot1M$$' -benchmem -count 1 ./internal/fsm/
+	$(GO) test -run '^$$' -bench '^BenchmarkForward$$' -benchmem -count 1 ./host/
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -3,7 +3,6 @@ package host
 import (
 	"context"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -17,7 +16,7 @@ import (
 
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/peerrpc"
-	"github.com/raftkv/raftkv/host/state"
+	"github.com/raftkv/raftkv/internal/fsm"
 )
 
 // Divergence detection (etcd's corruption check is the model).
@@ -48,105 +47,6 @@ import (
 // FSM goroutine by whoever asks first (a namespace's digest is a pass over
 // its keys, cached while it is not written).
 
-// kindDigestCheck is far from the other kinds (see kindAddresses).
-const kindDigestCheck kind = 40
-
-// digestRecords is how many digest records a node keeps.
-const digestRecords = 4
-
-// pluginDigest is what a node records for one name at a check entry: the
-// digest of the namespace's state ("" when it is empty or absent) and the
-// hash of the plugin's active module ("" when no plugin has that name).
-type pluginDigest struct {
-	State  string `msgpack:"state,omitempty" json:"state,omitempty"`
-	Module string `msgpack:"module,omitempty" json:"module,omitempty"`
-}
-
-// digestRecord is the state as of a check entry, hashed on first use.
-type digestRecord struct {
-	index   uint64
-	view    *state.View       // nil once hashed
-	modules map[string]string // plugin name → module hash
-
-	once sync.Once
-	sums map[string]pluginDigest
-}
-
-func (r *digestRecord) digests() map[string]pluginDigest {
-	r.once.Do(func() {
-		r.sums = make(map[string]pluginDigest, len(r.modules))
-		for _, name := range r.view.Names() {
-			ns, _ := r.view.Namespace(name)
-			if ns.Len() == 0 {
-				continue // an emptied namespace is the same as none
-			}
-			d := ns.Digest()
-			r.sums[name] = pluginDigest{State: hex.EncodeToString(d[:])}
-		}
-		for name, hash := range r.modules {
-			d := r.sums[name]
-			d.Module = hash
-			r.sums[name] = d
-		}
-		r.view = nil
-	})
-	return r.sums
-}
-
-// digestLog keeps the last digestRecords records.
-type digestLog struct {
-	mu      sync.Mutex
-	records []*digestRecord // ascending index
-}
-
-func (l *digestLog) add(r *digestRecord) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if n := len(l.records); n > 0 && l.records[n-1].index >= r.index {
-		// Applied again (a restore to an older index): the later record
-		// replaces what follows it.
-		i := sort.Search(n, func(i int) bool { return l.records[i].index >= r.index })
-		l.records = l.records[:i]
-	}
-	l.records = append(l.records, r)
-	if len(l.records) > digestRecords {
-		l.records = append(l.records[:0], l.records[len(l.records)-digestRecords:]...)
-	}
-}
-
-func (l *digestLog) get(index uint64) *digestRecord {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, r := range l.records {
-		if r.index == index {
-			return r
-		}
-	}
-	return nil
-}
-
-// recordDigests records the state as of a check entry just applied. FSM
-// goroutine, outside the store's Update.
-func (f *fsm) recordDigests(index uint64) {
-	plugins := *f.plugins.Load()
-	mods := make(map[string]string, len(plugins))
-	for name, p := range plugins {
-		mods[name] = p.mod.Hash
-	}
-	f.digests.add(&digestRecord{index: index, view: f.store.View(), modules: mods})
-}
-
-// checkIndex returns the position of the first digest-check entry of the
-// envelopes (-1 if none).
-func checkIndex(envs []envelope) int {
-	for i := range envs {
-		if envs[i].Kind == kindDigestCheck {
-			return i
-		}
-	}
-	return -1
-}
-
 // Divergence is a plugin whose state (or active module) differs between
 // this node and another at the same log index.
 type Divergence struct {
@@ -168,7 +68,7 @@ func (d Divergence) String() string {
 	if d.Module != d.PeerModule {
 		what = fmt.Sprintf("module %s here, %s on %s", short(d.Module), short(d.PeerModule), d.Peer)
 	}
-	if d.Plugin == sessionsNamespace {
+	if d.Plugin == fsm.SessionsNamespace {
 		return fmt.Sprintf("the idempotency table (%s) diverges at index %d: %s", d.Plugin, d.Index, what)
 	}
 	return fmt.Sprintf("plugin %q diverges at index %d: %s", d.Plugin, d.Index, what)
@@ -182,24 +82,6 @@ func short(h string) string {
 		return h[:12]
 	}
 	return h
-}
-
-// compareDigests returns the names whose digests differ, sorted. A name
-// missing on one side is an empty state and no module there.
-func compareDigests(a, b map[string]pluginDigest) []string {
-	var out []string
-	for name := range a {
-		if a[name] != b[name] {
-			out = append(out, name)
-		}
-	}
-	for name := range b {
-		if _, ok := a[name]; !ok && b[name] != (pluginDigest{}) {
-			out = append(out, name)
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 // DigestCheck is what the last digest check this node took part in found.
@@ -316,10 +198,10 @@ func (n *Node) divergenceSummary() string {
 
 // comparedWith records a comparison of this node's digests (mine) with
 // peer's at index, logs and counts what it finds.
-func (n *Node) comparedWith(peer string, index uint64, mine, theirs map[string]pluginDigest) []Divergence {
+func (n *Node) comparedWith(peer string, index uint64, mine, theirs map[string]fsm.PluginDigest) []Divergence {
 	now := time.Now().UTC()
 	var found []Divergence
-	for _, name := range compareDigests(mine, theirs) {
+	for _, name := range fsm.CompareDigests(mine, theirs) {
 		a, b := mine[name], theirs[name]
 		found = append(found, Divergence{Plugin: name, Index: index, Peer: peer, Digest: a.State, PeerDigest: b.State, Module: a.Module, PeerModule: b.Module, Detected: now})
 	}
@@ -366,7 +248,7 @@ type digestAnswer struct {
 	Digests []namedDigest `msgpack:"digests,omitempty"`
 }
 
-func toWire(m map[string]pluginDigest) []namedDigest {
+func toWire(m map[string]fsm.PluginDigest) []namedDigest {
 	out := make([]namedDigest, 0, len(m))
 	for _, name := range slices.Sorted(maps.Keys(m)) {
 		out = append(out, namedDigest{Name: name, State: m[name].State, Module: m[name].Module})
@@ -374,10 +256,10 @@ func toWire(m map[string]pluginDigest) []namedDigest {
 	return out
 }
 
-func fromWire(ds []namedDigest) map[string]pluginDigest {
-	m := make(map[string]pluginDigest, len(ds))
+func fromWire(ds []namedDigest) map[string]fsm.PluginDigest {
+	m := make(map[string]fsm.PluginDigest, len(ds))
 	for _, d := range ds {
-		m[d.Name] = pluginDigest{State: d.State, Module: d.Module}
+		m[d.Name] = fsm.PluginDigest{State: d.State, Module: d.Module}
 	}
 	return m
 }
@@ -401,10 +283,9 @@ func (n *Node) answerDigest(ctx context.Context, peer string, req *digestRPC) (a
 			"reason", "digest checks come from the leader")
 		return abi.Result{}, fmt.Errorf("%w: digest: %s is not this node's leader", ErrForbidden, peer)
 	}
-	ans := digestAnswer{Applied: n.fsm.applied.Load()}
+	ans := digestAnswer{Applied: n.fsm.Applied()}
 	if err == nil {
-		if r := n.fsm.digests.get(req.Index); r != nil {
-			mine := r.digests()
+		if mine, ok := n.fsm.Digests(req.Index); ok {
 			ans.Held, ans.Digests = true, toWire(mine)
 			// A follower compares with the leader only: what it found
 			// with earlier leaders (or as leader) is the current leader's
@@ -430,7 +311,7 @@ func (n *Node) checkDigestsLoop() {
 			return
 		case <-t.C:
 		}
-		if !n.isLeader() || n.readyTerm.Load() == 0 || n.fsm.failed.Load() != nil || n.fsm.applied.Load() <= last {
+		if !n.isLeader() || n.readyTerm.Load() == 0 || n.fsm.Failure() != "" || n.fsm.Applied() <= last {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout+digestWait+5*time.Second)
@@ -453,22 +334,21 @@ func (n *Node) CheckDigests(ctx context.Context) (DigestCheck, error) {
 	if !n.isLeader() {
 		return DigestCheck{}, ErrNotLeader
 	}
-	r, err := n.propose(ctx, envelope{Kind: kindDigestCheck})
+	r, err := n.propose(ctx, fsm.Envelope{Kind: fsm.KindDigestCheck})
 	if err != nil {
 		return DigestCheck{}, err
 	}
-	if r.err != nil {
-		return DigestCheck{}, r.err
+	if r.Err != nil {
+		return DigestCheck{}, r.Err
 	}
-	if len(r.res.Data) != 8 {
-		return DigestCheck{}, fmt.Errorf("raftkv: digest check: unexpected result %q", r.res.Data)
+	if len(r.Res.Data) != 8 {
+		return DigestCheck{}, fmt.Errorf("raftkv: digest check: unexpected result %q", r.Res.Data)
 	}
-	index := binary.BigEndian.Uint64(r.res.Data)
-	rec := n.fsm.digests.get(index)
-	if rec == nil {
+	index := binary.BigEndian.Uint64(r.Res.Data)
+	mine, ok := n.fsm.Digests(index)
+	if !ok {
 		return DigestCheck{}, errors.New("raftkv: digest check: no record at the index applied (a snapshot restored meanwhile)")
 	}
-	mine := rec.digests()
 	body, err := (&digestRPC{Index: index, Digests: toWire(mine)}).marshal()
 	if err != nil {
 		return DigestCheck{}, err

@@ -15,19 +15,19 @@
 //     caller tells apart; hclog.go: Raft's logs into slog.
 //   - seam.go: the benchmark and test hooks of internal/hostseam.
 //
-// The state machine and its formats:
-//   - fsm.go: the batching FSM (entries → plugin calls → results), fail-stop.
-//   - envelope.go: the log entry codec.
-//   - snapshot.go: the snapshot format (also the backup file's).
-//   - backup.go, backup_plugin.go, stats.go: backup, restore, InspectBackup
-//     and the node's Stats.
-//   - recover.go, quarantine.go: quorum-loss recovery and leaving fail-stop
-//     without wiping anything; digestcheck.go: divergence detection.
-//   - sessions.go: writes that are safe to retry (idempotency keys).
+// The state machine is internal/fsm: the batching FSM (entries → plugin
+// calls → results, fail-stop), the log entry codec, the snapshot and backup
+// format, the idempotency table. Here, what the node does with it:
+//   - statemachine.go: what this package re-exports of it (PluginInfo,
+//     InspectBackup, the idempotency-key bounds, …).
+//   - stats.go: the node's Stats, Backup and Restore (a backup verified,
+//     its modules loaded, its header rewritten for this cluster).
+//   - recover.go, quarantine.go: quorum-loss recovery, and proposing a
+//     quarantine (the way out of a fail-stop without wiping anything);
+//     digestcheck.go: divergence detection between nodes.
 //
-// Plugins: plugins.go (deploy, remove, limits carried in snapshots),
-// pluginconf.go (replicated plugin configuration), validate.go
-// (raftkv_validate before the log).
+// Plugins: plugins.go (deploy, remove, the plugin list), pluginconf.go
+// (replicated plugin configuration: the limits a deploy resolves).
 //
 // Forwarding, from a follower to the leader over the SSH "rpc" channel:
 // forward.go (the client side and the RPC dispatch), forwardbatch.go
@@ -41,6 +41,6 @@
 //
 // Observability: metrics.go (Prometheus), status.go (every member's status).
 //
-// Splitting this package by concern (internal/fsm, cluster, trust, …, as
+// Splitting the rest of this package by concern (cluster, trust, …, as
 // issue 12 sketches) is still to do.
 package host

@@ -6,11 +6,14 @@ import (
 	"context"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/plugin"
+	"github.com/raftkv/raftkv/internal/fsm"
+	"github.com/raftkv/raftkv/internal/wasmbuild"
 )
 
 // TransferLeadership makes n hand leadership to the member id at addr.
@@ -27,14 +30,21 @@ func QueryLocal(ctx context.Context, n *Node, name string, q []byte, level Consi
 // OpenModules reports how many compiled modules n holds open.
 func OpenModules(n *Node) int { return n.rt.OpenModules() }
 
-// The slow test plugin and its timeouts (see fsm_test.go), for the node tests.
-var SlowWasm = slowWasm
-
+// SpinIters is a "spin" of the slow test plugin (testdata/slow) that takes
+// about 4 seconds: some 40 ns an iteration, past ShortCallTimeout on any
+// machine and within LongCallTimeout on one 30 times slower.
+// ShortCallTimeout still lets a Go module's _initialize finish on a loaded
+// machine (250 ms did not, at load 20). internal/fsm's tests use the same.
 const (
-	SpinIters        = spinIters
-	ShortCallTimeout = shortCallTimeout
-	LongCallTimeout  = longCallTimeout
+	SpinIters        = "100000000"
+	ShortCallTimeout = time.Second
+	LongCallTimeout  = 2 * time.Minute
 )
+
+// SlowWasm builds the slow test plugin at a version, with more -X flags.
+func SlowWasm(t testing.TB, version string, flags ...string) []byte {
+	return wasmbuild.Build(t, "./testdata/slow", append([]string{"-X main.version=" + version}, flags...)...)
+}
 
 // RewriteBackupPlugin returns a copy of a backup whose plugin name runs
 // wasm (with its hash, so that every checksum holds) and, if lim is not
@@ -43,7 +53,7 @@ const (
 func RewriteBackupPlugin(t testing.TB, backup []byte, name string, wasm []byte, lim *plugin.Limits) []byte {
 	t.Helper()
 	r := bytes.NewReader(backup)
-	h, err := readSnapshotHeader(r)
+	h, err := fsm.ReadSnapshotHeader(r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +67,7 @@ func RewriteBackupPlugin(t testing.TB, backup []byte, name string, wasm []byte, 
 	}
 	var out bytes.Buffer
 	bw := bufio.NewWriter(&out)
-	if err := writeSnapshotHeader(bw, &h); err != nil {
+	if err := fsm.WriteSnapshotHeader(bw, &h); err != nil {
 		t.Fatal(err)
 	}
 	bw.Flush()

@@ -5,22 +5,23 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/raft"
+	"github.com/raftkv/raftkv/internal/fsm"
 )
 
 // PluginEngine reports what runs the named plugin's code on n: "wasm",
 // "native" (hostseam.SetNativePlugins), or "" when the plugin is not active.
 func PluginEngine(n *Node, name string) string {
-	p := n.fsm.plugin(name)
+	p := n.fsm.Plugin(name)
 	if p == nil {
 		return ""
 	}
-	return p.engine()
+	return p.Engine()
 }
 
 // CommandEntry is the log entry data of a command for plugin, as the leader
 // proposes it (tests forge Raft RPCs with it).
 func CommandEntry(plugin string, cmd []byte) []byte {
-	b, _ := (&envelope{Kind: kindCommand, Plugin: plugin, Payload: cmd}).encode()
+	b, _ := (&fsm.Envelope{Kind: fsm.KindCommand, Plugin: plugin, Payload: cmd}).Encode()
 	return b
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/abi/mp"
 	"github.com/raftkv/raftkv/host/peerrpc"
+	"github.com/raftkv/raftkv/internal/fsm"
 )
 
 // rpcRequests are requests of every method, as a forwarding node sends
@@ -37,7 +38,7 @@ func rpcRequests() []rpcBody {
 		&removePluginRPC{Plugin: "ledger", DropState: true},
 		&setLimitsRPC{Plugin: "kv", IfHash: "h"},
 		&quarantineRPC{Plugin: "kv", Reason: "fail-stop"},
-		&addressesRPC{Addresses: memberAddresses{NodeID: "n2", API: "http://127.0.0.1:8080", Mgmt: "127.0.0.1:6000"}},
+		&addressesRPC{Addresses: fsm.MemberAddresses{NodeID: "n2", API: "http://127.0.0.1:8080", Mgmt: "127.0.0.1:6000"}},
 		&digestRPC{Index: 7, Digests: []namedDigest{{Name: ".sessions", State: "ab"}, {Name: "kv", State: "cd", Module: "ef"}, {Name: "x", Module: "12"}}},
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/internal/fsm"
 )
 
 // JoinRequest asks the cluster to add a node.
@@ -290,15 +291,15 @@ func (n *Node) handOver(ctx context.Context, otherVoters int) error {
 // revoke removes nodeID's keys from the replicated trust list and refuses
 // them on every node, through the log.
 func (n *Node) revoke(ctx context.Context, nodeID string) error {
-	payload, _ := abi.Marshal(&trustChange{NodeID: nodeID})
-	r, err := n.propose(ctx, envelope{Kind: kindTrustRemove, Payload: payload})
+	payload, _ := abi.Marshal(&fsm.TrustChange{NodeID: nodeID})
+	r, err := n.propose(ctx, fsm.Envelope{Kind: fsm.KindTrustRemove, Payload: payload})
 	if err != nil {
 		return err
 	}
-	if r.err == nil {
+	if r.Err == nil {
 		n.log.Info("member's keys revoked", "id", nodeID)
 	}
-	return r.err
+	return r.Err
 }
 
 // hasReplicatedKey reports whether the replicated trust list has a key for
@@ -348,7 +349,7 @@ func (n *Node) AcceptTrust(lines []string) error {
 			return fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 	}
-	return n.writeTrust(n.fsm.applied.Load())
+	return n.writeTrust(n.fsm.Applied())
 }
 
 func (n *Node) trustLocal(ctx context.Context, nodeID, line string) error {
@@ -368,12 +369,12 @@ func (n *Node) trustLocal(ctx context.Context, nodeID, line string) error {
 	if err := n.checkKeyUnchanged(nodeID, key); err != nil {
 		return err
 	}
-	payload, _ := abi.Marshal(&trustChange{NodeID: nodeID, Key: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))})
-	r, err := n.propose(ctx, envelope{Kind: kindTrustAdd, Payload: payload})
+	payload, _ := abi.Marshal(&fsm.TrustChange{NodeID: nodeID, Key: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))})
+	r, err := n.propose(ctx, fsm.Envelope{Kind: fsm.KindTrustAdd, Payload: payload})
 	if err != nil {
 		return err
 	}
-	return r.err
+	return r.Err
 }
 
 // replicatedTrust reports whether key is bound to nodeID in the replicated
@@ -406,7 +407,7 @@ func (n *Node) Members(ctx context.Context) ([]Member, error) {
 	_, leaderID := n.raft.LeaderWithID()
 	servers := cf.Configuration().Servers
 	out := make([]Member, len(servers))
-	addrs := n.fsm.addresses()
+	addrs := n.fsm.Addresses()
 	var wg sync.WaitGroup
 	for i, s := range servers {
 		m := &out[i]

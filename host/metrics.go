@@ -7,22 +7,15 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/internal/fsm"
 )
 
 // metrics are the node's Prometheus instruments (see Node.Collectors).
 type metrics struct {
-	applyBatch    prometheus.Histogram
-	batchSize     prometheus.Histogram
-	commands      *prometheus.CounterVec // by plugin and result code
-	pluginCalls   prometheus.Counter
+	fsm           *fsm.Metrics // the state machine's (internal/fsm)
 	leaderChanges prometheus.Counter
 	raftRefused   prometheus.Counter
 	rpcRefused    prometheus.Counter
-	// idempotentReplays counts commands answered from the idempotency
-	// table instead of being applied (sessions.go).
-	idempotentReplays prometheus.Counter
 	// forwardBatch: forwarded writes per apply request this node sent
 	// (forwardbatch.go).
 	forwardBatch prometheus.Histogram
@@ -36,21 +29,7 @@ type metrics struct {
 
 func newMetrics(n *Node) *metrics {
 	m := &metrics{
-		applyBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "raftkv_fsm_apply_batch_seconds", Help: "Time to apply one committed batch of log entries.",
-			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 10),
-		}),
-		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "raftkv_fsm_batch_entries", Help: "Log entries per applied batch.",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
-		}),
-		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "raftkv_plugin_commands_total",
-			Help: "Plugin commands applied, by plugin and result code: the ABI's named codes (trap counts plugin traps), \"other\" for the plugin-defined ones.",
-		}, []string{"plugin", "code"}),
-		pluginCalls: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "raftkv_plugin_apply_calls_total", Help: "Guest calls made to apply runs of commands.",
-		}),
+		fsm: fsm.NewMetrics(),
 		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "raftkv_raft_leader_changes_total",
 			Help: "Times this node saw the Raft leader change (to another node or to none), since its metrics were first collected.",
@@ -62,10 +41,6 @@ func newMetrics(n *Node) *metrics {
 		rpcRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "raftkv_peer_rpcs_refused_total",
 			Help: "Forwarding RPCs refused because the calling node may not call that method (see SECURITY.md).",
-		}),
-		idempotentReplays: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "raftkv_idempotent_replays_total",
-			Help: "Commands not applied because their idempotency key had a result already: they got that result.",
 		}),
 		forwardBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "raftkv_forward_batch_writes", Help: "Writes per apply request this node forwarded to the leader.",
@@ -83,16 +58,15 @@ func newMetrics(n *Node) *metrics {
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
-	m.collectors = []prometheus.Collector{
-		m.applyBatch, m.batchSize, m.commands, m.pluginCalls, m.leaderChanges, m.raftRefused, m.rpcRefused, m.idempotentReplays,
-		m.forwardBatch, m.digestComparisons, m.divergences,
+	m.collectors = append(m.fsm.Collectors(),
+		m.leaderChanges, m.raftRefused, m.rpcRefused, m.forwardBatch, m.digestComparisons, m.divergences,
 		gauge("raftkv_state_divergence", "Plugins whose state this node last found to differ from another node's at the same log index (0: none; see docs/operations.md).",
 			func() float64 { return float64(len(n.diverged.list())) }),
 		gauge("raftkv_raft_commit_index", "Raft commit index.", func() float64 { return float64(n.raft.CommitIndex()) }),
 		gauge("raftkv_raft_last_index", "Last Raft log index.", func() float64 { return float64(n.raft.LastIndex()) }),
-		gauge("raftkv_applied_index", "Index of the last entry applied to the state machine.", func() float64 { return float64(n.fsm.applied.Load()) }),
+		gauge("raftkv_applied_index", "Index of the last entry applied to the state machine.", func() float64 { return float64(n.fsm.Applied()) }),
 		gauge("raftkv_raft_leader", "1 if this node is the leader.", func() float64 { return b2f(n.isLeader()) }),
-		gauge("raftkv_fail_stopped", "1 if this node stopped applying the log.", func() float64 { return b2f(n.fsm.failed.Load() != nil) }),
+		gauge("raftkv_fail_stopped", "1 if this node stopped applying the log.", func() float64 { return b2f(n.fsm.Failure() != "") }),
 		gauge("raftkv_log_write_failing", "1 while this node's last write to its Raft log or stable store failed (a full disk, an I/O error).", func() float64 {
 			_, err := n.watched.WriteError()
 			return b2f(err != nil)
@@ -101,7 +75,7 @@ func newMetrics(n *Node) *metrics {
 			Name: "raftkv_log_write_errors_total", Help: "Failed writes to this node's Raft log or stable store.",
 		}, func() float64 { return float64(n.watched.Failures()) }),
 		raftCollector{n},
-	}
+	)
 	return m
 }
 
@@ -110,44 +84,6 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
-}
-
-// codeOther stands for every code that is not one of the ABI's named codes.
-const codeOther = abi.Code(^uint32(0))
-
-// labelled returns the code whose label counts a result of code c: c itself
-// for the ABI's named codes, codeOther for the plugin-defined ones (a plugin
-// chooses its codes freely, and every label value is a time series).
-func labelled(c abi.Code) abi.Code {
-	switch c {
-	case abi.CodeOK, abi.CodeBadRequest, abi.CodeNotFound, abi.CodeConflict, abi.CodeTooLarge,
-		abi.CodeInternal, abi.CodeTrap, abi.CodeNoResult, abi.CodeReadOnly, abi.CodeOutOfFuel:
-		return c
-	}
-	return codeOther
-}
-
-// observeResults counts a run's results by code label: one labelled update
-// per distinct label, not one per command (this is the apply hot path).
-func (m *metrics) observeResults(plugin string, results []abi.Result) {
-	m.pluginCalls.Inc()
-	for len(results) > 0 {
-		code, n := labelled(results[0].Code), 0
-		rest := results[:0:0]
-		for _, r := range results {
-			if labelled(r.Code) == code {
-				n++
-			} else {
-				rest = append(rest, r)
-			}
-		}
-		label := "other"
-		if code != codeOther {
-			label = code.String()
-		}
-		m.commands.WithLabelValues(plugin, label).Add(float64(n))
-		results = rest
-	}
 }
 
 // raftCollector reports Raft's state at scrape time, from one raft.Stats

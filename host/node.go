@@ -22,10 +22,11 @@ import (
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/raftauth"
 	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/internal/fsm"
 )
 
 // DefaultPluginName is the plugin that always exists: the key-value store.
-const DefaultPluginName = "kv"
+const DefaultPluginName = fsm.DefaultPluginName
 
 // Node is one raftkv server: a Raft member whose state machine is a set of
 // WebAssembly plugins, reachable by its peers over SSH. Its methods are safe
@@ -38,7 +39,7 @@ type Node struct {
 	trust  *transport.Trust
 
 	rt           *plugin.Runtime
-	fsm          *fsm
+	fsm          *fsm.FSM
 	trans        *transport.Transport
 	ntrans       *raft.NetworkTransport
 	logStore     logstore.Store
@@ -163,12 +164,12 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	closers = append(closers, func() { n.rt.Close(context.Background()) })
-	n.fsm = newFSM(log, n.rt, n.trust, cfg.QueryInstances, n.setPeers)
-	n.fsm.onTrust, n.fsm.trustFloor = n.saveTrust, n.trustIndex
-	n.fsm.natives = cfg.natives
 	n.metrics = newMetrics(n)
-	n.fsm.metrics = n.metrics
-	closers = append(closers, n.fsm.close)
+	n.fsm = fsm.New(fsm.Config{
+		Log: log, Runtime: n.rt, Trust: n.trust, QueryInstances: cfg.QueryInstances, Natives: cfg.natives,
+		OnPeers: n.setPeers, OnTrust: n.saveTrust, TrustFloor: n.trustIndex, Metrics: n.metrics.fsm,
+	})
+	closers = append(closers, n.fsm.Close)
 
 	hlog := newHCLog(log)
 	n.hclog = hlog
@@ -324,7 +325,7 @@ func (n *Node) Close(ctx context.Context) error {
 		close(n.shutdown)
 		n.endStop()
 		n.forwarder.close()
-		n.fsm.release() // lets an FSM stuck in fail-stop return
+		n.fsm.Release() // lets an FSM stuck in fail-stop return
 		stopped := make(chan error, 1)
 		go func() { stopped <- n.stop() }()
 		select {
@@ -354,7 +355,7 @@ func (n *Node) stop() error {
 	errs := []error{n.raft.Shutdown().Error()}
 	errs = append(errs, n.ntrans.Close(), n.trans.Close())
 	n.wg.Wait()
-	n.fsm.close()
+	n.fsm.Close()
 	errs = append(errs, n.logStore.Close(), n.rt.Close(context.Background()))
 	errs = append(errs, n.lock.Close()) // last: the directory is free
 	return errors.Join(errs...)
@@ -414,7 +415,7 @@ func (n *Node) resolve(addr string) (string, bool) {
 // fail-stopped node hands leadership over, so that the others can go on.
 func (n *Node) watchLeadership() {
 	ch := n.raft.LeaderCh()
-	failed, _ := n.fsm.failSignals()
+	failed, _ := n.fsm.FailSignals()
 	var recovered <-chan struct{}
 	var retry <-chan time.Time // handing leadership over again
 	for {
@@ -423,12 +424,12 @@ func (n *Node) watchLeadership() {
 			return
 		case <-failed:
 			failed = nil
-			_, recovered = n.fsm.failSignals()
+			_, recovered = n.fsm.FailSignals()
 			n.readyTerm.Store(0)
 			retry = n.handOverFailed()
 		case <-recovered:
 			recovered, retry = nil, nil
-			failed, _ = n.fsm.failSignals()
+			failed, _ = n.fsm.FailSignals()
 			n.keptLeadership = false
 			n.log.Info("applying the log again after a quarantine")
 			// A snapshot past the failed entry: later restarts do not
@@ -448,7 +449,7 @@ func (n *Node) watchLeadership() {
 			if !leader {
 				continue
 			}
-			if n.fsm.failed.Load() != nil {
+			if n.fsm.Failure() != "" {
 				retry = n.handOverFailed()
 				continue
 			}
@@ -469,10 +470,10 @@ func (n *Node) lead() {
 		n.log.Warn("leader barrier failed", "err", err)
 		return
 	}
-	if n.raft.State() == raft.Leader && n.fsm.failed.Load() == nil {
+	if n.raft.State() == raft.Leader && n.fsm.Failure() == "" {
 		n.ensureSelfTrusted()
 		n.ensureDefaultPlugin()
-		if n.raft.State() == raft.Leader && n.raft.CurrentTerm() == term && n.fsm.failed.Load() == nil {
+		if n.raft.State() == raft.Leader && n.raft.CurrentTerm() == term && n.fsm.Failure() == "" {
 			n.readyTerm.Store(term)
 			n.log.Info("leading", "term", term)
 		}
@@ -506,7 +507,7 @@ func (n *Node) ensureSelfTrusted() {
 }
 
 func (n *Node) ensureDefaultPlugin() {
-	for wait := 100 * time.Millisecond; n.cfg.DefaultPlugin != nil && n.fsm.plugin(DefaultPluginName) == nil && n.isLeader() && n.fsm.failed.Load() == nil; wait = min(2*wait, 5*time.Second) {
+	for wait := 100 * time.Millisecond; n.cfg.DefaultPlugin != nil && n.fsm.Plugin(DefaultPluginName) == nil && n.isLeader() && n.fsm.Failure() == ""; wait = min(2*wait, 5*time.Second) {
 		// Compiling takes seconds (much longer under the race detector): the
 		// budget covers it as well as the proposal.
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout+2*time.Minute)
@@ -534,12 +535,12 @@ func (n *Node) isLeader() bool { return n.raft.State() == raft.Leader }
 
 // propose appends an envelope to the log on this node, which must be the
 // leader, and waits for it to be applied.
-func (n *Node) propose(ctx context.Context, e envelope) (*applyResult, error) {
+func (n *Node) propose(ctx context.Context, e fsm.Envelope) (*fsm.Result, error) {
 	return n.proposeEntry(ctx, e, false)
 }
 
 // proposeEntry is propose; a fail-stopped node refuses unless evenStopped.
-func (n *Node) proposeEntry(ctx context.Context, e envelope, evenStopped bool) (*applyResult, error) {
+func (n *Node) proposeEntry(ctx context.Context, e fsm.Envelope, evenStopped bool) (*fsm.Result, error) {
 	f, err := n.enqueue(ctx, e, evenStopped)
 	if err != nil {
 		return nil, err
@@ -548,12 +549,12 @@ func (n *Node) proposeEntry(ctx context.Context, e envelope, evenStopped bool) (
 }
 
 // enqueue hands an entry to Raft without waiting for it to commit.
-func (n *Node) enqueue(ctx context.Context, e envelope, evenStopped bool) (raft.ApplyFuture, error) {
-	if err := n.fsm.stopped(); err != nil && !evenStopped {
+func (n *Node) enqueue(ctx context.Context, e fsm.Envelope, evenStopped bool) (raft.ApplyFuture, error) {
+	if err := n.fsm.Stopped(); err != nil && !evenStopped {
 		return nil, err
 	}
 	e.Time = time.Now().UnixNano()
-	data, err := e.encode()
+	data, err := e.Encode()
 	if err != nil {
 		return nil, err
 	}
@@ -568,7 +569,7 @@ func (n *Node) enqueue(ctx context.Context, e envelope, evenStopped bool) (raft.
 }
 
 // awaitApply waits for an enqueued entry's result.
-func (n *Node) awaitApply(ctx context.Context, f raft.ApplyFuture) (*applyResult, error) {
+func (n *Node) awaitApply(ctx context.Context, f raft.ApplyFuture) (*fsm.Result, error) {
 	if ctx.Done() != nil {
 		if answered, err := waitFuture(ctx, f, n.shutdown); !answered {
 			if errors.Is(err, ErrClosed) {
@@ -585,7 +586,7 @@ func errProposedTimeout(ctx context.Context) error {
 }
 
 // futureResult is the result of a future that is done.
-func (n *Node) futureResult(f raft.ApplyFuture) (*applyResult, error) {
+func (n *Node) futureResult(f raft.ApplyFuture) (*fsm.Result, error) {
 	if err := f.Error(); err != nil {
 		err = mapRaftErr(err)
 		if err == f.Error() {
@@ -597,7 +598,7 @@ func (n *Node) futureResult(f raft.ApplyFuture) (*applyResult, error) {
 		}
 		return nil, err
 	}
-	r, ok := f.Response().(*applyResult)
+	r, ok := f.Response().(*fsm.Result)
 	if !ok {
 		return nil, fmt.Errorf("raftkv: unexpected FSM response %T", f.Response())
 	}
@@ -629,7 +630,7 @@ func (n *Node) Apply(ctx context.Context, pluginName string, cmd []byte) (abi.Re
 
 // ApplyOnce is Apply with an idempotency key (none if key is ""): a command
 // whose key the cluster has seen recently is not applied again, and gets
-// the result the first one got, the same on every node (see sessions.go).
+// the result the first one got, the same on every node (see internal/fsm/sessions.go).
 // A write whose outcome is unknown (ErrUnknownOutcome, ErrTimeout, a lost
 // connection) can be sent again with the same key. A key names one request:
 // used with another plugin or other bytes, it is refused with ErrInvalid.
@@ -657,7 +658,7 @@ func (n *Node) applyLocal(ctx context.Context, pluginName, key string, cmd []byt
 	if err != nil {
 		return abi.Result{}, err
 	}
-	return r.res, r.err
+	return r.Res, r.Err
 }
 
 // proposeCommand checks a write and hands it to Raft. Without a future,
@@ -666,7 +667,7 @@ func (n *Node) proposeCommand(ctx context.Context, pluginName, key string, cmd [
 	if res, err := n.checkCommand(ctx, pluginName, key, cmd); err != nil || !res.OK() {
 		return nil, res, err
 	}
-	f, err := n.enqueue(ctx, envelope{Kind: kindCommand, Plugin: pluginName, Payload: cmd, Key: key}, false)
+	f, err := n.enqueue(ctx, fsm.Envelope{Kind: fsm.KindCommand, Plugin: pluginName, Payload: cmd, Key: key}, false)
 	return f, abi.Result{}, err
 }
 
@@ -684,7 +685,7 @@ func (n *Node) checkCommand(ctx context.Context, pluginName, key string, cmd []b
 			return abi.Result{}, err
 		}
 	}
-	return n.fsm.validate(ctx, pluginName, cmd) // raftkv_validate
+	return n.fsm.Validate(ctx, pluginName, cmd) // raftkv_validate
 }
 
 // applyForwarded applies a batch of forwarded writes. Each is checked and
@@ -714,7 +715,7 @@ func (n *Node) applyForwarded(ctx context.Context, cmds []forwardedCommand) appl
 		if !ok[i] {
 			continue
 		}
-		f, err := n.enqueue(ctx, envelope{Kind: kindCommand, Plugin: c.Plugin, Payload: c.Data, Key: c.Key}, false)
+		f, err := n.enqueue(ctx, fsm.Envelope{Kind: fsm.KindCommand, Plugin: c.Plugin, Payload: c.Data, Key: c.Key}, false)
 		if err != nil {
 			set(i, abi.Result{}, err)
 			continue
@@ -746,7 +747,7 @@ func (n *Node) applyForwarded(ctx context.Context, cmds []forwardedCommand) appl
 		default:
 			r, err := n.futureResult(f)
 			if err == nil {
-				set(i, r.res, r.err)
+				set(i, r.Res, r.Err)
 			} else {
 				set(i, abi.Result{}, err)
 			}
@@ -760,13 +761,13 @@ func (n *Node) applyForwarded(ctx context.Context, cmds []forwardedCommand) appl
 // that deployed it (or, on a new cluster, before its first leader deployed
 // it), a request for it is early, not for a plugin that does not exist.
 func (n *Node) defaultPluginLoaded(pluginName string) error {
-	if pluginName != DefaultPluginName || n.cfg.DefaultPlugin == nil || n.fsm.plugin(pluginName) != nil {
+	if pluginName != DefaultPluginName || n.cfg.DefaultPlugin == nil || n.fsm.Plugin(pluginName) != nil {
 		return nil
 	}
-	if err := n.fsm.stopped(); err != nil {
+	if err := n.fsm.Stopped(); err != nil {
 		return err
 	}
-	return fmt.Errorf("%w: the %s plugin is not loaded yet (applied index %d): retry shortly", ErrNotReady, pluginName, n.fsm.applied.Load())
+	return fmt.Errorf("%w: the %s plugin is not loaded yet (applied index %d): retry shortly", ErrNotReady, pluginName, n.fsm.Applied())
 }
 
 // Consistency is the guarantee a read asks for.
@@ -824,7 +825,7 @@ func (n *Node) queryLocal(ctx context.Context, pluginName string, q []byte, leve
 		return abi.Result{}, err
 	}
 	if level != Stale {
-		if err := n.fsm.stopped(); err != nil {
+		if err := n.fsm.Stopped(); err != nil {
 			return abi.Result{}, err
 		}
 		var readIndex uint64
@@ -838,7 +839,7 @@ func (n *Node) queryLocal(ctx context.Context, pluginName string, q []byte, leve
 			return abi.Result{}, err
 		}
 	}
-	return n.fsm.query(ctx, pluginName, q)
+	return n.fsm.Query(ctx, pluginName, q)
 }
 
 // WaitApplied blocks until this node's state machine reflects every log
@@ -850,11 +851,11 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64) error { return n.w
 // waitApplied blocks until the state machine reflects every entry up to index.
 func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 	for {
-		applied, ch := n.fsm.appliedSignal()
+		applied, ch := n.fsm.AppliedSignal()
 		if applied >= index || n.onlyHostEntries(applied+1, index) {
 			return nil
 		}
-		if err := n.fsm.stopped(); err != nil {
+		if err := n.fsm.Stopped(); err != nil {
 			return err
 		}
 		select {
@@ -956,4 +957,4 @@ func (n *Node) Leader() (id, addr string) {
 func (n *Node) IsLeader() bool { return n.isLeader() }
 
 // AppliedIndex returns the index of the last log entry applied here.
-func (n *Node) AppliedIndex() uint64 { return n.fsm.applied.Load() }
+func (n *Node) AppliedIndex() uint64 { return n.fsm.Applied() }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/plugin"
 )
 
@@ -75,71 +74,6 @@ type DeployOptions struct {
 	Trusted bool `msgpack:"trusted,omitempty"`
 }
 
-// deploySpec is the payload of a deploy entry. Entries written before
-// limits were replicated carry the module's bytes alone (they begin with
-// the wasm magic "\0asm", a MsgPack map never does): those run with the
-// default limits and no preconditions.
-type deploySpec struct {
-	Wasm   []byte        `msgpack:"wasm"`
-	Limits plugin.Limits `msgpack:"limits"`
-	Create bool          `msgpack:"create,omitempty"`
-	IfHash string        `msgpack:"if_hash,omitempty"`
-	Force  bool          `msgpack:"force,omitempty"`
-}
-
-// setLimitsSpec is the payload of a set-limits entry: the plugin's active
-// module is loaded again with the new limits (no migration runs).
-type setLimitsSpec struct {
-	Limits plugin.Limits `msgpack:"limits"`
-	IfHash string        `msgpack:"if_hash,omitempty"`
-}
-
-// isWasm reports whether b begins as a WebAssembly binary does.
-func isWasm(b []byte) bool { return len(b) > 0 && b[0] == 0 }
-
-func decodeDeploySpec(payload []byte) (deploySpec, error) {
-	if isWasm(payload) {
-		return deploySpec{Wasm: payload, Limits: plugin.DefaultLimits(), Force: true}, nil
-	}
-	var s deploySpec
-	if err := abi.Unmarshal(payload, &s); err != nil {
-		return deploySpec{}, fmt.Errorf("%w: deploy entry: %w", ErrInvalid, err)
-	}
-	return s, nil
-}
-
-func (s *deploySpec) encode() []byte {
-	b, err := abi.Marshal(s)
-	if err != nil { // plain data: cannot happen
-		panic(fmt.Sprintf("raftkv: encoding a deploy entry: %v", err))
-	}
-	return b
-}
-
-// checkPreconditions refuses a deploy of the module of hash newHash whose
-// preconditions the plugin active now (old, nil if none) does not meet.
-// info is the new module's raftkv_info (zero when not known yet). A deploy
-// of the module already active meets them: a retry of a deploy that
-// succeeded succeeds.
-func checkPreconditions(name string, old *active, newHash string, create bool, ifHash string, force bool, info abi.Info) error {
-	if old != nil && newHash != "" && old.mod.Hash == newHash {
-		return nil
-	}
-	switch {
-	case create && old != nil:
-		return fmt.Errorf("%w: plugin %q is already active (hash %s): upgrading it needs its current hash (HTTP If-Match, raftkv plugin deploy --upgrade HASH)", ErrPrecondition, name, old.mod.Hash)
-	case ifHash != "" && old == nil:
-		return fmt.Errorf("%w: plugin %q is not active: nothing to upgrade (deploy it without If-Match/--upgrade)", ErrPrecondition, name)
-	case ifHash != "" && ifHash != "*" && ifHash != old.mod.Hash:
-		return fmt.Errorf("%w: plugin %q runs module %s, not %s (someone else upgraded it?)", ErrPrecondition, name, old.mod.Hash, ifHash)
-	case !force && old != nil && old.mod.Info.Name != "" && info.Name != old.mod.Info.Name:
-		// A module that gives no name differs too: it would take over the
-		// state as surely as one with another name.
-		return fmt.Errorf("%w: plugin %q runs a module named %q; this module calls itself %q and would take over its state (force it if that is meant)", ErrConflict, name, old.mod.Info.Name, info.Name)
-	}
-	return nil
-}
-
 // limitsErr maps a refusal of limits to ErrInvalid with the reason.
 func limitsErr(err error) error {
 	if errors.Is(err, plugin.ErrLimits) || errors.Is(err, plugin.ErrNodeLimit) {
@@ -154,8 +88,8 @@ func limitsErr(err error) error {
 // (ErrInvalid).
 func (n *Node) resolveLimits(name string, o DeployOptions) (plugin.Limits, error) {
 	base := plugin.DefaultLimits()
-	if old := n.fsm.plugin(name); old != nil {
-		base = old.mod.Limits
+	if old := n.fsm.Plugin(name); old != nil {
+		base = old.Module().Limits
 	}
 	lim := o.Limits.Over(base)
 	lim.Trusted = o.Trusted

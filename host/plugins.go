@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"regexp"
 
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/state"
+	"github.com/raftkv/raftkv/internal/fsm"
 )
 
 // Limits on the active plugins, which every snapshot carries (the modules'
@@ -16,21 +16,21 @@ import (
 // deploy that would exceed them with ErrInvalid; the default plugin counts.
 const (
 	// MaxPlugins is the most plugins active at once.
-	MaxPlugins = 32
+	MaxPlugins = fsm.MaxPlugins
 	// MaxPluginBytes bounds the total size of the active modules' .wasm.
-	MaxPluginBytes = 128 << 20
+	MaxPluginBytes = fsm.MaxPluginBytes
 )
-
-var pluginName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
 
 // ValidPluginName reports whether name can name a plugin: a lowercase letter,
 // then up to 62 lowercase letters, digits, '-' or '_'.
-func ValidPluginName(name string) error {
-	if !pluginName.MatchString(name) {
-		return fmt.Errorf("%w: plugin name %q: want a lowercase letter followed by up to 62 of [a-z0-9_-]", ErrInvalid, name)
-	}
-	return nil
-}
+func ValidPluginName(name string) error { return fsm.ValidPluginName(name) }
+
+// PluginInfo describes an active plugin.
+type PluginInfo = fsm.PluginInfo
+
+// KeptState is the state of a removed plugin, kept because it was removed
+// without drop_state.
+type KeptState = fsm.KeptState
 
 // DeployPlugin deploys a module as the named plugin through the log: every
 // node activates it at the same index, with the same limits. The leader
@@ -81,9 +81,9 @@ func (n *Node) deployLocal(ctx context.Context, name string, wasm []byte, opts D
 	if err := checkPluginLimits(n.Plugins(), name, len(wasm)); err != nil {
 		return PluginInfo{}, err
 	}
-	old := n.fsm.plugin(name)
+	old := n.fsm.Plugin(name)
 	hash := plugin.HashOf(wasm)
-	if err := checkPreconditions(name, old, hash, opts.Create, opts.IfHash, true, abi.Info{}); err != nil {
+	if err := fsm.CheckPreconditions(name, old, hash, opts.Create, opts.IfHash, true, abi.Info{}); err != nil {
 		return PluginInfo{}, err
 	}
 	lim, err := n.resolveLimits(name, opts)
@@ -96,13 +96,13 @@ func (n *Node) deployLocal(ctx context.Context, name string, wasm []byte, opts D
 	}
 	info := mod.Info
 	mod.Close(ctx)
-	if err := checkPreconditions(name, old, hash, false, "", opts.Force, info); err != nil {
+	if err := fsm.CheckPreconditions(name, old, hash, false, "", opts.Force, info); err != nil {
 		return PluginInfo{}, err
 	}
-	spec := deploySpec{Wasm: wasm, Limits: lim, Create: opts.Create, IfHash: opts.IfHash, Force: opts.Force}
-	r, err := n.propose(ctx, envelope{Kind: kindDeploy, Plugin: name, Payload: spec.encode()})
+	spec := fsm.DeploySpec{Wasm: wasm, Limits: lim, Create: opts.Create, IfHash: opts.IfHash, Force: opts.Force}
+	r, err := n.propose(ctx, fsm.Envelope{Kind: fsm.KindDeploy, Plugin: name, Payload: spec.Encode()})
 	if err == nil {
-		err = r.err
+		err = r.Err
 	}
 	if err != nil {
 		return PluginInfo{}, err
@@ -146,24 +146,24 @@ func (n *Node) SetPluginLimits(ctx context.Context, name string, p LimitsPatch, 
 func (n *Node) setLimitsLocal(ctx context.Context, name string, p LimitsPatch, ifHash string) (PluginInfo, error) {
 	n.deployMu.Lock()
 	defer n.deployMu.Unlock()
-	old := n.fsm.plugin(name)
+	old := n.fsm.Plugin(name)
 	if old == nil {
 		return PluginInfo{}, fmt.Errorf("%w: plugin %q", ErrNotFound, name)
 	}
-	if err := checkPreconditions(name, old, "", false, ifHash, true, abi.Info{}); err != nil {
+	if err := fsm.CheckPreconditions(name, old, "", false, ifHash, true, abi.Info{}); err != nil {
 		return PluginInfo{}, err
 	}
-	lim, err := n.checkLimits(p.Over(old.mod.Limits))
+	lim, err := n.checkLimits(p.Over(old.Module().Limits))
 	if err != nil {
 		return PluginInfo{}, err
 	}
-	payload, err := abi.Marshal(&setLimitsSpec{Limits: lim, IfHash: ifHash})
+	payload, err := abi.Marshal(&fsm.SetLimitsSpec{Limits: lim, IfHash: ifHash})
 	if err != nil {
 		return PluginInfo{}, err
 	}
-	r, err := n.propose(ctx, envelope{Kind: kindSetLimits, Plugin: name, Payload: payload})
+	r, err := n.propose(ctx, fsm.Envelope{Kind: fsm.KindSetLimits, Plugin: name, Payload: payload})
 	if err == nil {
-		err = r.err
+		err = r.Err
 	}
 	if err != nil {
 		return PluginInfo{}, err
@@ -227,31 +227,23 @@ func (n *Node) removePluginLocal(ctx context.Context, name string, dropState boo
 	if name == DefaultPluginName {
 		return fmt.Errorf("%w: the default plugin %q cannot be removed", ErrInvalid, name)
 	}
-	if n.fsm.plugin(name) == nil && !(dropState && n.fsm.hasKeptState(name)) {
+	if n.fsm.Plugin(name) == nil && !(dropState && n.fsm.HasKeptState(name)) {
 		return fmt.Errorf("%w: plugin %q", ErrNotFound, name)
 	}
-	payload, _ := abi.Marshal(&removePlugin{DropState: dropState})
-	r, err := n.propose(ctx, envelope{Kind: kindRemovePlugin, Plugin: name, Payload: payload})
+	payload, _ := abi.Marshal(&fsm.RemovePlugin{DropState: dropState})
+	r, err := n.propose(ctx, fsm.Envelope{Kind: fsm.KindRemovePlugin, Plugin: name, Payload: payload})
 	if err != nil {
 		return err
 	}
-	return r.err
+	return r.Err
 }
 
 // Plugins lists the plugins active on this node.
-func (n *Node) Plugins() []PluginInfo { return n.fsm.pluginInfos() }
-
-// KeptState is the state of a removed plugin, kept because it was removed
-// without drop_state.
-type KeptState struct {
-	Name  string `json:"name"`
-	Keys  int    `json:"keys"`
-	Bytes int64  `json:"bytes"` // its keys and values
-}
+func (n *Node) Plugins() []PluginInfo { return n.fsm.PluginInfos() }
 
 // KeptStates lists, from this node's state, the namespaces that hold state
 // but have no active plugin, in name order.
-func (n *Node) KeptStates() []KeptState { return n.fsm.keptStates() }
+func (n *Node) KeptStates() []KeptState { return n.fsm.KeptStates() }
 
 // PluginsAt lists the active plugins and the kept states at a consistency
 // level, as a read of the plugin table: Stale from this node's state;
@@ -285,7 +277,7 @@ func (n *Node) pluginsLocal(ctx context.Context, level Consistency) ([]PluginInf
 		if !n.isLeader() {
 			return nil, nil, fmt.Errorf("%w: a %s read of the plugin list is answered by the leader", ErrNotLeader, level)
 		}
-		if err := n.fsm.stopped(); err != nil {
+		if err := n.fsm.Stopped(); err != nil {
 			return nil, nil, err
 		}
 		var readIndex uint64
@@ -299,7 +291,7 @@ func (n *Node) pluginsLocal(ctx context.Context, level Consistency) ([]PluginInf
 			return nil, nil, err
 		}
 	}
-	return n.fsm.pluginInfos(), n.fsm.keptStates(), nil
+	return n.fsm.PluginInfos(), n.fsm.KeptStates(), nil
 }
 
 // Digest is a hash of one plugin namespace's state at an applied index.
@@ -313,11 +305,11 @@ type Digest struct {
 // StateDigest hashes the named namespace's local state. Replicas at the same
 // applied index must report the same digest.
 func (n *Node) StateDigest(name string) (Digest, error) {
-	view, index := n.fsm.view()
+	view, index := n.fsm.View()
 	d := Digest{Plugin: name, AppliedIndex: index}
 	ns, ok := view.Namespace(name)
 	if !ok {
-		if n.fsm.plugin(name) == nil {
+		if n.fsm.Plugin(name) == nil {
 			return d, fmt.Errorf("%w: plugin %q", ErrNotFound, name)
 		}
 		ns = emptyNamespace(name) // never written: the same digest as an emptied one

@@ -134,10 +134,10 @@ func (t *observedTransport) run() {
 // readiness says whether the node serves reads that reflect the cluster's
 // state, and if not, why ("" when ready).
 func (n *Node) readiness() string {
-	if f := n.fsm.failed.Load(); f != nil {
-		return "stopped applying the log: " + *f
+	if f := n.fsm.Failure(); f != "" {
+		return "stopped applying the log: " + f
 	}
-	if n.cfg.DefaultPlugin != nil && n.fsm.plugin(DefaultPluginName) == nil {
+	if n.cfg.DefaultPlugin != nil && n.fsm.Plugin(DefaultPluginName) == nil {
 		return "the default plugin " + DefaultPluginName + " is not loaded yet"
 	}
 	_, leaderID := n.raft.LeaderWithID()
@@ -163,7 +163,7 @@ func (n *Node) readiness() string {
 	if !ok {
 		return "no commit index from the leader yet"
 	}
-	applied := n.fsm.applied.Load()
+	applied := n.fsm.Applied()
 	if highest, _ := n.commits.highest(now); applied > highest {
 		why := fmt.Sprintf("applied index %d is ahead of the leader's commit index %d: this node has applied "+
 			"entries the leader does not have (a diverged log, e.g. after a restore interrupted by a crash) "+

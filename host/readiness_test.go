@@ -1,6 +1,11 @@
 package host
 
 import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -68,5 +73,49 @@ func TestLeaderCommitsHighest(t *testing.T) {
 	}
 	if got, _ := l.highest(at(2000)); got != 700 {
 		t.Errorf("highest a window later = %d, want 700", got)
+	}
+}
+
+// TestLeaderReadsNeedTheTermsBarrier: leader reads pass only while the term
+// whose barrier the node applied is the current term, so that readiness left
+// from an earlier term (leadership lost and regained before the node ran the
+// new term's barrier) lets no read through.
+func TestLeaderReadsNeedTheTermsBarrier(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := DefaultConfig()
+	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Bootstrap = "n1", t.TempDir(), addr, true
+	cfg.PluginCacheDir = filepath.Join(os.TempDir(), "raftkv-test-wasm-cache")
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := n.WaitForLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.verifyLeader(ctx); err != nil {
+		t.Fatalf("ready leader: %v", err)
+	}
+	term := n.raft.CurrentTerm()
+	if got := n.readyTerm.Load(); got != term {
+		t.Fatalf("ready for term %d in term %d", got, term)
+	}
+	n.readyTerm.Store(term - 1) // what a watcher behind by a lost and regained leadership left
+	if err := n.verifyLeader(ctx); !errors.Is(err, ErrNoLeader) {
+		t.Fatalf("leader read with the barrier of an earlier term: %v, want ErrNoLeader", err)
+	}
+	if n.Stats().Ready {
+		t.Fatal("ready with the barrier of an earlier term")
+	}
+	n.readyTerm.Store(term)
+	if err := n.verifyLeader(ctx); err != nil || !n.Stats().Ready {
+		t.Fatalf("ready again: %v", err)
 	}
 }

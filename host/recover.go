@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/internal/fsm"
 )
 
 // PeersFile is the quorum-loss recovery file: when a node starts and finds
@@ -36,10 +37,12 @@ func (n *Node) recoverFromPeersFile(rc *raft.Config, logs raft.LogStore, snaps r
 	}
 	// RecoverCluster replays the log into the FSM it is given and leaves
 	// that FSM unusable: give it a scratch one, with a trust list of its own.
-	scratch := newFSM(n.log, n.rt, &transport.Trust{}, 1, func(raft.Configuration) {})
-	scratch.natives, scratch.metrics = n.cfg.natives, n.metrics
+	scratch := fsm.New(fsm.Config{
+		Log: n.log, Runtime: n.rt, Trust: &transport.Trust{}, QueryInstances: 1, Natives: n.cfg.natives,
+		OnPeers: func(raft.Configuration) {}, Metrics: n.metrics.fsm,
+	})
 	err = raft.RecoverCluster(rc, scratch, logs, n.logStore, snaps, n.ntrans, conf)
-	scratch.close()
+	scratch.Close()
 	if err != nil {
 		return fmt.Errorf("raftkv: recovering from %s: %w", path, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/raftkv/raftkv/abi/mp"
 	"github.com/raftkv/raftkv/host/peerrpc"
 	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/internal/fsm"
 )
 
 // The bodies of the forwarding RPC. host/peerrpc names the methods and says
@@ -279,14 +280,14 @@ func (r *quarantineRPC) validate() error          { return ValidPluginName(r.Plu
 // addressesRPC publishes a member's addresses.
 type addressesRPC struct {
 	adminToken
-	Addresses memberAddresses `msgpack:"addresses"`
+	Addresses fsm.MemberAddresses `msgpack:"addresses"`
 }
 
 func (*addressesRPC) method() peerrpc.Method     { return peerrpc.Addresses }
 func (r *addressesRPC) subject() string          { return r.Addresses.NodeID }
 func (r *addressesRPC) marshal() ([]byte, error) { return msgpack.Marshal(r) }
 func (r *addressesRPC) unmarshal(b []byte) error { return decodeStrict(b, r) }
-func (r *addressesRPC) validate() error          { return r.Addresses.validate() }
+func (r *addressesRPC) validate() error          { return r.Addresses.Validate() }
 
 // decodeStrict decodes body, one MsgPack map, into v with the reflection
 // codec, refusing keys v does not have and bytes after the map, then

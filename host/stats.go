@@ -14,7 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/raftkv/raftkv/host/plugin"
-	"github.com/raftkv/raftkv/host/state"
+	"github.com/raftkv/raftkv/internal/fsm"
 )
 
 // Stats is a snapshot of a node's status.
@@ -47,7 +47,7 @@ func (n *Node) Stats() Stats {
 	leaderAddr, leaderID := n.raft.LeaderWithID()
 	s := Stats{
 		NodeID: n.cfg.NodeID, State: n.raft.State().String(), Leader: string(leaderID), LeaderAddr: string(leaderAddr),
-		LastIndex: n.raft.LastIndex(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.fsm.applied.Load(),
+		LastIndex: n.raft.LastIndex(), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.fsm.Applied(),
 		Plugins: n.Plugins(), LogStore: n.logStoreKind, Raft: rs,
 	}
 	// Raft's own entries (an election's no-op, barriers) never reach the
@@ -57,9 +57,7 @@ func (n *Node) Stats() Stats {
 		s.AppliedIndex = s.CommitIndex
 	}
 	s.Term, _ = strconv.ParseUint(rs["term"], 10, 64)
-	if f := n.fsm.failed.Load(); f != nil {
-		s.Failure = *f
-	}
+	s.Failure = n.fsm.Failure()
 	s.Degraded = n.degraded()
 	s.Divergence, s.DivergenceSummary = n.diverged.list(), n.divergenceSummary()
 	s.NotReady = n.readiness()
@@ -105,7 +103,7 @@ func (n *Node) Ready() (bool, string) {
 func (n *Node) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	// A fail-stopped node has no consistent state to offer past the failure,
 	// and its FSM, stuck, would never answer Raft's snapshot request.
-	if err := n.fsm.stopped(); err != nil {
+	if err := n.fsm.Stopped(); err != nil {
 		return 0, fmt.Errorf("raftkv: no backup: %w", err)
 	}
 	f := n.raft.Snapshot()
@@ -171,7 +169,7 @@ func (n *Node) Restore(ctx context.Context, r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("raftkv: reading backup: %w", err)
 	}
-	if err := verifySnapshot(tmp); err != nil {
+	if err := fsm.VerifySnapshot(tmp); err != nil {
 		return err
 	}
 	if err := n.validateBackupPlugins(ctx, tmp); err != nil {
@@ -209,20 +207,20 @@ func (n *Node) rewriteBackup(src *os.File, applied uint64) (*os.File, error) {
 		return nil, err
 	}
 	br := bufio.NewReaderSize(src, 1<<20)
-	h, err := readSnapshotHeader(br)
+	h, err := fsm.ReadSnapshotHeader(br)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	h.Applied, h.Trust, h.Revoked = applied, nil, n.trust.Revoked()
 	for _, e := range n.trust.Entries() {
-		h.Trust = append(h.Trust, trustChange{NodeID: e.NodeID, Key: string(ssh.MarshalAuthorizedKey(e.Key))})
+		h.Trust = append(h.Trust, fsm.TrustChange{NodeID: e.NodeID, Key: string(ssh.MarshalAuthorizedKey(e.Key))})
 	}
 	dst, err := os.CreateTemp(n.cfg.DataDir, "restore-*.snap")
 	if err != nil {
 		return nil, err
 	}
 	bw := bufio.NewWriterSize(dst, 1<<20)
-	if err := writeSnapshotHeader(bw, &h); err == nil {
+	if err := fsm.WriteSnapshotHeader(bw, &h); err == nil {
 		if _, err = io.Copy(bw, br); err == nil {
 			err = bw.Flush()
 		}
@@ -238,39 +236,6 @@ func (n *Node) rewriteBackup(src *os.File, applied uint64) (*os.File, error) {
 	return dst, nil
 }
 
-// verifySnapshot reads a whole snapshot and checks every checksum without
-// changing anything.
-func verifySnapshot(f *os.File) error {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	br := bufio.NewReaderSize(f, 1<<20)
-	if _, err := readSnapshotHeader(br); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	if err := state.New().Restore(br); err != nil {
-		return fmt.Errorf("%w: %v: %v", ErrInvalid, ErrCorruptSnapshot, err)
-	}
-	if err := atEnd(br); err != nil {
-		return fmt.Errorf("%w: %v: %v", ErrInvalid, ErrCorruptSnapshot, err)
-	}
-	return nil
-}
-
-// atEnd checks that a backup has nothing after its state stream: a file with
-// more (two backups concatenated, a stray byte) is not the backup raftkv
-// wrote.
-func atEnd(br *bufio.Reader) error {
-	n, err := io.Copy(io.Discard, br)
-	if err != nil {
-		return err
-	}
-	if n > 0 {
-		return fmt.Errorf("%d bytes after the end of the backup", n)
-	}
-	return nil
-}
-
 // validateBackupPlugins loads every module of a verified backup with its
 // limits, exactly as a deploy would, before anything is replaced: a
 // module this node refuses (invalid, a WASI command, limits out of range
@@ -281,7 +246,7 @@ func (n *Node) validateBackupPlugins(ctx context.Context, f *os.File) error {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	h, err := readSnapshotHeader(bufio.NewReaderSize(f, 1<<20))
+	h, err := fsm.ReadSnapshotHeader(bufio.NewReaderSize(f, 1<<20))
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -291,7 +256,7 @@ func (n *Node) validateBackupPlugins(ctx context.Context, f *os.File) error {
 			return fmt.Errorf("%w: backup: %w", ErrInvalid, err)
 		}
 		active = append(active, PluginInfo{Name: sp.Name, Size: len(sp.Wasm)})
-		lim, err := n.checkLimits(sp.limits())
+		lim, err := n.checkLimits(sp.LimitsOrDefault())
 		if err != nil {
 			return fmt.Errorf("%w: backup: plugin %q: %w", ErrInvalid, sp.Name, err)
 		}

@@ -13,7 +13,7 @@ import (
 // TestDocsLinks holds the repository's Markdown to the tree: every relative
 // link ([text](path#anchor)) names a file that exists and, in a Markdown
 // file, a heading that exists; every path in backquotes that begins with a
-// top-level directory of the repository (`host/fsm.go`, `internal/crashtest`,
+// top-level directory of the repository (`internal/fsm/fsm.go`, `internal/crashtest`,
 // `plugins/kv/kvstore/`), and every Markdown file named in backquotes,
 // exists, relative to the document or to the root.
 // DESIGN.md cites the code by file name, so a file that moves without its

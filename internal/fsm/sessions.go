@@ -1,4 +1,4 @@
-package host
+package fsm
 
 import (
 	"crypto/sha256"
@@ -23,7 +23,7 @@ import (
 // write with the same key and gets the original answer, whether or not the
 // first attempt was applied.
 //
-// The table lives in the host state, in the namespace sessionsNamespace
+// The table lives in the host state, in the namespace SessionsNamespace
 // (plugin names cannot start with '.'). A command's record is written in the
 // same state update as the command's own writes, so it is in every snapshot
 // and backup and is identical on every node. It is bounded, deterministically
@@ -37,7 +37,8 @@ import (
 //	"k" + key           → [plugin, sha256(command)[:16], code, result]; version = the entry's index
 //	"o" + u64be(index)  → u64be(entry time) + key, the eviction order
 const (
-	sessionsNamespace = ".sessions"
+	// SessionsNamespace is the table's namespace in the state.
+	SessionsNamespace = ".sessions"
 	// SessionTTL is how long, in the log's time, a key's result is kept.
 	SessionTTL = 10 * time.Minute
 	// MaxSessions is the most keys kept.
@@ -90,7 +91,7 @@ func commandDigest(plugin string, cmd []byte) [16]byte {
 
 // has reports whether key has a record.
 func (s *sessions) has(key string) bool {
-	ns, ok := s.st.Lookup(sessionsNamespace)
+	ns, ok := s.st.Lookup(SessionsNamespace)
 	if !ok {
 		return false
 	}
@@ -102,8 +103,8 @@ func (s *sessions) has(key string) bool {
 // lookup returns the recorded result of key. A key recorded for another
 // command (another plugin or other bytes) is an error result: a client bug
 // that must not silently return someone else's answer.
-func (s *sessions) lookup(key, plugin string, cmd []byte) (*applyResult, bool) {
-	ns, ok := s.st.Lookup(sessionsNamespace)
+func (s *sessions) lookup(key, plugin string, cmd []byte) (*Result, bool) {
+	ns, ok := s.st.Lookup(SessionsNamespace)
 	if !ok {
 		return nil, false
 	}
@@ -120,13 +121,13 @@ func (s *sessions) lookup(key, plugin string, cmd []byte) (*applyResult, bool) {
 	data, err4 := r.ReadBytes()
 	if err := firstErr(err1, err2, err3, err4); err != nil {
 		// Written by this file only: damage would be a bug; refuse loudly.
-		return &applyResult{err: fmt.Errorf("raftkv: idempotency record of key %q is unreadable: %v", key, err)}, true
+		return &Result{Err: fmt.Errorf("raftkv: idempotency record of key %q is unreadable: %v", key, err)}, true
 	}
 	want := commandDigest(plugin, cmd)
 	if name != plugin || string(digest) != string(want[:]) {
-		return &applyResult{err: fmt.Errorf("%w: idempotency key %q was used for another request (plugin %q); use a new key for a new request", ErrInvalid, key, name)}, true
+		return &Result{Err: fmt.Errorf("%w: idempotency key %q was used for another request (plugin %q); use a new key for a new request", ErrInvalid, key, name)}, true
 	}
-	return &applyResult{res: abi.Result{Code: abi.Code(code), Data: append([]byte(nil), data...)}}, true
+	return &Result{Res: abi.Result{Code: abi.Code(code), Data: append([]byte(nil), data...)}}, true
 }
 
 // record keeps key's result, then evicts what is beyond the bounds as of
@@ -137,7 +138,7 @@ func (s *sessions) record(key, plugin string, cmd []byte, index uint64, now int6
 	v = mp.AppendBytes(v, digest[:])
 	v = mp.AppendUint(v, uint64(res.Code))
 	v = mp.AppendBytes(v, res.Data)
-	ns := s.st.Namespace(sessionsNamespace)
+	ns := s.st.Namespace(SessionsNamespace)
 	s.buf = append(append(s.buf[:0], 'k'), key...)
 	ns.Set(s.buf, v, index)
 	o := make([]byte, 0, 9)

@@ -1,4 +1,4 @@
-package host
+package fsm
 
 import (
 	"bufio"
@@ -24,7 +24,7 @@ type BackupState struct {
 // in the backup is an error.
 func ReadBackupPlugin(r io.Reader, name string) (BackupState, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
-	hdr, err := readSnapshotHeader(br)
+	hdr, err := ReadSnapshotHeader(br)
 	if err != nil {
 		return BackupState{}, err
 	}

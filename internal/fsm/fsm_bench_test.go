@@ -1,4 +1,4 @@
-package host
+package fsm
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 
 // engineFSM returns an FSM with the embedded KV plugin active (deployed
 // through a log entry), run as the node runs it: trusted wasm, or natively.
-func engineFSM(b *testing.B, native bool) *fsm {
+func engineFSM(b *testing.B, native bool) *FSM {
 	b.Helper()
 	ctx := context.Background()
 	hash := plugin.HashOf(kvwasm.Module)
@@ -33,18 +33,18 @@ func engineFSM(b *testing.B, native bool) *fsm {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { rt.Close(ctx) })
-	f := newFSM(slog.New(slog.NewTextHandler(io.Discard, nil)), rt, &transport.Trust{}, 4, nil)
+	f := New(Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Runtime: rt, Trust: &transport.Trust{}, QueryInstances: 4})
 	if native {
 		f.natives = map[string]plugin.Code{hash: sdknative.Code(kvplugin.KV{})}
 	}
-	b.Cleanup(f.close)
-	env := envelope{Kind: kindDeploy, Plugin: DefaultPluginName, Payload: kvwasm.Module}
-	data, err := env.encode()
+	b.Cleanup(f.Close)
+	env := Envelope{Kind: KindDeploy, Plugin: DefaultPluginName, Payload: kvwasm.Module}
+	data, err := env.Encode()
 	if err != nil {
 		b.Fatal(err)
 	}
-	if r := f.ApplyBatch([]*raft.Log{{Index: 1, Term: 1, Type: raft.LogCommand, Data: data}})[0].(*applyResult); r.err != nil {
-		b.Fatal(r.err)
+	if r := f.ApplyBatch([]*raft.Log{{Index: 1, Term: 1, Type: raft.LogCommand, Data: data}})[0].(*Result); r.Err != nil {
+		b.Fatal(r.Err)
 	}
 	return f
 }
@@ -59,7 +59,7 @@ func BenchmarkFSMApply(b *testing.B) {
 		for _, size := range []int{1, 64, 512} {
 			b.Run(fmt.Sprintf("%s/batch=%d", engine, size), func(b *testing.B) {
 				f := engineFSM(b, engine == "native")
-				if got := f.plugin(DefaultPluginName).engine(); got != engine {
+				if got := f.Plugin(DefaultPluginName).Engine(); got != engine {
 					b.Fatalf("kv runs on %s", got)
 				}
 				const pool = 1 << 16 // distinct keys, reused across iterations
@@ -70,8 +70,8 @@ func BenchmarkFSMApply(b *testing.B) {
 					batches[i] = make([]*raft.Log, size)
 					for j := range batches[i] {
 						cmd := kvstore.Command{Op: kvstore.OpSet, Key: fmt.Appendf(nil, "key-%012d", index), Value: val}.AppendMsgpack(nil)
-						env := envelope{Kind: kindCommand, Time: int64(index), Plugin: DefaultPluginName, Payload: cmd}
-						data, err := env.encode()
+						env := Envelope{Kind: KindCommand, Time: int64(index), Plugin: DefaultPluginName, Payload: cmd}
+						data, err := env.Encode()
 						if err != nil {
 							b.Fatal(err)
 						}
@@ -83,8 +83,8 @@ func BenchmarkFSMApply(b *testing.B) {
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					out := f.ApplyBatch(batches[i%len(batches)])
-					if r := out[0].(*applyResult); r.err != nil || !r.res.OK() {
-						b.Fatalf("SET: %v %v", r.err, r.res.Err())
+					if r := out[0].(*Result); r.Err != nil || !r.Res.OK() {
+						b.Fatalf("SET: %v %v", r.Err, r.Res.Err())
 					}
 				}
 				b.StopTimer()

@@ -1,9 +1,10 @@
-package host
+package fsm
 
 import (
 	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"sort"
 	"time"
@@ -52,7 +53,7 @@ func InspectBackup(r io.Reader) (BackupInfo, error) {
 	h := sha256.New()
 	cr := &countingReader{r: io.TeeReader(r, h)}
 	br := bufio.NewReaderSize(cr, 1<<20)
-	hdr, err := readSnapshotHeader(br)
+	hdr, err := ReadSnapshotHeader(br)
 	if err != nil {
 		return BackupInfo{}, err
 	}
@@ -81,7 +82,7 @@ func InspectBackup(r io.Reader) (BackupInfo, error) {
 		if !ok {
 			continue
 		}
-		if name == sessionsNamespace {
+		if name == SessionsNamespace {
 			info.IdempotencyKeys = ns.Len() / 2
 			continue
 		}
@@ -113,4 +114,39 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// VerifySnapshot reads a whole snapshot (or backup) from its start and
+// checks every checksum, and that nothing follows the state, without
+// changing anything. A failure is ErrInvalid (a backup sent for a restore
+// is a request).
+func VerifySnapshot(f io.ReadSeeker) error {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	br := bufio.NewReaderSize(f, 1<<20)
+	if _, err := ReadSnapshotHeader(br); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := state.New().Restore(br); err != nil {
+		return fmt.Errorf("%w: %v: %v", ErrInvalid, ErrCorruptSnapshot, err)
+	}
+	if err := atEnd(br); err != nil {
+		return fmt.Errorf("%w: %v: %v", ErrInvalid, ErrCorruptSnapshot, err)
+	}
+	return nil
+}
+
+// atEnd checks that a backup has nothing after its state stream: a file with
+// more (two backups concatenated, a stray byte) is not the backup raftkv
+// wrote.
+func atEnd(br *bufio.Reader) error {
+	n, err := io.Copy(io.Discard, br)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return fmt.Errorf("%d bytes after the end of the backup", n)
+	}
+	return nil
 }

@@ -1,11 +1,10 @@
-package host
+package fsm
 
 import (
 	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 
@@ -40,22 +39,19 @@ const maxSnapshotHeader = 16*abi.MaxModuleSize + (1 << 20)
 // thousands of nodes, fits well within the bound.
 var _ [maxSnapshotHeader - (MaxPluginBytes + MaxPlugins*(1<<10) + (16 << 20))]struct{}
 
-// ErrCorruptSnapshot is returned when a snapshot or backup fails verification.
-var ErrCorruptSnapshot = errors.New("raftkv: corrupt snapshot")
-
-type snapshotHeader struct {
+type SnapshotHeader struct {
 	Version  int              `msgpack:"version"`
 	Applied  uint64           `msgpack:"applied"` // index of the last entry applied
 	LastTime int64            `msgpack:"last_time"`
-	Plugins  []snapshotPlugin `msgpack:"plugins"`
-	Trust    []trustChange    `msgpack:"trust"`
+	Plugins  []SnapshotPlugin `msgpack:"plugins"`
+	Trust    []TrustChange    `msgpack:"trust"`
 	Revoked  []string         `msgpack:"revoked"`
 	// Addresses are the members' API and management addresses (absent in
 	// snapshots written before they were replicated).
-	Addresses []memberAddresses `msgpack:"addresses,omitempty"`
+	Addresses []MemberAddresses `msgpack:"addresses,omitempty"`
 }
 
-type snapshotPlugin struct {
+type SnapshotPlugin struct {
 	Name  string `msgpack:"name"`
 	Hash  string `msgpack:"hash"`
 	Since uint64 `msgpack:"since"`
@@ -66,8 +62,8 @@ type snapshotPlugin struct {
 	Quarantined bool           `msgpack:"quarantined,omitempty"`
 }
 
-// limits returns the plugin's limits: the defaults if the snapshot has none.
-func (p *snapshotPlugin) limits() plugin.Limits {
+// LimitsOrDefault returns the plugin's limits: the defaults if the snapshot has none.
+func (p *SnapshotPlugin) LimitsOrDefault() plugin.Limits {
 	if p.Limits == nil {
 		return plugin.DefaultLimits()
 	}
@@ -75,7 +71,7 @@ func (p *snapshotPlugin) limits() plugin.Limits {
 }
 
 type fsmSnapshot struct {
-	header snapshotHeader
+	header SnapshotHeader
 	view   *state.View
 }
 
@@ -84,18 +80,18 @@ type fsmSnapshot struct {
 // fail-stopped FSM refuses: Raft labels a snapshot with the last index it
 // handed over, which may be past the entry that failed, and a node restarted
 // from such a snapshot would skip that entry forever.
-func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	if err := f.stopped(); err != nil {
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	if err := f.Stopped(); err != nil {
 		return nil, fmt.Errorf("raftkv: no snapshot: %w", err)
 	}
 	s := &fsmSnapshot{view: f.store.View()}
-	s.header = snapshotHeader{Version: 1, Applied: f.applied.Load(), LastTime: f.lastTime, Revoked: f.trust.Revoked(), Addresses: f.sortedAddresses()}
+	s.header = SnapshotHeader{Version: 1, Applied: f.applied.Load(), LastTime: f.lastTime, Revoked: f.trust.Revoked(), Addresses: f.sortedAddresses()}
 	for _, p := range *f.plugins.Load() {
 		lim := p.mod.Limits
-		s.header.Plugins = append(s.header.Plugins, snapshotPlugin{Name: p.name, Hash: p.mod.Hash, Since: p.since, Wasm: p.mod.Wasm, Limits: &lim, Quarantined: p.quarantined})
+		s.header.Plugins = append(s.header.Plugins, SnapshotPlugin{Name: p.name, Hash: p.mod.Hash, Since: p.since, Wasm: p.mod.Wasm, Limits: &lim, Quarantined: p.quarantined})
 	}
 	for _, e := range f.trust.Entries() {
-		s.header.Trust = append(s.header.Trust, trustChange{NodeID: e.NodeID, Key: string(ssh.MarshalAuthorizedKey(e.Key))})
+		s.header.Trust = append(s.header.Trust, TrustChange{NodeID: e.NodeID, Key: string(ssh.MarshalAuthorizedKey(e.Key))})
 	}
 	return s, nil
 }
@@ -110,7 +106,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 
 func (s *fsmSnapshot) writeTo(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
-	if err := writeSnapshotHeader(bw, &s.header); err != nil {
+	if err := WriteSnapshotHeader(bw, &s.header); err != nil {
 		return err
 	}
 	if _, err := s.view.WriteTo(bw); err != nil {
@@ -121,8 +117,8 @@ func (s *fsmSnapshot) writeTo(w io.Writer) error {
 
 func (s *fsmSnapshot) Release() {}
 
-// writeSnapshotHeader writes the magic, the header and its checksum.
-func writeSnapshotHeader(w *bufio.Writer, h *snapshotHeader) error {
+// WriteSnapshotHeader writes the magic, the header and its checksum.
+func WriteSnapshotHeader(w *bufio.Writer, h *SnapshotHeader) error {
 	hdr, err := abi.Marshal(h)
 	if err != nil {
 		return err
@@ -138,9 +134,9 @@ func writeSnapshotHeader(w *bufio.Writer, h *snapshotHeader) error {
 	return err
 }
 
-// readSnapshotHeader reads and verifies the header of a snapshot stream.
-func readSnapshotHeader(r io.Reader) (snapshotHeader, error) {
-	var h snapshotHeader
+// ReadSnapshotHeader reads and verifies the header of a snapshot stream.
+func ReadSnapshotHeader(r io.Reader) (SnapshotHeader, error) {
+	var h SnapshotHeader
 	var pre [len(snapshotMagic) + 4]byte
 	if _, err := io.ReadFull(r, pre[:]); err != nil {
 		return h, fmt.Errorf("%w: reading header: %v", ErrCorruptSnapshot, err)
@@ -184,13 +180,13 @@ func readSnapshotHeader(r io.Reader) (snapshotHeader, error) {
 // was and the modules it loaded are closed. A module whose initialiser runs
 // past the time limit fail-stops the node (a faster node would restore it).
 // A fail-stopped FSM refuses to restore: it changes nothing until restarted.
-func (f *fsm) Restore(rc io.ReadCloser) error {
+func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	if err := f.stopped(); err != nil {
+	if err := f.Stopped(); err != nil {
 		return fmt.Errorf("raftkv: no restore: %w", err)
 	}
 	br := bufio.NewReaderSize(rc, 1<<20)
-	h, err := readSnapshotHeader(br)
+	h, err := ReadSnapshotHeader(br)
 	if err != nil {
 		return err
 	}
@@ -206,7 +202,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("%w: trust: %w", ErrCorruptSnapshot, err)
 	}
 	ctx := context.Background()
-	var loaded []*active
+	var loaded []*Plugin
 	fail := func(err error) error {
 		for _, p := range loaded {
 			p.close(ctx)
@@ -214,7 +210,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	for _, sp := range h.Plugins {
-		p, err := f.load(ctx, sp.Name, sp.Wasm, sp.limits(), 0)
+		p, err := f.load(ctx, sp.Name, sp.Wasm, sp.LimitsOrDefault(), 0)
 		if err != nil {
 			err = fmt.Errorf("restore: plugin %q: %w", sp.Name, err)
 			if stopsApplying(err) {
@@ -258,7 +254,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.restoreAddresses(h.Addresses)
 	f.lastTime = h.LastTime
-	next := make(map[string]*active, len(loaded))
+	next := make(map[string]*Plugin, len(loaded))
 	for _, p := range loaded {
 		next[p.name] = p
 	}

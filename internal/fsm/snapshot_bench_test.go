@@ -1,14 +1,9 @@
-package host
+package fsm
 
-// Node-level benchmarks. Run them with (make bench-go runs them too):
+// BenchmarkSnapshot1M is what a node does when Raft snapshots its FSM and
+// when a node restores one. Run it with (make bench-go runs it too):
 //
-//	go test -run '^$' -bench '^(BenchmarkSnapshot1M|BenchmarkForward)$' -benchmem ./host/
-//
-// BenchmarkSnapshot1M (here) is what a node does when Raft snapshots its FSM
-// and when a node restores one. BenchmarkForward (writes and reads through
-// the leader vs forwarded by a follower) needs internal/cluster, which
-// imports this package, so it lives in forward_bench_test.go (package
-// host_test).
+//	go test -run '^$' -bench '^BenchmarkSnapshot1M$' -benchmem ./internal/fsm/
 
 import (
 	"bytes"
@@ -22,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/raftkv/raftkv/abi"
@@ -43,11 +39,9 @@ const (
 // newSnapFSM returns a fresh FSM on its own plugin runtime, set up as New sets
 // up a node's (the embedded KV plugin trusted, compiled code cached in
 // cacheDir), as a node restarting from its data directory would have.
-func newSnapFSM(b *testing.B, cacheDir string) (*fsm, func()) {
+func newSnapFSM(b *testing.B, cacheDir string) (*FSM, func()) {
 	b.Helper()
-	cfg := DefaultConfig()
-	pcfg := plugin.DefaultConfig()
-	pcfg.MemoryLimitPages, pcfg.CallTimeout = cfg.PluginMemoryPages, cfg.PluginCallTimeout
+	pcfg := plugin.DefaultConfig() // a node's defaults: 512 pages, the plugin call timeout
 	pcfg.CacheDir = cacheDir
 	pcfg.Trusted = map[string]bool{plugin.HashOf(kvwasm.Module): true}
 	rt, err := plugin.NewRuntime(context.Background(), pcfg)
@@ -55,16 +49,16 @@ func newSnapFSM(b *testing.B, cacheDir string) (*fsm, func()) {
 		b.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	f := newFSM(log, rt, &transport.Trust{}, cfg.QueryInstances, nil)
+	f := New(Config{Log: log, Runtime: rt, Trust: &transport.Trust{}, QueryInstances: 4}) // a node's default QueryInstances
 	return f, func() {
-		f.close()
+		f.Close()
 		rt.Close(context.Background())
 	}
 }
 
 // snapEntry encodes an envelope as the log entry Raft would hand the FSM.
-func snapEntry(b *testing.B, index uint64, e envelope) *raft.Log {
-	data, err := e.encode()
+func snapEntry(b *testing.B, index uint64, e Envelope) *raft.Log {
+	data, err := e.Encode()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -72,12 +66,12 @@ func snapEntry(b *testing.B, index uint64, e envelope) *raft.Log {
 }
 
 // snapApply applies a batch and fails on any host or plugin error.
-func snapApply(b *testing.B, f *fsm, logs []*raft.Log) {
+func snapApply(b *testing.B, f *FSM, logs []*raft.Log) {
 	b.Helper()
 	for i, r := range f.ApplyBatch(logs) {
-		ar := r.(*applyResult)
-		if ar.err != nil || !ar.res.OK() {
-			b.Fatalf("applying index %d: %v %v", logs[i].Index, ar.err, ar.res.Err())
+		ar := r.(*Result)
+		if ar.Err != nil || !ar.Res.OK() {
+			b.Fatalf("applying index %d: %v %v", logs[i].Index, ar.Err, ar.Res.Err())
 		}
 	}
 }
@@ -85,7 +79,7 @@ func snapApply(b *testing.B, f *fsm, logs []*raft.Log) {
 // snapFixture is an FSM holding snapBenchKeys KV keys, loaded once per test
 // binary (the benchmark function runs several times as b.N grows).
 type snapFixture struct {
-	fsm        *fsm
+	fsm        *FSM
 	cacheDir   string
 	keys       [][]byte
 	value      []byte
@@ -118,7 +112,7 @@ func loadSnapFixture(b *testing.B) *snapFixture {
 		f, _ := newSnapFSM(b, cacheDir) // lives as long as the test binary
 		fx := &snapFixture{fsm: f, cacheDir: cacheDir, value: bytes.Repeat([]byte{'v'}, snapBenchValLen)}
 		index := uint64(1)
-		snapApply(b, f, []*raft.Log{snapEntry(b, index, envelope{Kind: kindDeploy, Time: 1, Plugin: DefaultPluginName, Payload: kvwasm.Module})})
+		snapApply(b, f, []*raft.Log{snapEntry(b, index, Envelope{Kind: KindDeploy, Time: 1, Plugin: DefaultPluginName, Payload: kvwasm.Module})})
 
 		rng := rand.New(rand.NewPCG(1, 2))
 		keyBuf := make([]byte, snapBenchKeys*snapBenchKeyLen)
@@ -137,7 +131,7 @@ func loadSnapFixture(b *testing.B) *snapFixture {
 			for j := i; j < min(i+snapBenchBatch, snapBenchKeys); j++ {
 				index++
 				cmd := kvstore.Command{Op: kvstore.OpSet, Key: fx.keys[j], Value: fx.value}.AppendMsgpack(nil)
-				logs = append(logs, snapEntry(b, index, envelope{Kind: kindCommand, Time: int64(index), Plugin: DefaultPluginName, Payload: cmd}))
+				logs = append(logs, snapEntry(b, index, Envelope{Kind: KindCommand, Time: int64(index), Plugin: DefaultPluginName, Payload: cmd}))
 			}
 			snapApply(b, f, logs)
 		}
@@ -181,7 +175,7 @@ func BenchmarkSnapshot1M(b *testing.B) {
 	next := src.applied.Load() + 1
 	extra := kvstore.Command{Op: kvstore.OpSet, Key: fx.keys[0], Value: fx.value}.AppendMsgpack(nil)
 	set := func() { // one more applied batch: overwrites a key
-		snapApply(b, src, []*raft.Log{snapEntry(b, next, envelope{Kind: kindCommand, Time: int64(next), Plugin: DefaultPluginName, Payload: extra})})
+		snapApply(b, src, []*raft.Log{snapEntry(b, next, Envelope{Kind: KindCommand, Time: int64(next), Plugin: DefaultPluginName, Payload: extra})})
 		next++
 	}
 	var snapTime, persistTime, restoreTime time.Duration
@@ -192,7 +186,7 @@ func BenchmarkSnapshot1M(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		dir := b.TempDir()
-		store, err := raft.NewFileSnapshotStoreWithLogger(dir, 1, newHCLog(src.log))
+		store, err := raft.NewFileSnapshotStoreWithLogger(dir, 1, hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})) // as src.log: warnings only
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -268,7 +262,7 @@ func BenchmarkSnapshot1M(b *testing.B) {
 }
 
 // checkRestored fails unless dst holds exactly the snapshotted state.
-func checkRestored(b *testing.B, fx *snapFixture, dst *fsm, wantDigest [32]byte, wantApplied uint64) {
+func checkRestored(b *testing.B, fx *snapFixture, dst *FSM, wantDigest [32]byte, wantApplied uint64) {
 	b.Helper()
 	v := dst.store.View()
 	nv, ok := v.Namespace(DefaultPluginName)
@@ -281,7 +275,7 @@ func checkRestored(b *testing.B, fx *snapFixture, dst *fsm, wantDigest [32]byte,
 	if got := dst.applied.Load(); got != wantApplied {
 		b.Fatalf("restored applied index %d, want %d", got, wantApplied)
 	}
-	p := dst.plugin(DefaultPluginName)
+	p := dst.Plugin(DefaultPluginName)
 	if p == nil || p.mod.Hash != plugin.HashOf(kvwasm.Module) {
 		b.Fatalf("restored FSM lacks the kv plugin: %+v", p)
 	}

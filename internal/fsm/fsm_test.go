@@ -1,4 +1,4 @@
-package host
+package fsm
 
 import (
 	"bytes"
@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -40,7 +39,7 @@ const (
 
 // slowWasm builds the slow test plugin at a version, with more -X flags.
 func slowWasm(t testing.TB, version string, flags ...string) []byte {
-	return wasmbuild.Build(t, "./testdata/slow", append([]string{"-X main.version=" + version}, flags...)...)
+	return wasmbuild.Build(t, "../../host/testdata/slow", append([]string{"-X main.version=" + version}, flags...)...)
 }
 
 // logCh is a slog.Handler that passes each message on (dropping messages
@@ -91,7 +90,7 @@ func logged(logs logCh, sub string) bool {
 
 // testFSM returns an FSM on a runtime of its own with the given call time
 // limit; plugin log messages go to the returned channel.
-func testFSM(t *testing.T, callTimeout time.Duration) (*fsm, *plugin.Runtime, logCh) {
+func testFSM(t *testing.T, callTimeout time.Duration) (*FSM, *plugin.Runtime, logCh) {
 	t.Helper()
 	ctx := context.Background()
 	logs := make(logCh, 1024)
@@ -104,25 +103,25 @@ func testFSM(t *testing.T, callTimeout time.Duration) (*fsm, *plugin.Runtime, lo
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Close(ctx) })
-	f := newFSM(slog.New(slog.NewTextHandler(io.Discard, nil)), rt, &transport.Trust{}, 2, nil)
-	t.Cleanup(f.close) // before rt.Close
+	f := New(Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Runtime: rt, Trust: &transport.Trust{}, QueryInstances: 2})
+	t.Cleanup(f.Close) // before rt.Close
 	return f, rt, logs
 }
 
 // testLog hands entries to an FSM as Raft would, at consecutive indexes.
 type testLog struct {
 	t     *testing.T
-	f     *fsm
+	f     *FSM
 	index uint64
 }
 
-func (l *testLog) logs(envs ...envelope) []*raft.Log {
+func (l *testLog) logs(envs ...Envelope) []*raft.Log {
 	l.t.Helper()
 	out := make([]*raft.Log, len(envs))
 	for i, e := range envs {
 		l.index++
 		e.Time = int64(l.index)
-		data, err := e.encode()
+		data, err := e.Encode()
 		if err != nil {
 			l.t.Fatal(err)
 		}
@@ -131,32 +130,32 @@ func (l *testLog) logs(envs ...envelope) []*raft.Log {
 	return out
 }
 
-func (l *testLog) apply(envs ...envelope) []*applyResult {
+func (l *testLog) apply(envs ...Envelope) []*Result {
 	return results(l.f.ApplyBatch(l.logs(envs...)))
 }
 
 // applyAsync applies a batch in a goroutine; the channel delivers the results.
-func (l *testLog) applyAsync(envs ...envelope) <-chan []*applyResult {
+func (l *testLog) applyAsync(envs ...Envelope) <-chan []*Result {
 	logs := l.logs(envs...)
-	ch := make(chan []*applyResult, 1)
+	ch := make(chan []*Result, 1)
 	go func() { ch <- results(l.f.ApplyBatch(logs)) }()
 	return ch
 }
 
 // mustOK applies a batch and fails unless every entry succeeded.
-func (l *testLog) mustOK(envs ...envelope) {
+func (l *testLog) mustOK(envs ...Envelope) {
 	l.t.Helper()
 	for i, r := range l.apply(envs...) {
-		if r.err != nil || !r.res.OK() {
-			l.t.Fatalf("entry %d of the batch: %v %v", i, r.err, r.res.Err())
+		if r.Err != nil || !r.Res.OK() {
+			l.t.Fatalf("entry %d of the batch: %v %v", i, r.Err, r.Res.Err())
 		}
 	}
 }
 
-func results(out []any) []*applyResult {
-	rs := make([]*applyResult, len(out))
+func results(out []any) []*Result {
+	rs := make([]*Result, len(out))
 	for i, r := range out {
-		rs[i] = r.(*applyResult)
+		rs[i] = r.(*Result)
 	}
 	return rs
 }
@@ -164,9 +163,9 @@ func results(out []any) []*applyResult {
 // deployEnv deploys a module trusted (plugin.Limits.Trusted: unmetered),
 // so that the slow plugin's spins run until they end or reach the
 // wall-clock limit: the stand-in for an unmetered host bug.
-func deployEnv(name string, wasm []byte) envelope {
-	spec := deploySpec{Wasm: wasm, Limits: trustedLimits(), Force: true}
-	return envelope{Kind: kindDeploy, Plugin: name, Payload: spec.encode()}
+func deployEnv(name string, wasm []byte) Envelope {
+	spec := DeploySpec{Wasm: wasm, Limits: trustedLimits(), Force: true}
+	return Envelope{Kind: KindDeploy, Plugin: name, Payload: spec.Encode()}
 }
 
 // trustedLimits are the default limits, trusted.
@@ -176,20 +175,20 @@ func trustedLimits() plugin.Limits {
 	return lim
 }
 
-func cmdEnv(name, cmd string) envelope {
-	return envelope{Kind: kindCommand, Plugin: name, Payload: []byte(cmd)}
+func cmdEnv(name, cmd string) Envelope {
+	return Envelope{Kind: KindCommand, Plugin: name, Payload: []byte(cmd)}
 }
 
-func removeEnv(name string) envelope {
-	payload, _ := abi.Marshal(&removePlugin{})
-	return envelope{Kind: kindRemovePlugin, Plugin: name, Payload: payload}
+func removeEnv(name string) Envelope {
+	payload, _ := abi.Marshal(&RemovePlugin{})
+	return Envelope{Kind: KindRemovePlugin, Plugin: name, Payload: payload}
 }
 
-func query(t *testing.T, f *fsm, name, q string) string {
+func query(t *testing.T, f *FSM, name, q string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err := f.query(ctx, name, []byte(q))
+	res, err := f.Query(ctx, name, []byte(q))
 	if err != nil || !res.OK() {
 		t.Fatalf("query %q on %s: %v %v", q, name, err, res.Err())
 	}
@@ -197,8 +196,8 @@ func query(t *testing.T, f *fsm, name, q string) string {
 }
 
 // answer returns the plugin's answer to the empty query, or the error.
-func answer(f *fsm, name string) string {
-	res, err := f.query(context.Background(), name, nil)
+func answer(f *FSM, name string) string {
+	res, err := f.Query(context.Background(), name, nil)
 	if err != nil {
 		return err.Error()
 	}
@@ -206,7 +205,7 @@ func answer(f *fsm, name string) string {
 }
 
 // snapshotOf returns what Persist writes for f's current state.
-func snapshotOf(t *testing.T, f *fsm) []byte {
+func snapshotOf(t *testing.T, f *FSM) []byte {
 	t.Helper()
 	s, err := f.Snapshot()
 	if err != nil {
@@ -229,17 +228,17 @@ func TestFSMFailStop(t *testing.T) {
 	l.mustOK(deployEnv("slow", slowWasm(t, "1")))
 	rs := l.apply(cmdEnv("slow", "set a 1"), cmdEnv("slow", "set b 1"), cmdEnv("slow", "spin "+spinIters+" k"), cmdEnv("slow", "set c 1"))
 	for i, r := range rs {
-		if ok := r.err == nil && r.res.OK(); ok != (i < 2) {
-			t.Errorf("entry %d (index %d): %v %v", i, i+2, r.err, r.res.Err())
+		if ok := r.Err == nil && r.Res.OK(); ok != (i < 2) {
+			t.Errorf("entry %d (index %d): %v %v", i, i+2, r.Err, r.Res.Err())
 		}
-		if i >= 2 && !errors.Is(r.err, ErrStopped) {
-			t.Errorf("entry %d: %v, want ErrStopped", i, r.err)
+		if i >= 2 && !errors.Is(r.Err, ErrStopped) {
+			t.Errorf("entry %d: %v, want ErrStopped", i, r.Err)
 		}
 	}
 	if got := f.applied.Load(); got != 3 {
 		t.Errorf("applied index %d after failing at index 4, want 3", got)
 	}
-	err := f.stopped()
+	err := f.Stopped()
 	if !errors.Is(err, ErrStopped) || !strings.Contains(err.Error(), "applying log index 4") || !strings.Contains(err.Error(), "wall-clock") {
 		t.Errorf("failure: %v", err)
 	}
@@ -278,10 +277,10 @@ func TestFSMDeployTimeLimit(t *testing.T) {
 			applied := f.applied.Load()
 			before := answer(f, "slow")
 			rs := l.apply(deployEnv("slow", tc.wasm))
-			if !errors.Is(rs[0].err, ErrStopped) {
-				t.Fatalf("deploy: %v, want ErrStopped", rs[0].err)
+			if !errors.Is(rs[0].Err, ErrStopped) {
+				t.Fatalf("deploy: %v, want ErrStopped", rs[0].Err)
 			}
-			if err := f.stopped(); err == nil || !strings.Contains(err.Error(), tc.at) || !strings.Contains(err.Error(), "wall-clock") {
+			if err := f.Stopped(); err == nil || !strings.Contains(err.Error(), tc.at) || !strings.Contains(err.Error(), "wall-clock") {
 				t.Fatalf("failure: %v", err)
 			}
 			if got := f.applied.Load(); got != applied {
@@ -323,12 +322,12 @@ func TestFSMClosesModules(t *testing.T) {
 	if got := query(t, f, "b", ""); got != "v1 schema=" {
 		t.Fatalf("b answers %q", got)
 	}
-	if r := l.apply(deployEnv("a", slowWasm(t, "3", "-X main.refuse=yes")))[0]; !errors.Is(r.err, ErrInvalid) {
-		t.Fatalf("upgrade whose migration refuses: %v", r.err)
+	if r := l.apply(deployEnv("a", slowWasm(t, "3", "-X main.refuse=yes")))[0]; !errors.Is(r.Err, ErrInvalid) {
+		t.Fatalf("upgrade whose migration refuses: %v", r.Err)
 	}
 	open("a refused upgrade")
-	if r := l.apply(deployEnv("c", []byte("\x00asm\x01\x00\x00\x00 not a module")))[0]; !errors.Is(r.err, ErrInvalid) {
-		t.Fatalf("invalid module: %v", r.err)
+	if r := l.apply(deployEnv("c", []byte("\x00asm\x01\x00\x00\x00 not a module")))[0]; !errors.Is(r.Err, ErrInvalid) {
+		t.Fatalf("invalid module: %v", r.Err)
 	}
 	open("an invalid module")
 	l.mustOK(deployEnv("d", v1), deployEnv("d", v2), cmdEnv("d", "init"))
@@ -343,7 +342,7 @@ func TestFSMClosesModules(t *testing.T) {
 	if got := query(t, f, "d", ""); got != "v2 schema=2" {
 		t.Fatalf("d answers %q after the restore", got)
 	}
-	f.close()
+	f.Close()
 	if got := rt.OpenModules(); got != 0 {
 		t.Fatalf("%d modules open after the FSM closed", got)
 	}
@@ -373,8 +372,8 @@ func TestFSMQueryPairsPluginAndState(t *testing.T) {
 	done := l.applyAsync(deployEnv("slow", slowWasm(t, "2", "-X main.migrateSpin="+spinIters)))
 	waitLog(t, logs, "spinning in raftkv_migrate")
 	consistent("during a migration", "v1 schema=1", "v2 schema=2")
-	if r := <-done; r[0].err != nil {
-		t.Fatal(r[0].err)
+	if r := <-done; r[0].Err != nil {
+		t.Fatal(r[0].Err)
 	}
 	// A reader came after the last batch, so a view is cached; the batch
 	// upgrades, then runs a long command on the new code.
@@ -383,8 +382,8 @@ func TestFSMQueryPairsPluginAndState(t *testing.T) {
 	waitLog(t, logs, "spinning in raftkv_apply")
 	consistent("after an upgrade, in its batch", "v2 schema=2", "v3 schema=3")
 	for _, r := range <-done {
-		if r.err != nil || !r.res.OK() {
-			t.Fatal(r.err, r.res.Err())
+		if r.Err != nil || !r.Res.OK() {
+			t.Fatal(r.Err, r.Res.Err())
 		}
 	}
 	consistent("after the upgrade", "v3 schema=3")
@@ -400,7 +399,7 @@ func TestFSMDeployLoadsBeforeStoreLock(t *testing.T) {
 	done := l.applyAsync(deployEnv("other", slowWasm(t, "2", "-X main.infoSpin="+spinIters)), cmdEnv("slow", "spin "+spinIters+" k"))
 	waitLog(t, logs, "spinning in raftkv_info")
 	v := f.store.View()
-	infos := f.pluginInfos()
+	infos := f.PluginInfos()
 	if logged(logs, "spinning in raftkv_apply") {
 		t.Fatal("View waited for the deploy's module to load: the batch's next command had started")
 	}
@@ -408,11 +407,11 @@ func TestFSMDeployLoadsBeforeStoreLock(t *testing.T) {
 		t.Fatalf("the view during the load is not the state before the batch: %v %+v", ok, infos)
 	}
 	for _, r := range <-done {
-		if r.err != nil || !r.res.OK() {
-			t.Fatal(r.err, r.res.Err())
+		if r.Err != nil || !r.Res.OK() {
+			t.Fatal(r.Err, r.Res.Err())
 		}
 	}
-	if len(f.pluginInfos()) != 2 || query(t, f, "slow", "k") == "" {
+	if len(f.PluginInfos()) != 2 || query(t, f, "slow", "k") == "" {
 		t.Fatal("the batch was not applied")
 	}
 }
@@ -426,7 +425,7 @@ type fsmState struct {
 	open    int
 }
 
-func stateOf(f *fsm, rt *plugin.Runtime) fsmState {
+func stateOf(f *FSM, rt *plugin.Runtime) fsmState {
 	var names []string
 	for name, p := range *f.plugins.Load() {
 		names = append(names, name+"="+p.mod.Hash[:12])
@@ -439,10 +438,10 @@ func stateOf(f *fsm, rt *plugin.Runtime) fsmState {
 }
 
 // splitSnapshot returns a snapshot's header and the state stream after it.
-func splitSnapshot(t *testing.T, snap []byte) (snapshotHeader, []byte) {
+func splitSnapshot(t *testing.T, snap []byte) (SnapshotHeader, []byte) {
 	t.Helper()
 	r := bytes.NewReader(snap)
-	h, err := readSnapshotHeader(r)
+	h, err := ReadSnapshotHeader(r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,7 +450,7 @@ func splitSnapshot(t *testing.T, snap []byte) (snapshotHeader, []byte) {
 
 // joinSnapshot writes a snapshot of header h and state stream st, with a
 // valid header checksum.
-func joinSnapshot(t *testing.T, h snapshotHeader, st []byte) []byte {
+func joinSnapshot(t *testing.T, h SnapshotHeader, st []byte) []byte {
 	t.Helper()
 	hdr, err := abi.Marshal(&h)
 	if err != nil {
@@ -497,7 +496,7 @@ func TestFSMRestoreFailureChangesNothing(t *testing.T) {
 
 	line := trustLine(t)
 	dup := h
-	dup.Trust = []trustChange{{NodeID: "n1", Key: line}, {NodeID: "n2", Key: line}} // one key, two nodes
+	dup.Trust = []TrustChange{{NodeID: "n1", Key: line}, {NodeID: "n2", Key: line}} // one key, two nodes
 	badName, repeated := h, h
 	badName.Plugins = slices.Clone(h.Plugins)
 	badName.Plugins[0].Name = "Bad Name"
@@ -521,8 +520,8 @@ func TestFSMRestoreFailureChangesNothing(t *testing.T) {
 		if after := stateOf(dst, rt); after != before {
 			t.Errorf("restore of %s failed but changed the FSM:\n before %+v\n after  %+v", tc.name, before, after)
 		}
-		if dst.stopped() != nil {
-			t.Fatalf("restore of %s: %v", tc.name, dst.stopped())
+		if dst.Stopped() != nil {
+			t.Fatalf("restore of %s: %v", tc.name, dst.Stopped())
 		}
 	}
 	if err := dst.Restore(io.NopCloser(bytes.NewReader(good))); err != nil {
@@ -561,83 +560,10 @@ func TestFSMRestoreTimeLimit(t *testing.T) {
 	if !errors.Is(err, plugin.ErrTimeLimit) {
 		t.Fatalf("restore: %v, want a time limit", err)
 	}
-	if err := dst.stopped(); err == nil || !strings.Contains(err.Error(), "restoring the snapshot") {
+	if err := dst.Stopped(); err == nil || !strings.Contains(err.Error(), "restoring the snapshot") {
 		t.Fatalf("the FSM did not fail-stop: %v", err)
 	}
 	if after := stateOf(dst, rt); after != before {
 		t.Fatalf("failed restore changed the FSM:\n before %+v\n after  %+v", before, after)
-	}
-}
-
-// TestPluginLimits: a deploy that would take the active plugins past
-// MaxPlugins or MaxPluginBytes is refused; a new version replaces the old
-// one's bytes.
-func TestPluginLimits(t *testing.T) {
-	many := make([]PluginInfo, MaxPlugins)
-	for i := range many {
-		many[i] = PluginInfo{Name: fmt.Sprintf("p%d", i), Size: 1000}
-	}
-	big := []PluginInfo{{Name: "kv", Size: 4 << 20}, {Name: "a", Size: abi.MaxModuleSize}, {Name: "b", Size: abi.MaxModuleSize}, {Name: "c", Size: abi.MaxModuleSize}}
-	for _, tc := range []struct {
-		active []PluginInfo
-		name   string
-		size   int
-		ok     bool
-	}{
-		{many[:MaxPlugins-1], "new", 1000, true},
-		{many, "new", 1000, false},
-		{many, "p3", 2000, true}, // an upgrade
-		{big, "d", MaxPluginBytes - 4<<20 - 3*abi.MaxModuleSize, true},
-		{big, "d", MaxPluginBytes - 4<<20 - 3*abi.MaxModuleSize + 1, false},
-		{big, "c", abi.MaxModuleSize, true}, // an upgrade of the same size
-	} {
-		err := checkPluginLimits(tc.active, tc.name, tc.size)
-		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, ErrInvalid)) {
-			t.Errorf("%d active, deploy %s of %d bytes: %v (want ok=%v)", len(tc.active), tc.name, tc.size, err, tc.ok)
-		}
-	}
-}
-
-// TestLeaderReadsNeedTheTermsBarrier: leader reads pass only while the term
-// whose barrier the node applied is the current term, so that readiness left
-// from an earlier term (leadership lost and regained before the node ran the
-// new term's barrier) lets no read through.
-func TestLeaderReadsNeedTheTermsBarrier(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cfg := DefaultConfig()
-	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Bootstrap = "n1", t.TempDir(), addr, true
-	cfg.PluginCacheDir = filepath.Join(os.TempDir(), "raftkv-test-wasm-cache")
-	n, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close(context.Background())
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := n.WaitForLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.verifyLeader(ctx); err != nil {
-		t.Fatalf("ready leader: %v", err)
-	}
-	term := n.raft.CurrentTerm()
-	if got := n.readyTerm.Load(); got != term {
-		t.Fatalf("ready for term %d in term %d", got, term)
-	}
-	n.readyTerm.Store(term - 1) // what a watcher behind by a lost and regained leadership left
-	if err := n.verifyLeader(ctx); !errors.Is(err, ErrNoLeader) {
-		t.Fatalf("leader read with the barrier of an earlier term: %v, want ErrNoLeader", err)
-	}
-	if n.Stats().Ready {
-		t.Fatal("ready with the barrier of an earlier term")
-	}
-	n.readyTerm.Store(term)
-	if err := n.verifyLeader(ctx); err != nil || !n.Stats().Ready {
-		t.Fatalf("ready again: %v", err)
 	}
 }

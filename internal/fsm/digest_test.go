@@ -1,4 +1,4 @@
-package host
+package fsm
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func checkEnv() envelope { return envelope{Kind: kindDigestCheck} }
+func checkEnv() Envelope { return Envelope{Kind: KindDigestCheck} }
 
 // TestFSMDigestCheck: a digest-check entry in the middle of a batch records
 // the state as of its own index (not the batch's end) and changes nothing;
@@ -21,8 +21,8 @@ func TestFSMDigestCheck(t *testing.T) {
 	l.mustOK(deployEnv("a", v1), cmdEnv("a", "set x 1"))
 	rs := results(f.ApplyBatch(l.logs(cmdEnv("a", "set y 1"), checkEnv(), cmdEnv("a", "set z 1"), checkEnv())))
 	first, second := uint64(4), uint64(6)
-	if got := binary.BigEndian.Uint64(rs[1].res.Data); rs[1].err != nil || got != first {
-		t.Fatalf("check result %v %q, want index %d", rs[1].err, rs[1].res.Data, first)
+	if got := binary.BigEndian.Uint64(rs[1].Res.Data); rs[1].Err != nil || got != first {
+		t.Fatalf("check result %v %q, want index %d", rs[1].Err, rs[1].Res.Data, first)
 	}
 	a, b := f.digests.get(first), f.digests.get(second)
 	if a == nil || b == nil {
@@ -32,8 +32,8 @@ func TestFSMDigestCheck(t *testing.T) {
 	if da["a"].State == db["a"].State || da["a"].Module == "" || da["a"].Module != db["a"].Module {
 		t.Fatalf("digests at %d %+v and at %d %+v: the write between them must show, the module not change", first, da["a"], second, db["a"])
 	}
-	if got := compareDigests(da, db); len(got) != 1 || got[0] != "a" {
-		t.Fatalf("compareDigests: %v", got)
+	if got := CompareDigests(da, db); len(got) != 1 || got[0] != "a" {
+		t.Fatalf("CompareDigests: %v", got)
 	}
 
 	// A node that restores the state as of the second check and applies
@@ -44,7 +44,7 @@ func TestFSMDigestCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	gl := &testLog{t: t, f: g, index: l.index}
-	more := []envelope{cmdEnv("a", "set w 1"), checkEnv()}
+	more := []Envelope{cmdEnv("a", "set w 1"), checkEnv()}
 	f.ApplyBatch(l.logs(more...))
 	g.ApplyBatch(gl.logs(more...))
 	if g.digests.get(second) != nil {
@@ -54,7 +54,7 @@ func TestFSMDigestCheck(t *testing.T) {
 	if rf == nil || rg == nil {
 		t.Fatal("no record at the third check")
 	}
-	if d := compareDigests(rf.digests(), rg.digests()); len(d) != 0 {
+	if d := CompareDigests(rf.digests(), rg.digests()); len(d) != 0 {
 		t.Fatalf("a restored FSM's digests differ: %v\n%+v\n%+v", d, rf.digests(), rg.digests())
 	}
 	// Only the last digestRecords are kept.

@@ -1,4 +1,4 @@
-package host
+package fsm
 
 import (
 	"errors"
@@ -15,13 +15,13 @@ const (
 	quarantineCallTimeout = 5 * time.Second
 )
 
-func quarantineEnv(name string) envelope {
-	return envelope{Kind: kindQuarantine, Plugin: name, Payload: nil}
+func quarantineEnv(name string) Envelope {
+	return Envelope{Kind: KindQuarantine, Plugin: name, Payload: nil}
 }
 
 // value returns the value of key in the named namespace of f's state.
-func value(f *fsm, name, key string) string {
-	view, _ := f.view()
+func value(f *FSM, name, key string) string {
+	view, _ := f.View()
 	ns, ok := view.Namespace(name)
 	if !ok {
 		return ""
@@ -40,7 +40,7 @@ func value(f *fsm, name, key string) string {
 // replays the same log (a restarted node) ends in the same state.
 func TestFSMQuarantineRecovers(t *testing.T) {
 	v1, v2, v3 := slowWasm(t, "1"), slowWasm(t, "2"), slowWasm(t, "3")
-	batches := [][]envelope{
+	batches := [][]Envelope{
 		{deployEnv("slow", v1), deployEnv("other", v2)},
 		{cmdEnv("slow", "set a 1"), cmdEnv("slow", "spin "+longSpin+" k"), cmdEnv("other", "set x 1")},
 		{cmdEnv("other", "set y 1"), quarantineEnv("other")},
@@ -49,9 +49,9 @@ func TestFSMQuarantineRecovers(t *testing.T) {
 		{deployEnv("slow", v3)},
 		{cmdEnv("slow", "set e 1")},
 	}
-	run := func(f *fsm) [][]*applyResult {
+	run := func(f *FSM) [][]*Result {
 		l := &testLog{t: t, f: f}
-		var out [][]*applyResult
+		var out [][]*Result
 		var logs []*raft.Log
 		for _, b := range batches {
 			ls := l.logs(b...)
@@ -64,7 +64,7 @@ func TestFSMQuarantineRecovers(t *testing.T) {
 	rs := run(f)
 	check := func(b, i int, want error) {
 		t.Helper()
-		if got := rs[b][i].err; (want == nil) != (got == nil) || want != nil && !errors.Is(got, want) {
+		if got := rs[b][i].Err; (want == nil) != (got == nil) || want != nil && !errors.Is(got, want) {
 			t.Errorf("batch %d entry %d: %v, want %v", b, i, got, want)
 		}
 	}
@@ -79,7 +79,7 @@ func TestFSMQuarantineRecovers(t *testing.T) {
 	check(4, 0, ErrQuarantined)
 	check(5, 0, nil)
 	check(6, 0, nil)
-	if err := f.stopped(); err != nil {
+	if err := f.Stopped(); err != nil {
 		t.Fatal(err)
 	}
 	for _, kv := range [][3]string{{"slow", "a", "1"}, {"slow", "k", ""}, {"slow", "c", ""}, {"slow", "d", ""}, {"slow", "e", "1"},
@@ -88,10 +88,10 @@ func TestFSMQuarantineRecovers(t *testing.T) {
 			t.Errorf("%s %s = %q, want %q", kv[0], kv[1], got, kv[2])
 		}
 	}
-	if p := f.plugin("other"); p == nil || !p.quarantined {
+	if p := f.Plugin("other"); p == nil || !p.quarantined {
 		t.Errorf("other is not quarantined after its quarantine entry was applied")
 	}
-	if _, err := f.query(t.Context(), "other", nil); !errors.Is(err, ErrQuarantined) {
+	if _, err := f.Query(t.Context(), "other", nil); !errors.Is(err, ErrQuarantined) {
 		t.Errorf("a query of the quarantined plugin: %v, want ErrQuarantined", err)
 	}
 	if f.applied.Load() != 13 {
@@ -103,8 +103,8 @@ func TestFSMQuarantineRecovers(t *testing.T) {
 	rg := run(g)
 	for b := range rg {
 		for i := range rg[b] {
-			if (rg[b][i].err == nil) != (rs[b][i].err == nil) {
-				t.Errorf("replay: batch %d entry %d: %v, first run %v", b, i, rg[b][i].err, rs[b][i].err)
+			if (rg[b][i].Err == nil) != (rs[b][i].Err == nil) {
+				t.Errorf("replay: batch %d entry %d: %v, first run %v", b, i, rg[b][i].Err, rs[b][i].Err)
 			}
 		}
 	}
@@ -114,8 +114,8 @@ func TestFSMQuarantineRecovers(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"slow", "other"} {
-		a, _ := f.view()
-		b, _ := g.view()
+		a, _ := f.View()
+		b, _ := g.View()
 		na, oka := a.Namespace(name)
 		nb, okb := b.Namespace(name)
 		if oka != okb || oka && na.Digest() != nb.Digest() {

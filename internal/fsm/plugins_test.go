@@ -1,4 +1,4 @@
-package host
+package fsm
 
 import (
 	"bytes"
@@ -14,19 +14,19 @@ import (
 )
 
 func hostileWasm(t testing.TB) []byte {
-	return wasmbuild.Build(t, "./plugin/testdata/hostile")
+	return wasmbuild.Build(t, "../../host/plugin/testdata/hostile")
 }
 
-func specEnv(name string, spec deploySpec) envelope {
-	return envelope{Kind: kindDeploy, Plugin: name, Payload: spec.encode()}
+func specEnv(name string, spec DeploySpec) Envelope {
+	return Envelope{Kind: KindDeploy, Plugin: name, Payload: spec.Encode()}
 }
 
-func setLimitsEnv(t *testing.T, name string, spec setLimitsSpec) envelope {
+func setLimitsEnv(t *testing.T, name string, spec SetLimitsSpec) Envelope {
 	b, err := abi.Marshal(&spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return envelope{Kind: kindSetLimits, Plugin: name, Payload: b}
+	return Envelope{Kind: KindSetLimits, Plugin: name, Payload: b}
 }
 
 // TestFSMReplicatedLimits: a deploy entry's limits are what the plugin runs
@@ -41,20 +41,20 @@ func TestFSMReplicatedLimits(t *testing.T) {
 	l := &testLog{t: t, f: f}
 	lim := plugin.DefaultLimits()
 	lim.MaxWriteBytes = 4096
-	l.mustOK(specEnv("h", deploySpec{Wasm: wasm, Limits: lim, Create: true}))
-	since := f.plugin("h").since
+	l.mustOK(specEnv("h", DeploySpec{Wasm: wasm, Limits: lim, Create: true}))
+	since := f.Plugin("h").since
 	bomb := cmdEnv("h", "statebomb 10 1000")
-	if r := l.apply(bomb)[0]; r.err != nil || r.res.Code != abi.CodeTooLarge {
-		t.Fatalf("10 KB of writes with a 4 KiB write quota: %v %v, want too_large", r.err, r.res)
+	if r := l.apply(bomb)[0]; r.Err != nil || r.Res.Code != abi.CodeTooLarge {
+		t.Fatalf("10 KB of writes with a 4 KiB write quota: %v %v, want too_large", r.Err, r.Res)
 	}
-	if got := f.plugin("h").mod.Limits; got != lim {
+	if got := f.Plugin("h").mod.Limits; got != lim {
 		t.Fatalf("limits %+v, want %+v", got, lim)
 	}
 
 	snapLow := snapshotOf(t, f)
 	lim.MaxWriteBytes = 1 << 20
-	l.mustOK(setLimitsEnv(t, "h", setLimitsSpec{Limits: lim}))
-	if p := f.plugin("h"); p.mod.Limits != lim || p.since != since {
+	l.mustOK(setLimitsEnv(t, "h", SetLimitsSpec{Limits: lim}))
+	if p := f.Plugin("h"); p.mod.Limits != lim || p.since != since {
 		t.Fatalf("after set-limits: limits %+v since %d, want %+v since %d", p.mod.Limits, p.since, lim, since)
 	}
 	l.mustOK(bomb)
@@ -70,8 +70,8 @@ func TestFSMReplicatedLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 		gl := &testLog{t: t, f: g, index: l.index}
-		if r := gl.apply(bomb)[0]; r.err != nil || r.res.Code != tc.code {
-			t.Errorf("restored from the %s-quota snapshot: %v %v, want code %v", tc.name, r.err, r.res, tc.code)
+		if r := gl.apply(bomb)[0]; r.Err != nil || r.Res.Code != tc.code {
+			t.Errorf("restored from the %s-quota snapshot: %v %v, want code %v", tc.name, r.Err, r.Res, tc.code)
 		}
 	}
 
@@ -84,7 +84,7 @@ func TestFSMReplicatedLimits(t *testing.T) {
 	if err := g.Restore(io.NopCloser(bytes.NewReader(joinSnapshot(t, h, st)))); err != nil {
 		t.Fatal(err)
 	}
-	if got := g.plugin("h").mod.Limits; got != plugin.DefaultLimits() {
+	if got := g.Plugin("h").mod.Limits; got != plugin.DefaultLimits() {
 		t.Fatalf("restored from a snapshot without limits: %+v, want the defaults", got)
 	}
 }
@@ -100,41 +100,41 @@ func TestFSMDeployPreconditions(t *testing.T) {
 	f, _, _ := testFSM(t, longCallTimeout)
 	l := &testLog{t: t, f: f}
 	def := plugin.DefaultLimits()
-	l.mustOK(envelope{Kind: kindDeploy, Plugin: "s", Payload: v1}) // legacy: the module alone
-	if got := f.plugin("s").mod.Limits; got != def {
+	l.mustOK(Envelope{Kind: KindDeploy, Plugin: "s", Payload: v1}) // legacy: the module alone
+	if got := f.Plugin("s").mod.Limits; got != def {
 		t.Fatalf("legacy deploy entry: limits %+v, want the defaults", got)
 	}
 	h1 := plugin.HashOf(v1)
 	rs := l.apply(
-		specEnv("s", deploySpec{Wasm: v2, Limits: def, Create: true}),           // exists
-		specEnv("s", deploySpec{Wasm: v2, Limits: def, IfHash: h1}),             // ok
-		specEnv("s", deploySpec{Wasm: v1, Limits: def, IfHash: h1}),             // v1 no longer active
-		specEnv("s", deploySpec{Wasm: hostile, Limits: def, IfHash: "*"}),       // another name
-		specEnv("t", deploySpec{Wasm: v1, Limits: def, IfHash: "*"}),            // nothing to upgrade
-		specEnv("s", deploySpec{Wasm: v2, Limits: plugin.Limits{ApplyFuel: 1}}), // invalid limits
-		envelope{Kind: kindDeploy, Plugin: "s", Payload: []byte{0x81, 0xc1}},    // malformed
-		setLimitsEnv(t, "nope", setLimitsSpec{Limits: def}),                     // no such plugin
+		specEnv("s", DeploySpec{Wasm: v2, Limits: def, Create: true}),           // exists
+		specEnv("s", DeploySpec{Wasm: v2, Limits: def, IfHash: h1}),             // ok
+		specEnv("s", DeploySpec{Wasm: v1, Limits: def, IfHash: h1}),             // v1 no longer active
+		specEnv("s", DeploySpec{Wasm: hostile, Limits: def, IfHash: "*"}),       // another name
+		specEnv("t", DeploySpec{Wasm: v1, Limits: def, IfHash: "*"}),            // nothing to upgrade
+		specEnv("s", DeploySpec{Wasm: v2, Limits: plugin.Limits{ApplyFuel: 1}}), // invalid limits
+		Envelope{Kind: KindDeploy, Plugin: "s", Payload: []byte{0x81, 0xc1}},    // malformed
+		setLimitsEnv(t, "nope", SetLimitsSpec{Limits: def}),                     // no such plugin
 	)
 	want := []error{ErrPrecondition, nil, ErrPrecondition, ErrConflict, ErrPrecondition, ErrInvalid, ErrInvalid, ErrNotFound}
 	for i, w := range want {
-		if w == nil && rs[i].err != nil || w != nil && !errors.Is(rs[i].err, w) {
-			t.Errorf("entry %d: %v, want %v", i, rs[i].err, w)
+		if w == nil && rs[i].Err != nil || w != nil && !errors.Is(rs[i].Err, w) {
+			t.Errorf("entry %d: %v, want %v", i, rs[i].Err, w)
 		}
 	}
-	if f.stopped() != nil {
-		t.Fatal(f.stopped())
+	if f.Stopped() != nil {
+		t.Fatal(f.Stopped())
 	}
-	if got := f.plugin("s").mod.Hash; got != plugin.HashOf(v2) {
+	if got := f.Plugin("s").mod.Hash; got != plugin.HashOf(v2) {
 		t.Fatalf("s runs %s, want v2", got[:12])
 	}
-	l.mustOK(specEnv("s", deploySpec{Wasm: hostile, Limits: def, IfHash: plugin.HashOf(v2), Force: true}))
-	if got := f.plugin("s").mod.Info.Name; got != "hostile" {
+	l.mustOK(specEnv("s", DeploySpec{Wasm: hostile, Limits: def, IfHash: plugin.HashOf(v2), Force: true}))
+	if got := f.Plugin("s").mod.Info.Name; got != "hostile" {
 		t.Fatalf("forced upgrade: s runs %q", got)
 	}
 	// A module without a raftkv_info name is another name too.
-	nameless := wasmbuild.Build(t, "./plugin/testdata/nodescriber")
-	if r := l.apply(specEnv("s", deploySpec{Wasm: nameless, Limits: def, IfHash: "*"}))[0]; !errors.Is(r.err, ErrConflict) {
-		t.Fatalf("upgrade of a named plugin to a module without a name: %v, want ErrConflict", r.err)
+	nameless := wasmbuild.Build(t, "../../host/plugin/testdata/nodescriber")
+	if r := l.apply(specEnv("s", DeploySpec{Wasm: nameless, Limits: def, IfHash: "*"}))[0]; !errors.Is(r.Err, ErrConflict) {
+		t.Fatalf("upgrade of a named plugin to a module without a name: %v, want ErrConflict", r.Err)
 	}
 }
 
@@ -148,36 +148,36 @@ func TestFSMDeployPreconditions(t *testing.T) {
 func TestFSMTrustedIsReplicated(t *testing.T) {
 	wasm := hostileWasm(t)
 	trusted := trustedLimits()
-	log := []envelope{
-		specEnv("h", deploySpec{Wasm: wasm, Limits: plugin.DefaultLimits(), Create: true}),
+	log := []Envelope{
+		specEnv("h", DeploySpec{Wasm: wasm, Limits: plugin.DefaultLimits(), Create: true}),
 		cmdEnv("h", "loop"),
-		specEnv("h", deploySpec{Wasm: wasm, Limits: trusted, IfHash: "*"}),
+		specEnv("h", DeploySpec{Wasm: wasm, Limits: trusted, IfHash: "*"}),
 		cmdEnv("h", "set a 1"),
 	}
 	f, _, _ := testFSM(t, shortCallTimeout)
 	l := &testLog{t: t, f: f}
 	rs := l.apply(log...)
-	if r := rs[1]; r.err != nil || r.res.Code != abi.CodeOutOfFuel {
-		t.Fatalf("the loop, metered: %v %v, want out_of_fuel", r.err, r.res)
+	if r := rs[1]; r.Err != nil || r.Res.Code != abi.CodeOutOfFuel {
+		t.Fatalf("the loop, metered: %v %v, want out_of_fuel", r.Err, r.Res)
 	}
 	for _, i := range []int{0, 2, 3} {
-		if r := rs[i]; r.err != nil || !r.res.OK() {
-			t.Fatalf("entry %d: %v %v", i, r.err, r.res.Err())
+		if r := rs[i]; r.Err != nil || !r.Res.OK() {
+			t.Fatalf("entry %d: %v %v", i, r.Err, r.Res.Err())
 		}
 	}
-	if got := f.plugin("h").mod.Limits; got != trusted {
+	if got := f.Plugin("h").mod.Limits; got != trusted {
 		t.Fatalf("limits %+v after the trusted deploy, want %+v", got, trusted)
 	}
 	snap := snapshotOf(t, f)
-	loopStops := func(what string, g *fsm, gl *testLog) {
+	loopStops := func(what string, g *FSM, gl *testLog) {
 		t.Helper()
-		if got := g.plugin("h").mod.Limits; got != trusted {
+		if got := g.Plugin("h").mod.Limits; got != trusted {
 			t.Fatalf("%s: limits %+v, want %+v", what, got, trusted)
 		}
-		if r := gl.apply(cmdEnv("h", "loop"))[0]; !errors.Is(r.err, ErrStopped) {
-			t.Fatalf("%s: the trusted loop: %v %v, want ErrStopped (the wall-clock limit)", what, r.err, r.res)
+		if r := gl.apply(cmdEnv("h", "loop"))[0]; !errors.Is(r.Err, ErrStopped) {
+			t.Fatalf("%s: the trusted loop: %v %v, want ErrStopped (the wall-clock limit)", what, r.Err, r.Res)
 		}
-		if err := g.stopped(); err == nil || !strings.Contains(err.Error(), "wall-clock") {
+		if err := g.Stopped(); err == nil || !strings.Contains(err.Error(), "wall-clock") {
 			t.Fatalf("%s: failure %v, want the wall-clock limit", what, err)
 		}
 	}
@@ -193,9 +193,9 @@ func TestFSMTrustedIsReplicated(t *testing.T) {
 	rl.apply(log...)
 	loopStops("replaying the log", r, rl)
 
-	l.mustOK(specEnv("h", deploySpec{Wasm: wasm, Limits: plugin.DefaultLimits(), IfHash: "*"}))
-	if r := l.apply(cmdEnv("h", "loop"))[0]; r.err != nil || r.res.Code != abi.CodeOutOfFuel {
-		t.Fatalf("the loop, deployed again without trust: %v %v, want out_of_fuel", r.err, r.res)
+	l.mustOK(specEnv("h", DeploySpec{Wasm: wasm, Limits: plugin.DefaultLimits(), IfHash: "*"}))
+	if r := l.apply(cmdEnv("h", "loop"))[0]; r.Err != nil || r.Res.Code != abi.CodeOutOfFuel {
+		t.Fatalf("the loop, deployed again without trust: %v %v, want out_of_fuel", r.Err, r.Res)
 	}
 	if got := value(f, "h", "a"); got != "1" {
 		t.Fatalf("a = %q after the deploys, want 1 (the state is kept)", got)
@@ -212,15 +212,15 @@ func TestFSMBudgetPastCallTimeout(t *testing.T) {
 	l := &testLog{t: t, f: f}
 	lim := plugin.DefaultLimits()
 	lim.ApplyFuel = 300_000_000
-	l.mustOK(specEnv("h", deploySpec{Wasm: hostileWasm(t), Limits: lim, Create: true}))
+	l.mustOK(specEnv("h", DeploySpec{Wasm: hostileWasm(t), Limits: lim, Create: true}))
 	rs := l.apply(cmdEnv("h", "loop"), cmdEnv("h", "set a 1"))
-	if r := rs[0]; r.err != nil || r.res.Code != abi.CodeOutOfFuel {
-		t.Fatalf("the loop: %v %v, want out_of_fuel", r.err, r.res)
+	if r := rs[0]; r.Err != nil || r.Res.Code != abi.CodeOutOfFuel {
+		t.Fatalf("the loop: %v %v, want out_of_fuel", r.Err, r.Res)
 	}
-	if r := rs[1]; r.err != nil || !r.res.OK() {
-		t.Fatalf("the next command: %v %v", r.err, r.res.Err())
+	if r := rs[1]; r.Err != nil || !r.Res.OK() {
+		t.Fatalf("the next command: %v %v", r.Err, r.Res.Err())
 	}
-	if err := f.stopped(); err != nil {
+	if err := f.Stopped(); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,4 +1,4 @@
-package host
+package fsm
 
 import (
 	"bytes"
@@ -27,7 +27,7 @@ func TestSessionsBounds(t *testing.T) {
 	}
 	has := func(key string) bool {
 		r, ok := s.lookup(key, "kv", []byte(key))
-		if ok && (r.err != nil || string(r.res.Data) != "r-"+key) {
+		if ok && (r.Err != nil || string(r.Res.Data) != "r-"+key) {
 			t.Fatalf("lookup %s: %+v", key, r)
 		}
 		return ok
@@ -40,10 +40,10 @@ func TestSessionsBounds(t *testing.T) {
 			t.Fatalf("k%d not recorded", i)
 		}
 	}
-	if r, ok := s.lookup("k0", "kv", []byte("other bytes")); !ok || !errors.Is(r.err, ErrInvalid) {
+	if r, ok := s.lookup("k0", "kv", []byte("other bytes")); !ok || !errors.Is(r.Err, ErrInvalid) {
 		t.Fatalf("k0 with another command: %+v, %v; want ErrInvalid", r, ok)
 	}
-	if r, ok := s.lookup("k0", "other", []byte("k0")); !ok || !errors.Is(r.err, ErrInvalid) {
+	if r, ok := s.lookup("k0", "other", []byte("k0")); !ok || !errors.Is(r.Err, ErrInvalid) {
 		t.Fatalf("k0 for another plugin: %+v, %v; want ErrInvalid", r, ok)
 	}
 	rec("k3", 13, t0) // a fourth key: the oldest goes
@@ -63,7 +63,7 @@ func TestSessionsBounds(t *testing.T) {
 	if !has("k1") {
 		t.Fatal("k1 not recorded again after its eviction")
 	}
-	ns, _ := st.Lookup(sessionsNamespace)
+	ns, _ := st.Lookup(SessionsNamespace)
 	if ns.Len() != 4 { // two records, two order entries
 		t.Fatalf("namespace has %d keys, want 4", ns.Len())
 	}
@@ -78,12 +78,12 @@ func TestSessionsBounds(t *testing.T) {
 // entry's time.
 func TestSessionsIndependentOfBatching(t *testing.T) {
 	wasm := slowWasm(t, "1")
-	keyed := func(key, cmd string) envelope {
+	keyed := func(key, cmd string) Envelope {
 		e := cmdEnv("slow", cmd)
 		e.Key = key
 		return e
 	}
-	tail := []envelope{
+	tail := []Envelope{
 		keyed("k1", "set a 1"), keyed("k2", "set b 1"), keyed("k3", "set c 1"), keyed("k1", "set a 1"),
 		cmdEnv("slow", "set d 1"), keyed("k2", "set b 1"), keyed("k4", "set e 1"),
 	}
@@ -94,7 +94,7 @@ func TestSessionsIndependentOfBatching(t *testing.T) {
 		f.sessions.maxKeys = 2
 		l := &testLog{t: t, f: f}
 		l.mustOK(deployEnv("slow", wasm))
-		var rs []*applyResult
+		var rs []*Result
 		if oneByOne {
 			for _, e := range tail {
 				rs = append(rs, l.apply(e)...)
@@ -103,7 +103,7 @@ func TestSessionsIndependentOfBatching(t *testing.T) {
 			rs = l.apply(tail...)
 		}
 		for _, r := range rs {
-			answers[i] = append(answers[i], fmt.Sprintf("%v %q %v", r.res.Code, r.res.Data, r.err))
+			answers[i] = append(answers[i], fmt.Sprintf("%v %q %v", r.Res.Code, r.Res.Data, r.Err))
 		}
 		snaps[i] = snapshotOf(t, f)
 	}

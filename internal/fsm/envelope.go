@@ -1,4 +1,4 @@
-package host
+package fsm
 
 import (
 	"fmt"
@@ -6,36 +6,36 @@ import (
 	"github.com/raftkv/raftkv/abi/mp"
 )
 
-// kind says what a log entry carries.
-type kind uint8
+// Kind says what a log entry carries.
+type Kind uint8
 
 const (
-	kindCommand      kind = 1 // Payload: a plugin command for Plugin
-	kindDeploy       kind = 2 // Payload: MsgPack deploySpec, or the .wasm alone (older entries)
-	kindRemovePlugin kind = 3 // Payload: MsgPack removePlugin
-	kindTrustAdd     kind = 4 // Payload: MsgPack trustChange
-	kindTrustRemove  kind = 5 // Payload: MsgPack trustChange
-	kindSetLimits    kind = 6 // Payload: MsgPack setLimitsSpec
-	kindQuarantine   kind = 7 // Payload: MsgPack quarantineSpec
+	KindCommand      Kind = 1 // Payload: a plugin command for Plugin
+	KindDeploy       Kind = 2 // Payload: MsgPack deploySpec, or the .wasm alone (older entries)
+	KindRemovePlugin Kind = 3 // Payload: MsgPack removePlugin
+	KindTrustAdd     Kind = 4 // Payload: MsgPack trustChange
+	KindTrustRemove  Kind = 5 // Payload: MsgPack trustChange
+	KindSetLimits    Kind = 6 // Payload: MsgPack setLimitsSpec
+	KindQuarantine   Kind = 7 // Payload: MsgPack quarantineSpec
 )
 
-// envelope is every raftkv log entry: MsgPack [kind, time, plugin, payload]
+// Envelope is every raftkv log entry: MsgPack [kind, time, plugin, payload]
 // or, for a command with an idempotency key, [kind, time, plugin, payload,
 // key] (see sessions.go; a node older than the key field refuses such an
 // entry as undecodable, a result, not a crash). Time is the leader's clock
 // when it proposed the entry (Unix ns).
-type envelope struct {
-	Kind    kind
+type Envelope struct {
+	Kind    Kind
 	Time    int64
 	Plugin  string
 	Payload []byte
 	Key     string // idempotency key of a command, or ""
 }
 
-// encode and decodeEnvelope are written by hand, without reflection: encode
-// runs for every write on the leader, decodeEnvelope for every entry on
+// Encode and DecodeEnvelope are written by hand, without reflection: Encode
+// runs for every write on the leader, DecodeEnvelope for every entry on
 // every node.
-func (e *envelope) encode() ([]byte, error) {
+func (e *Envelope) Encode() ([]byte, error) {
 	b := make([]byte, 0, 1+1+9+mp.BinSize(len(e.Plugin))+mp.BinSize(len(e.Payload))+mp.BinSize(len(e.Key)))
 	fields := 4
 	if e.Key != "" {
@@ -52,11 +52,11 @@ func (e *envelope) encode() ([]byte, error) {
 	return b, nil
 }
 
-// decodeEnvelope decodes an entry. Payload is a sub-slice of data (no copy):
+// DecodeEnvelope decodes an entry. Payload is a sub-slice of data (no copy):
 // it is valid as long as the log entry is. Any MsgPack integer and string
 // encoding is accepted, so entries written by other encoders decode too.
-func decodeEnvelope(data []byte) (envelope, error) {
-	var e envelope
+func DecodeEnvelope(data []byte) (Envelope, error) {
+	var e Envelope
 	r := mp.NewReader(data)
 	n, err := r.ReadArrayHeader()
 	if err == nil && n != 4 && n != 5 {
@@ -92,9 +92,9 @@ func decodeEnvelope(data []byte) (envelope, error) {
 		err = fmt.Errorf("%d bytes after the envelope", r.Len())
 	}
 	if err != nil {
-		return envelope{}, fmt.Errorf("raftkv: undecodable log entry: %w", err)
+		return Envelope{}, fmt.Errorf("raftkv: undecodable log entry: %w", err)
 	}
-	e.Kind = kind(k)
+	e.Kind = Kind(k)
 	if key != nil {
 		e.Key = string(key)
 	}
@@ -106,11 +106,11 @@ func decodeEnvelope(data []byte) (envelope, error) {
 	return e, nil
 }
 
-type removePlugin struct {
+type RemovePlugin struct {
 	DropState bool `msgpack:"drop_state"`
 }
 
-type trustChange struct {
+type TrustChange struct {
 	NodeID string `msgpack:"id"`
 	Key    string `msgpack:"key"` // authorized_keys form, "ssh-ed25519 AAAA…"
 }

@@ -1,4 +1,4 @@
-package host
+package fsm
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 
 // legacyEnvelope is the msgpack library's encoding of an envelope, as
 // entries written before the hand-written encoder have it.
-func legacyEnvelope(t testing.TB, e envelope) []byte {
+func legacyEnvelope(t testing.TB, e Envelope) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	enc := msgpack.NewEncoder(&buf)
@@ -25,17 +25,17 @@ func legacyEnvelope(t testing.TB, e envelope) []byte {
 }
 
 func TestEnvelopeRoundTrip(t *testing.T) {
-	for _, e := range []envelope{
-		{Kind: kindCommand, Time: 1733100000000000000, Plugin: "kv", Payload: []byte("cmd")},
-		{Kind: kindDeploy, Time: -5, Plugin: "ledger", Payload: bytes.Repeat([]byte{7}, 70000)},
-		{Kind: kindTrustAdd, Time: 0, Plugin: "", Payload: nil},
+	for _, e := range []Envelope{
+		{Kind: KindCommand, Time: 1733100000000000000, Plugin: "kv", Payload: []byte("cmd")},
+		{Kind: KindDeploy, Time: -5, Plugin: "ledger", Payload: bytes.Repeat([]byte{7}, 70000)},
+		{Kind: KindTrustAdd, Time: 0, Plugin: "", Payload: nil},
 	} {
-		data, err := e.encode()
+		data, err := e.Encode()
 		if err != nil {
 			t.Fatal(err)
 		}
 		for name, enc := range map[string][]byte{"new": data, "legacy": legacyEnvelope(t, e)} {
-			got, err := decodeEnvelope(enc)
+			got, err := DecodeEnvelope(enc)
 			if err != nil {
 				t.Fatalf("%s encoding of %v: %v", name, e.Kind, err)
 			}
@@ -52,7 +52,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		tm, _ := dec.DecodeInt64()
 		p, _ := dec.DecodeString()
 		pl, err := dec.DecodeBytes()
-		if err != nil || kind(k) != e.Kind || tm != e.Time || p != e.Plugin || !bytes.Equal(pl, e.Payload) {
+		if err != nil || Kind(k) != e.Kind || tm != e.Time || p != e.Plugin || !bytes.Equal(pl, e.Payload) {
 			t.Fatalf("msgpack decodes %d %d %q %d bytes (%v), want %+v", k, tm, p, len(pl), err, e)
 		}
 	}
@@ -61,29 +61,29 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 // TestEnvelopeKey: a command's idempotency key makes a fifth field, which
 // round-trips; a key that is not 1 to 128 printable ASCII bytes is refused.
 func TestEnvelopeKey(t *testing.T) {
-	e := envelope{Kind: kindCommand, Time: 9, Plugin: "kv", Payload: []byte("cmd"), Key: "0123456789abcdef0123456789abcdef"}
-	data, err := e.encode()
+	e := Envelope{Kind: KindCommand, Time: 9, Plugin: "kv", Payload: []byte("cmd"), Key: "0123456789abcdef0123456789abcdef"}
+	data, err := e.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if data[0] != 0x95 {
 		t.Fatalf("keyed envelope has array header %#x, want 5 fields", data[0])
 	}
-	got, err := decodeEnvelope(data)
+	got, err := DecodeEnvelope(data)
 	if err != nil || got.Key != e.Key || !bytes.Equal(got.Payload, e.Payload) {
 		t.Fatalf("decoded %+v, %v; want %+v", got, err, e)
 	}
 	for _, key := range []string{"with space", "tab\t", strings.Repeat("k", 129), "é"} {
-		bad := envelope{Kind: kindCommand, Plugin: "kv", Payload: []byte("x"), Key: key}
-		data, _ := bad.encode()
-		if _, err := decodeEnvelope(data); err == nil {
+		bad := Envelope{Kind: KindCommand, Plugin: "kv", Payload: []byte("x"), Key: key}
+		data, _ := bad.Encode()
+		if _, err := DecodeEnvelope(data); err == nil {
 			t.Errorf("key %q: decoded", key)
 		}
 	}
 }
 
 func TestEnvelopeMalformed(t *testing.T) {
-	good, _ := (&envelope{Kind: kindCommand, Time: 3, Plugin: "kv", Payload: []byte("x")}).encode()
+	good, _ := (&Envelope{Kind: KindCommand, Time: 3, Plugin: "kv", Payload: []byte("x")}).Encode()
 	for name, data := range map[string][]byte{
 		"empty":     nil,
 		"truncated": good[:len(good)-1],
@@ -92,25 +92,25 @@ func TestEnvelopeMalformed(t *testing.T) {
 		"kind 256":  {0x94, 0xcd, 1, 0, 1, 0xa0, 0xc4, 0},
 		"not array": {0x81, 1, 2},
 	} {
-		if _, err := decodeEnvelope(data); err == nil {
+		if _, err := DecodeEnvelope(data); err == nil {
 			t.Errorf("%s: decoded", name)
 		}
 	}
 }
 
 func FuzzEnvelope(f *testing.F) {
-	good, _ := (&envelope{Kind: kindCommand, Time: 3, Plugin: "kv", Payload: []byte("x")}).encode()
+	good, _ := (&Envelope{Kind: KindCommand, Time: 3, Plugin: "kv", Payload: []byte("x")}).Encode()
 	f.Add(good)
-	f.Add(legacyEnvelope(f, envelope{Kind: kindDeploy, Plugin: "p"}))
-	keyed, _ := (&envelope{Kind: kindCommand, Time: 3, Plugin: "kv", Payload: []byte("x"), Key: "k-1"}).encode()
+	f.Add(legacyEnvelope(f, Envelope{Kind: KindDeploy, Plugin: "p"}))
+	keyed, _ := (&Envelope{Kind: KindCommand, Time: 3, Plugin: "kv", Payload: []byte("x"), Key: "k-1"}).Encode()
 	f.Add(keyed)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		e, err := decodeEnvelope(data)
+		e, err := DecodeEnvelope(data)
 		if err != nil {
 			return
 		}
-		again, _ := e.encode()
-		e2, err := decodeEnvelope(again)
+		again, _ := e.Encode()
+		e2, err := DecodeEnvelope(again)
 		if err != nil || e2.Kind != e.Kind || e2.Time != e.Time || e2.Plugin != e.Plugin || !bytes.Equal(e2.Payload, e.Payload) || e2.Key != e.Key {
 			t.Fatalf("re-encoded %+v decodes as %+v, %v", e, e2, err)
 		}

@@ -1,4 +1,4 @@
-package host
+package fsm
 
 import (
 	"context"
@@ -21,17 +21,18 @@ import (
 	"github.com/raftkv/raftkv/host/transport"
 )
 
-// applyResult is what the FSM returns for each log entry (the raft future's
+// Result is what the FSM returns for each log entry (the raft future's
 // Response).
-type applyResult struct {
-	res abi.Result
-	err error // host-level failure: unknown plugin, invalid deploy, ...
+type Result struct {
+	Res abi.Result
+	Err error // host-level failure: unknown plugin, invalid deploy, ...
 }
 
-// active is a plugin in use: its module and the engine that runs its code,
-// the FSM-owned applier and the query pool (see fsm.engine). It owns its
-// module: close releases the engine and the compiled code.
-type active struct {
+// Plugin is a plugin in use: its module and the engine that runs its code,
+// the FSM-owned applier and the query pool (see FSM.engine). It owns its
+// module: close releases the engine and the compiled code. Readers get it
+// from FSM.Plugin and must not keep it past a change of the plugin.
+type Plugin struct {
 	name  string
 	mod   *plugin.Module
 	inst  applier
@@ -69,7 +70,7 @@ var (
 
 // close releases the plugin's engine and its module. Queries running on it
 // finish; later ones fail with plugin.ErrClosed.
-func (p *active) close(ctx context.Context) {
+func (p *Plugin) close(ctx context.Context) {
 	p.inst.Close(ctx)
 	p.pool.Close(ctx)
 	p.mod.Close(ctx)
@@ -96,28 +97,25 @@ type PluginInfo struct {
 	Quarantined bool            `json:"quarantined,omitempty"`
 }
 
-// fsm is raftkv's raft.BatchingFSM: host-level entries are handled here,
+// FSM is raftkv's raft.BatchingFSM: host-level entries are handled here,
 // plugin commands are handed to the plugin in runs of consecutive entries, one
 // plugin call per run.
-type fsm struct {
-	log     *slog.Logger
-	rt      *plugin.Runtime
-	store   *state.Store
-	trust   *transport.Trust
-	queryN  int
-	natives map[string]plugin.Code   // Config.natives (hostseam.SetNativePlugins); read-only
-	onPeers func(raft.Configuration) // committed configuration changes
-	onTrust func(index uint64)       // the trust list changed, as of the log index
-	// trustFloor is the log index of the trust list the node had applied
-	// before it restarted (trust.json): a restore of an older snapshot
-	// keeps that list (see Restore).
-	trustFloor uint64
-	metrics    *metrics
+type FSM struct {
+	log        *slog.Logger
+	rt         *plugin.Runtime
+	store      *state.Store
+	trust      *transport.Trust
+	queryN     int
+	natives    map[string]plugin.Code // Config.Natives
+	onPeers    func(raft.Configuration)
+	onTrust    func(index uint64)
+	trustFloor uint64 // Config.TrustFloor
+	metrics    *Metrics
 
 	// plugins holds the active plugins by name in a map that is replaced,
 	// never modified: the FSM goroutine publishes a new one when a plugin
 	// changes, readers load it without a lock.
-	plugins atomic.Pointer[map[string]*active]
+	plugins atomic.Pointer[map[string]*Plugin]
 	// pgen orders plugin changes with the state they go with, for readers
 	// (see pluginView): it is odd while a batch (or a restore) that changes
 	// plugins is applied, and even again once that batch's state is visible.
@@ -146,12 +144,12 @@ type fsm struct {
 	heldBytes    int
 	heldOverflow bool
 	entries      []abi.Entry
-	envelops     []envelope
+	envelops     []Envelope
 	loaded       []loadedModule                             // per entry of the batch being applied
 	sessions     sessions                                   // the idempotency keys' results (sessions.go)
-	addrs        atomic.Pointer[map[string]memberAddresses] // replaced, never modified (addresses.go)
+	addrs        atomic.Pointer[map[string]MemberAddresses] // replaced, never modified (addresses.go)
 	once         []int                                      // keyedRun: per entry, its own index if answered from the table, else -1
-	digests      digestLog                                  // the state at the last digest-check entries (digestcheck.go)
+	digests      digestLog                                  // the state at the last digest-check entries (digest.go)
 }
 
 // loadedModule is a deploy entry's module, loaded and given its engine before
@@ -159,26 +157,55 @@ type fsm struct {
 // state must not wait for it. Loading depends on the module's bytes only, so
 // doing it early changes no result.
 type loadedModule struct {
-	p   *active // nil if nothing was loaded
+	p   *Plugin // nil if nothing was loaded
 	err error   // the load failed
 }
 
-func newFSM(log *slog.Logger, rt *plugin.Runtime, trust *transport.Trust, queryN int, onPeers func(raft.Configuration)) *fsm {
-	f := &fsm{
-		log: log, rt: rt, store: state.New(), trust: trust, queryN: queryN, onPeers: onPeers,
+// Config is what an FSM is built from. Log, Runtime and Trust are
+// required; the rest may be left zero.
+type Config struct {
+	Log     *slog.Logger
+	Runtime *plugin.Runtime // loads the plugins' modules
+	// Trust is the node's trust list: trust entries and snapshots change
+	// it (the transport reads it).
+	Trust *transport.Trust
+	// QueryInstances is how many instances per plugin serve queries.
+	QueryInstances int
+	// Natives runs a module of that hash with this Go code instead of its
+	// wasm (hostseam.SetNativePlugins: benchmarks and differential
+	// tests); read-only.
+	Natives map[string]plugin.Code
+	// OnPeers is called with each committed configuration change, and
+	// OnTrust with the log index of each change of the trust list, on the
+	// FSM goroutine.
+	OnPeers func(raft.Configuration)
+	OnTrust func(index uint64)
+	// TrustFloor is the log index of the trust list the node had applied
+	// before it restarted (host's trust.json): a restore of an older
+	// snapshot keeps that list (see Restore).
+	TrustFloor uint64
+	Metrics    *Metrics // nil: none
+}
+
+// New returns an FSM with no plugin and an empty state.
+func New(cfg Config) *FSM {
+	f := &FSM{
+		log: cfg.Log, rt: cfg.Runtime, store: state.New(), trust: cfg.Trust, queryN: cfg.QueryInstances,
+		natives: cfg.Natives, onPeers: cfg.OnPeers, onTrust: cfg.OnTrust, trustFloor: cfg.TrustFloor, metrics: cfg.Metrics,
 		appliedCh: make(chan struct{}), failedCh: make(chan struct{}), recoveredCh: make(chan struct{}), stop: make(chan struct{}),
 	}
-	f.plugins.Store(&map[string]*active{})
+	f.plugins.Store(&map[string]*Plugin{})
 	f.sessions = newSessions(f.store)
 	return f
 }
 
-var _ raft.BatchingFSM = (*fsm)(nil)
+var _ raft.BatchingFSM = (*FSM)(nil)
 
-func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+// Apply applies one committed entry (raft.FSM): ApplyBatch of one.
+func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 
 // ApplyBatch applies committed entries in order. Runs on raft's FSM goroutine.
-func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	if f.failed.Load() != nil {
 		return f.applyStopped(logs) // quarantine.go: never apply past the failure, unless quarantined
 	}
@@ -188,14 +215,14 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	changes := false // the batch deploys or removes a plugin
 	check := false   // the batch has a digest-check entry
 	for _, l := range logs {
-		var e envelope
+		var e Envelope
 		if l.Type == raft.LogCommand {
 			var err error
-			if e, err = decodeEnvelope(l.Data); err != nil {
-				e = envelope{} // kind 0: reported below
+			if e, err = DecodeEnvelope(l.Data); err != nil {
+				e = Envelope{} // kind 0: reported below
 			}
 			changes = changes || changesPlugins(e.Kind)
-			check = check || e.Kind == kindDigestCheck
+			check = check || e.Kind == KindDigestCheck
 		}
 		f.envelops = append(f.envelops, e)
 	}
@@ -227,7 +254,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 }
 
 // applyLocked applies the batch under the store lock.
-func (f *fsm) applyLocked(logs []*raft.Log, out []any) {
+func (f *FSM) applyLocked(logs []*raft.Log, out []any) {
 	for i := 0; i < len(logs); {
 		l, e := logs[i], &f.envelops[i]
 		if l.Type == raft.LogConfiguration {
@@ -241,13 +268,13 @@ func (f *fsm) applyLocked(logs []*raft.Log, out []any) {
 			i++
 			continue
 		}
-		if e.Kind != kindCommand {
+		if e.Kind != KindCommand {
 			f.lastTime = max(f.lastTime, e.Time)
 		}
 		switch e.Kind {
-		case kindCommand:
+		case KindCommand:
 			j := i + 1
-			for j < len(logs) && logs[j].Type == raft.LogCommand && f.envelops[j].Kind == kindCommand && f.envelops[j].Plugin == e.Plugin {
+			for j < len(logs) && logs[j].Type == raft.LogCommand && f.envelops[j].Kind == KindCommand && f.envelops[j].Plugin == e.Plugin {
 				j++
 			}
 			if n, err := f.applyCommands(logs[i:j], f.envelops[i:j], out[i:j]); err != nil {
@@ -255,7 +282,7 @@ func (f *fsm) applyLocked(logs []*raft.Log, out []any) {
 				return
 			}
 			i = j
-		case kindDeploy:
+		case KindDeploy:
 			r, err := f.deploy(l, e, &f.loaded[i])
 			if err != nil {
 				f.stopAt(logs, i, err, out)
@@ -263,7 +290,7 @@ func (f *fsm) applyLocked(logs []*raft.Log, out []any) {
 			}
 			out[i] = r
 			i++
-		case kindSetLimits:
+		case KindSetLimits:
 			r, err := f.setLimits(l, e, &f.loaded[i])
 			if err != nil {
 				f.stopAt(logs, i, err, out)
@@ -271,23 +298,23 @@ func (f *fsm) applyLocked(logs []*raft.Log, out []any) {
 			}
 			out[i] = r
 			i++
-		case kindRemovePlugin:
+		case KindRemovePlugin:
 			out[i] = f.removePlugin(e)
 			i++
-		case kindQuarantine:
+		case KindQuarantine:
 			out[i] = f.quarantine(e)
 			i++
-		case kindTrustAdd, kindTrustRemove:
+		case KindTrustAdd, KindTrustRemove:
 			out[i] = f.trustChange(e, l.Index)
 			i++
-		case kindAddresses:
+		case KindAddresses:
 			out[i] = f.setAddresses(e)
 			i++
-		case kindDigestCheck: // changes nothing: ApplyBatch records the state once applied
-			out[i] = &applyResult{res: abi.Result{Data: binary.BigEndian.AppendUint64(nil, l.Index)}}
+		case KindDigestCheck: // changes nothing: ApplyBatch records the state once applied
+			out[i] = &Result{Res: abi.Result{Data: binary.BigEndian.AppendUint64(nil, l.Index)}}
 			i++
 		default:
-			out[i] = &applyResult{err: fmt.Errorf("%w: undecodable log entry %d", ErrInvalid, l.Index)}
+			out[i] = &Result{Err: fmt.Errorf("%w: undecodable log entry %d", ErrInvalid, l.Index)}
 			i++
 		}
 	}
@@ -296,7 +323,7 @@ func (f *fsm) applyLocked(logs []*raft.Log, out []any) {
 
 // stopAt fail-stops at logs[k]: the entries before it are applied, it and
 // the rest are not, and never will be on this run of the node.
-func (f *fsm) stopAt(logs []*raft.Log, k int, err error, out []any) {
+func (f *FSM) stopAt(logs []*raft.Log, k int, err error, out []any) {
 	// Entries between logs[k-1] and logs[k] are of kinds Raft does not hand
 	// over (no-ops, barriers): the state reflects them.
 	f.applied.Store(logs[k].Index - 1)
@@ -306,16 +333,16 @@ func (f *fsm) stopAt(logs []*raft.Log, k int, err error, out []any) {
 	}
 	f.hold(logs[k:])
 	f.failStop(fmt.Sprintf("applying log index %d", logs[k].Index), err)
-	stopped := f.stopped()
+	stopped := f.Stopped()
 	for ; k < len(logs); k++ {
 		if out[k] == nil {
-			out[k] = &applyResult{err: stopped}
+			out[k] = &Result{Err: stopped}
 		}
 	}
 }
 
-// view returns a view of the state and the index it reflects.
-func (f *fsm) view() (*state.View, uint64) {
+// View returns a view of the state and the index it reflects.
+func (f *FSM) View() (*state.View, uint64) {
 	var before, after uint64
 	for {
 		f.store.Update(func() { before = f.applied.Load() })
@@ -332,11 +359,11 @@ func (f *fsm) view() (*state.View, uint64) {
 // whose code was active on that state. During an upgrade, old code never
 // reads migrated state, nor new code the state before its migration. While a
 // batch that changes plugins is applied, it waits for the batch to end.
-func (f *fsm) pluginView(ctx context.Context, name string) (*active, *state.View, error) {
+func (f *FSM) pluginView(ctx context.Context, name string) (*Plugin, *state.View, error) {
 	for {
 		g := f.pgen.Load()
 		if g&1 == 1 {
-			_, ch := f.appliedSignal()
+			_, ch := f.AppliedSignal()
 			if f.pgen.Load() == g { // ch is closed after this batch
 				select {
 				case <-ch:
@@ -357,9 +384,9 @@ func (f *fsm) pluginView(ctx context.Context, name string) (*active, *state.View
 	}
 }
 
-// query runs q on the named plugin's code against the state that code is
+// Query runs q on the named plugin's code against the state that code is
 // active on (see pluginView).
-func (f *fsm) query(ctx context.Context, name string, q []byte) (abi.Result, error) {
+func (f *FSM) Query(ctx context.Context, name string, q []byte) (abi.Result, error) {
 	for {
 		p, view, err := f.pluginView(ctx, name)
 		if err != nil {
@@ -395,7 +422,7 @@ func stopsApplying(err error) bool {
 
 // failStop records that the node stopped applying the log. Runs on the FSM
 // goroutine; the node hands leadership over from its own goroutine.
-func (f *fsm) failStop(what string, err error) {
+func (f *FSM) failStop(what string, err error) {
 	f.failMu.Lock()
 	defer f.failMu.Unlock()
 	if f.failed.Load() != nil {
@@ -412,8 +439,8 @@ func (f *fsm) failStop(what string, err error) {
 	}
 }
 
-// stopped returns nil, or ErrStopped with the reason after a fail-stop.
-func (f *fsm) stopped() error {
+// Stopped returns nil, or ErrStopped with the reason after a fail-stop.
+func (f *FSM) Stopped() error {
 	if msg := f.failed.Load(); msg != nil {
 		return fmt.Errorf("%w: %s", ErrStopped, *msg)
 	}
@@ -422,15 +449,15 @@ func (f *fsm) stopped() error {
 
 // applyCommands applies a run of commands for one plugin. n entries got a
 // result; a non-nil error is a fail-stop at the entry after them.
-func (f *fsm) applyCommands(logs []*raft.Log, envs []envelope, out []any) (n int, err error) {
-	p := f.plugin(envs[0].Plugin)
+func (f *FSM) applyCommands(logs []*raft.Log, envs []Envelope, out []any) (n int, err error) {
+	p := f.Plugin(envs[0].Plugin)
 	if p == nil || p.quarantined {
 		err := fmt.Errorf("%w %q", ErrUnknownPlugin, envs[0].Plugin)
 		if p != nil {
 			err = fmt.Errorf("%w: %q: deploy a module again to lift it", ErrQuarantined, p.name)
 		}
 		for k := range out {
-			out[k] = &applyResult{err: err}
+			out[k] = &Result{Err: err}
 		}
 		return len(out), nil
 	}
@@ -453,7 +480,7 @@ func (f *fsm) applyCommands(logs []*raft.Log, envs []envelope, out []any) (n int
 		f.metrics.observeResults(p.name, results)
 	}
 	for k, r := range results {
-		out[k] = &applyResult{res: r}
+		out[k] = &Result{Res: r}
 	}
 	clear(f.entries) // do not keep payloads alive
 	return len(results), err
@@ -472,7 +499,7 @@ func (f *fsm) applyCommands(logs []*raft.Log, envs []envelope, out []any) (n int
 // commands are applied in runs (one guest call each), and a run ends
 // before such a command when an earlier command of the run records: an
 // extra guest call per retried command, and only then.
-func (f *fsm) applyKeyed(p *active, logs []*raft.Log, envs []envelope, out []any) (n int, err error) {
+func (f *FSM) applyKeyed(p *Plugin, logs []*raft.Log, envs []Envelope, out []any) (n int, err error) {
 	for n < len(logs) {
 		m, err := f.keyedRun(p, logs[n:], envs[n:], out[n:])
 		n += m
@@ -485,7 +512,7 @@ func (f *fsm) applyKeyed(p *active, logs []*raft.Log, envs []envelope, out []any
 
 // keyedRun applies the longest prefix of logs that applyKeyed can apply in
 // one guest call, and returns how many entries that was.
-func (f *fsm) keyedRun(p *active, logs []*raft.Log, envs []envelope, out []any) (n int, err error) {
+func (f *FSM) keyedRun(p *Plugin, logs []*raft.Log, envs []Envelope, out []any) (n int, err error) {
 	f.entries = f.entries[:0]
 	f.once = f.once[:0]
 	var recording map[string]bool // keys the run's applied commands record
@@ -531,7 +558,7 @@ func (f *fsm) keyedRun(p *active, logs []*raft.Log, envs []envelope, out []any) 
 		r := results[applied]
 		at := f.entries[applied].Time
 		applied++
-		out[k] = &applyResult{res: r}
+		out[k] = &Result{Res: r}
 		if key := envs[k].Key; key != "" {
 			f.sessions.record(key, p.name, envs[k].Payload, logs[k].Index, at, r)
 		}
@@ -545,7 +572,7 @@ func (f *fsm) keyedRun(p *active, logs []*raft.Log, envs []envelope, out []any) 
 // the batch changes) is a no-op: nothing is loaded for it; nor for a
 // set-limits entry of a plugin an earlier entry of the batch changes (it is
 // loaded when applied, from the module active then).
-func (f *fsm) loadDeploys(logs []*raft.Log) {
+func (f *FSM) loadDeploys(logs []*raft.Log) {
 	f.loaded = append(f.loaded[:0], make([]loadedModule, len(logs))...)
 	var touched map[string]bool // names an earlier entry deploys or removes
 	for i, l := range logs {
@@ -556,13 +583,13 @@ func (f *fsm) loadDeploys(logs []*raft.Log) {
 		if touched == nil {
 			touched = map[string]bool{}
 		}
-		old := f.plugin(e.Plugin)
+		old := f.Plugin(e.Plugin)
 		if touched[e.Plugin] {
 			old = nil // not known before the entries before it are applied
 		}
 		switch e.Kind {
-		case kindDeploy:
-			spec, err := decodeDeploySpec(e.Payload)
+		case KindDeploy:
+			spec, err := DecodeDeploySpec(e.Payload)
 			if err != nil {
 				break // refused when applied
 			}
@@ -570,8 +597,8 @@ func (f *fsm) loadDeploys(logs []*raft.Log) {
 				p, err := f.load(context.Background(), e.Plugin, spec.Wasm, spec.Limits, l.Index)
 				f.loaded[i] = loadedModule{p: p, err: err}
 			}
-		case kindSetLimits:
-			var spec setLimitsSpec
+		case KindSetLimits:
+			var spec SetLimitsSpec
 			if old != nil && abi.Unmarshal(e.Payload, &spec) == nil && old.mod.Limits != spec.Limits {
 				p, err := f.load(context.Background(), e.Plugin, old.mod.Wasm, spec.Limits, l.Index)
 				f.loaded[i] = loadedModule{p: p, err: err}
@@ -583,12 +610,12 @@ func (f *fsm) loadDeploys(logs []*raft.Log) {
 
 // changesPlugins reports whether entries of kind k change the active
 // plugins (their modules, limits or quarantine).
-func changesPlugins(k kind) bool {
-	return k == kindDeploy || k == kindRemovePlugin || k == kindSetLimits || k == kindQuarantine
+func changesPlugins(k Kind) bool {
+	return k == KindDeploy || k == KindRemovePlugin || k == KindSetLimits || k == KindQuarantine
 }
 
 // closeLoaded closes the modules loaded for the batch that were not used.
-func (f *fsm) closeLoaded() {
+func (f *FSM) closeLoaded() {
 	for i := range f.loaded {
 		if p := f.loaded[i].p; p != nil {
 			p.close(context.Background())
@@ -604,7 +631,7 @@ func (f *fsm) closeLoaded() {
 // raftkv_info ran past the time limit and plugin.ErrNodeLimit when the
 // limits exceed this node's configuration (see stopsApplying), and
 // plugin.ErrInvalidModule or plugin.ErrLimits when it is refused.
-func (f *fsm) load(ctx context.Context, name string, wasm []byte, lim plugin.Limits, index uint64) (*active, error) {
+func (f *FSM) load(ctx context.Context, name string, wasm []byte, lim plugin.Limits, index uint64) (*Plugin, error) {
 	mod, err := f.rt.Load(ctx, wasm, plugin.LoadOptions{Name: name, Limits: lim, Index: index})
 	if err != nil {
 		return nil, err
@@ -614,7 +641,7 @@ func (f *fsm) load(ctx context.Context, name string, wasm []byte, lim plugin.Lim
 		mod.Close(ctx)
 		return nil, err
 	}
-	return &active{name: name, mod: mod, inst: inst, pool: pool}, nil
+	return &Plugin{name: name, mod: mod, inst: inst, pool: pool}, nil
 }
 
 // deploy activates the module of a deploy entry, which loadDeploys loaded
@@ -622,31 +649,31 @@ func (f *fsm) load(ctx context.Context, name string, wasm []byte, lim plugin.Lim
 // exceeded, or this node's configuration refuses the limits, which must not
 // become a result (another node would activate the module). Refusals are
 // results, the same on every node.
-func (f *fsm) deploy(l *raft.Log, e *envelope, ld *loadedModule) (*applyResult, error) {
+func (f *FSM) deploy(l *raft.Log, e *Envelope, ld *loadedModule) (*Result, error) {
 	ctx := context.Background()
 	p, err := ld.p, ld.err
 	*ld = loadedModule{} // p is ours now
-	spec, serr := decodeDeploySpec(e.Payload)
+	spec, serr := DecodeDeploySpec(e.Payload)
 	if serr != nil {
 		if p != nil {
 			p.close(ctx)
 		}
-		return &applyResult{err: serr}, nil
+		return &Result{Err: serr}, nil
 	}
-	old := f.plugin(e.Plugin)
-	refuse := func(err error) (*applyResult, error) {
+	old := f.Plugin(e.Plugin)
+	refuse := func(err error) (*Result, error) {
 		if p != nil {
 			p.close(ctx)
 		}
-		return &applyResult{err: err}, nil
+		return &Result{Err: err}, nil
 	}
 	hash := plugin.HashOf(spec.Wasm)
-	if err := checkPreconditions(e.Plugin, old, hash, spec.Create, spec.IfHash, true, abi.Info{}); err != nil {
+	if err := CheckPreconditions(e.Plugin, old, hash, spec.Create, spec.IfHash, true, abi.Info{}); err != nil {
 		return refuse(err)
 	}
 	if old != nil && old.mod.Hash == hash && old.mod.Limits == spec.Limits && !old.quarantined {
 		refuse(nil) // already active: a no-op
-		return &applyResult{res: abi.Result{Data: []byte(hash)}}, nil
+		return &Result{Res: abi.Result{Data: []byte(hash)}}, nil
 	}
 	if p == nil && err == nil { // not loaded when the batch began
 		p, err = f.load(ctx, e.Plugin, spec.Wasm, spec.Limits, l.Index)
@@ -655,9 +682,9 @@ func (f *fsm) deploy(l *raft.Log, e *envelope, ld *loadedModule) (*applyResult, 
 		if stopsApplying(err) {
 			return nil, fmt.Errorf("deploying plugin %q: %w", e.Plugin, err)
 		}
-		return &applyResult{err: fmt.Errorf("%w: %w", ErrInvalid, err)}, nil
+		return &Result{Err: fmt.Errorf("%w: %w", ErrInvalid, err)}, nil
 	}
-	if err := checkPreconditions(e.Plugin, old, hash, false, "", spec.Force, p.mod.Info); err != nil {
+	if err := CheckPreconditions(e.Plugin, old, hash, false, "", spec.Force, p.mod.Info); err != nil {
 		return refuse(err)
 	}
 	p.since = l.Index
@@ -678,41 +705,41 @@ func (f *fsm) deploy(l *raft.Log, e *envelope, ld *loadedModule) (*applyResult, 
 			if !errors.Is(err, ErrInvalid) {
 				err = fmt.Errorf("%w: migration failed: %w", ErrInvalid, err)
 			}
-			return &applyResult{err: err}, nil
+			return &Result{Err: err}, nil
 		}
 	}
 	f.install(p)
-	f.log.Info("plugin activated", "plugin", e.Plugin, "hash", p.mod.Hash, "index", l.Index, "engine", p.engine(), "limits", fmt.Sprintf("%+v", p.mod.Limits))
-	return &applyResult{res: abi.Result{Data: []byte(p.mod.Hash)}}, nil
+	f.log.Info("plugin activated", "plugin", e.Plugin, "hash", p.mod.Hash, "index", l.Index, "engine", p.Engine(), "limits", fmt.Sprintf("%+v", p.mod.Limits))
+	return &Result{Res: abi.Result{Data: []byte(p.mod.Hash)}}, nil
 }
 
 // setLimits loads the plugin's active module again with the limits of a
 // set-limits entry (loadDeploys may have loaded it: ld). The error is a
 // fail-stop, as for deploy.
-func (f *fsm) setLimits(l *raft.Log, e *envelope, ld *loadedModule) (*applyResult, error) {
+func (f *FSM) setLimits(l *raft.Log, e *Envelope, ld *loadedModule) (*Result, error) {
 	ctx := context.Background()
 	p, err := ld.p, ld.err
 	*ld = loadedModule{}
-	refuse := func(err error) (*applyResult, error) {
+	refuse := func(err error) (*Result, error) {
 		if p != nil {
 			p.close(ctx)
 		}
-		return &applyResult{err: err}, nil
+		return &Result{Err: err}, nil
 	}
-	var spec setLimitsSpec
+	var spec SetLimitsSpec
 	if err := abi.Unmarshal(e.Payload, &spec); err != nil {
 		return refuse(fmt.Errorf("%w: set-limits entry: %w", ErrInvalid, err))
 	}
-	old := f.plugin(e.Plugin)
+	old := f.Plugin(e.Plugin)
 	if old == nil {
 		return refuse(fmt.Errorf("%w: plugin %q", ErrNotFound, e.Plugin))
 	}
-	if err := checkPreconditions(e.Plugin, old, "", false, spec.IfHash, true, abi.Info{}); err != nil {
+	if err := CheckPreconditions(e.Plugin, old, "", false, spec.IfHash, true, abi.Info{}); err != nil {
 		return refuse(err)
 	}
 	if old.mod.Limits == spec.Limits {
 		refuse(nil) // no change
-		return &applyResult{res: abi.Result{Data: []byte(old.mod.Hash)}}, nil
+		return &Result{Res: abi.Result{Data: []byte(old.mod.Hash)}}, nil
 	}
 	if p == nil && err == nil {
 		p, err = f.load(ctx, e.Plugin, old.mod.Wasm, spec.Limits, l.Index)
@@ -721,20 +748,20 @@ func (f *fsm) setLimits(l *raft.Log, e *envelope, ld *loadedModule) (*applyResul
 		if stopsApplying(err) {
 			return nil, fmt.Errorf("changing the limits of plugin %q: %w", e.Plugin, err)
 		}
-		return &applyResult{err: fmt.Errorf("%w: %w", ErrInvalid, err)}, nil
+		return &Result{Err: fmt.Errorf("%w: %w", ErrInvalid, err)}, nil
 	}
 	p.since = old.since
 	p.quarantined = old.quarantined
 	f.install(p)
 	f.log.Info("plugin limits changed", "plugin", e.Plugin, "index", l.Index, "limits", fmt.Sprintf("%+v", p.mod.Limits))
-	return &applyResult{res: abi.Result{Data: []byte(p.mod.Hash)}}, nil
+	return &Result{Res: abi.Result{Data: []byte(p.mod.Hash)}}, nil
 }
 
 // engine returns what runs mod's code on this node: the Go implementation
 // that hostseam.SetNativePlugins gave for its hash, or else instances of the
 // module. Either way mod was loaded (validated, compiled, described) from its
 // wasm, as on every node.
-func (f *fsm) engine(ctx context.Context, mod *plugin.Module) (applier, querier, error) {
+func (f *FSM) engine(ctx context.Context, mod *plugin.Module) (applier, querier, error) {
 	if p := f.natives[mod.Hash]; p != nil {
 		return plugin.NewNative(p), plugin.NewNativePool(p, f.queryN), nil
 	}
@@ -745,21 +772,24 @@ func (f *fsm) engine(ctx context.Context, mod *plugin.Module) (applier, querier,
 	return inst, f.rt.NewPool(mod, f.queryN), nil
 }
 
-// engine says what runs the plugin's code: "wasm" or "native".
-func (p *active) engine() string {
+// Engine says what runs the plugin's code: "wasm" or "native".
+func (p *Plugin) Engine() string {
 	if _, ok := p.inst.(*plugin.Native); ok {
 		return "native"
 	}
 	return "wasm"
 }
 
+// Module is the plugin's active module (its hash, limits, raftkv_info).
+func (p *Plugin) Module() *plugin.Module { return p.mod }
+
 // setPlugin publishes the plugins with name bound to p (removed if p is nil)
 // and returns the plugin it replaces. FSM goroutine only.
-func (f *fsm) setPlugin(name string, p *active) (old *active) {
+func (f *FSM) setPlugin(name string, p *Plugin) (old *Plugin) {
 	cur := *f.plugins.Load()
 	next := maps.Clone(cur)
 	if next == nil {
-		next = map[string]*active{}
+		next = map[string]*Plugin{}
 	}
 	old = cur[name]
 	if p == nil {
@@ -772,83 +802,97 @@ func (f *fsm) setPlugin(name string, p *active) (old *active) {
 }
 
 // install activates p and closes the plugin it replaces.
-func (f *fsm) install(p *active) {
+func (f *FSM) install(p *Plugin) {
 	if old := f.setPlugin(p.name, p); old != nil {
 		old.close(context.Background())
 	}
 }
 
-func (f *fsm) removePlugin(e *envelope) *applyResult {
-	var req removePlugin
+func (f *FSM) removePlugin(e *Envelope) *Result {
+	var req RemovePlugin
 	if err := abi.Unmarshal(e.Payload, &req); err != nil {
-		return &applyResult{err: fmt.Errorf("%w: remove plugin: %w", ErrInvalid, err)}
+		return &Result{Err: fmt.Errorf("%w: remove plugin: %w", ErrInvalid, err)}
 	}
-	if f.plugin(e.Plugin) == nil {
+	if f.Plugin(e.Plugin) == nil {
 		// A plugin removed earlier with its state kept: drop_state deletes
 		// the state (see Node.RemovePlugin).
 		if _, ok := f.store.Lookup(e.Plugin); ok && req.DropState && ValidPluginName(e.Plugin) == nil {
 			f.store.Drop(e.Plugin)
-			return &applyResult{}
+			return &Result{}
 		}
-		return &applyResult{err: fmt.Errorf("%w: plugin %q", ErrNotFound, e.Plugin)}
+		return &Result{Err: fmt.Errorf("%w: plugin %q", ErrNotFound, e.Plugin)}
 	}
 	f.setPlugin(e.Plugin, nil).close(context.Background())
 	if req.DropState {
 		f.store.Drop(e.Plugin)
 	}
-	return &applyResult{}
+	return &Result{}
 }
 
-func (f *fsm) trustChange(e *envelope, index uint64) *applyResult {
-	var tc trustChange
+func (f *FSM) trustChange(e *Envelope, index uint64) *Result {
+	var tc TrustChange
 	if err := abi.Unmarshal(e.Payload, &tc); err != nil {
-		return &applyResult{err: fmt.Errorf("%w: trust change: %w", ErrInvalid, err)}
+		return &Result{Err: fmt.Errorf("%w: trust change: %w", ErrInvalid, err)}
 	}
-	if e.Kind == kindTrustRemove {
+	if e.Kind == KindTrustRemove {
 		f.trust.Remove(tc.NodeID)
 		f.trust.Revoke(tc.NodeID)
 		f.trustChanged(index)
-		return &applyResult{}
+		return &Result{}
 	}
 	key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(tc.Key))
 	if err == nil {
 		err = f.trust.Add(tc.NodeID, key)
 	}
 	if err != nil {
-		return &applyResult{err: fmt.Errorf("%w: trust %s: %w", ErrInvalid, tc.NodeID, err)}
+		return &Result{Err: fmt.Errorf("%w: trust %s: %w", ErrInvalid, tc.NodeID, err)}
 	}
 	f.trustChanged(index)
-	return &applyResult{}
+	return &Result{}
 }
 
-func (f *fsm) trustChanged(index uint64) {
+func (f *FSM) trustChanged(index uint64) {
 	if f.onTrust != nil {
 		f.onTrust(index)
 	}
 }
 
-func (f *fsm) notifyApplied() {
+// Applied returns the index of the last entry applied (after a fail-stop,
+// the one before the entry that failed).
+func (f *FSM) Applied() uint64 { return f.applied.Load() }
+
+// Failure returns why the FSM stopped applying the log, "" while it
+// applies it.
+func (f *FSM) Failure() string {
+	if msg := f.failed.Load(); msg != nil {
+		return *msg
+	}
+	return ""
+}
+
+func (f *FSM) notifyApplied() {
 	f.appliedMu.Lock()
 	close(f.appliedCh)
 	f.appliedCh = make(chan struct{})
 	f.appliedMu.Unlock()
 }
 
-// appliedSignal returns the index the FSM has applied and a channel closed
+// AppliedSignal returns the index the FSM has applied and a channel closed
 // when it applies more.
-func (f *fsm) appliedSignal() (uint64, <-chan struct{}) {
+func (f *FSM) AppliedSignal() (uint64, <-chan struct{}) {
 	f.appliedMu.Lock()
 	defer f.appliedMu.Unlock()
 	return f.applied.Load(), f.appliedCh
 }
 
-// plugin returns the active plugin called name, or nil. To run its code on
+// Plugin returns the active plugin called name, or nil. To run its code on
 // the state, take both with pluginView.
-func (f *fsm) plugin(name string) *active {
+func (f *FSM) Plugin(name string) *Plugin {
 	return (*f.plugins.Load())[name]
 }
 
-func (f *fsm) pluginInfos() []PluginInfo {
+// PluginInfos describes the active plugins, in name order.
+func (f *FSM) PluginInfos() []PluginInfo {
 	view := f.store.View()
 	plugins := *f.plugins.Load()
 	out := make([]PluginInfo, 0, len(plugins))
@@ -867,9 +911,9 @@ func (f *fsm) pluginInfos() []PluginInfo {
 	return out
 }
 
-// keptStates lists the namespaces that hold state but have no active plugin:
+// KeptStates lists the namespaces that hold state but have no active plugin:
 // the state of plugins removed without drop_state, in name order.
-func (f *fsm) keptStates() []KeptState {
+func (f *FSM) KeptStates() []KeptState {
 	view := f.store.View()
 	plugins := *f.plugins.Load()
 	var out []KeptState
@@ -884,17 +928,17 @@ func (f *fsm) keptStates() []KeptState {
 	return out
 }
 
-// hasKeptState reports whether name has state but no active plugin.
-func (f *fsm) hasKeptState(name string) bool {
-	if f.plugin(name) != nil || ValidPluginName(name) != nil {
+// HasKeptState reports whether name has state but no active plugin.
+func (f *FSM) HasKeptState(name string) bool {
+	if f.Plugin(name) != nil || ValidPluginName(name) != nil {
 		return false
 	}
 	ns, ok := f.store.View().Namespace(name)
 	return ok && ns.Len() > 0
 }
 
-// release lets a fail-stopped ApplyBatch return so that Raft can shut down.
-func (f *fsm) release() {
+// Release lets a fail-stopped ApplyBatch return so that Raft can shut down.
+func (f *FSM) Release() {
 	select {
 	case <-f.stop:
 	default:
@@ -902,11 +946,11 @@ func (f *fsm) release() {
 	}
 }
 
-// close releases the plugins. Raft must be shut down: nothing applies anymore.
-func (f *fsm) close() {
-	f.release()
+// Close releases the plugins. Raft must be shut down: nothing applies anymore.
+func (f *FSM) Close() {
+	f.Release()
 	plugins := *f.plugins.Load()
-	f.plugins.Store(&map[string]*active{})
+	f.plugins.Store(&map[string]*Plugin{})
 	for _, p := range plugins {
 		p.close(context.Background())
 	}
@@ -918,3 +962,11 @@ type emptyStore struct{}
 
 func (emptyStore) Get([]byte) ([]byte, uint64, bool)                           { return nil, 0, false }
 func (emptyStore) Scan([]byte, []byte, int, func([]byte, []byte, uint64) bool) {}
+
+// KeptState is the state of a removed plugin, kept because it was removed
+// without drop_state.
+type KeptState struct {
+	Name  string `json:"name"`
+	Keys  int    `json:"keys"`
+	Bytes int64  `json:"bytes"` // its keys and values
+}
