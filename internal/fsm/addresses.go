@@ -31,6 +31,9 @@ type MemberAddresses struct {
 	Mgmt   string `msgpack:"mgmt,omitempty"` // the management listener, "127.0.0.1:6000"
 }
 
+// Validate refuses an invalid node ID, an API address that is not an
+// http(s)://host:port URL, a management address that is not host:port, and
+// addresses over 512 bytes (ErrInvalid).
 func (m MemberAddresses) Validate() error {
 	if err := transport.ValidateNodeID(m.NodeID); err != nil {
 		return fmt.Errorf("%w: addresses: %w", ErrInvalid, err)
@@ -52,7 +55,7 @@ func (m MemberAddresses) Validate() error {
 	return nil
 }
 
-// Addresses returns the replicated Addresses by node ID (do not modify).
+// Addresses returns the replicated addresses by node ID (do not modify).
 func (f *FSM) Addresses() map[string]MemberAddresses {
 	if m := f.addrs.Load(); m != nil {
 		return *m

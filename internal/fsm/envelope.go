@@ -32,9 +32,9 @@ type Envelope struct {
 	Key     string // idempotency key of a command, or ""
 }
 
-// Encode and DecodeEnvelope are written by hand, without reflection: Encode
-// runs for every write on the leader, DecodeEnvelope for every entry on
-// every node.
+// Encode encodes the entry. Encode and decodeEnvelope are written by hand,
+// without reflection: Encode runs for every write on the leader,
+// decodeEnvelope for every entry on every node.
 func (e *Envelope) Encode() ([]byte, error) {
 	b := make([]byte, 0, 1+1+9+mp.BinSize(len(e.Plugin))+mp.BinSize(len(e.Payload))+mp.BinSize(len(e.Key)))
 	fields := 4
@@ -52,10 +52,10 @@ func (e *Envelope) Encode() ([]byte, error) {
 	return b, nil
 }
 
-// DecodeEnvelope decodes an entry. Payload is a sub-slice of data (no copy):
+// decodeEnvelope decodes an entry. Payload is a sub-slice of data (no copy):
 // it is valid as long as the log entry is. Any MsgPack integer and string
 // encoding is accepted, so entries written by other encoders decode too.
-func DecodeEnvelope(data []byte) (Envelope, error) {
+func decodeEnvelope(data []byte) (Envelope, error) {
 	var e Envelope
 	r := mp.NewReader(data)
 	n, err := r.ReadArrayHeader()
@@ -106,10 +106,14 @@ func DecodeEnvelope(data []byte) (Envelope, error) {
 	return e, nil
 }
 
+// RemovePlugin is the payload of a remove-plugin entry.
 type RemovePlugin struct {
 	DropState bool `msgpack:"drop_state"`
 }
 
+// TrustChange is the payload of a trust entry (KindTrustAdd binds Key to
+// NodeID; KindTrustRemove drops and revokes NodeID's keys), and an entry of
+// a snapshot's trust list.
 type TrustChange struct {
 	NodeID string `msgpack:"id"`
 	Key    string `msgpack:"key"` // authorized_keys form, "ssh-ed25519 AAAA…"

@@ -35,7 +35,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		for name, enc := range map[string][]byte{"new": data, "legacy": legacyEnvelope(t, e)} {
-			got, err := DecodeEnvelope(enc)
+			got, err := decodeEnvelope(enc)
 			if err != nil {
 				t.Fatalf("%s encoding of %v: %v", name, e.Kind, err)
 			}
@@ -69,14 +69,14 @@ func TestEnvelopeKey(t *testing.T) {
 	if data[0] != 0x95 {
 		t.Fatalf("keyed envelope has array header %#x, want 5 fields", data[0])
 	}
-	got, err := DecodeEnvelope(data)
+	got, err := decodeEnvelope(data)
 	if err != nil || got.Key != e.Key || !bytes.Equal(got.Payload, e.Payload) {
 		t.Fatalf("decoded %+v, %v; want %+v", got, err, e)
 	}
 	for _, key := range []string{"with space", "tab\t", strings.Repeat("k", 129), "é"} {
 		bad := Envelope{Kind: KindCommand, Plugin: "kv", Payload: []byte("x"), Key: key}
 		data, _ := bad.Encode()
-		if _, err := DecodeEnvelope(data); err == nil {
+		if _, err := decodeEnvelope(data); err == nil {
 			t.Errorf("key %q: decoded", key)
 		}
 	}
@@ -92,7 +92,7 @@ func TestEnvelopeMalformed(t *testing.T) {
 		"kind 256":  {0x94, 0xcd, 1, 0, 1, 0xa0, 0xc4, 0},
 		"not array": {0x81, 1, 2},
 	} {
-		if _, err := DecodeEnvelope(data); err == nil {
+		if _, err := decodeEnvelope(data); err == nil {
 			t.Errorf("%s: decoded", name)
 		}
 	}
@@ -105,12 +105,12 @@ func FuzzEnvelope(f *testing.F) {
 	keyed, _ := (&Envelope{Kind: KindCommand, Time: 3, Plugin: "kv", Payload: []byte("x"), Key: "k-1"}).Encode()
 	f.Add(keyed)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		e, err := DecodeEnvelope(data)
+		e, err := decodeEnvelope(data)
 		if err != nil {
 			return
 		}
 		again, _ := e.Encode()
-		e2, err := DecodeEnvelope(again)
+		e2, err := decodeEnvelope(again)
 		if err != nil || e2.Kind != e.Kind || e2.Time != e.Time || e2.Plugin != e.Plugin || !bytes.Equal(e2.Payload, e.Payload) || e2.Key != e.Key {
 			t.Fatalf("re-encoded %+v decodes as %+v, %v", e, e2, err)
 		}

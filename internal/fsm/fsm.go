@@ -218,7 +218,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		var e Envelope
 		if l.Type == raft.LogCommand {
 			var err error
-			if e, err = DecodeEnvelope(l.Data); err != nil {
+			if e, err = decodeEnvelope(l.Data); err != nil {
 				e = Envelope{} // kind 0: reported below
 			}
 			changes = changes || changesPlugins(e.Kind)
@@ -589,7 +589,7 @@ func (f *FSM) loadDeploys(logs []*raft.Log) {
 		}
 		switch e.Kind {
 		case KindDeploy:
-			spec, err := DecodeDeploySpec(e.Payload)
+			spec, err := decodeDeploySpec(e.Payload)
 			if err != nil {
 				break // refused when applied
 			}
@@ -653,7 +653,7 @@ func (f *FSM) deploy(l *raft.Log, e *Envelope, ld *loadedModule) (*Result, error
 	ctx := context.Background()
 	p, err := ld.p, ld.err
 	*ld = loadedModule{} // p is ours now
-	spec, serr := DecodeDeploySpec(e.Payload)
+	spec, serr := decodeDeploySpec(e.Payload)
 	if serr != nil {
 		if p != nil {
 			p.close(ctx)
@@ -886,7 +886,8 @@ func (f *FSM) AppliedSignal() (uint64, <-chan struct{}) {
 }
 
 // Plugin returns the active plugin called name, or nil. To run its code on
-// the state, take both with pluginView.
+// the state, use Query, which takes both as of the same point in the log
+// (pluginView).
 func (f *FSM) Plugin(name string) *Plugin {
 	return (*f.plugins.Load())[name]
 }

@@ -54,7 +54,7 @@ type SetLimitsSpec struct {
 // isWasm reports whether b begins as a WebAssembly binary does.
 func isWasm(b []byte) bool { return len(b) > 0 && b[0] == 0 }
 
-func DecodeDeploySpec(payload []byte) (DeploySpec, error) {
+func decodeDeploySpec(payload []byte) (DeploySpec, error) {
 	if isWasm(payload) {
 		return DeploySpec{Wasm: payload, Limits: plugin.DefaultLimits(), Force: true}, nil
 	}
@@ -65,6 +65,7 @@ func DecodeDeploySpec(payload []byte) (DeploySpec, error) {
 	return s, nil
 }
 
+// Encode encodes the payload of a deploy entry.
 func (s *DeploySpec) Encode() []byte {
 	b, err := abi.Marshal(s)
 	if err != nil { // plain data: cannot happen

@@ -76,7 +76,7 @@ func (f *FSM) applyStopped(logs []*raft.Log) []any {
 			if l.Type != raft.LogCommand {
 				continue
 			}
-			if e, err := DecodeEnvelope(l.Data); err == nil && e.Kind == KindQuarantine && e.Plugin == f.failedPlugin {
+			if e, err := decodeEnvelope(l.Data); err == nil && e.Kind == KindQuarantine && e.Plugin == f.failedPlugin {
 				return f.recoverBatch(len(logs))
 			}
 		}
