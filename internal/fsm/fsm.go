@@ -38,8 +38,8 @@ type Plugin struct {
 	inst  applier
 	pool  querier
 	since uint64 // log index of the deploy entry
-	// quarantined: its commands and queries are refused (QuarantinePlugin)
-	// until a module is deployed again. Set on the FSM goroutine before the
+	// quarantined: its commands and queries are refused (host's
+	// Node.QuarantinePlugin) until a module is deployed again. Set on the FSM goroutine before the
 	// plugin is published, never changed after.
 	quarantined bool
 }
@@ -815,7 +815,7 @@ func (f *FSM) removePlugin(e *Envelope) *Result {
 	}
 	if f.Plugin(e.Plugin) == nil {
 		// A plugin removed earlier with its state kept: drop_state deletes
-		// the state (see Node.RemovePlugin).
+		// the state (see host's Node.RemovePlugin).
 		if _, ok := f.store.Lookup(e.Plugin); ok && req.DropState && ValidPluginName(e.Plugin) == nil {
 			f.store.Drop(e.Plugin)
 			return &Result{}

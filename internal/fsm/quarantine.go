@@ -15,20 +15,20 @@ import (
 // apply anything after it, and a restart replays it and stops again.
 //
 // The way out is a host-level entry that quarantines the plugin. A stopped
-// leader keeps its leadership (see host's Node.handOverFailed), so the cluster
-// still commits entries, and a stopped FSM keeps the entries Raft hands it
-// after the failed one instead of applying them. When a quarantine entry
-// for the plugin whose entry failed arrives, the FSM applies that entry as
-// refused (ErrQuarantined: nothing it wrote is kept), marks the plugin
-// quarantined, and applies the entries it kept: commands for the
-// quarantined plugin are refused, everything else is applied as usual.
-// The node is applying again; the plugin stays quarantined (its commands
-// and queries refused) until a module is deployed for it again, which is
-// how a fixed plugin (or the same one with smaller limits) goes back into
-// service. Every stopped node does the same from the same log: a node
-// restarted before it recovered replays the entry, stops, and recovers at
-// the quarantine entry the same way. After recovering, a node takes a
-// snapshot, so that later restarts do not replay the failed entry at all.
+// leader keeps its leadership (see host's Node.handOverFailed), so the
+// cluster still commits entries, and a stopped FSM keeps the entries Raft
+// hands it after the failed one instead of applying them. When a quarantine
+// entry for the plugin whose entry failed arrives, the FSM applies that
+// entry as refused (ErrQuarantined: nothing it wrote is kept), marks the
+// plugin quarantined, and applies the entries it kept: commands for the
+// quarantined plugin are refused, everything else is applied as usual. The
+// node is applying again; the plugin stays quarantined (its commands and
+// queries refused) until a module is deployed for it again, which is how a
+// fixed plugin (or the same one with smaller limits) goes back into service.
+// Every stopped node does the same from the same log: a node restarted
+// before it recovered replays the entry, stops, and recovers at the
+// quarantine entry the same way. After recovering, a node takes a snapshot,
+// so that later restarts do not replay the failed entry at all.
 //
 // Why this rather than a node option that skips an index: the quarantine
 // is in the log, so every node (and every node that joins later) applies

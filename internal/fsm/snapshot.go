@@ -240,7 +240,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		f.trustChanged(h.Applied)
 	} else {
 		// A restart restores the node's latest snapshot, which may be
-		// older than the trust list it had applied (trust.json). That
+		// older than the trust list it had applied (host's trust.json). That
 		// list is the committed one as of trustFloor, and the node needs
 		// it to hear from the members it names: one that joined after the
 		// snapshot may lead now, and the node learns the commit index,
