@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/abi"
-	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 )
 
 // Member addresses. Raft's configuration knows each member's Raft (SSH)
@@ -34,7 +34,7 @@ type memberAddresses struct {
 }
 
 func (m memberAddresses) validate() error {
-	if err := transport.ValidateNodeID(m.NodeID); err != nil {
+	if err := trust.ValidateNodeID(m.NodeID); err != nil {
 		return fmt.Errorf("%w: addresses: %w", ErrInvalid, err)
 	}
 	if m.API != "" {

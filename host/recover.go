@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 )
 
 // PeersFile is the quorum-loss recovery file: when a node starts and finds
@@ -36,7 +36,7 @@ func (n *Node) recoverFromPeersFile(rc *raft.Config, logs raft.LogStore, snaps r
 	}
 	// RecoverCluster replays the log into the FSM it is given and leaves
 	// that FSM unusable: give it a scratch one, with a trust list of its own.
-	scratch := newFSM(n.log, n.rt, &transport.Trust{}, 1, func(raft.Configuration) {})
+	scratch := newFSM(n.log, n.rt, &trust.Trust{}, 1, func(raft.Configuration) {})
 	scratch.natives, scratch.metrics = n.cfg.natives, n.metrics
 	err = raft.RecoverCluster(rc, scratch, logs, n.logStore, snaps, n.ntrans, conf)
 	scratch.close()

@@ -9,7 +9,7 @@ import (
 	"slices"
 
 	"github.com/raftkv/raftkv/host/logstore"
-	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 )
 
 // trustFile caches the replicated trust list in the data directory. A
@@ -120,9 +120,9 @@ func (n *Node) loadTrust() error {
 	if err := json.Unmarshal(data, &c); err != nil {
 		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
 	}
-	var entries []transport.Entry
+	var entries []trust.Entry
 	for _, l := range c.Trust {
-		e, err := transport.ParseTrustLine(l)
+		e, err := trust.ParseTrustLine(l)
 		if err != nil {
 			return fmt.Errorf("raftkv: %s: %w", trustFile, err)
 		}
@@ -160,7 +160,7 @@ func FormerMember(dataDir, nodeID string) []string {
 	}
 	var others []string
 	for _, l := range c.Trust {
-		e, err := transport.ParseTrustLine(l)
+		e, err := trust.ParseTrustLine(l)
 		if err == nil && e.NodeID != nodeID && !slices.Contains(others, e.NodeID) {
 			others = append(others, e.NodeID)
 		}

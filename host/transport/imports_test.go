@@ -25,7 +25,10 @@ type layer struct {
 
 var layers = []layer{
 	{dir: "host/transport", forbidden: []string{"github.com/tetratelabs/wazero", "github.com/raftkv/raftkv/"},
-		why: "the transport imports no wazero, no abi and nothing else of raftkv"},
+		allowed: []string{"github.com/raftkv/raftkv/host/trust"},
+		why:     "the transport imports no wazero, no abi and nothing of raftkv but the trust list (host/trust)"},
+	{dir: "host/trust", forbidden: []string{"github.com/raftkv/raftkv/"},
+		why: "the trust list imports nothing of raftkv: the transport and the node import it, not the other way round"},
 	{dir: "host", deep: true, forbidden: []string{"github.com/raftkv/raftkv/plugins/sdk"},
 		why: "the server does not import guest code (internal/sdknative bridges them for benchmarks)"},
 	{dir: "cmd", deep: true, forbidden: []string{"github.com/raftkv/raftkv/plugins/sdk"},
