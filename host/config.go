@@ -3,7 +3,6 @@ package host
 import (
 	"errors"
 	"fmt"
-	"github.com/hashicorp/raft"
 	"log/slog"
 	"maps"
 	"net"
@@ -11,10 +10,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/raftkv/raftkv/host/datadir"
 	"github.com/raftkv/raftkv/host/logstore"
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 )
 
 // The Raft log and stable store of a data directory (see host/logstore).
@@ -140,7 +142,7 @@ func DefaultConfig() Config {
 
 // Validate reports the first configuration error.
 func (c *Config) Validate() error {
-	if err := transport.ValidateNodeID(c.NodeID); err != nil {
+	if err := trust.ValidateNodeID(c.NodeID); err != nil {
 		return fmt.Errorf("raftkv: NodeID: %w", err)
 	}
 	if c.DataDir == "" {

@@ -37,10 +37,14 @@
 // Membership and trust: membership.go (Join, Remove, Trust, hand-over),
 // joinsafety.go (what a membership change must satisfy), addresses.go
 // (members' replicated HTTP addresses), peerauth.go (who may send Raft
-// RPCs), truststore.go (the trust list cached on disk for restarts).
+// RPCs), vouch.go (a voter that missed joins learns the current voters),
+// truststore.go (the node's reads and writes of trust.json). The trust list
+// itself (keys bound to node IDs, its two sources, revocation, the
+// trust.json format and the trust floor) is package host/trust.
 //
 // Observability: metrics.go (Prometheus), status.go (every member's status).
 //
-// Splitting the rest of this package by concern (cluster, trust, …, as
-// issue 12 sketches) is still to do.
+// Splitting the rest of this package by concern (cluster, …, as issue 12
+// sketches) is still to do; the trust list (host/trust) and the state
+// machine (internal/fsm) are done.
 package host

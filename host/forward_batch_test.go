@@ -179,11 +179,22 @@ func TestForwardedWritesDuringClose(t *testing.T) {
 			errs <- err
 		})
 	}
+	count0, _ := histogram(t, n, "raftkv_forward_batch_writes")
 	close(start)
-	time.Sleep(5 * time.Millisecond)
+	// Close as soon as a forwarded request is under way (it is counted as
+	// it is sent), the other writes waiting behind it.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Microsecond) {
+		if count, _ := histogram(t, n, "raftkv_forward_batch_writes"); count > count0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no write was forwarded in 10 s")
+		}
+	}
+	answered := len(errs)
 	t0 := time.Now()
 	c.Stop(f)
-	t.Logf("closed in %v", time.Since(t0))
+	t.Logf("closed in %v, with %d of %d writes answered when Close began", time.Since(t0), answered, writes)
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {

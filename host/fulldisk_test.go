@@ -55,6 +55,7 @@ func TestFollowerFullDiskCatchesUp(t *testing.T) {
 	}
 
 	// Writers keep the leader's replication to n3 busy throughout.
+	applied0 := f.Node.Stats().AppliedIndex
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	value := strings.Repeat("v", 512)
@@ -80,7 +81,8 @@ func TestFollowerFullDiskCatchesUp(t *testing.T) {
 		}
 		wg.Wait()
 	}()
-	time.Sleep(time.Second)
+	cluster.Poll(t, 20*time.Second, func() bool { return f.Node.Stats().AppliedIndex >= applied0+100 },
+		"n3 applied no 100 entries of the writers")
 
 	// Fill n3's disk until its log store fails, keep writing, then free
 	// it; three times.
@@ -89,13 +91,16 @@ func TestFollowerFullDiskCatchesUp(t *testing.T) {
 		fill(t, filler)
 		cluster.Poll(t, 20*time.Second, func() bool { return f.Node.Degraded() != "" },
 			"round %d: n3's log store never failed on its full disk", round)
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(300 * time.Millisecond) // writes go on while n3's appends fail
 		if err := os.Remove(filler); err != nil {
 			t.Fatal(err)
 		}
+		last := l.Node.Stats().LastIndex
 		cluster.Poll(t, 20*time.Second, func() bool { return f.Node.Degraded() == "" },
 			"round %d: n3 took no entry after its disk had room again (%s): %s", round, usage(mnt), f.Node.Degraded())
-		time.Sleep(2 * time.Second)
+		// The next round starts once n3 has what it missed.
+		cluster.Poll(t, 30*time.Second, func() bool { return f.Node.Stats().AppliedIndex >= last },
+			"round %d: n3 did not catch up with the leader's last index %d when its disk had room again", round, last)
 	}
 	close(stop)
 	wg.Wait()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/raftkv/raftkv/host"
 	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 	"github.com/raftkv/raftkv/internal/cluster"
 )
 
@@ -78,7 +79,7 @@ func TestJoinRefusesUnreachableVoters(t *testing.T) {
 		}
 		id := fmt.Sprintf("ghost%d", i)
 		_, err = c.Leader().Node.Join(ctx, host.JoinRequest{
-			NodeID: id, Address: fmt.Sprintf("127.0.4.%d:9", 30+i), PublicKey: transport.TrustLine(key.PublicKey(), id),
+			NodeID: id, Address: fmt.Sprintf("127.0.4.%d:9", 30+i), PublicKey: trust.TrustLine(key.PublicKey(), id),
 		})
 		if !errors.Is(err, host.ErrInvalid) {
 			t.Errorf("joining %s: %v, want a refusal", id, err)

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/raftkv/raftkv/abi"
-	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 	"github.com/raftkv/raftkv/internal/fsm"
 )
 
@@ -86,7 +86,7 @@ func (n *Node) Join(ctx context.Context, req JoinRequest) (JoinResponse, error) 
 }
 
 func (n *Node) joinLocal(ctx context.Context, req JoinRequest) (JoinResponse, error) {
-	if err := transport.ValidateNodeID(req.NodeID); err != nil {
+	if err := trust.ValidateNodeID(req.NodeID); err != nil {
 		return JoinResponse{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if req.Address == "" {
@@ -305,7 +305,7 @@ func (n *Node) revoke(ctx context.Context, nodeID string) error {
 // hasReplicatedKey reports whether the replicated trust list has a key for
 // nodeID.
 func (n *Node) hasReplicatedKey(nodeID string) bool {
-	return slices.ContainsFunc(n.trust.Entries(), func(e transport.Entry) bool { return e.NodeID == nodeID })
+	return slices.ContainsFunc(n.trust.Entries(), func(e trust.Entry) bool { return e.NodeID == nodeID })
 }
 
 // Trust authorises a node's public key on every member, through the log, and
@@ -341,7 +341,7 @@ func (n *Node) Trust(ctx context.Context, nodeID, line string) ([]string, error)
 // The replicated list replaces them once the node has caught up.
 func (n *Node) AcceptTrust(lines []string) error {
 	for _, l := range lines {
-		e, err := transport.ParseTrustLine(l)
+		e, err := trust.ParseTrustLine(l)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
@@ -360,7 +360,7 @@ func (n *Node) trustLocal(ctx context.Context, nodeID, line string) error {
 	if nodeID == "" {
 		nodeID = comment
 	}
-	if err := transport.ValidateNodeID(nodeID); err != nil {
+	if err := trust.ValidateNodeID(nodeID); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if n.replicatedTrust(nodeID, key) {

@@ -22,6 +22,7 @@ import (
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/raftauth"
 	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 	"github.com/raftkv/raftkv/internal/fsm"
 )
 
@@ -36,7 +37,7 @@ type Node struct {
 	log    *slog.Logger
 	lock   *datadir.Lock
 	signer ssh.Signer
-	trust  *transport.Trust
+	trust  *trust.Trust
 
 	rt           *plugin.Runtime
 	fsm          *fsm.FSM
@@ -127,7 +128,7 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	// n is not the named result: "return nil, err" must not nil it before
 	// the closers below, which use it, run.
-	n := &Node{cfg: cfg, log: log, lock: lock, peers: map[string]string{}, shutdown: make(chan struct{}), raftUp: make(chan struct{}), trust: &transport.Trust{}}
+	n := &Node{cfg: cfg, log: log, lock: lock, peers: map[string]string{}, shutdown: make(chan struct{}), raftUp: make(chan struct{}), trust: &trust.Trust{}}
 	n.stopCtx, n.endStop = context.WithCancel(context.Background())
 	n.forwarder.n = n
 	var closers []func()
@@ -142,7 +143,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if n.signer, err = transport.LoadOrCreateKey(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	if err := n.trust.LoadAuthorizedKeys(filepath.Join(cfg.DataDir, transport.AuthorizedKeysFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := n.trust.LoadAuthorizedKeys(filepath.Join(cfg.DataDir, trust.AuthorizedKeysFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
 	if err := n.loadTrust(); err != nil {
@@ -375,7 +376,7 @@ func (n *Node) Address() string { return n.cfg.advertise() }
 func (n *Node) PublicKey() ssh.PublicKey { return n.signer.PublicKey() }
 
 // TrustLine returns the node's authorized_keys line, "ssh-ed25519 AAAA… <id>".
-func (n *Node) TrustLine() string { return transport.TrustLine(n.signer.PublicKey(), n.cfg.NodeID) }
+func (n *Node) TrustLine() string { return trust.TrustLine(n.signer.PublicKey(), n.cfg.NodeID) }
 
 func (n *Node) setPeers(c raft.Configuration) {
 	n.peersMu.Lock()

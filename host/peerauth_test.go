@@ -13,6 +13,7 @@ import (
 
 	"github.com/raftkv/raftkv/host"
 	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/internal/evilpeer"
 )
@@ -193,7 +194,7 @@ func TestNonMemberRaftRefused(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := leader.Node.Trust(ctx, "", transport.TrustLine(key.PublicKey(), "ghost")); err != nil {
+	if _, err := leader.Node.Trust(ctx, "", trust.TrustLine(key.PublicKey(), "ghost")); err != nil {
 		t.Fatal(err)
 	}
 	p := attacker(t, key, "ghost", target)
@@ -288,7 +289,7 @@ func TestPendingJoinHearsOnlyTheVoters(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if _, err := leader.Node.Trust(ctx, "", transport.TrustLine(key.PublicKey(), "ghost")); err != nil {
+	if _, err := leader.Node.Trust(ctx, "", trust.TrustLine(key.PublicKey(), "ghost")); err != nil {
 		t.Fatal(err)
 	}
 	lines, err := leader.Node.Trust(ctx, "", pending.Node.TrustLine())

@@ -10,6 +10,7 @@ import (
 	"github.com/raftkv/raftkv/host"
 	"github.com/raftkv/raftkv/host/peerrpc"
 	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/internal/evilpeer"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
@@ -41,7 +42,7 @@ func adminCalls(t *testing.T, victim string) map[string]map[string]any {
 		t.Fatal(err)
 	}
 	return map[string]map[string]any{
-		"trust":         {"id": "intruder", "key": transport.TrustLine(key.PublicKey(), "intruder")},
+		"trust":         {"id": "intruder", "key": trust.TrustLine(key.PublicKey(), "intruder")},
 		"remove":        {"id": victim},
 		"deploy":        {"plugin": "evil", "wasm": kvwasm.Module},
 		"remove-plugin": {"plugin": "kv", "drop": true},
@@ -61,7 +62,7 @@ func TestTrustedKeyCanOnlyJoinItself(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := leader.Node.Trust(ctx, "", transport.TrustLine(key.PublicKey(), "ghost")); err != nil {
+	if _, err := leader.Node.Trust(ctx, "", trust.TrustLine(key.PublicKey(), "ghost")); err != nil {
 		t.Fatal(err)
 	}
 	p := attacker(t, key, "ghost", leader)
@@ -125,7 +126,7 @@ func TestNonVoterCannotAdminister(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, msg := rawCall(t, p, "trust", map[string]any{"key": transport.TrustLine(key.PublicKey(), "n9"), "token": token})
+	code, msg := rawCall(t, p, "trust", map[string]any{"key": trust.TrustLine(key.PublicKey(), "n9"), "token": token})
 	if code != 0 {
 		t.Errorf("trust with the token: code %d (%s)", code, msg)
 	}
@@ -133,7 +134,7 @@ func TestNonVoterCannotAdminister(t *testing.T) {
 	// its configured token.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := nv.Node.Trust(ctx, "", transport.TrustLine(key.PublicKey(), "n9")); err != nil {
+	if _, err := nv.Node.Trust(ctx, "", trust.TrustLine(key.PublicKey(), "n9")); err != nil {
 		t.Errorf("Trust on the non-voter: %v", err)
 	}
 	for _, m := range c.Members {
@@ -159,7 +160,7 @@ func TestForwardedAdminNeedsTokenFromNonVoter(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := nv.Node.Trust(ctx, "", transport.TrustLine(key.PublicKey(), "n9")); !errors.Is(err, host.ErrForbidden) {
+	if _, err := nv.Node.Trust(ctx, "", trust.TrustLine(key.PublicKey(), "n9")); !errors.Is(err, host.ErrForbidden) {
 		t.Errorf("Trust on a non-voter without a token: %v, want ErrForbidden", err)
 	}
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 	"github.com/raftkv/raftkv/internal/fsm"
 )
 
@@ -38,7 +38,7 @@ func (n *Node) recoverFromPeersFile(rc *raft.Config, logs raft.LogStore, snaps r
 	// RecoverCluster replays the log into the FSM it is given and leaves
 	// that FSM unusable: give it a scratch one, with a trust list of its own.
 	scratch := fsm.New(fsm.Config{
-		Log: n.log, Runtime: n.rt, Trust: &transport.Trust{}, QueryInstances: 1, Natives: n.cfg.natives,
+		Log: n.log, Runtime: n.rt, Trust: &trust.Trust{}, QueryInstances: 1, Natives: n.cfg.natives,
 		OnPeers: func(raft.Configuration) {}, Metrics: n.metrics.fsm,
 	})
 	err = raft.RecoverCluster(rc, scratch, logs, n.logStore, snaps, n.ntrans, conf)

@@ -11,7 +11,7 @@ import (
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/abi/mp"
 	"github.com/raftkv/raftkv/host/peerrpc"
-	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 	"github.com/raftkv/raftkv/internal/fsm"
 )
 
@@ -206,7 +206,7 @@ func (*removeRPC) method() peerrpc.Method     { return peerrpc.Remove }
 func (r *removeRPC) subject() string          { return r.NodeID }
 func (r *removeRPC) marshal() ([]byte, error) { return msgpack.Marshal(r) }
 func (r *removeRPC) unmarshal(b []byte) error { return decodeStrict(b, r) }
-func (r *removeRPC) validate() error          { return transport.ValidateNodeID(r.NodeID) }
+func (r *removeRPC) validate() error          { return trust.ValidateNodeID(r.NodeID) }
 
 // trustRPC asks the leader to trust a key (answer: the replicated trust
 // lines).

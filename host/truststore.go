@@ -1,35 +1,16 @@
 package host
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 
 	"github.com/raftkv/raftkv/host/logstore"
-	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 )
 
-// trustFile caches the replicated trust list in the data directory. A
-// restarted node must accept its peers' connections before Raft can replay
-// the log (which is where the list comes from), so the last list it applied
-// is kept on disk.
-const trustFile = "trust.json"
-
-// trustTempPattern names the temporary files trust.json is written through
-// (os.CreateTemp); one left by a crash is removed at the next start.
-const trustTempPattern = trustFile + ".*.tmp"
-
-type trustCache struct {
-	Trust   []string `json:"trust"`   // authorized_keys lines with the node ID as comment
-	Revoked []string `json:"revoked"` // node IDs whose keys are refused
-	// Index is the log index the list is as of (absent in files of
-	// earlier versions: 0). A restart that restores an older snapshot
-	// keeps this list (fsm.trustFloor).
-	Index uint64 `json:"index,omitempty"`
-}
+// The node's side of the trust list's cache, trust.json: the format, and why
+// it records a log index, are package trust's (host/trust/cache.go).
 
 // saveTrust is the FSM's hook for trust changes. An entry cannot fail because
 // a local file could not be written, so the error is logged: the node keeps
@@ -41,95 +22,31 @@ func (n *Node) saveTrust(index uint64) {
 	}
 }
 
-// writeTrust writes the current trust list to trust.json, atomically and
-// durably: a temporary file in the data directory is written and synced,
-// renamed over trust.json, and the directory synced. The list is read under
-// the lock, so the last writer writes the latest list.
-func (n *Node) writeTrust(index uint64) (err error) {
+// writeTrust writes the current trust list, as of index, to trust.json
+// (trust.WriteCache: atomic and durable). The list is read under the lock,
+// so the last writer writes the latest list.
+func (n *Node) writeTrust(index uint64) error {
 	n.trustFileMu.Lock()
 	defer n.trustFileMu.Unlock()
-	c := trustCache{Trust: []string{}, Revoked: n.trust.Revoked(), Index: index}
-	for _, e := range n.trust.Entries() {
-		c.Trust = append(c.Trust, e.String())
-	}
-	data, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
-	}
-	f, err := os.CreateTemp(n.cfg.DataDir, trustTempPattern)
-	if err != nil {
-		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
-	}
-	if err = os.Rename(f.Name(), filepath.Join(n.cfg.DataDir, trustFile)); err != nil {
-		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
-	}
-	if err := syncDir(n.cfg.DataDir); err != nil {
-		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
+	c := trust.Cache{Entries: n.trust.Entries(), Revoked: n.trust.Revoked(), Index: index}
+	if err := trust.WriteCache(n.cfg.DataDir, c); err != nil {
+		return fmt.Errorf("raftkv: %w", err)
 	}
 	return nil
 }
 
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// loadTrust reads the cached trust list, if there is one, and removes the
-// temporary files of writes a crash interrupted.
+// loadTrust reads the cached trust list, if there is one, into n.trust, and
+// removes the temporary files of writes a crash interrupted.
 func (n *Node) loadTrust() error {
-	leftovers, err := filepath.Glob(filepath.Join(n.cfg.DataDir, trustTempPattern))
+	c, ok, err := trust.ReadCache(n.cfg.DataDir)
 	if err != nil {
-		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
+		return fmt.Errorf("raftkv: %w", err)
 	}
-	for _, p := range leftovers {
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("raftkv: removing an interrupted write of %s: %w", trustFile, err)
-		}
-	}
-	data, err := os.ReadFile(filepath.Join(n.cfg.DataDir, trustFile))
-	if errors.Is(err, os.ErrNotExist) {
+	if !ok {
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
-	}
-	var c trustCache
-	if err := json.Unmarshal(data, &c); err != nil {
-		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
-	}
-	var entries []transport.Entry
-	for _, l := range c.Trust {
-		e, err := transport.ParseTrustLine(l)
-		if err != nil {
-			return fmt.Errorf("raftkv: %s: %w", trustFile, err)
-		}
-		entries = append(entries, e)
-	}
-	if err := n.trust.Set(entries); err != nil {
-		return fmt.Errorf("raftkv: %s: %w", trustFile, err)
+	if err := n.trust.Set(c.Entries); err != nil {
+		return fmt.Errorf("raftkv: %s: %w", trust.CacheFile, err)
 	}
 	for _, id := range c.Revoked {
 		n.trust.Revoke(id)
@@ -150,20 +67,5 @@ func FormerMember(dataDir, nodeID string) []string {
 			return nil
 		}
 	}
-	data, err := os.ReadFile(filepath.Join(dataDir, trustFile))
-	if err != nil {
-		return nil
-	}
-	var c trustCache
-	if json.Unmarshal(data, &c) != nil {
-		return nil
-	}
-	var others []string
-	for _, l := range c.Trust {
-		e, err := transport.ParseTrustLine(l)
-		if err == nil && e.NodeID != nodeID && !slices.Contains(others, e.NodeID) {
-			others = append(others, e.NodeID)
-		}
-	}
-	return others
+	return trust.CachedPeers(dataDir, nodeID)
 }

@@ -17,7 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/raftkv/raftkv/host"
-	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 	"github.com/raftkv/raftkv/internal/cluster"
 )
 
@@ -34,7 +34,7 @@ func trustLines(t testing.TB, prefix string, n int) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lines = append(lines, transport.TrustLine(key, fmt.Sprintf("%s%d", prefix, i)))
+		lines = append(lines, trust.TrustLine(key, fmt.Sprintf("%s%d", prefix, i)))
 	}
 	return lines
 }

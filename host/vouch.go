@@ -13,7 +13,7 @@ import (
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/abi/mp"
 	"github.com/raftkv/raftkv/host/peerrpc"
-	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 )
 
 // A voter that was down while members joined (or were promoted) knows
@@ -154,7 +154,7 @@ func (n *Node) askVotersOf(addr string, body []byte) (votersAnswer, error) {
 // (servers) lacks as voters, and takes Raft RPCs from them.
 func (n *Node) takeVouched(from string, servers []raft.Server, a votersAnswer) error {
 	vouched := map[string]string{}
-	var entries []transport.Entry
+	var entries []trust.Entry
 	revoked := n.trust.Revoked()
 	for _, v := range a.Voters {
 		if v.ID == n.cfg.NodeID || slices.ContainsFunc(servers, func(s raft.Server) bool {
@@ -168,7 +168,7 @@ func (n *Node) takeVouched(from string, servers []raft.Server, a votersAnswer) e
 			return fmt.Errorf("it names %q, whose removal this node applied", v.ID)
 		}
 		for _, l := range v.Trust {
-			e, err := transport.ParseTrustLine(l)
+			e, err := trust.ParseTrustLine(l)
 			if err != nil {
 				return err
 			}

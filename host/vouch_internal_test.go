@@ -10,7 +10,7 @@ import (
 	"github.com/hashicorp/raft"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 )
 
 // TestVouchRefusesARemovedNode: a voter of this node's configuration that
@@ -26,7 +26,7 @@ func TestVouchRefusesARemovedNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &Node{cfg: Config{NodeID: "n3"}, trust: &transport.Trust{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	n := &Node{cfg: Config{NodeID: "n3"}, trust: &trust.Trust{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	n.trust.Revoke("n2") // this node applied n2's removal
 	servers := []raft.Server{
 		{Suffrage: raft.Voter, ID: "n1", Address: "127.0.0.1:1"},
@@ -34,7 +34,7 @@ func TestVouchRefusesARemovedNode(t *testing.T) {
 	}
 	answer := votersAnswer{Voters: []vouchedVoter{
 		{ID: "n1", Address: "127.0.0.1:1"},
-		{ID: "n2", Address: "127.0.0.1:2", Trust: []string{transport.Entry{NodeID: "n2", Key: key}.String()}},
+		{ID: "n2", Address: "127.0.0.1:2", Trust: []string{trust.Entry{NodeID: "n2", Key: key}.String()}},
 	}}
 	if err := n.takeVouched("n1", servers, answer); err == nil {
 		t.Error("a voucher naming a removed node was taken")
@@ -47,7 +47,7 @@ func TestVouchRefusesARemovedNode(t *testing.T) {
 	}
 
 	// The same answer to a node that has not seen n2 leave is taken.
-	m := &Node{cfg: Config{NodeID: "n3"}, trust: &transport.Trust{}, log: n.log}
+	m := &Node{cfg: Config{NodeID: "n3"}, trust: &trust.Trust{}, log: n.log}
 	if err := m.takeVouched("n1", servers, answer); err != nil {
 		t.Fatal(err)
 	}

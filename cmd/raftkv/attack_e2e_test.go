@@ -20,6 +20,7 @@ import (
 
 	"github.com/raftkv/raftkv/host/peerrpc"
 	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 	"github.com/raftkv/raftkv/internal/evilpeer"
 )
 
@@ -167,7 +168,7 @@ func TestPeerAttacksE2E(t *testing.T) {
 		// /v1/cluster/trust leaves it before the join) may call nothing but
 		// a join of its own ID.
 		ghostKey := newKey(t)
-		trustLine(t, l, transport.TrustLine(ghostKey.PublicKey(), "ghost"))
+		trustLine(t, l, trust.TrustLine(ghostKey.PublicKey(), "ghost"))
 		ghost := attacker(t, ghostKey, "ghost", l)
 		waitAdmitted(t, ghost)
 		calls := adminCalls(t, victim.id)
@@ -256,8 +257,8 @@ func TestPeerAttacksE2E(t *testing.T) {
 			t.Errorf("intruder became a member")
 		}
 		// Trusting ghost's key again changes nothing and answers the list.
-		if trust := trustLine(t, l2, transport.TrustLine(ghostKey.PublicKey(), "ghost")); strings.Contains(trust, "intruder") {
-			t.Errorf("the intruder's key is listed: %s", trust)
+		if listed := trustLine(t, l2, trust.TrustLine(ghostKey.PublicKey(), "ghost")); strings.Contains(listed, "intruder") {
+			t.Errorf("the intruder's key is listed: %s", listed)
 		}
 		plugins := mustHTTP(t, 200, "GET", l2.url()+"/v1/plugins", nil).body
 		if strings.Contains(plugins, `"evil"`) || !strings.Contains(plugins, `"kv"`) {
@@ -313,7 +314,7 @@ func TestPeerAttacksE2E(t *testing.T) {
 		// Three ghost voters: keys trusted, nobody running them.
 		for i := range 3 {
 			id := fmt.Sprintf("ghost%d", i)
-			line := transport.TrustLine(newKey(t).PublicKey(), id)
+			line := trust.TrustLine(newKey(t).PublicKey(), id)
 			if i == 2 { // the key sent with the join
 				body, _ := json.Marshal(map[string]string{"id": id, "address": deadAddr(4 + i), "public_key": line})
 				if r, err := doHTTP("POST", l.url()+"/v1/cluster/join", body, "Content-Type", "application/json"); err != nil || r.status != 400 {
@@ -608,7 +609,7 @@ func leaderCall(t *testing.T, c e2eCluster, key ssh.Signer, as, method string, r
 // of which would change the cluster if it were served.
 func adminCalls(t *testing.T, victim string) map[string]map[string]any {
 	return map[string]map[string]any{
-		"trust":         {"id": "intruder", "key": transport.TrustLine(newKey(t).PublicKey(), "intruder")},
+		"trust":         {"id": "intruder", "key": trust.TrustLine(newKey(t).PublicKey(), "intruder")},
 		"remove":        {"id": victim},
 		"deploy":        {"plugin": "evil", "wasm": []byte("\x00asm\x01\x00\x00\x00")},
 		"remove-plugin": {"plugin": "kv", "drop": true},

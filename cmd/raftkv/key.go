@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 )
 
 func runKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -24,7 +25,7 @@ func runKey(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *nodeID == "" {
 		*nodeID = defaultNodeID()
 	}
-	if err := transport.ValidateNodeID(*nodeID); err != nil {
+	if err := trust.ValidateNodeID(*nodeID); err != nil {
 		return usagef("--node-id: %v", err)
 	}
 	if *dataDir == "" {
@@ -34,6 +35,6 @@ func runKey(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintln(stdout, transport.TrustLine(signer.PublicKey(), *nodeID))
+	_, err = fmt.Fprintln(stdout, trust.TrustLine(signer.PublicKey(), *nodeID))
 	return err
 }

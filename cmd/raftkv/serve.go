@@ -25,7 +25,7 @@ import (
 	"github.com/raftkv/raftkv/host/datadir"
 	"github.com/raftkv/raftkv/host/httpapi"
 	"github.com/raftkv/raftkv/host/plugin"
-	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 	"github.com/raftkv/raftkv/internal/buildinfo"
 	"github.com/raftkv/raftkv/internal/hostseam"
 	"github.com/raftkv/raftkv/internal/sdknative"
@@ -163,7 +163,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	if o.NodeID == "" {
 		o.NodeID = defaultNodeID()
 	}
-	if err := transport.ValidateNodeID(o.NodeID); err != nil {
+	if err := trust.ValidateNodeID(o.NodeID); err != nil {
 		return nil, usagef("--node-id: %v", err)
 	}
 	if o.DataDir == "" {
@@ -305,7 +305,7 @@ func defaultNodeID() string {
 		return "node1"
 	}
 	h, _, _ = strings.Cut(h, ".")
-	if h == "" || h == "localhost" || transport.ValidateNodeID(h) != nil {
+	if h == "" || h == "localhost" || trust.ValidateNodeID(h) != nil {
 		return "node1"
 	}
 	return h

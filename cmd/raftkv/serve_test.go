@@ -100,6 +100,9 @@ func TestDefaultAdvertise(t *testing.T) {
 // because it serves TLS itself), then restarts with the same command line and
 // rejoins from its data without calling join again.
 func TestServeJoinTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a two-node cluster: a system test (make test runs it)")
+	}
 	cert, key := selfSigned(t)
 	common := []string{"--tls-cert", cert, "--tls-key", key, "--ca-cert", cert, "--token", "tok"}
 	a := startInProcess(t, append([]string{"--node-id", "a"}, common...)...)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,7 +124,13 @@ func TestServeSIGTERMStoppedPeers(t *testing.T) {
 			start := time.Now()
 			l.cmd.Process.Signal(syscall.SIGTERM)
 			if second {
-				time.Sleep(100 * time.Millisecond) // the first signal's shutdown under way
+				// Once the first signal's shutdown is under way.
+				poll(t, 10*time.Second, "the shutdown after the first SIGTERM", func() error {
+					if !strings.Contains(l.log(l.starts), "shutting down") {
+						return errors.New(`no "shutting down" in the log`)
+					}
+					return nil
+				})
 				l.cmd.Process.Signal(syscall.SIGTERM)
 			}
 			select {

@@ -36,7 +36,8 @@
 // with the status and code that one function, classify, derives from the
 // host's sentinel errors, the plugin's result code or this package's own
 // checks. A success is reported only for a success: an error after a
-// streamed answer has started (a backup) aborts the connection.
+// streamed answer has started (a backup) aborts the connection. The answer
+// to each kind of error is in testdata/errors (TestErrorMapping).
 //
 // # Hot path
 //

@@ -2,12 +2,9 @@ package httpapi
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -16,74 +13,8 @@ import (
 
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/abi/mp"
-	"github.com/raftkv/raftkv/host"
 	"github.com/raftkv/raftkv/plugins/kv/kvstore"
 )
-
-func TestClassify(t *testing.T) {
-	remote := fmt.Errorf("raftkv: leader n1: %w", host.ErrNotLeader)
-	cases := []struct {
-		err        error
-		status     int
-		code       string
-		pluginCode int // -1: none
-	}{
-		{host.ErrNotLeader, 503, "not_leader", -1},
-		{remote, 503, "not_leader", -1},
-		{host.ErrNoLeader, 503, "no_leader", -1},
-		{host.ErrTimeout, 504, "timeout", -1},
-		{fmt.Errorf("%w: forwarding", host.ErrTimeout), 504, "timeout", -1},
-		{context.DeadlineExceeded, 504, "timeout", -1},
-		{context.Canceled, 504, "timeout", -1},
-		{host.ErrUnknownOutcome, 504, "unknown_outcome", -1},
-		{host.ErrUnknownPlugin, 404, "not_found", -1},
-		{host.ErrNotFound, 404, "not_found", -1},
-		{host.ErrInvalid, 400, "bad_request", -1},
-		{host.ErrCorruptSnapshot, 400, "bad_request", -1},
-		{host.ErrStopped, 503, "stopped", -1},
-		{host.ErrClosed, 503, "stopped", -1},
-		{&abi.Error{Code: abi.CodeBadRequest, Message: "m"}, 400, "bad_request", 1},
-		{&abi.Error{Code: abi.CodeNotFound}, 404, "not_found", 2},
-		{&abi.Error{Code: abi.CodeConflict}, 409, "conflict", 3},
-		{&abi.Error{Code: abi.CodeTooLarge}, 413, "too_large", 4},
-		{&abi.Error{Code: abi.CodeInternal}, 422, "plugin_error", 5},
-		{&abi.Error{Code: abi.CodeTrap}, 500, "trap", 6},
-		{&abi.Error{Code: abi.CodeOutOfFuel}, 422, "out_of_fuel", 9},
-		{&abi.Error{Code: abi.CodeNoResult}, 500, "internal", 7},
-		{&abi.Error{Code: abi.CodeReadOnly}, 500, "internal", 8},
-		{&abi.Error{Code: 63}, 500, "internal", 63},
-		{&abi.Error{Code: 64}, 422, "plugin_error", 64},
-		{&abi.Error{Code: 255}, 422, "plugin_error", 255},
-		{&abi.Error{Code: 256}, 500, "internal", 256}, // ABI.md: codes stop at 255
-		{&abi.Error{Code: 1 << 31}, 500, "internal", 1 << 31},
-		{abi.Result{Code: abi.CodeConflict, Data: []byte("key exists")}.Err(), 409, "conflict", 3},
-		{&http.MaxBytesError{Limit: 10}, 413, "too_large", -1},
-		{badRequest("x"), 400, "bad_request", -1},
-		{tooLarge("x"), 413, "too_large", -1},
-		{unsupportedMedia("text/plain", "json"), 415, "unsupported_media_type", -1},
-		{errUnauthorized, 401, "unauthorized", -1},
-		{errors.New("disk on fire"), 500, "internal", -1},
-	}
-	for _, c := range cases {
-		e := classify(c.err)
-		if e.status != c.status || e.code != c.code || e.fromPlugin != (c.pluginCode >= 0) || (e.fromPlugin && e.pluginCode != c.pluginCode) {
-			t.Errorf("classify(%v) = %d %s plugin=%v/%d; want %d %s %d", c.err, e.status, e.code, e.fromPlugin, e.pluginCode, c.status, c.code, c.pluginCode)
-		}
-		if e.message == "" && c.err.Error() != "" {
-			t.Errorf("classify(%v): no message", c.err)
-		}
-		w := httptest.NewRecorder()
-		e.write(w)
-		var body apiErr
-		if w.Code != c.status || json.Unmarshal(w.Body.Bytes(), &body) != nil || body.Error.Code != c.code {
-			t.Errorf("write(%v) = %d %s", c.err, w.Code, w.Body)
-		}
-	}
-	// The plugin's message is the message, without the Go error prefix.
-	if e := classify(&abi.Error{Code: abi.CodeConflict, Message: "key exists"}); e.message != "key exists" {
-		t.Errorf("message %q", e.message)
-	}
-}
 
 func TestJSONToMsgpack(t *testing.T) {
 	cases := []struct {

@@ -80,6 +80,10 @@ func TestInfoResults(t *testing.T) {
 		{name: "internal", code: "5", payload: hexOf("broken info"), refused: "broken info"},
 		{name: "no payload", code: "0", payload: "", refused: "not a MsgPack Info map"},
 		{name: "not a map", code: "0", payload: "a3616263", refused: "not a MsgPack Info map"}, // "abc"
+		// The payload is a guest's bytes: it goes through the validating
+		// decoder (abi.Unmarshal), as every decode of outside bytes does.
+		{name: "trailing bytes", code: "0", payload: "80c0", refused: "trailing bytes"},
+		{name: "nested too deep", code: "0", payload: "81a178" + strings.Repeat("91", 80) + "c0", refused: "deep"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			wasm := wasmbuild.Build(t, "./testdata/info", "-X main.code="+c.code, "-X main.payload="+c.payload)

@@ -500,7 +500,7 @@ func (in *Instance) Info(ctx context.Context) (abi.Info, error) {
 	if err := res.Err(); err != nil {
 		return info, err
 	}
-	if err := msgpack.Unmarshal(res.Data, &info); err != nil {
+	if err := abi.Unmarshal(res.Data, &info); err != nil {
 		return info, fmt.Errorf("raftkv_info payload is not a MsgPack Info map: %w", err)
 	}
 	return info, nil

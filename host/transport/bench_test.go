@@ -447,7 +447,12 @@ func BenchmarkCallDuringStream(b *testing.B) {
 			if streaming {
 				w, r := c.dialPair("a", "b")
 				stop := make(chan struct{})
-				go io.Copy(io.Discard, r)
+				flowing := make(chan error, 1)
+				go func() {
+					_, err := io.ReadFull(r, make([]byte, 1))
+					flowing <- err
+					io.Copy(io.Discard, r)
+				}()
 				go func() {
 					buf := make([]byte, 32<<20)
 					for {
@@ -462,7 +467,14 @@ func BenchmarkCallDuringStream(b *testing.B) {
 					}
 				}()
 				b.Cleanup(func() { close(stop); w.Close(); r.Close() })
-				time.Sleep(100 * time.Millisecond) // the stream is under way
+				select { // the stream is under way
+				case err := <-flowing:
+					if err != nil {
+						b.Fatalf("the stream: %v", err)
+					}
+				case <-time.After(10 * time.Second):
+					b.Fatal("no byte of the stream arrived in 10 s")
+				}
 			}
 			req := make([]byte, 100)
 			var worst time.Duration

@@ -7,18 +7,19 @@
 //
 // Every node has an ed25519 key in its data directory (LoadOrCreateKey,
 // files KeyFile and PublicKeyFile). It serves as the node's SSH host key and
-// as its client key. A Trust binds public keys to node IDs, from the
-// operator's authorized_keys file (the comment field of each line is the
-// node ID, see TrustLine) and from a replicated set the node maintains
-// through the Raft log (Set, Add, Remove, Revoke).
+// as its client key. A trust.Trust (package host/trust, the trust list)
+// binds public keys to node IDs, from the operator's authorized_keys file
+// (the comment field of each line is the node ID, see trust.TrustLine) and
+// from a replicated set the node maintains through the Raft log.
 //
 // A connection is accepted only when the client's user name is a node ID and
 // the key it proved in the handshake is bound to that ID: a trusted key of
 // node A cannot log in as node B. The dialling node asks Config.Resolve which
 // node it means to reach at an address and accepts the server only if the
 // server's host key is bound to that node. Keys are compared by their
-// marshalled bytes. When the Trust changes, live connections whose peer key
-// is no longer bound to the peer's node ID are closed.
+// marshalled bytes. When the Trust changes (trust.Trust.Changed), live
+// connections whose peer key is no longer bound to the peer's node ID are
+// closed.
 //
 // # Streams and RPCs
 //

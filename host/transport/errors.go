@@ -7,8 +7,9 @@ import (
 
 // Sentinel errors. Errors returned by this package wrap one of these (test
 // with errors.Is) unless they come from the operating system, the ssh
-// package or a context; a handler's error on the remote node comes back as
-// a *RemoteError.
+// package, package trust (a bad node ID: trust.ErrInvalidNodeID) or a
+// context; a handler's error on the remote node comes back as a
+// *RemoteError.
 var (
 	// ErrClosed is returned by Accept, Dial and Call once the Transport is
 	// closed.
@@ -25,19 +26,6 @@ var (
 	// key is not the key the Trust binds to the node ID Resolve returned for
 	// the address.
 	ErrHostKeyMismatch = errors.New("transport: host key mismatch")
-
-	// ErrInvalidNodeID is returned for an empty node ID or one that contains
-	// white space or control characters (node IDs are the comment field of
-	// an authorized_keys line and the SSH user name).
-	ErrInvalidNodeID = errors.New("transport: invalid node ID")
-
-	// ErrInvalidTrustLine is returned for an authorized_keys line that is
-	// not "<key-type> <base64-key> <node-id>".
-	ErrInvalidTrustLine = errors.New("transport: invalid trust line")
-
-	// ErrKeyConflict is returned when one public key would be bound to two
-	// node IDs.
-	ErrKeyConflict = errors.New("transport: key bound to another node")
 
 	// ErrInvalidKeyFile is returned by LoadOrCreateKey for a node key file
 	// that is not an unencrypted OpenSSH ed25519 private key readable only

@@ -14,6 +14,8 @@ import (
 	"github.com/hashicorp/raft"
 	"go.uber.org/goleak"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/raftkv/raftkv/host/trust"
 )
 
 func TestMain(m *testing.M) {
@@ -87,7 +89,7 @@ func (r *resolver) resolve(addr string) (string, bool) {
 type node struct {
 	id     string
 	signer ssh.Signer
-	trust  *Trust
+	trust  *trust.Trust
 	tr     *Transport
 	logs   *logBuffer
 	cfg    Config
@@ -105,15 +107,15 @@ type cluster struct {
 func newCluster(t testing.TB, mod func(*Config), ids ...string) *cluster {
 	t.Helper()
 	c := &cluster{t: t, res: &resolver{}, nodes: make(map[string]*node)}
-	var entries []Entry
+	var entries []trust.Entry
 	for _, id := range ids {
 		s := newSigner(t)
 		c.nodes[id] = &node{id: id, signer: s}
-		entries = append(entries, Entry{NodeID: id, Key: s.PublicKey()})
+		entries = append(entries, trust.Entry{NodeID: id, Key: s.PublicKey()})
 	}
 	for _, id := range ids {
 		n := c.nodes[id]
-		n.trust = &Trust{}
+		n.trust = &trust.Trust{}
 		if err := n.trust.Set(entries); err != nil {
 			t.Fatal(err)
 		}

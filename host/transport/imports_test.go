@@ -25,13 +25,16 @@ type layer struct {
 
 var layers = []layer{
 	{dir: "host/transport", forbidden: []string{"github.com/tetratelabs/wazero", "github.com/raftkv/raftkv/"},
-		why: "the transport imports no wazero, no abi and nothing else of raftkv"},
+		allowed: []string{"github.com/raftkv/raftkv/host/trust"},
+		why:     "the transport imports no wazero, no abi and nothing of raftkv but the trust list (host/trust)"},
+	{dir: "host/trust", forbidden: []string{"github.com/raftkv/raftkv/"},
+		why: "the trust list imports nothing of raftkv: the transport and the node import it, not the other way round"},
 	{dir: "host", deep: true, forbidden: []string{"github.com/raftkv/raftkv/plugins/sdk"},
 		why: "the server does not import guest code (internal/sdknative bridges them for benchmarks)"},
 	{dir: "cmd", deep: true, forbidden: []string{"github.com/raftkv/raftkv/plugins/sdk"},
 		why: "the server does not import guest code (internal/sdknative bridges them for benchmarks)"},
 	{dir: "internal/fsm", deep: true, forbidden: []string{"github.com/raftkv/raftkv/host", "github.com/raftkv/raftkv/plugins/sdk"},
-		allowed: []string{"github.com/raftkv/raftkv/host/plugin", "github.com/raftkv/raftkv/host/state", "github.com/raftkv/raftkv/host/transport"},
+		allowed: []string{"github.com/raftkv/raftkv/host/plugin", "github.com/raftkv/raftkv/host/state", "github.com/raftkv/raftkv/host/trust"},
 		why:     "the state machine is used by the node (package host), never the other way round; of host it imports only the plugin runtime, the state and the trust list, and no guest code"},
 	{dir: "abi", deep: true, forbidden: []string{"github.com/raftkv/raftkv/"}, allowed: []string{"github.com/raftkv/raftkv/abi"},
 		why: "the ABI imports no other raftkv package"},

@@ -10,27 +10,19 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"golang.org/x/crypto/ssh"
 )
 
-// File names inside a node's data directory.
+// File names inside a node's data directory (the trust list's are package
+// trust's: trust.AuthorizedKeysFile, trust.CacheFile).
 const (
 	// KeyFile holds the node's ed25519 private key in OpenSSH format, mode 0600.
 	KeyFile = "node_key"
 	// PublicKeyFile holds the node's public key as an authorized_keys line
-	// without a comment. TrustLine gives the line with the node ID.
+	// without a comment. trust.TrustLine gives the line with the node ID.
 	PublicKeyFile = "node_key.pub"
-	// AuthorizedKeysFile is the operator-managed trust file (see
-	// Trust.LoadAuthorizedKeys).
-	AuthorizedKeysFile = "authorized_keys"
 )
-
-// maxNodeIDLen bounds a node ID; it is also an SSH user name.
-const maxNodeIDLen = 128
 
 // LoadOrCreateKey returns the node's key from <dataDir>/node_key, creating
 // the directory and an ed25519 key on first start. It also (re)writes
@@ -162,55 +154,4 @@ func syncDir(dir string) error {
 		err = cerr
 	}
 	return err
-}
-
-// TrustLine returns the authorized_keys line that binds pub to nodeID:
-// "ssh-ed25519 AAAA… <node-id>". Appending it to another node's
-// authorized_keys file lets this node connect to it and be dialled by it.
-func TrustLine(pub ssh.PublicKey, nodeID string) string {
-	return strings.TrimSuffix(string(ssh.MarshalAuthorizedKey(pub)), "\n") + " " + nodeID
-}
-
-// ParseTrustLine parses one authorized_keys line "<type> <base64> <node-id>".
-// The comment field is the node ID and is required; authorized_keys options
-// (from=, restrict, …) are refused because the transport does not enforce
-// them.
-func ParseTrustLine(line string) (Entry, error) {
-	key, comment, options, rest, err := ssh.ParseAuthorizedKey([]byte(line))
-	if err != nil {
-		return Entry{}, fmt.Errorf("%w: %v", ErrInvalidTrustLine, err)
-	}
-	if len(bytes.TrimSpace(rest)) != 0 {
-		return Entry{}, fmt.Errorf("%w: more than one key on the line", ErrInvalidTrustLine)
-	}
-	if len(options) != 0 {
-		return Entry{}, fmt.Errorf("%w: options (%s) are not supported", ErrInvalidTrustLine, strings.Join(options, ","))
-	}
-	if comment == "" {
-		return Entry{}, fmt.Errorf("%w: no node ID (the comment field names the node)", ErrInvalidTrustLine)
-	}
-	if err := ValidateNodeID(comment); err != nil {
-		return Entry{}, fmt.Errorf("%w: %v", ErrInvalidTrustLine, err)
-	}
-	return Entry{NodeID: comment, Key: key}, nil
-}
-
-// ValidateNodeID reports whether id can name a node: 1 to 128 bytes of
-// UTF-8 without white space or control characters.
-func ValidateNodeID(id string) error {
-	if id == "" {
-		return fmt.Errorf("%w: empty", ErrInvalidNodeID)
-	}
-	if len(id) > maxNodeIDLen {
-		return fmt.Errorf("%w: longer than %d bytes", ErrInvalidNodeID, maxNodeIDLen)
-	}
-	if !utf8.ValidString(id) {
-		return fmt.Errorf("%w: %q is not UTF-8", ErrInvalidNodeID, id)
-	}
-	for _, r := range id {
-		if unicode.IsSpace(r) || unicode.IsControl(r) {
-			return fmt.Errorf("%w: %q contains white space or a control character", ErrInvalidNodeID, id)
-		}
-	}
-	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/host/trust"
 )
 
 // TestUnknownClientKeyRefused: a node whose key is in nobody's Trust cannot
@@ -19,7 +21,7 @@ import (
 func TestUnknownClientKeyRefused(t *testing.T) {
 	noLeaks(t)
 	c := newCluster(t, nil, "a", "b")
-	x := &node{id: "x", signer: newSigner(t), trust: &Trust{}, logs: &logBuffer{t: t}}
+	x := &node{id: "x", signer: newSigner(t), trust: &trust.Trust{}, logs: &logBuffer{t: t}}
 	// x trusts b, so the refusal comes from b.
 	if err := x.trust.Add("b", c.nodes["b"].signer.PublicKey()); err != nil {
 		t.Fatal(err)
@@ -124,8 +126,8 @@ func TestRevokedNodeRefused(t *testing.T) {
 	c := newCluster(t, nil, "a", "b")
 	a, b := c.nodes["a"], c.nodes["b"]
 	// b trusts a through its authorized_keys file only.
-	path := filepath.Join(t.TempDir(), AuthorizedKeysFile)
-	if err := os.WriteFile(path, []byte(TrustLine(a.signer.PublicKey(), "a")+"\n"), 0o600); err != nil {
+	path := filepath.Join(t.TempDir(), trust.AuthorizedKeysFile)
+	if err := os.WriteFile(path, []byte(trust.TrustLine(a.signer.PublicKey(), "a")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.trust.LoadAuthorizedKeys(path); err != nil {

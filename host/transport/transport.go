@@ -13,6 +13,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/raftkv/raftkv/host/trust"
 )
 
 // DefaultDialTimeout is used when Config.DialTimeout is zero.
@@ -77,7 +79,7 @@ type Config struct {
 	// client key.
 	Signer ssh.Signer
 	// Trust decides which keys are accepted and which node each belongs to.
-	Trust *Trust
+	Trust *trust.Trust
 	// Resolve returns the ID of the node expected at a dialled address (for
 	// raft, the ServerID of the ServerAddress in the configuration). The peer
 	// must then prove it holds a key Trust binds to that ID.
@@ -99,7 +101,7 @@ type Config struct {
 // Validate reports every problem with c, wrapped in ErrInvalidConfig.
 func (c Config) Validate() error {
 	var errs []error
-	if err := ValidateNodeID(c.NodeID); err != nil {
+	if err := trust.ValidateNodeID(c.NodeID); err != nil {
 		errs = append(errs, fmt.Errorf("NodeID: %w", err))
 	}
 	if _, _, err := net.SplitHostPort(c.BindAddr); err != nil {
@@ -508,7 +510,7 @@ func (t *Transport) serveIncoming(raw net.Conn) {
 // authorize reports whether user may log in with key: the Trust must bind
 // key to exactly that node ID.
 func (t *Transport) authorize(user string, key ssh.PublicKey) error {
-	id, why := t.cfg.Trust.lookup(key)
+	id, why := t.cfg.Trust.Lookup(key)
 	switch {
 	case why != "":
 		return fmt.Errorf("key %s (offered for node %q) %s", ssh.FingerprintSHA256(key), user, why)
@@ -639,14 +641,14 @@ func (t *Transport) keepAlive(sc *sshConn) {
 // watchTrust closes connections whose peer key stops being trusted for the
 // peer's node ID (Revoke, Remove, a reloaded authorized_keys file).
 func (t *Transport) watchTrust() {
-	changed := t.cfg.Trust.changed()
+	changed := t.cfg.Trust.Changed()
 	for {
 		select {
 		case <-changed:
 		case <-t.ctx.Done():
 			return
 		}
-		changed = t.cfg.Trust.changed() // before the sweep, so no change is missed
+		changed = t.cfg.Trust.Changed() // before the sweep, so no change is missed
 		t.mu.Lock()
 		var conns []*sshConn
 		for c := range t.live {
@@ -962,7 +964,7 @@ func (t *Transport) connect(addr, nodeID string) (*sshConn, <-chan ssh.NewChanne
 // checkHostKey requires the host key of the server at addr to be bound to
 // nodeID, the node Resolve says is there.
 func (t *Transport) checkHostKey(addr, nodeID string, key ssh.PublicKey) error {
-	id, why := t.cfg.Trust.lookup(key)
+	id, why := t.cfg.Trust.Lookup(key)
 	var err error
 	switch {
 	case why != "":

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/host/trust"
 )
 
 // echo serves raft streams on tr: every stream echoes what it reads.
@@ -386,7 +388,7 @@ func TestConfigValidate(t *testing.T) {
 		NodeID:   "n1",
 		BindAddr: "127.0.0.1:0",
 		Signer:   newSigner(t),
-		Trust:    &Trust{},
+		Trust:    &trust.Trust{},
 		Resolve:  func(string) (string, bool) { return "", false },
 	}
 	if err := good.Validate(); err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/raftkv/raftkv/host"
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 	"github.com/raftkv/raftkv/internal/faultproxy"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
 )
@@ -430,13 +431,13 @@ func (c *Cluster) Handshake(from, to *Member) error {
 	if err != nil {
 		return err
 	}
-	trust := &transport.Trust{}
-	if err := trust.Add(to.ID, to.Node.PublicKey()); err != nil {
+	trusted := &trust.Trust{}
+	if err := trusted.Add(to.ID, to.Node.PublicKey()); err != nil {
 		return err
 	}
 	addr := to.Proxy.Addr()
 	tr, err := transport.New(transport.Config{
-		NodeID: from.ID, BindAddr: from.IP + ":0", Signer: signer, Trust: trust, DialTimeout: 5 * time.Second,
+		NodeID: from.ID, BindAddr: from.IP + ":0", Signer: signer, Trust: trusted, DialTimeout: 5 * time.Second,
 		Resolve: func(a string) (string, bool) { return to.ID, a == addr },
 	})
 	if err != nil {

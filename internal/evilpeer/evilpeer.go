@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 )
 
 // Config says whom to pose as and whom to attack.
@@ -46,12 +47,12 @@ type Peer struct {
 
 // New starts the peer. Nothing is dialled until the first RPC.
 func New(cfg Config) (*Peer, error) {
-	trust := &transport.Trust{}
-	if err := trust.Add(cfg.TargetID, cfg.TargetKey); err != nil {
+	trusted := &trust.Trust{}
+	if err := trusted.Add(cfg.TargetID, cfg.TargetKey); err != nil {
 		return nil, fmt.Errorf("evilpeer: %w", err)
 	}
 	tr, err := transport.New(transport.Config{
-		NodeID: cfg.As, BindAddr: cfg.BindIP + ":0", Signer: cfg.Key, Trust: trust,
+		NodeID: cfg.As, BindAddr: cfg.BindIP + ":0", Signer: cfg.Key, Trust: trusted,
 		DialTimeout: 5 * time.Second,
 		Resolve:     func(a string) (string, bool) { return cfg.TargetID, a == cfg.Target },
 	})

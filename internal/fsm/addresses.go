@@ -7,7 +7,7 @@ import (
 	"sort"
 
 	"github.com/raftkv/raftkv/abi"
-	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 )
 
 // Member addresses. Raft's configuration knows each member's Raft (SSH)
@@ -35,7 +35,7 @@ type MemberAddresses struct {
 // http(s)://host:port URL, a management address that is not host:port, and
 // addresses over 512 bytes (ErrInvalid).
 func (m MemberAddresses) Validate() error {
-	if err := transport.ValidateNodeID(m.NodeID); err != nil {
+	if err := trust.ValidateNodeID(m.NodeID); err != nil {
 		return fmt.Errorf("%w: addresses: %w", ErrInvalid, err)
 	}
 	if m.API != "" {

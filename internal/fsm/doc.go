@@ -85,7 +85,7 @@
 //
 // The trust list, which says whose SSH keys the transport accepts, is
 // replicated: TrustChange entries and snapshots set it on the node's
-// transport.Trust. A restart restores the node's latest snapshot, which may
+// trust.Trust (host/trust). A restart restores the node's latest snapshot, which may
 // be older than the trust list the node had applied before it stopped
 // (host's trust.json, given as Config.TrustFloor). Restore then keeps the
 // newer list: the node needs it to hear from a leader that joined after
@@ -94,7 +94,7 @@
 //
 // # Layering
 //
-// This package imports host's sub-packages (plugin, state, transport) and
+// This package imports host's sub-packages (plugin, state, trust) and
 // abi, never package host itself, nor the guest SDK plugins/sdk
 // (TestImports in host/transport/imports_test.go). The sentinel errors are
 // defined here and re-exported by package host under the same names.

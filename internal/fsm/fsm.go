@@ -18,7 +18,7 @@ import (
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/state"
-	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 )
 
 // Result is what the FSM returns for each log entry (the raft future's
@@ -104,7 +104,7 @@ type FSM struct {
 	log        *slog.Logger
 	rt         *plugin.Runtime
 	store      *state.Store
-	trust      *transport.Trust
+	trust      *trust.Trust
 	queryN     int
 	natives    map[string]plugin.Code // Config.Natives
 	onPeers    func(raft.Configuration)
@@ -168,7 +168,7 @@ type Config struct {
 	Runtime *plugin.Runtime // loads the plugins' modules
 	// Trust is the node's trust list: trust entries and snapshots change
 	// it (the transport reads it).
-	Trust *transport.Trust
+	Trust *trust.Trust
 	// QueryInstances is how many instances per plugin serve queries.
 	QueryInstances int
 	// Natives runs a module of that hash with this Go code instead of its

@@ -12,7 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftkv/raftkv/host/plugin"
-	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 	"github.com/raftkv/raftkv/internal/sdknative"
 	"github.com/raftkv/raftkv/plugins/kv/kvplugin"
 	"github.com/raftkv/raftkv/plugins/kv/kvstore"
@@ -33,7 +33,7 @@ func engineFSM(b *testing.B, native bool) *FSM {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { rt.Close(ctx) })
-	f := New(Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Runtime: rt, Trust: &transport.Trust{}, QueryInstances: 4})
+	f := New(Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Runtime: rt, Trust: &trust.Trust{}, QueryInstances: 4})
 	if native {
 		f.natives = map[string]plugin.Code{hash: sdknative.Code(kvplugin.KV{})}
 	}

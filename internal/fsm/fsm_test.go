@@ -22,7 +22,7 @@ import (
 
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/plugin"
-	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 	"github.com/raftkv/raftkv/internal/wasmbuild"
 )
 
@@ -103,7 +103,7 @@ func testFSM(t *testing.T, callTimeout time.Duration) (*FSM, *plugin.Runtime, lo
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Close(ctx) })
-	f := New(Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Runtime: rt, Trust: &transport.Trust{}, QueryInstances: 2})
+	f := New(Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Runtime: rt, Trust: &trust.Trust{}, QueryInstances: 2})
 	t.Cleanup(f.Close) // before rt.Close
 	return f, rt, logs
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/state"
-	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 )
 
 // Snapshot format (also the backup file format):
@@ -190,15 +190,15 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return err
 	}
-	var trust []transport.Entry
+	var list []trust.Entry
 	for _, t := range h.Trust {
 		key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(t.Key))
 		if err != nil {
 			return fmt.Errorf("%w: trust entry %s: %w", ErrCorruptSnapshot, t.NodeID, err)
 		}
-		trust = append(trust, transport.Entry{NodeID: t.NodeID, Key: key})
+		list = append(list, trust.Entry{NodeID: t.NodeID, Key: key})
 	}
-	if err := (&transport.Trust{}).Set(trust); err != nil { // what f.trust.Set below would refuse
+	if err := (&trust.Trust{}).Set(list); err != nil { // what f.trust.Set below would refuse
 		return fmt.Errorf("%w: trust: %w", ErrCorruptSnapshot, err)
 	}
 	ctx := context.Background()
@@ -230,7 +230,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.store.Update(func() { f.applied.Store(h.Applied) })
 	if h.Applied >= f.trustFloor {
-		if err := f.trust.Set(trust); err != nil { // checked above: cannot happen
+		if err := f.trust.Set(list); err != nil { // checked above: cannot happen
 			f.failStop(fmt.Sprintf("restoring the snapshot at index %d", h.Applied), err)
 			return fail(fmt.Errorf("raftkv: restore: trust: %w", err))
 		}

@@ -22,7 +22,7 @@ import (
 
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/plugin"
-	"github.com/raftkv/raftkv/host/transport"
+	"github.com/raftkv/raftkv/host/trust"
 	"github.com/raftkv/raftkv/plugins/kv/kvstore"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
 )
@@ -49,7 +49,7 @@ func newSnapFSM(b *testing.B, cacheDir string) (*FSM, func()) {
 		b.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	f := New(Config{Log: log, Runtime: rt, Trust: &transport.Trust{}, QueryInstances: 4}) // a node's default QueryInstances
+	f := New(Config{Log: log, Runtime: rt, Trust: &trust.Trust{}, QueryInstances: 4}) // a node's default QueryInstances
 	return f, func() {
 		f.Close()
 		rt.Close(context.Background())

@@ -85,6 +85,10 @@
 //     (start, end alike); abi.CodeTooLarge "prefix too large: N bytes (max
 //     4096)"; then "limit must be an integer between 1 and 10000".
 //
+// The scripts in testdata/rules (run by TestRules) show every rule with the
+// answers it gives, and are checked against this package and the model in
+// internal/kvmodel.
+//
 // # Client codec
 //
 // Clients build requests and read results with this package, so that the

@@ -1,4 +1,4 @@
-package transport
+package trust
 
 import (
 	"bytes"
@@ -33,10 +33,10 @@ func (e Entry) String() string { return TrustLine(e.Key, e.NodeID) }
 // node's keys untrusted even when they are still in the file; Set or Add for
 // that node lifts the revocation.
 //
-// Keys are compared by their marshalled wire bytes, which for the keys a
-// Transport looks up are the keys the peer proved it holds in the SSH
-// handshake. A Transport watches its Trust and closes live connections to
-// and from peers whose keys stop being trusted.
+// Keys are compared by their marshalled wire bytes, which for the keys the
+// transport looks up are the keys the peer proved it holds in the SSH
+// handshake. The transport watches its Trust (Changed) and closes live
+// connections to and from peers whose keys stop being trusted.
 type Trust struct {
 	mu         sync.RWMutex
 	file       []Entry
@@ -53,16 +53,18 @@ type binding struct {
 
 // NodeFor returns the node ID key is trusted for.
 func (t *Trust) NodeFor(key ssh.PublicKey) (nodeID string, ok bool) {
-	nodeID, why := t.lookup(key)
+	nodeID, why := t.Lookup(key)
 	if why != "" {
 		return "", false
 	}
 	return nodeID, true
 }
 
-// lookup returns the node key is bound to and, when the key is not
-// trusted, why not.
-func (t *Trust) lookup(key ssh.PublicKey) (nodeID, whyNot string) {
+// Lookup returns the node key is bound to and, when the key is not
+// trusted, why not: a phrase that follows the key in a message ("is not
+// trusted", "belongs to revoked node …"). The transport logs it when it
+// refuses a peer.
+func (t *Trust) Lookup(key ssh.PublicKey) (nodeID, whyNot string) {
 	if key == nil {
 		return "", "no key"
 	}
@@ -199,8 +201,10 @@ func (t *Trust) Revoked() []string {
 	return ids
 }
 
-// changed returns a channel that is closed at the next change of t.
-func (t *Trust) changed() <-chan struct{} {
+// Changed returns a channel that is closed at the next change of t (a load
+// of the file, Set, Add, Remove, Revoke). Take a new channel before looking
+// at t again, so that no change is missed.
+func (t *Trust) Changed() <-chan struct{} {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.changedCh == nil {

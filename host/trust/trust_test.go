@@ -1,4 +1,4 @@
-package transport
+package trust
 
 import (
 	"errors"
@@ -128,7 +128,7 @@ func TestTrustSources(t *testing.T) {
 	}
 	expect(kf, "")
 	trusts("other", false) // its only key is ambiguous
-	id, why := tr.lookup(kf)
+	id, why := tr.Lookup(kf)
 	if id != "" || !strings.Contains(why, "more than one") {
 		t.Fatalf("lookup of an ambiguous key = %q, %q", id, why)
 	}
@@ -162,7 +162,7 @@ func TestTrustReplicatedConflicts(t *testing.T) {
 
 func TestTrustChangedNotifies(t *testing.T) {
 	var tr Trust
-	ch := tr.changed()
+	ch := tr.Changed()
 	if isClosed(ch) {
 		t.Fatal("changed before any change")
 	}
@@ -170,7 +170,7 @@ func TestTrustChangedNotifies(t *testing.T) {
 	if !isClosed(ch) {
 		t.Fatal("Remove did not notify")
 	}
-	ch = tr.changed()
+	ch = tr.Changed()
 	tr.Add("a", newSigner(t).PublicKey())
 	if !isClosed(ch) {
 		t.Fatal("Add did not notify")
