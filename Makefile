@@ -59,9 +59,11 @@ test-docker: deps
 
 # The unit suites: under -short a test of several in-process nodes
 # (internal/cluster.Start) or of the built binary (buildBinary in
-# cmd/raftkv) skips as a system test; make test runs everything.
+# cmd/raftkv) skips as a system test; make test runs everything. Many of
+# these tests wait out time limits rather than compute, so up to 8 test
+# binaries run at once (-p 8: 61 s against 104 s with the default 2 on 2 cores).
 test-short:
-	for m in $(MODULES); do $(GO) -C $$m test -count=1 -short ./... || exit 1; done
+	for m in $(MODULES); do $(GO) -C $$m test -count=1 -short -p 8 ./... || exit 1; done
 
 fuzz:
 	@grep -rH '^func Fuzz' --include='*_test.go' . | \

@@ -265,7 +265,9 @@ func TestCLI(t *testing.T) {
 				t.Errorf("raftkv %s: exit %d, want %d (stderr %q)", strings.Join(c.args, " "), r.code, c.code, r.stderr)
 			}
 		}
-		if r := cli("get", "k", "--addr", "http://127.0.0.1:1"); r.code != exitError || !strings.Contains(r.stderr, "connection refused") {
+		// The client retries a node that refuses connections until --timeout
+		// (30 s by default: a restarting node); the last cause is reported.
+		if r := cli("get", "k", "--addr", "http://127.0.0.1:1", "--timeout", "1s"); r.code != exitError || !strings.Contains(r.stderr, "connection refused") {
 			t.Errorf("unreachable node: %+v", r)
 		}
 		if out := mustCLI(t, "help", "put"); !strings.Contains(out, "[env RAFTKV_ADDR]") {

@@ -94,6 +94,7 @@ func (o iotestOneK) Read(p []byte) (int, error) { return o.r.Read(p[:min(len(p),
 // for deploys and restores), on every route and on none; a stream that keeps
 // making progress is not cut off, even past both bounds.
 func TestStalledBodies(t *testing.T) {
+	t.Parallel() // a node of its own, and it waits out time limits: beside the package's other tests
 	wasm := wasmbuild.Build(t, "../plugin/testdata/nodescriber")
 	c := cluster.Start(t, cluster.Options{Nodes: 1, Configure: tolerant})
 	cfg := DefaultConfig()
@@ -102,79 +103,85 @@ func TestStalledBodies(t *testing.T) {
 	n := serveNode(t, c.Leader().Node, cfg, c.Leader())
 	addr := strings.TrimPrefix(n.url, "http://")
 
-	for _, tc := range []struct {
-		name, method, path, ct string
-		announced, sent        int
-		bound                  time.Duration
-		status                 int
-	}{
-		{"kv put", "PUT", "/v1/kv/k", "application/octet-stream", 1 << 20, 10, cfg.RequestTimeout, 408},
-		{"txn", "POST", "/v1/txn", "application/json", 100, 10, cfg.RequestTimeout, 408},
-		{"command", "POST", "/v1/plugins/kv/commands", "application/msgpack", 1000, 1, cfg.RequestTimeout, 408},
-		{"deploy", "PUT", "/v1/plugins/p", "application/wasm", abi.MaxModuleSize, 1000, cfg.StreamIdleTimeout, 408},
-		{"restore", "POST", "/v1/restore", "application/octet-stream", 10 << 20, 100, cfg.StreamIdleTimeout, 408},
-		// Bodies that are never read: net/http discards them before answering.
-		{"refused media", "POST", "/v1/txn", "text/plain", 1000, 10, cfg.RequestTimeout, 415},
-		{"no route", "POST", "/nowhere", "application/json", 1000, 10, cfg.RequestTimeout, 404},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			conn, err := net.Dial("tcp", addr)
+	// The stalls run side by side (each waits out its bound); the group
+	// ends when all have.
+	t.Run("stalls", func(t *testing.T) {
+		for _, tc := range []struct {
+			name, method, path, ct string
+			announced, sent        int
+			bound                  time.Duration
+			status                 int
+		}{
+			{"kv put", "PUT", "/v1/kv/k", "application/octet-stream", 1 << 20, 10, cfg.RequestTimeout, 408},
+			{"txn", "POST", "/v1/txn", "application/json", 100, 10, cfg.RequestTimeout, 408},
+			{"command", "POST", "/v1/plugins/kv/commands", "application/msgpack", 1000, 1, cfg.RequestTimeout, 408},
+			{"deploy", "PUT", "/v1/plugins/p", "application/wasm", abi.MaxModuleSize, 1000, cfg.StreamIdleTimeout, 408},
+			{"restore", "POST", "/v1/restore", "application/octet-stream", 10 << 20, 100, cfg.StreamIdleTimeout, 408},
+			// Bodies that are never read: net/http discards them before answering.
+			{"refused media", "POST", "/v1/txn", "text/plain", 1000, 10, cfg.RequestTimeout, 415},
+			{"no route", "POST", "/nowhere", "application/json", 1000, 10, cfg.RequestTimeout, 404},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel() // each waits out its bound: side by side
+				conn, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s", // a Host the browser guard allows
+					tc.method, tc.path, tc.ct, tc.announced, bytes.Repeat([]byte("x"), tc.sent))
+				start := time.Now()
+				conn.SetReadDeadline(start.Add(tc.bound + 20*time.Second)) // the test's own bound
+				br := bufio.NewReader(conn)
+				res, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("no answer %v after the client stalled: %v", time.Since(start), err)
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode != tc.status {
+					t.Errorf("status %d, want %d", res.StatusCode, tc.status)
+				}
+				if _, err := br.ReadByte(); err != io.EOF {
+					t.Fatalf("connection not closed after the answer (%v, after %v)", err, time.Since(start))
+				}
+				if d := time.Since(start); d < tc.bound-100*time.Millisecond {
+					t.Errorf("closed after %v, before the %v bound: not by the deadline", d, tc.bound)
+				}
+			})
+		}
+
+		t.Run("slow deploy", func(t *testing.T) {
+			t.Parallel()
+			// Five parts, one every half StreamIdleTimeout: the whole upload takes
+			// longer than both bounds, and compiling follows the body.
+			pr, pw := io.Pipe()
+			go func() {
+				part := (len(wasm) + 4) / 5
+				for b := wasm; len(b) > 0; b = b[min(part, len(b)):] {
+					if _, err := pw.Write(b[:min(part, len(b))]); err != nil {
+						return
+					}
+					time.Sleep(cfg.StreamIdleTimeout / 2)
+				}
+				pw.Close()
+			}()
+			req, err := http.NewRequest("PUT", n.url+"/v1/plugins/slow", pr)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer conn.Close()
-			fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s", // a Host the browser guard allows
-				tc.method, tc.path, tc.ct, tc.announced, bytes.Repeat([]byte("x"), tc.sent))
-			start := time.Now()
-			conn.SetReadDeadline(start.Add(tc.bound + 20*time.Second)) // the test's own bound
-			br := bufio.NewReader(conn)
-			res, err := http.ReadResponse(br, nil)
+			req.ContentLength = int64(len(wasm))
+			req.Header.Set("Content-Type", "application/wasm")
+			res, err := http.DefaultClient.Do(req)
 			if err != nil {
-				t.Fatalf("no answer %v after the client stalled: %v", time.Since(start), err)
+				t.Fatal(err)
 			}
-			io.Copy(io.Discard, res.Body)
+			body, _ := io.ReadAll(res.Body)
 			res.Body.Close()
-			if res.StatusCode != tc.status {
-				t.Errorf("status %d, want %d", res.StatusCode, tc.status)
-			}
-			if _, err := br.ReadByte(); err != io.EOF {
-				t.Fatalf("connection not closed after the answer (%v, after %v)", err, time.Since(start))
-			}
-			if d := time.Since(start); d < tc.bound-100*time.Millisecond {
-				t.Errorf("closed after %v, before the %v bound: not by the deadline", d, tc.bound)
+			if res.StatusCode != 200 {
+				t.Fatalf("slow deploy: %d %s", res.StatusCode, body)
 			}
 		})
-	}
-
-	t.Run("slow deploy", func(t *testing.T) {
-		// Five parts, one every half StreamIdleTimeout: the whole upload takes
-		// longer than both bounds, and compiling follows the body.
-		pr, pw := io.Pipe()
-		go func() {
-			part := (len(wasm) + 4) / 5
-			for b := wasm; len(b) > 0; b = b[min(part, len(b)):] {
-				if _, err := pw.Write(b[:min(part, len(b))]); err != nil {
-					return
-				}
-				time.Sleep(cfg.StreamIdleTimeout / 2)
-			}
-			pw.Close()
-		}()
-		req, err := http.NewRequest("PUT", n.url+"/v1/plugins/slow", pr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.ContentLength = int64(len(wasm))
-		req.Header.Set("Content-Type", "application/wasm")
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if res.StatusCode != 200 {
-			t.Fatalf("slow deploy: %d %s", res.StatusCode, body)
-		}
 	})
 
 	// The node still serves: nothing of the stalled requests is left behind.

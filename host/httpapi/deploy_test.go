@@ -12,6 +12,7 @@ import (
 // smallest SDK plugin deploys to a running node and serves commands and
 // queries under the name it is deployed under.
 func TestDeployPluginWithoutDescriber(t *testing.T) {
+	t.Parallel() // a node of its own: beside the package's other tests
 	wasm := wasmbuild.Build(t, "../plugin/testdata/nodescriber")
 	tc := startCluster(t, 1)
 	l := tc.leader()

@@ -49,6 +49,7 @@ func browserDo(t *testing.T, method, u, host, body string, hdrs ...string) respo
 // CLI send them still work, and a node with a token takes form bodies that
 // carry it.
 func TestBrowserGuard(t *testing.T) {
+	t.Parallel() // a node of its own: beside the package's other tests
 	tc := startCluster(t, 1)
 	n := tc.leader()
 	cfg := DefaultConfig()

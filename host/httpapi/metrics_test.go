@@ -110,6 +110,7 @@ func TestRaftMetrics(t *testing.T) {
 // codes as labels and counts every plugin-defined code as "other", so that a
 // plugin cannot create a time series per code.
 func TestResultCodeLabels(t *testing.T) {
+	t.Parallel() // a node of its own: beside the package's other tests
 	wasm := wasmbuild.Build(t, "./testdata/codes")
 	tc := startCluster(t, 1)
 	l := tc.leader()

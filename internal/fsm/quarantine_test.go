@@ -39,6 +39,7 @@ func value(f *FSM, name, key string) string {
 // are refused, and a new deploy lifts the quarantine. A second FSM that
 // replays the same log (a restarted node) ends in the same state.
 func TestFSMQuarantineRecovers(t *testing.T) {
+	t.Parallel() // waits out two call time limits: beside the package's other tests
 	v1, v2, v3 := slowWasm(t, "1"), slowWasm(t, "2"), slowWasm(t, "3")
 	batches := [][]Envelope{
 		{deployEnv("slow", v1), deployEnv("other", v2)},
