@@ -313,8 +313,12 @@ func (f *FSM) applyLocked(logs []*raft.Log, out []any) {
 		case KindDigestCheck: // changes nothing: ApplyBatch records the state once applied
 			out[i] = &Result{Res: abi.Result{Data: binary.BigEndian.AppendUint64(nil, l.Index)}}
 			i++
-		default:
-			out[i] = &Result{Err: fmt.Errorf("%w: undecodable log entry %d", ErrInvalid, l.Index)}
+		default: // undecodable (kind 0 stands for it) or of a kind this node does not know
+			why := fmt.Sprintf("unknown kind %d", e.Kind)
+			if _, err := decodeEnvelope(l.Data); err != nil {
+				why = errors.Unwrap(err).Error()
+			}
+			out[i] = &Result{Err: fmt.Errorf("%w: undecodable log entry %d: %s", ErrInvalid, l.Index, why)}
 			i++
 		}
 	}
