@@ -140,6 +140,11 @@ type FSM struct {
 	// no quarantine can recover it) and the entries from it on, kept to be
 	// applied when a quarantine entry for that plugin comes (quarantine.go).
 	failedPlugin string
+	// recovering is the plugin whose quarantine is ending a fail-stop, while
+	// recoverBatch applies the held entries: that quarantine entry's result
+	// is a success even when the plugin never became active (its deploy was
+	// the entry that stopped the node).
+	recovering   string
 	held         []*raft.Log
 	heldBytes    int
 	heldOverflow bool

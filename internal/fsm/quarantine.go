@@ -111,7 +111,9 @@ func (f *FSM) recoverBatch(n int) []any {
 	out := make([]any, 0, len(held))
 	out = append(out, &Result{Err: fmt.Errorf("%w: %q: entry %d stopped the node and was refused by a quarantine", ErrQuarantined, name, failed.Index)})
 	if len(held) > 1 {
+		f.recovering = name
 		out = append(out, f.ApplyBatch(held[1:])...)
+		f.recovering = ""
 	}
 	close(recovered) // even if the entries applied since stopped it again: a new episode
 	return out[len(out)-n:]
@@ -158,6 +160,9 @@ func (f *FSM) markQuarantined(name string) bool {
 // quarantine applies a quarantine entry on a node that is not stopped.
 func (f *FSM) quarantine(e *Envelope) *Result {
 	if !f.markQuarantined(e.Plugin) {
+		if e.Plugin == f.recovering {
+			return &Result{} // it ended the fail-stop its plugin's deploy caused
+		}
 		return &Result{Err: fmt.Errorf("%w: plugin %q", ErrNotFound, e.Plugin)}
 	}
 	f.log.Warn("plugin quarantined: its commands and queries are refused until a module is deployed for it again", "plugin", e.Plugin)
