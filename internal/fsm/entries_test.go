@@ -85,6 +85,7 @@ import (
 	"github.com/raftkv/raftkv/abi/mp"
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/trust"
+	"github.com/raftkv/raftkv/internal/mptext"
 	"github.com/raftkv/raftkv/plugins/kv/kvstore"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
 )
@@ -522,10 +523,8 @@ func (s *script) showData(b []byte) string {
 		return "hash(" + name + ")"
 	}
 	if t := mp.NewReader(b).Peek(); t == mp.TypeMap || t == mp.TypeArray {
-		r := mp.NewReader(b)
-		var out strings.Builder
-		if err := formatMP(&out, r); err == nil && r.Len() == 0 {
-			return out.String()
+		if text, err := mptext.Format(b); err == nil {
+			return text
 		}
 	}
 	return strconv.Quote(string(b))
@@ -537,67 +536,6 @@ func (s *script) hashes(text string) string {
 		text = strings.ReplaceAll(text, h, "hash("+name+")")
 	}
 	return text
-}
-
-// formatMP renders one MsgPack value.
-func formatMP(out *strings.Builder, r *mp.Reader) error {
-	switch t := r.Peek(); t {
-	case mp.TypeNil:
-		out.WriteString("nil")
-		return r.ReadNil()
-	case mp.TypeBool:
-		v, err := r.ReadBool()
-		out.WriteString(strconv.FormatBool(v))
-		return err
-	case mp.TypeInt:
-		if v, err := r.ReadUint64(); err == nil {
-			out.WriteString(strconv.FormatUint(v, 10))
-			return nil
-		}
-		v, err := r.ReadInt64()
-		out.WriteString(strconv.FormatInt(v, 10))
-		return err
-	case mp.TypeStr, mp.TypeBin:
-		v, err := r.ReadBytes()
-		if t == mp.TypeBin {
-			out.WriteByte('b')
-		}
-		out.WriteString(strconv.Quote(string(v)))
-		return err
-	case mp.TypeArray, mp.TypeMap:
-		var n int
-		var err error
-		open, closing := "[", "]"
-		if t == mp.TypeMap {
-			open, closing = "{", "}"
-			n, err = r.ReadMapHeader()
-		} else {
-			n, err = r.ReadArrayHeader()
-		}
-		if err != nil {
-			return err
-		}
-		out.WriteString(open)
-		for i := 0; i < n; i++ {
-			if i > 0 {
-				out.WriteString(", ")
-			}
-			if err := formatMP(out, r); err != nil {
-				return err
-			}
-			if t == mp.TypeMap {
-				out.WriteString(": ")
-				if err := formatMP(out, r); err != nil {
-					return err
-				}
-			}
-		}
-		out.WriteString(closing)
-		return nil
-	}
-	raw, err := r.ReadRaw()
-	fmt.Fprintf(out, "x%q", hex.EncodeToString(raw))
-	return err
 }
 
 // showLimits renders limits as the changes from the default limits.

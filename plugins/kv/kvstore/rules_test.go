@@ -41,7 +41,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"unicode/utf8"
 
 	"github.com/cockroachdb/datadriven"
 
@@ -49,6 +48,7 @@ import (
 	"github.com/raftkv/raftkv/abi/mp"
 	"github.com/raftkv/raftkv/internal/fsmtest"
 	"github.com/raftkv/raftkv/internal/kvmodel"
+	"github.com/raftkv/raftkv/internal/mptext"
 	"github.com/raftkv/raftkv/plugins/kv/kvplugin"
 	"github.com/raftkv/raftkv/plugins/kv/kvstore"
 )
@@ -150,7 +150,7 @@ func show(r abi.Result) string {
 	if r.Code != abi.CodeOK {
 		return r.Code.String() + ": " + string(r.Data)
 	}
-	s, err := format(r.Data)
+	s, err := mptext.Format(r.Data)
 	if err != nil {
 		return fmt.Sprintf("ok, but the answer % x is not one MsgPack value: %v", r.Data, err)
 	}
@@ -160,7 +160,7 @@ func show(r abi.Result) string {
 func dump(recs []abi.Record) string {
 	var b strings.Builder
 	for _, r := range recs {
-		fmt.Fprintf(&b, "%s = %s @%d\n", quote(r.Key), quote(r.Value), r.Version)
+		fmt.Fprintf(&b, "%s = %s @%d\n", mptext.Quote(r.Key), mptext.Quote(r.Value), r.Version)
 	}
 	return b.String()
 }
@@ -306,92 +306,4 @@ func (p *parser) integer() (uint64, error) {
 	n, err := strconv.ParseUint(p.s[p.pos:end], 10, 31)
 	p.pos = end
 	return n, err
-}
-
-// format renders one MsgPack value in the notation.
-func format(b []byte) (string, error) {
-	r := mp.NewReader(b)
-	var out strings.Builder
-	if err := formatValue(&out, r); err != nil {
-		return "", err
-	}
-	if r.Len() != 0 {
-		return "", fmt.Errorf("%d bytes follow the value", r.Len())
-	}
-	return out.String(), nil
-}
-
-func formatValue(out *strings.Builder, r *mp.Reader) error {
-	switch t := r.Peek(); t {
-	case mp.TypeNil:
-		out.WriteString("nil")
-		return r.ReadNil()
-	case mp.TypeBool:
-		v, err := r.ReadBool()
-		out.WriteString(strconv.FormatBool(v))
-		return err
-	case mp.TypeInt:
-		if v, err := r.ReadUint64(); err == nil {
-			out.WriteString(strconv.FormatUint(v, 10))
-			return nil
-		}
-		v, err := r.ReadInt64()
-		out.WriteString(strconv.FormatInt(v, 10))
-		return err
-	case mp.TypeStr, mp.TypeBin:
-		v, err := r.ReadBytes()
-		if t == mp.TypeBin {
-			out.WriteByte('b')
-		}
-		out.WriteString(quote(v))
-		return err
-	case mp.TypeArray, mp.TypeMap:
-		var (
-			n   int
-			err error
-		)
-		if t == mp.TypeMap {
-			n, err = r.ReadMapHeader()
-			out.WriteByte('{')
-		} else {
-			n, err = r.ReadArrayHeader()
-			out.WriteByte('[')
-		}
-		if err != nil {
-			return err
-		}
-		for i := 0; i < n; i++ {
-			if i > 0 {
-				out.WriteString(", ")
-			}
-			if err := formatValue(out, r); err != nil {
-				return err
-			}
-			if t == mp.TypeMap {
-				out.WriteString(": ")
-				if err := formatValue(out, r); err != nil {
-					return err
-				}
-			}
-		}
-		if t == mp.TypeMap {
-			out.WriteByte('}')
-		} else {
-			out.WriteByte(']')
-		}
-		return nil
-	default: // float, ext: kvstore answers neither
-		raw, err := r.ReadRaw()
-		fmt.Fprintf(out, "x%q", hex.EncodeToString(raw))
-		return err
-	}
-}
-
-// quote writes a byte string as "..." (Go syntax), a run of one repeated
-// character as "c"*N.
-func quote(b []byte) string {
-	if len(b) > 16 && bytes.Count(b, b[:1]) == len(b) && b[0] < utf8.RuneSelf {
-		return strconv.Quote(string(b[:1])) + "*" + strconv.Itoa(len(b))
-	}
-	return strconv.Quote(string(b))
 }
