@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	kvclient "github.com/raftkv/raftkv/client"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
 )
 
@@ -225,8 +226,8 @@ func TestCLI(t *testing.T) {
 			t.Fatalf("plugin list after remove: %q", out)
 		}
 		var all struct {
-			Plugins    []pluginInfo `json:"plugins"`
-			KeptStates []keptState  `json:"kept_states"`
+			Plugins    []kvclient.PluginInfo `json:"plugins"`
+			KeptStates []keptState           `json:"kept_states"`
 		}
 		if err := json.Unmarshal([]byte(mustCLI(t, "plugin", "list", "--all", "--json", "--consistency", "linearizable", addr)), &all); err != nil ||
 			len(all.KeptStates) != 1 || all.KeptStates[0] != (keptState{Name: "kv2", Keys: 1, Bytes: 2}) || len(all.Plugins) != 1 {

@@ -150,8 +150,8 @@ func installedEverywhere(ctx context.Context, c *client, w io.Writer, label stri
 // leader's validation, compilation and replication (until it answers), then
 // every member activating the module (each compiles it when it applies the
 // deploy entry).
-func deployWithPhases(ctx context.Context, c *client, name string, wasm []byte, q url.Values, h http.Header, w io.Writer) (pluginInfo, error) {
-	var info pluginInfo
+func deployWithPhases(ctx context.Context, c *client, name string, wasm []byte, q url.Values, h http.Header, w io.Writer) (kvclient.PluginInfo, error) {
+	var info kvclient.PluginInfo
 	ph := newPhases(w, "deploy "+name, 3)
 	ph.step(fmt.Sprintf("upload %s to the leader", formatBytes(int64(len(wasm)))))
 	uploaded := false

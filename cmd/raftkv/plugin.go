@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+
+	kvclient "github.com/raftkv/raftkv/client"
 )
 
 const pluginSummary = `Manage the cluster's WebAssembly plugins:
@@ -64,20 +66,6 @@ func runPlugin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return pluginInit(args, stdout)
 	}
 	return usagef("unknown plugin subcommand %q (want deploy, list, show, limits, reset, quarantine, remove, digest, command, query, run or init)", sub)
-}
-
-// pluginInfo is one plugin of GET /v1/plugins.
-type pluginInfo struct {
-	Name        string `json:"name"`
-	ABIVersion  int    `json:"abi_version"`
-	Version     string `json:"version"`
-	Description string `json:"description,omitempty"`
-	Hash        string `json:"hash"`
-	Size        int    `json:"size"`
-	ActiveSince uint64 `json:"active_since"`
-	HasMigrate  bool   `json:"has_migrate"`
-	Keys        int    `json:"keys"`
-	Bytes       int64  `json:"bytes"`
 }
 
 // keptState is one entry of GET /v1/plugins?all=true's kept_states.
@@ -151,15 +139,15 @@ func pluginList(ctx context.Context, args []string, stdout io.Writer) error {
 		q.Set("all", "true")
 	}
 	var out struct {
-		Plugins    []pluginInfo `json:"plugins"`
-		KeptStates *[]keptState `json:"kept_states,omitempty"`
+		Plugins    []kvclient.PluginInfo `json:"plugins"`
+		KeptStates *[]keptState          `json:"kept_states,omitempty"`
 	}
 	if err := c.doJSON(ctx, http.MethodGet, "/v1/plugins", q, nil, &out); err != nil {
 		return err
 	}
 	if cf.json {
 		if out.Plugins == nil {
-			out.Plugins = []pluginInfo{}
+			out.Plugins = []kvclient.PluginInfo{}
 		}
 		return printJSON(stdout, out)
 	}

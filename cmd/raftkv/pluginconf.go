@@ -108,7 +108,7 @@ type pluginLimits struct {
 
 // pluginDetail is GET /v1/plugins/{name}.
 type pluginDetail struct {
-	pluginInfo
+	kvclient.PluginInfo
 	InfoName    string            `json:"info_name,omitempty"`
 	Limits      pluginLimits      `json:"limits"`
 	Counters    map[string]uint64 `json:"counters"`
