@@ -39,6 +39,14 @@ func testPartitionedLeaderRefusesReads(t *testing.T, network string) {
 		wg    sync.WaitGroup
 		stop  = make(chan struct{})
 	)
+	// The readers stop before the cluster closes, also when the test fails
+	// early: a reader must not outlive the node it reads.
+	var stopOnce sync.Once
+	halt := func() {
+		stopOnce.Do(func() { close(stop) })
+		wg.Wait()
+	}
+	t.Cleanup(halt)
 	levels := []host.Consistency{host.Leader, host.Linearizable}
 	c.Isolate(old)
 	cut := time.Now()
@@ -90,8 +98,7 @@ func testPartitionedLeaderRefusesReads(t *testing.T, network string) {
 		}
 		return after[host.Leader] >= 2 && after[host.Linearizable] >= 2
 	}, "reads on the old leader did not complete after the overwrite")
-	close(stop)
-	wg.Wait()
+	halt()
 
 	inLease := map[host.Consistency]bool{}
 	for _, r := range reads {

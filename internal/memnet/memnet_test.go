@@ -166,6 +166,7 @@ func TestPartition(t *testing.T) {
 
 	errs := make(chan error, 2)
 	for _, c := range []net.Conn{d, a} {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second)) // fail, not hang, if not cut
 		go func() {
 			_, err := c.Read(make([]byte, 1))
 			errs <- err
@@ -212,6 +213,9 @@ func TestIsolate(t *testing.T) {
 	}
 	defer queued.Close()
 	n.Isolate("a")
+	// Fail, not hang, if the connections are not cut.
+	d.SetReadDeadline(time.Now().Add(5 * time.Second))
+	queued.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := d.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("read on b's connection to isolated a: %v", err)
 	}
