@@ -205,8 +205,10 @@ func newLoneNode(t *testing.T, id string) *host.Node {
 // TestRemovedNodeIsRefused: after Remove, the node's key is revoked on every
 // member: each refuses its SSH handshake (and logs why), so it can neither
 // forward requests nor rejoin without being trusted again.
-func TestRemovedNodeIsRefused(t *testing.T) {
-	c := cluster.Start(t, cluster.Options{Nodes: 3})
+func TestRemovedNodeIsRefused(t *testing.T) { eachNetwork(t, testRemovedNodeIsRefused) }
+
+func testRemovedNodeIsRefused(t *testing.T, network string) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3, Network: network})
 	victim := c.Followers()[0]
 	l := c.Leader()
 	var rest []*cluster.Member
@@ -238,7 +240,7 @@ func TestRemovedNodeIsRefused(t *testing.T) {
 		t.Fatal("removed node's write succeeded")
 	}
 	// It cannot be joined again without trusting its key again.
-	if _, err := l.Node.Join(ctx, host.JoinRequest{NodeID: victim.ID, Address: victim.Proxy.Addr()}); !errors.Is(err, host.ErrInvalid) {
+	if _, err := l.Node.Join(ctx, host.JoinRequest{NodeID: victim.ID, Address: victim.Addr()}); !errors.Is(err, host.ErrInvalid) {
 		t.Fatalf("rejoin of the removed node: %v", err)
 	}
 	// Writes keep working for the remaining members.
@@ -291,8 +293,10 @@ func waitRefused(t *testing.T, c *cluster.Cluster, from, m *cluster.Member) {
 // the old one and revoked its key; sent to the leader itself, the node cannot
 // hear its own revocation (its connections are closed) but it happens just the
 // same. The last voter cannot be removed.
-func TestRemovedLeaderIsRevoked(t *testing.T) {
-	c := cluster.Start(t, cluster.Options{Nodes: 3})
+func TestRemovedLeaderIsRevoked(t *testing.T) { eachNetwork(t, testRemovedLeaderIsRevoked) }
+
+func testRemovedLeaderIsRevoked(t *testing.T, network string) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3, Network: network})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	others := func(gone ...*cluster.Member) []*cluster.Member {
@@ -363,8 +367,10 @@ func TestRemovedLeaderIsRevoked(t *testing.T) {
 
 // TestJoinAndRemoveUnderLoad: a fourth node joins and is removed while
 // writes run; every acknowledged write is present on every member.
-func TestJoinAndRemoveUnderLoad(t *testing.T) {
-	c := cluster.Start(t, cluster.Options{Nodes: 3})
+func TestJoinAndRemoveUnderLoad(t *testing.T) { eachNetwork(t, testJoinAndRemoveUnderLoad) }
+
+func testJoinAndRemoveUnderLoad(t *testing.T, network string) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3, Network: network})
 	var acked sync.Map
 	var stop atomic.Bool
 	var wg sync.WaitGroup
@@ -453,8 +459,10 @@ func TestTrustOnFollowerReachesEveryNode(t *testing.T) {
 // them too once the majority has moved on, and catches up when healed.
 // TestPartitionedLeaderRefusesReads covers the old leader's reads while it
 // still believes it leads.
-func TestReadsOnPartitionedNodes(t *testing.T) {
-	c := cluster.Start(t, cluster.Options{Nodes: 3})
+func TestReadsOnPartitionedNodes(t *testing.T) { eachNetwork(t, testReadsOnPartitionedNodes) }
+
+func testReadsOnPartitionedNodes(t *testing.T, network string) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3, Network: network})
 	l := c.Leader()
 	mustSet(t, l.Node, "k", "v1")
 	c.WaitConverged(3)

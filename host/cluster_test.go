@@ -80,11 +80,26 @@ func mustGet(t testing.TB, n *host.Node, k string, level host.Consistency, want 
 
 var notFound = &abi.Error{Code: abi.CodeNotFound}
 
+// eachNetwork runs test once per network of the in-process cluster
+// (cluster.Networks: TCP through fault proxies, and the in-memory network),
+// as subtests named after the network. The forwarding and membership tests
+// run this way, so that each asserts the same on both and the in-memory
+// network is held to TCP's behaviour.
+func eachNetwork(t *testing.T, test func(t *testing.T, network string)) {
+	for _, network := range cluster.Networks {
+		t.Run(network, func(t *testing.T) { test(t, network) })
+	}
+}
+
 // TestWritesThroughFollowerAndFailover: writes through a follower; the
 // leader crashes; a new leader is elected with every acknowledged write; the
 // old leader restarts and catches up.
 func TestWritesThroughFollowerAndFailover(t *testing.T) {
-	c := cluster.Start(t, cluster.Options{Nodes: 3})
+	eachNetwork(t, testWritesThroughFollowerAndFailover)
+}
+
+func testWritesThroughFollowerAndFailover(t *testing.T, network string) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3, Network: network})
 	f := c.Followers()[0]
 	for i := range 50 {
 		mustSet(t, f.Node, fmt.Sprintf("k%02d", i), fmt.Sprintf("v%d", i))
@@ -109,8 +124,10 @@ func TestWritesThroughFollowerAndFailover(t *testing.T) {
 	}
 }
 
-func TestForwardingKeepsPluginErrors(t *testing.T) {
-	c := cluster.Start(t, cluster.Options{Nodes: 3})
+func TestForwardingKeepsPluginErrors(t *testing.T) { eachNetwork(t, testForwardingKeepsPluginErrors) }
+
+func testForwardingKeepsPluginErrors(t *testing.T, network string) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3, Network: network})
 	f := c.Followers()[0].Node
 	ctx := context.Background()
 	res, err := f.Apply(ctx, "kv", cmd(t, map[string]any{"op": "FROB", "key": "k"}))

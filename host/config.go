@@ -107,6 +107,10 @@ type Config struct {
 	// this node, for benchmarks and tests only: set through
 	// internal/hostseam.SetNativePlugins (see there), nil in production.
 	natives map[string]plugin.Code
+	// network is what the node's transport listens and dials on, for tests
+	// only: set through internal/hostseam.SetNetwork, nil (TCP) in
+	// production.
+	network transport.Network
 
 	// DataDirLock is DataDir's lock, already held (datadir.Acquire), for a
 	// caller that must own the directory before it starts the node (raftkv

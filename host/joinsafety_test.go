@@ -35,8 +35,10 @@ func members(t *testing.T, n *host.Node) map[string]host.Member {
 // TestJoinCannotMoveLiveMember replays issue 10's attack 3: joins naming
 // live members at dead addresses (as GET /join?peerID=n2&peerAddress=…
 // sends) are refused, and the cluster keeps its members and serves.
-func TestJoinCannotMoveLiveMember(t *testing.T) {
-	c := cluster.Start(t, cluster.Options{Nodes: 3})
+func TestJoinCannotMoveLiveMember(t *testing.T) { eachNetwork(t, testJoinCannotMoveLiveMember) }
+
+func testJoinCannotMoveLiveMember(t *testing.T, network string) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3, Network: network})
 	leader := c.Leader()
 	before := members(t, leader.Node)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -50,7 +52,7 @@ func TestJoinCannotMoveLiveMember(t *testing.T) {
 	}
 	// Into another member's address.
 	fs := c.Followers()
-	if _, err := leader.Node.Join(ctx, host.JoinRequest{NodeID: fs[0].ID, Address: fs[1].Proxy.Addr()}); !errors.Is(err, host.ErrInvalid) {
+	if _, err := leader.Node.Join(ctx, host.JoinRequest{NodeID: fs[0].ID, Address: fs[1].Addr()}); !errors.Is(err, host.ErrInvalid) {
 		t.Errorf("moving %s to %s's address: %v, want a refusal", fs[0].ID, fs[1].ID, err)
 	}
 	after := members(t, c.Leader().Node)
@@ -68,8 +70,10 @@ func TestJoinCannotMoveLiveMember(t *testing.T) {
 // TestJoinRefusesUnreachableVoters: three "ghost" voters whose keys are
 // trusted but whom nobody runs would outvote the cluster; each join is
 // refused.
-func TestJoinRefusesUnreachableVoters(t *testing.T) {
-	c := cluster.Start(t, cluster.Options{Nodes: 3})
+func TestJoinRefusesUnreachableVoters(t *testing.T) { eachNetwork(t, testJoinRefusesUnreachableVoters) }
+
+func testJoinRefusesUnreachableVoters(t *testing.T, network string) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3, Network: network})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for i := range 3 {
@@ -132,8 +136,10 @@ func TestDuplicateNodeIDRefused(t *testing.T) {
 
 // TestRemoveRefusedWithoutQuorum: with one of three voters down, removing
 // another would leave one reachable voter of two: refused.
-func TestRemoveRefusedWithoutQuorum(t *testing.T) {
-	c := cluster.Start(t, cluster.Options{Nodes: 3})
+func TestRemoveRefusedWithoutQuorum(t *testing.T) { eachNetwork(t, testRemoveRefusedWithoutQuorum) }
+
+func testRemoveRefusedWithoutQuorum(t *testing.T, network string) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3, Network: network})
 	fs := c.Followers()
 	c.Stop(fs[0])
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -150,8 +156,10 @@ func TestRemoveRefusedWithoutQuorum(t *testing.T) {
 
 // TestJoinPromotesNonVoter: a new member joins as a non-voter and is a
 // voter when Join returns.
-func TestJoinPromotesNonVoter(t *testing.T) {
-	c := cluster.Start(t, cluster.Options{Nodes: 2})
+func TestJoinPromotesNonVoter(t *testing.T) { eachNetwork(t, testJoinPromotesNonVoter) }
+
+func testJoinPromotesNonVoter(t *testing.T, network string) {
+	c := cluster.Start(t, cluster.Options{Nodes: 2, Network: network})
 	m := c.Add("n3", false)
 	if got := members(t, c.Leader().Node)[m.ID].Suffrage; got != "voter" {
 		t.Errorf("n3 is a %s", got)

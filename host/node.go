@@ -208,6 +208,7 @@ func New(cfg Config) (_ *Node, err error) {
 	n.trans, err = transport.New(transport.Config{
 		NodeID: cfg.NodeID, BindAddr: cfg.RaftAddr, AdvertiseAddr: cfg.advertise(),
 		Signer: n.signer, Trust: n.trust, Resolve: n.resolve, Logger: log, RPCHandler: n.serveRPC,
+		Network: cfg.network,
 	})
 	if err != nil {
 		return nil, err

@@ -17,7 +17,11 @@ import (
 // overwritten the value. No read started after the cut is answered, so none
 // started after the overwrite was acknowledged returns the old value.
 func TestPartitionedLeaderRefusesReads(t *testing.T) {
-	c := cluster.Start(t, cluster.Options{Nodes: 3})
+	eachNetwork(t, testPartitionedLeaderRefusesReads)
+}
+
+func testPartitionedLeaderRefusesReads(t *testing.T, network string) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3, Network: network})
 	old := c.Leader()
 	mustSet(t, old.Node, "k", "v1")
 	c.WaitConverged(3)

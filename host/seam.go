@@ -4,6 +4,7 @@ import (
 	"maps"
 
 	"github.com/raftkv/raftkv/host/plugin"
+	"github.com/raftkv/raftkv/host/transport"
 	"github.com/raftkv/raftkv/internal/hostseam"
 )
 
@@ -12,5 +13,8 @@ import (
 func init() {
 	hostseam.SetNativePlugins = func(cfg any, natives map[string]plugin.Code) {
 		cfg.(*Config).natives = maps.Clone(natives)
+	}
+	hostseam.SetNetwork = func(cfg any, network transport.Network) {
+		cfg.(*Config).network = network
 	}
 }

@@ -180,6 +180,9 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// from no leader.
 		if why := a.node.Degraded(); why != "" {
 			e.code, e.message = "degraded", e.message+", and this node cannot write its Raft log: "+why
+			if e.leader == a.node.ID() {
+				e.leader = "" // not a leader to send a client to
+			}
 		} else if why := a.node.Removed(); why != "" && e.code == "no_leader" {
 			e.message += ": " + why
 		}

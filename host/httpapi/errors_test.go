@@ -47,6 +47,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,6 +56,7 @@ import (
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host"
 	"github.com/raftkv/raftkv/internal/cluster"
+	"github.com/raftkv/raftkv/plugins/kv/kvstore"
 )
 
 // hostSentinels are the errors of package host, by the name cases use.
@@ -91,7 +93,11 @@ func TestErrorMapping(t *testing.T) {
 			case "cluster":
 				var n int
 				td.ScanArgs(t, "nodes", &n)
-				nodes = startErrorCluster(t, n, !td.HasArg("unpublished"))
+				if td.HasArg("full-disk") {
+					nodes = startFullDiskNode(t)
+				} else {
+					nodes = startErrorCluster(t, n, !td.HasArg("unpublished"))
+				}
 				return ""
 			case "error":
 				ev := &evaluator{sentinels: hostSentinels, named: named}
@@ -114,7 +120,7 @@ func TestErrorMapping(t *testing.T) {
 					out = strings.ReplaceAll(out, n.Address(), "<"+role+" raft address>")
 					out = strings.ReplaceAll(out, n.ID(), "<"+role+">")
 				}
-				return out
+				return failingSince.ReplaceAllString(out, "${1}<why>${2}<time>)")
 			}
 			td.Fatalf(t, "unknown directive %q", td.Cmd)
 			return ""
@@ -231,6 +237,55 @@ func startErrorCluster(t *testing.T, n int, publish bool) map[string]*host.Node 
 		}, "%s does not know the leader or its API address", m.ID)
 	}
 	return nodes
+}
+
+// failingSince is the variable part of a degraded answer: the failed log
+// write (its path and the store's wording) and since when it fails.
+var failingSince = regexp.MustCompile(`(cannot write its Raft log: )[^"]*( \(failing since )[0-9TZ:-]+\)`)
+
+// startFullDiskNode starts a single node whose data directory is on a
+// small tmpfs, fills the tmpfs, and writes until the node's Raft log
+// writes fail (Node.Degraded). The node is then "leader" to the scripts,
+// whatever Raft makes of it meanwhile: whether it still leads, has stepped
+// down, or cannot elect itself, its not_leader and no_leader answers must
+// read degraded (writeError).
+func startFullDiskNode(t *testing.T) map[string]*host.Node {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root (CI runs as root)")
+	}
+	mnt := t.TempDir()
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=32m,mode=0700"); err != nil {
+		t.Fatalf("mounting a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { // registered before the node's: runs after its Close
+		if err := syscall.Unmount(mnt, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmounting %s: %v", mnt, err)
+		}
+	})
+	c := cluster.Start(t, cluster.Options{Nodes: 1, Configure: func(cfg *host.Config) {
+		cfg.DataDir = filepath.Join(mnt, cfg.NodeID)
+	}})
+	n := c.Leader().Node
+	filler, err := os.Create(filepath.Join(mnt, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer filler.Close()
+	for chunk := make([]byte, 64<<10); ; {
+		if _, err := filler.Write(chunk); err != nil {
+			break // ENOSPC: the node's next log write fails too
+		}
+	}
+	value := strings.Repeat("v", 4096)
+	for i := 0; n.Degraded() == ""; i++ {
+		if i == 1000 {
+			t.Fatal("1000 writes on a full disk, and the node's log writes do not fail")
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		_, _ = n.Apply(ctx, host.DefaultPluginName, kvstore.Command{Op: kvstore.OpSet, Key: []byte(fmt.Sprint("k", i)), Value: []byte(value)}.AppendMsgpack(nil))
+		cancel()
+	}
+	return map[string]*host.Node{"leader": n}
 }
 
 // evaluator evaluates the Go expressions that name errors in the scripts:

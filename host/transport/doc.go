@@ -34,6 +34,18 @@
 // forwarding is on the write path, and a call is never retried: after a
 // connection error the request may or may not have been handled.
 //
+// # Networks
+//
+// A Transport listens and dials on TCP unless Config.Network gives it
+// another stream network: anything with Listen and DialContext whose
+// connections honour deadlines and wake blocked calls on Close. Everything
+// above the raw connection — the SSH handshake, the key checks, the channels,
+// keep-alives, and so raft's and the RPCs' authentication — is the same on
+// every network. The in-process test cluster (internal/cluster) uses an
+// in-memory network (internal/memnet) to run many-node tests without
+// sockets and with partitions injected in the network itself; production
+// always uses TCP.
+//
 // # Design notes
 //
 // Deadlines. An x/crypto/ssh channel has no deadlines and a blocked Read or

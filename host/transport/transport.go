@@ -68,8 +68,9 @@ type Config struct {
 	// and the ID peers must bind to Signer's public key in their Trust.
 	NodeID string
 	// BindAddr is the TCP address to listen on, such as "127.0.0.1:7000" or
-	// ":7000". When its host is a specific IP, outgoing connections use that
-	// IP as their source address.
+	// ":7000" (with Network set, an address of that network). When its host
+	// is a specific IP, outgoing TCP connections use that IP as their source
+	// address.
 	BindAddr string
 	// AdvertiseAddr is the address peers dial to reach this node; Addr
 	// returns it, so it is also raft's ServerAddress for this node. Empty
@@ -92,10 +93,27 @@ type Config struct {
 	// RPCHandler serves Call from peers; nil answers every call with a
 	// RemoteError.
 	RPCHandler RPCHandler
+	// Network is what the Transport listens on and dials through; nil means
+	// TCP. Tests set it to an in-memory network (internal/memnet) so that a
+	// cluster runs the whole SSH transport without sockets. BindAddr,
+	// AdvertiseAddr and the addresses Resolve is asked about are then
+	// addresses of that network; BindAddr's host does not pick a source
+	// address.
+	Network Network
 
 	// ciphers and keyExchanges override the defaults (benchmarks compare
 	// algorithms with them).
 	ciphers, keyExchanges []string
+}
+
+// Network is a stream network other than TCP for a Transport (see
+// Config.Network). Its connections must honour deadlines and Close must
+// wake blocked reads and writes, as a TCP connection's do.
+type Network interface {
+	// Listen listens on addr, a host:port of the network.
+	Listen(addr string) (net.Listener, error)
+	// DialContext connects to addr, giving up when ctx ends.
+	DialContext(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // Validate reports every problem with c, wrapped in ErrInvalidConfig.
@@ -298,7 +316,15 @@ func New(cfg Config) (*Transport, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	ln, err := net.Listen("tcp", cfg.BindAddr)
+	var (
+		ln  net.Listener
+		err error
+	)
+	if cfg.Network != nil {
+		ln, err = cfg.Network.Listen(cfg.BindAddr)
+	} else {
+		ln, err = net.Listen("tcp", cfg.BindAddr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen: %w", err)
 	}
@@ -319,7 +345,7 @@ func New(cfg Config) (*Transport, error) {
 		live:     make(map[io.Closer]struct{}),
 		out:      make(map[string]*dialState),
 	}
-	if host, _, _ := net.SplitHostPort(cfg.BindAddr); host != "" {
+	if host, _, _ := net.SplitHostPort(cfg.BindAddr); host != "" && cfg.Network == nil {
 		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
 			t.localAddr = &net.TCPAddr{IP: ip}
 		}
@@ -911,11 +937,7 @@ func (t *Transport) dial(d *dialState) {
 func (t *Transport) connect(addr, nodeID string) (*sshConn, <-chan ssh.NewChannel, <-chan *ssh.Request, error) {
 	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.DialTimeout)
 	defer cancel()
-	dialer := net.Dialer{}
-	if t.localAddr != nil {
-		dialer.LocalAddr = t.localAddr
-	}
-	raw, err := dialer.DialContext(ctx, "tcp", addr)
+	raw, err := t.dialRaw(ctx, addr)
 	if err != nil {
 		if t.ctx.Err() != nil {
 			return nil, nil, nil, ErrClosed
@@ -959,6 +981,18 @@ func (t *Transport) connect(addr, nodeID string) (*sshConn, <-chan ssh.NewChanne
 	sc.idle = make(chan *chanConn, rpcIdlePerPeer)
 	t.armGate(sc)
 	return sc, chans, reqs, nil
+}
+
+// dialRaw connects to addr over cfg.Network, or TCP from localAddr.
+func (t *Transport) dialRaw(ctx context.Context, addr string) (net.Conn, error) {
+	if t.cfg.Network != nil {
+		return t.cfg.Network.DialContext(ctx, addr)
+	}
+	dialer := net.Dialer{}
+	if t.localAddr != nil {
+		dialer.LocalAddr = t.localAddr
+	}
+	return dialer.DialContext(ctx, "tcp", addr)
 }
 
 // checkHostKey requires the host key of the server at addr to be bound to

@@ -1,6 +1,9 @@
 // Package cluster runs in-process raftkv clusters for tests: real host.Nodes
-// talking over the real SSH transport on distinct 127.0.0.x addresses, each
-// behind a fault proxy so tests can partition, crash and restart members.
+// talking over the real SSH transport, so tests can partition, crash and
+// restart members. On TCP (the default) each node has its own 127.0.0.x
+// address and sits behind a fault proxy; on the in-memory network
+// (Options.Network = Mem, internal/memnet) each node is a host of the
+// cluster's own network, which injects the partitions itself.
 package cluster
 
 import (
@@ -23,6 +26,8 @@ import (
 	"github.com/raftkv/raftkv/host/transport"
 	"github.com/raftkv/raftkv/host/trust"
 	"github.com/raftkv/raftkv/internal/faultproxy"
+	"github.com/raftkv/raftkv/internal/hostseam"
+	"github.com/raftkv/raftkv/internal/memnet"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
 )
 
@@ -33,7 +38,23 @@ type Options struct {
 	Configure func(*host.Config)
 	// LogLevel for node logs routed to t.Log (default Warn).
 	LogLevel slog.Level
+	// Network is what the nodes talk over: TCP (also "") or Mem.
+	Network string
 }
+
+// The networks of Options.Network.
+const (
+	// TCP: each node listens on its own 127.0.0.x address, behind a fault
+	// proxy (Member.Proxy).
+	TCP = "tcp"
+	// Mem: each node is a host of an in-memory network of the cluster's own
+	// (internal/memnet), named after the node and listening on port 7000;
+	// there are no sockets and no proxies.
+	Mem = "mem"
+)
+
+// Networks lists every network, for suites that run over each.
+var Networks = []string{TCP, Mem}
 
 // Cluster is a set of members; Members[0] bootstraps.
 type Cluster struct {
@@ -42,16 +63,18 @@ type Cluster struct {
 	cacheDir string
 	dir      string // the members' data directories are in it
 	logs     *testWriter
+	mem      *memnet.Network // the network of Mem; nil on TCP
 	Members  []*Member
 }
 
-// Member is one node and its fault proxy.
+// Member is one node and, on TCP, its fault proxy.
 type Member struct {
 	ID    string
-	IP    string
-	Proxy *faultproxy.Proxy // the node's advertised address
+	IP    string            // TCP only: the node's loopback address
+	Proxy *faultproxy.Proxy // TCP only: the node's advertised address
 	Node  *host.Node        // nil while stopped
 	cfg   host.Config
+	addr  string // the advertised address
 
 	nonVoter bool
 }
@@ -101,10 +124,18 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if opts.LogLevel == 0 {
 		opts.LogLevel = slog.LevelWarn
 	}
+	switch opts.Network {
+	case "", TCP, Mem:
+	default:
+		t.Fatalf("cluster: unknown network %q (want %q or %q)", opts.Network, TCP, Mem)
+	}
 	// The data directories' parent is made before Close is registered, so
 	// that the testing package removes it after Close (cleanups run last
 	// registered first), never under running nodes.
 	c := &Cluster{t: t, opts: opts, cacheDir: SharedCache(t), logs: &testWriter{t: t}, dir: t.TempDir()}
+	if opts.Network == Mem {
+		c.mem = memnet.New()
+	}
 	t.Cleanup(c.Close)
 	for i := range opts.Nodes {
 		c.Add(fmt.Sprintf("n%d", i+1), i == 0)
@@ -179,6 +210,14 @@ func (c *Cluster) add(id string, bootstrap, nonVoter bool) *Member {
 
 func (c *Cluster) startMember(id string, bootstrap, nonVoter bool) *Member {
 	c.t.Helper()
+	if c.mem != nil {
+		m := &Member{ID: id, addr: id + ":7000", nonVoter: nonVoter}
+		if err := c.newNode(m, m.addr, bootstrap); err != nil {
+			c.t.Fatalf("starting %s: %v", id, err)
+		}
+		c.Members = append(c.Members, m)
+		return m
+	}
 	m := &Member{ID: id, IP: ip(), nonVoter: nonVoter}
 	// The Raft port is found free, closed, and bound again by the node: a
 	// test binary running beside this one (go test ./... runs packages in
@@ -205,10 +244,24 @@ func (c *Cluster) tryStartMember(m *Member, bootstrap bool) error {
 	if m.Proxy, err = faultproxy.New(m.IP+":0", raftAddr); err != nil {
 		return err
 	}
+	m.addr = m.Proxy.Addr()
+	if err := c.newNode(m, raftAddr, bootstrap); err != nil {
+		m.Proxy.Close()
+		return err
+	}
+	return nil
+}
+
+// newNode configures m's node to listen on raftAddr and advertise m.addr,
+// and starts it.
+func (c *Cluster) newNode(m *Member, raftAddr string, bootstrap bool) error {
 	id := m.ID
 	cfg := FastConfig()
-	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.AdvertiseAddr = id, filepath.Join(c.dir, id), raftAddr, m.Proxy.Addr()
+	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.AdvertiseAddr = id, filepath.Join(c.dir, id), raftAddr, m.addr
 	cfg.Bootstrap, cfg.PluginCacheDir = bootstrap, c.cacheDir
+	if c.mem != nil {
+		hostseam.SetNetwork(&cfg, c.mem.Host(id))
+	}
 	// Lines at LogLevel go to t.Log; Logged searches every line from Info up.
 	cfg.Logger = slog.New(slog.NewMultiHandler(
 		slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: c.opts.LogLevel}),
@@ -220,7 +273,6 @@ func (c *Cluster) tryStartMember(m *Member, bootstrap bool) error {
 	m.cfg = cfg
 	n, err := host.New(m.cfg)
 	if err != nil {
-		m.Proxy.Close()
 		return err
 	}
 	m.Node = n
@@ -266,9 +318,13 @@ func (c *Cluster) tryJoin(m *Member) error {
 	if err := m.Node.AcceptTrust(lines); err != nil {
 		return err
 	}
-	_, err = l.Node.Join(ctx, host.JoinRequest{NodeID: m.ID, Address: m.Proxy.Addr(), NonVoter: m.nonVoter})
+	_, err = l.Node.Join(ctx, host.JoinRequest{NodeID: m.ID, Address: m.Addr(), NonVoter: m.nonVoter})
 	return err
 }
+
+// Addr returns the address the member advertises and peers dial: its
+// proxy's on TCP, "<ID>:7000" on Mem.
+func (m *Member) Addr() string { return m.addr }
 
 // DataDir returns the member's data directory (it outlives the node).
 func (m *Member) DataDir() string { return m.cfg.DataDir }
@@ -365,6 +421,10 @@ func (c *Cluster) WaitConverged(n int) {
 
 // Isolate cuts every connection to and from the member.
 func (c *Cluster) Isolate(m *Member) {
+	if c.mem != nil {
+		c.mem.Isolate(m.ID)
+		return
+	}
 	m.Proxy.Block("*")
 	for _, o := range c.Members {
 		if o != m {
@@ -375,6 +435,10 @@ func (c *Cluster) Isolate(m *Member) {
 
 // Heal removes every partition.
 func (c *Cluster) Heal() {
+	if c.mem != nil {
+		c.mem.Heal()
+		return
+	}
 	for _, m := range c.Members {
 		m.Proxy.Heal()
 	}
@@ -417,7 +481,9 @@ func (c *Cluster) Restart(m *Member) {
 func (c *Cluster) Close() {
 	for _, m := range c.Members {
 		c.Stop(m)
-		m.Proxy.Close()
+		if m.Proxy != nil {
+			m.Proxy.Close()
+		}
 	}
 	c.logs.stop()
 }
@@ -435,11 +501,15 @@ func (c *Cluster) Handshake(from, to *Member) error {
 	if err := trusted.Add(to.ID, to.Node.PublicKey()); err != nil {
 		return err
 	}
-	addr := to.Proxy.Addr()
-	tr, err := transport.New(transport.Config{
+	addr := to.Addr()
+	cfg := transport.Config{
 		NodeID: from.ID, BindAddr: from.IP + ":0", Signer: signer, Trust: trusted, DialTimeout: 5 * time.Second,
 		Resolve: func(a string) (string, bool) { return to.ID, a == addr },
-	})
+	}
+	if c.mem != nil {
+		cfg.BindAddr, cfg.Network = from.ID+":0", c.mem.Host(from.ID)
+	}
+	tr, err := transport.New(cfg)
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,12 @@ import (
 // any machine and within longCallTimeout on one 30 times slower.
 // shortCallTimeout still lets a Go module's _initialize finish on a loaded
 // machine (250 ms did not, at load 20).
+//
+// watchSpin is a spin a test watches while it runs (a reader during a
+// migration, a view during a load): it must outlast the test's look, and
+// runs under longCallTimeout. Under the race detector (make test) it is
+// spinIters; without (make test-short) about a second, which is all such a
+// look needs and spares the short suite some 7 s of CPU (race_test.go).
 const (
 	spinIters        = "100000000"
 	shortCallTimeout = time.Second
@@ -369,7 +375,7 @@ func TestFSMQueryPairsPluginAndState(t *testing.T) {
 	// The upgrade's batch begins with no view of the state cached (the last
 	// batch changed it, no reader came since); a reader arrives during the
 	// migration.
-	done := l.applyAsync(deployEnv("slow", slowWasm(t, "2", "-X main.migrateSpin="+spinIters)))
+	done := l.applyAsync(deployEnv("slow", slowWasm(t, "2", "-X main.migrateSpin="+watchSpin)))
 	waitLog(t, logs, "spinning in raftkv_migrate")
 	consistent("during a migration", "v1 schema=1", "v2 schema=2")
 	if r := <-done; r[0].Err != nil {
@@ -378,7 +384,7 @@ func TestFSMQueryPairsPluginAndState(t *testing.T) {
 	// A reader came after the last batch, so a view is cached; the batch
 	// upgrades, then runs a long command on the new code.
 	consistent("between batches", "v2 schema=2")
-	done = l.applyAsync(deployEnv("slow", slowWasm(t, "3")), cmdEnv("slow", "spin "+spinIters+" k"))
+	done = l.applyAsync(deployEnv("slow", slowWasm(t, "3")), cmdEnv("slow", "spin "+watchSpin+" k"))
 	waitLog(t, logs, "spinning in raftkv_apply")
 	consistent("after an upgrade, in its batch", "v2 schema=2", "v3 schema=3")
 	for _, r := range <-done {
@@ -396,7 +402,7 @@ func TestFSMDeployLoadsBeforeStoreLock(t *testing.T) {
 	f, _, logs := testFSM(t, longCallTimeout)
 	l := &testLog{t: t, f: f}
 	l.mustOK(deployEnv("slow", slowWasm(t, "1")), cmdEnv("slow", "init")) // no view cached after it
-	done := l.applyAsync(deployEnv("other", slowWasm(t, "2", "-X main.infoSpin="+spinIters)), cmdEnv("slow", "spin "+spinIters+" k"))
+	done := l.applyAsync(deployEnv("other", slowWasm(t, "2", "-X main.infoSpin="+watchSpin)), cmdEnv("slow", "spin "+watchSpin+" k"))
 	waitLog(t, logs, "spinning in raftkv_info")
 	v := f.store.View()
 	infos := f.PluginInfos()

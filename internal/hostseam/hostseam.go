@@ -3,7 +3,10 @@
 // It imports host's subpackages but not host itself, so host can import it.
 package hostseam
 
-import "github.com/raftkv/raftkv/host/plugin"
+import (
+	"github.com/raftkv/raftkv/host/plugin"
+	"github.com/raftkv/raftkv/host/transport"
+)
 
 // SetNativePlugins makes a node started with cfg (a *host.Config) run the Go
 // code natives[hash] in place of any module whose sha256 (hex, as
@@ -19,3 +22,11 @@ import "github.com/raftkv/raftkv/host/plugin"
 // (sdknative.Code(kvplugin.KV{}) for kvwasm.Module). host.Config.Validate
 // refuses a key that is not a module hash and a nil Code.
 var SetNativePlugins func(cfg any, natives map[string]plugin.Code)
+
+// SetNetwork makes a node started with cfg (a *host.Config) listen and dial
+// through network instead of TCP (transport.Config.Network): RaftAddr and
+// AdvertiseAddr are then addresses of that network. Everything above the
+// network — the SSH handshake, the key checks, raft's authentication — is
+// unchanged. It exists for the in-process test cluster (internal/cluster with
+// an in-memory network, internal/memnet); nil means TCP.
+var SetNetwork func(cfg any, network transport.Network)
