@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/host/peerrpc"
 	"github.com/raftkv/raftkv/internal/fsm"
 )
 
@@ -60,7 +61,7 @@ func (n *Node) isMember(id string) bool {
 // setAddresses replicates a member's addresses (forwarded to the leader).
 func (n *Node) setAddresses(ctx context.Context, a fsm.MemberAddresses) error {
 	if !n.isLeader() {
-		_, err := n.forward(ctx, &addressesRPC{Addresses: a})
+		_, err := n.forward(ctx, &peerrpc.AddressesBody{Addresses: a})
 		return err
 	}
 	return n.setAddressesLocal(ctx, a)

@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vmihailenco/msgpack/v5"
-
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/peerrpc"
 	"github.com/raftkv/raftkv/internal/fsm"
@@ -215,55 +213,6 @@ func (n *Node) comparedWith(peer string, index uint64, mine, theirs map[string]f
 	return found
 }
 
-// digestRPC is the "digest" RPC's request: the caller's digests at Index,
-// sorted by name (a list, not a map: a body encodes the same every time).
-type digestRPC struct {
-	memberBody `msgpack:"-"`
-	Index      uint64        `msgpack:"index"`
-	Digests    []namedDigest `msgpack:"digests"`
-}
-
-// namedDigest is one name's pluginDigest on the wire.
-type namedDigest struct {
-	Name   string `msgpack:"name"`
-	State  string `msgpack:"state,omitempty"`
-	Module string `msgpack:"module,omitempty"`
-}
-
-func (*digestRPC) method() peerrpc.Method     { return peerrpc.Digest }
-func (r *digestRPC) marshal() ([]byte, error) { return msgpack.Marshal(r) }
-func (r *digestRPC) unmarshal(b []byte) error { return decodeStrict(b, r) }
-func (r *digestRPC) validate() error {
-	if r.Index == 0 {
-		return errors.New("index 0")
-	}
-	return nil
-}
-
-// digestAnswer is its answer: Held false when the node has no record at
-// the index (Applied says how far it got).
-type digestAnswer struct {
-	Held    bool          `msgpack:"held"`
-	Applied uint64        `msgpack:"applied"`
-	Digests []namedDigest `msgpack:"digests,omitempty"`
-}
-
-func toWire(m map[string]fsm.PluginDigest) []namedDigest {
-	out := make([]namedDigest, 0, len(m))
-	for _, name := range slices.Sorted(maps.Keys(m)) {
-		out = append(out, namedDigest{Name: name, State: m[name].State, Module: m[name].Module})
-	}
-	return out
-}
-
-func fromWire(ds []namedDigest) map[string]fsm.PluginDigest {
-	m := make(map[string]fsm.PluginDigest, len(ds))
-	for _, d := range ds {
-		m[d.Name] = fsm.PluginDigest{State: d.State, Module: d.Module}
-	}
-	return m
-}
-
 // digestWait bounds how long a member waits to apply the check entry.
 const digestWait = 10 * time.Second
 
@@ -273,7 +222,7 @@ const digestWait = 10 * time.Second
 // would raise a false divergence alarm here, or drop a real one). The
 // leader is checked once the entry is applied, when this node has heard
 // from the leader that appended it.
-func (n *Node) answerDigest(ctx context.Context, peer string, req *digestRPC) (abi.Result, error) {
+func (n *Node) answerDigest(ctx context.Context, peer string, req *peerrpc.DigestBody) (abi.Result, error) {
 	wctx, cancel := context.WithTimeout(ctx, digestWait)
 	err := n.waitApplied(wctx, req.Index)
 	cancel()
@@ -283,15 +232,15 @@ func (n *Node) answerDigest(ctx context.Context, peer string, req *digestRPC) (a
 			"reason", "digest checks come from the leader")
 		return abi.Result{}, fmt.Errorf("%w: digest: %s is not this node's leader", ErrForbidden, peer)
 	}
-	ans := digestAnswer{Applied: n.fsm.Applied()}
+	ans := peerrpc.DigestAnswer{Applied: n.fsm.Applied()}
 	if err == nil {
 		if mine, ok := n.fsm.Digests(req.Index); ok {
-			ans.Held, ans.Digests = true, toWire(mine)
+			ans.Held, ans.Digests = true, peerrpc.DigestList(mine)
 			// A follower compares with the leader only: what it found
 			// with earlier leaders (or as leader) is the current leader's
 			// to find again.
 			n.diverged.keep(map[string]bool{peer: true})
-			n.comparedWith(peer, req.Index, mine, fromWire(req.Digests))
+			n.comparedWith(peer, req.Index, mine, peerrpc.DigestMap(req.Digests))
 			n.diverged.setLast(DigestCheck{Index: req.Index, Time: time.Now().UTC(), Compared: []string{peer}})
 		}
 	}
@@ -349,7 +298,7 @@ func (n *Node) CheckDigests(ctx context.Context) (DigestCheck, error) {
 	if !ok {
 		return DigestCheck{}, errors.New("raftkv: digest check: no record at the index applied (a snapshot restored meanwhile)")
 	}
-	body, err := (&digestRPC{Index: index, Digests: toWire(mine)}).marshal()
+	body, err := (&peerrpc.DigestBody{Index: index, Digests: peerrpc.DigestList(mine)}).Marshal()
 	if err != nil {
 		return DigestCheck{}, err
 	}
@@ -376,7 +325,7 @@ func (n *Node) CheckDigests(ctx context.Context) (DigestCheck, error) {
 			case !ans.Held:
 				check.Skipped[m.id] = fmt.Sprintf("no digest at index %d (applied %d)", index, ans.Applied)
 			default:
-				n.comparedWith(m.id, index, mine, fromWire(ans.Digests))
+				n.comparedWith(m.id, index, mine, peerrpc.DigestMap(ans.Digests))
 				check.Compared = append(check.Compared, m.id)
 			}
 		})
@@ -388,8 +337,8 @@ func (n *Node) CheckDigests(ctx context.Context) (DigestCheck, error) {
 	return check, nil
 }
 
-func (n *Node) askDigest(ctx context.Context, addr string, body []byte) (digestAnswer, error) {
-	var ans digestAnswer
+func (n *Node) askDigest(ctx context.Context, addr string, body []byte) (peerrpc.DigestAnswer, error) {
+	var ans peerrpc.DigestAnswer
 	cctx, cancel := context.WithTimeout(ctx, digestWait+5*time.Second)
 	defer cancel()
 	err := n.callMember(cctx, addr, peerrpc.Digest.Name, body, &ans)

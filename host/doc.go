@@ -30,9 +30,13 @@
 // (replicated plugin configuration: the limits a deploy resolves).
 //
 // Forwarding, from a follower to the leader over the SSH "rpc" channel:
-// forward.go (the client side and the RPC dispatch), forwardbatch.go
-// (batched forwarded writes), rpcbody.go (the RPC bodies; host/peerrpc names
-// the methods and who may call each).
+// the protocol (methods and who may call each, the bodies and their codecs,
+// the error codes, the batching of forwarded writes) is package
+// host/peerrpc; forward.go is the node's half (the call to the leader,
+// serving and dispatching forwarded calls), and errors.go, node.go,
+// membership.go and pluginconf.go re-export the types and errors of
+// peerrpc that are this package's API (Consistency, JoinRequest,
+// DeployOptions, LimitsPatch, ErrNotLeader, …).
 //
 // Membership and trust: membership.go (Join, Remove, Trust, hand-over),
 // joinsafety.go (what a membership change must satisfy), addresses.go
@@ -45,6 +49,6 @@
 // Observability: metrics.go (Prometheus), status.go (every member's status).
 //
 // Splitting the rest of this package by concern (cluster, …, as issue 12
-// sketches) is still to do; the trust list (host/trust) and the state
-// machine (internal/fsm) are done.
+// sketches) is still to do; the trust list (host/trust), the state machine
+// (internal/fsm) and the forwarding protocol (host/peerrpc) are done.
 package host

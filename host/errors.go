@@ -1,34 +1,33 @@
 package host
 
 import (
-	"errors"
-
 	"github.com/raftkv/raftkv/host/logstore"
 	"github.com/raftkv/raftkv/host/peerrpc"
 	"github.com/raftkv/raftkv/internal/fsm"
 )
 
 // Errors returned by Node. Test with errors.Is: errors that crossed the SSH
-// forwarding channel are mapped back to these sentinels. Those the state
-// machine returns are internal/fsm's, under the same names.
+// forwarding channel are mapped back to these sentinels (host/peerrpc's
+// error codes). Those the state machine returns are internal/fsm's, those
+// of forwarding host/peerrpc's, under the same names.
 var (
 	// ErrNotLeader: this node (or the node a request was forwarded to) is not
 	// the leader. Nothing was proposed; the request may be retried.
-	ErrNotLeader = errors.New("raftkv: not leader")
+	ErrNotLeader = peerrpc.ErrNotLeader
 	// ErrNoLeader: the cluster has no known leader right now.
-	ErrNoLeader = errors.New("raftkv: no leader")
+	ErrNoLeader = peerrpc.ErrNoLeader
 	// ErrTimeout: the request did not complete in time. For a write this means
 	// it was not proposed (enqueue timeout) or its outcome is not known yet.
 	ErrTimeout = fsm.ErrTimeout
 	// ErrUnknownOutcome: leadership was lost after the write was proposed; it
 	// may or may not have been committed. Read before retrying.
-	ErrUnknownOutcome = errors.New("raftkv: leadership lost, write outcome unknown")
+	ErrUnknownOutcome = peerrpc.ErrUnknownOutcome
 	// ErrUnknownPlugin: no plugin of that name is active.
 	ErrUnknownPlugin = fsm.ErrUnknownPlugin
 	// ErrInvalid: the request is malformed or breaks a limit.
 	ErrInvalid = fsm.ErrInvalid
 	// ErrClosed: the node is shut down.
-	ErrClosed = errors.New("raftkv: node closed")
+	ErrClosed = peerrpc.ErrClosed
 	// ErrStopped: the node stopped applying the log (fail-stop), e.g. after a
 	// plugin exceeded the wall-clock limit. See Stats().Failure.
 	ErrStopped = fsm.ErrStopped
@@ -41,7 +40,7 @@ var (
 	ErrDegraded = logstore.ErrWriteFailing
 	// ErrNotReady: the node is starting: it has not loaded the default
 	// plugin yet (see Stats().NotReady). Retry shortly.
-	ErrNotReady = errors.New("raftkv: not ready")
+	ErrNotReady = peerrpc.ErrNotReady
 	// ErrPrecondition: a deploy's precondition failed: the plugin exists
 	// (a create), or its active module is not the one named (an upgrade's
 	// If-Match). Nothing changed.

@@ -14,70 +14,14 @@ import (
 	"github.com/raftkv/raftkv/host/transport"
 )
 
-// RPC methods on the SSH "rpc" channel. Followers send these to the leader;
+// Forwarding, the node's half: the protocol (the bodies, their codecs, the
+// error codes, the batching of forwarded writes) is host/peerrpc's; here
+// are the calls that need a Node. Followers send requests to the leader;
 // the leader never forwards them again, so there are no forwarding loops.
-const (
-	rpcApply        = "apply"
-	rpcQuery        = "query"
-	rpcPluginList   = "plugin-list"
-	rpcJoin         = "join"
-	rpcRemove       = "remove"
-	rpcTrust        = "trust"
-	rpcDeploy       = "deploy"
-	rpcRemovePlugin = "remove-plugin"
-	rpcSetLimits    = "set-limits"
-	rpcQuarantine   = "quarantine"
-	rpcAddresses    = "addresses" // a member's API and management addresses (addresses.go)
-	rpcPing         = "ping"
-	rpcStatus       = "status" // the node's NodeStatus (see ClusterStatus); answered by any node
-)
-
-// codes are the errors that keep their identity across forwarding, by
-// their stable wire code.
-var codes = []struct {
-	code peerrpc.Code
-	err  error
-}{
-	// Degraded first: its errors may also say that no leader is known.
-	{peerrpc.CodeDegraded, ErrDegraded},
-	{peerrpc.CodeNotLeader, ErrNotLeader}, {peerrpc.CodeNoLeader, ErrNoLeader}, {peerrpc.CodeTimeout, ErrTimeout},
-	{peerrpc.CodeUnknownOutcome, ErrUnknownOutcome}, {peerrpc.CodeUnknownPlugin, ErrUnknownPlugin},
-	{peerrpc.CodeInvalid, ErrInvalid}, {peerrpc.CodeClosed, ErrClosed}, {peerrpc.CodeStopped, ErrStopped},
-	{peerrpc.CodeNotFound, ErrNotFound}, {peerrpc.CodeNotReady, ErrNotReady}, {peerrpc.CodePrecondition, ErrPrecondition},
-	{peerrpc.CodeConflict, ErrConflict}, {peerrpc.CodeQuarantined, ErrQuarantined}, {peerrpc.CodeForbidden, ErrForbidden},
-}
-
-func encodeErr(err error) (int, string) {
-	for _, c := range codes {
-		if errors.Is(err, c.err) {
-			return int(c.code), err.Error()
-		}
-	}
-	return int(peerrpc.CodeOther), err.Error()
-}
-
-// remoteErr rebuilds an error from a response: errors.Is still matches the
-// sentinel, and the message is the leader's.
-type remoteErr struct {
-	sentinel error
-	msg      string
-}
-
-func (e *remoteErr) Error() string { return e.msg }
-func (e *remoteErr) Unwrap() error { return e.sentinel }
-
-func decodeErr(kind int, msg string) error {
-	for _, c := range codes {
-		if int(c.code) == kind {
-			return &remoteErr{c.err, msg}
-		}
-	}
-	return errors.New(msg)
-}
 
 // forward sends a request to the leader and returns its answer.
-func (n *Node) forward(ctx context.Context, req rpcBody) (abi.Result, error) {
-	method := req.method().Name
+func (n *Node) forward(ctx context.Context, req peerrpc.Body) (abi.Result, error) {
+	method := req.Method().Name
 	addr, id := n.raft.LeaderWithID()
 	if addr == "" {
 		return abi.Result{}, ErrNoLeader
@@ -98,19 +42,19 @@ func (n *Node) forward(ctx context.Context, req rpcBody) (abi.Result, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		timeout := n.cfg.ApplyTimeout
 		switch method {
-		case rpcDeploy, rpcSetLimits:
+		case peerrpc.Deploy.Name, peerrpc.SetLimits.Name:
 			timeout += 2 * time.Minute // the leader compiles the module first
-		case rpcJoin:
+		case peerrpc.Join.Name:
 			timeout += time.Minute // the leader waits for the new member to catch up
 		}
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	if a, ok := req.(adminBody); ok && n.cfg.Token != "" {
-		a.setToken(n.cfg.Token)
+	if a, ok := req.(peerrpc.AdminBody); ok && n.cfg.Token != "" {
+		a.SetClusterToken(n.cfg.Token)
 	}
-	body, err := req.marshal()
+	body, err := req.Marshal()
 	if err != nil {
 		return abi.Result{}, err
 	}
@@ -123,28 +67,17 @@ func (n *Node) forward(ctx context.Context, req rpcBody) (abi.Result, error) {
 		case errors.As(err, &re):
 			return abi.Result{}, fmt.Errorf("raftkv: leader %s: %s", id, re.Message)
 		}
-		if method == rpcQuery || method == rpcPluginList || method == rpcPing || neverSent(err) {
+		if method == peerrpc.Query.Name || method == peerrpc.PluginList.Name || method == peerrpc.Ping.Name || neverSent(err) {
 			return abi.Result{}, fmt.Errorf("%w: leader %s unreachable: %v", ErrNoLeader, id, err)
 		}
 		// The request may have reached the leader before the connection failed.
 		return abi.Result{}, fmt.Errorf("%w: forwarding to leader %s failed: %v", ErrUnknownOutcome, id, err)
 	}
-	var resp rpcResponse
-	if err := resp.unmarshal(raw); err != nil {
+	var resp peerrpc.Response
+	if err := resp.Unmarshal(raw); err != nil {
 		return abi.Result{}, fmt.Errorf("raftkv: bad response from leader %s: %w", id, err)
 	}
-	if resp.ErrKind != 0 {
-		return abi.Result{}, decodeErr(resp.ErrKind, resp.Err)
-	}
-	return abi.Result{Code: resp.Code, Data: resp.Data}, nil
-}
-
-// result is the outcome r carries.
-func (r *rpcResponse) result() (abi.Result, error) {
-	if r.ErrKind != 0 {
-		return abi.Result{}, decodeErr(r.ErrKind, r.Err)
-	}
-	return abi.Result{Code: r.Code, Data: r.Data}, nil
+	return resp.Result()
 }
 
 // callMember calls method on the member at addr with body (ctx bounds it)
@@ -155,14 +88,15 @@ func (n *Node) callMember(ctx context.Context, addr, method string, body []byte,
 	if err != nil {
 		return err
 	}
-	var resp rpcResponse
-	if err := resp.unmarshal(raw); err != nil {
+	var resp peerrpc.Response
+	if err := resp.Unmarshal(raw); err != nil {
 		return err
 	}
-	if resp.ErrKind != 0 {
-		return decodeErr(resp.ErrKind, resp.Err)
+	res, err := resp.Result()
+	if err != nil {
+		return err
 	}
-	if err := abi.Unmarshal(resp.Data, out); err != nil {
+	if err := abi.Unmarshal(res.Data, out); err != nil {
 		return fmt.Errorf("malformed %s answer: %w", method, err)
 	}
 	return nil
@@ -178,14 +112,8 @@ func neverSent(err error) bool {
 
 // handleRPC serves requests that followers forward to this node.
 func (n *Node) handleRPC(ctx context.Context, peerID, method string, body []byte) ([]byte, error) {
-	var resp rpcResponse
-	res, err := n.serveForwarded(ctx, peerID, method, body)
-	if err != nil {
-		resp.ErrKind, resp.Err = encodeErr(err)
-	} else {
-		resp.Code, resp.Data = res.Code, res.Data
-	}
-	return resp.marshal(), nil
+	resp := peerrpc.ResponseOf(n.serveForwarded(ctx, peerID, method, body))
+	return resp.Marshal(), nil
 }
 
 // serveForwarded decodes, authorizes and runs a forwarded request. A caller
@@ -197,19 +125,19 @@ func (n *Node) serveForwarded(ctx context.Context, peerID, method string, body [
 			return abi.Result{}, err
 		}
 	}
-	req, err := decodeRPC(method, body)
+	req, err := peerrpc.Decode(method, body)
 	if err != nil {
 		n.metrics.rpcRefused.Inc()
 		n.log.Warn("refused a malformed peer RPC", "peer", peerID, "method", method, "reason", err.Error())
 		return abi.Result{}, err
 	}
-	if err := n.authorizeRPC(peerID, req.method(), req); err != nil {
+	if err := n.authorizeRPC(peerID, req.Method(), req); err != nil {
 		return abi.Result{}, err
 	}
-	if r, ok := req.(*digestRPC); ok { // any member answers, about the caller (digestcheck.go)
+	if r, ok := req.(*peerrpc.DigestBody); ok { // any member answers, about the caller (digestcheck.go)
 		return n.answerDigest(ctx, peerID, r)
 	}
-	if _, ok := req.(*votersRPC); ok { // any member answers (vouch.go)
+	if _, ok := req.(*peerrpc.VotersBody); ok { // any member answers (vouch.go)
 		return n.answerVoters()
 	}
 	return n.dispatchLeader(ctx, req)
@@ -217,14 +145,14 @@ func (n *Node) serveForwarded(ctx context.Context, peerID, method string, body [
 
 // dispatchLeader runs a forwarded request only if this node leads (except
 // ping, status and stale reads), so a request is forwarded at most once.
-func (n *Node) dispatchLeader(ctx context.Context, req rpcBody) (abi.Result, error) {
+func (n *Node) dispatchLeader(ctx context.Context, req peerrpc.Body) (abi.Result, error) {
 	switch r := req.(type) {
-	case *pingRequest:
+	case *peerrpc.PingBody:
 		return abi.Result{}, nil
-	case *statusRequest:
+	case *peerrpc.StatusBody:
 		data, err := abi.Marshal(n.Status(r.Digests))
 		return abi.Result{Data: data}, err
-	case *queryRequest:
+	case *peerrpc.QueryBody:
 		if r.Level == Stale {
 			return n.dispatch(ctx, req)
 		}
@@ -236,56 +164,56 @@ func (n *Node) dispatchLeader(ctx context.Context, req rpcBody) (abi.Result, err
 }
 
 // dispatch runs a request locally; this node is the leader.
-func (n *Node) dispatch(ctx context.Context, req rpcBody) (abi.Result, error) {
+func (n *Node) dispatch(ctx context.Context, req peerrpc.Body) (abi.Result, error) {
 	switch r := req.(type) {
-	case *applyRequest:
-		return abi.Result{Data: n.applyForwarded(ctx, r.Commands).marshal()}, nil
-	case *queryRequest:
+	case *peerrpc.ApplyBody:
+		return abi.Result{Data: n.applyForwarded(ctx, r.Commands).Marshal()}, nil
+	case *peerrpc.QueryBody:
 		return n.queryLocal(ctx, r.Plugin, r.Data, r.Level)
-	case *pluginListRPC:
-		var l pluginList
+	case *peerrpc.PluginListBody:
+		var l peerrpc.PluginListAnswer
 		var err error
 		if l.Plugins, l.KeptStates, err = n.pluginsLocal(ctx, r.Level); err != nil {
 			return abi.Result{}, err
 		}
 		data, err := abi.Marshal(&l)
 		return abi.Result{Data: data}, err
-	case *joinRPC:
+	case *peerrpc.JoinBody:
 		resp, err := n.joinLocal(ctx, r.Join)
 		if err != nil {
 			return abi.Result{}, err
 		}
 		data, err := abi.Marshal(&resp)
 		return abi.Result{Data: data}, err
-	case *removeRPC:
+	case *peerrpc.RemoveBody:
 		return abi.Result{}, n.removeLocal(ctx, r.NodeID)
-	case *trustRPC:
+	case *peerrpc.TrustBody:
 		if err := n.trustLocal(ctx, r.NodeID, r.Line); err != nil {
 			return abi.Result{}, err
 		}
 		data, err := abi.Marshal(n.joinResponse().Trust)
 		return abi.Result{Data: data}, err
-	case *deployRPC:
+	case *peerrpc.DeployBody:
 		info, err := n.deployLocal(ctx, r.Plugin, r.Wasm, r.Options)
 		if err != nil {
 			return abi.Result{}, err
 		}
 		data, err := abi.Marshal(&info)
 		return abi.Result{Data: data}, err
-	case *removePluginRPC:
+	case *peerrpc.RemovePluginBody:
 		return abi.Result{}, n.removePluginLocal(ctx, r.Plugin, r.DropState)
-	case *quarantineRPC:
+	case *peerrpc.QuarantineBody:
 		return abi.Result{}, n.quarantineLocal(ctx, r.Plugin, r.Reason)
-	case *setLimitsRPC:
+	case *peerrpc.SetLimitsBody:
 		info, err := n.setLimitsLocal(ctx, r.Plugin, r.Patch, r.IfHash)
 		if err != nil {
 			return abi.Result{}, err
 		}
 		data, err := abi.Marshal(&info)
 		return abi.Result{Data: data}, err
-	case *addressesRPC:
+	case *peerrpc.AddressesBody:
 		return abi.Result{}, n.setAddressesLocal(ctx, r.Addresses)
-	case *pingRequest, *statusRequest:
+	case *peerrpc.PingBody, *peerrpc.StatusBody:
 		return n.dispatchLeader(ctx, req)
 	}
 	return abi.Result{}, fmt.Errorf("%w: unknown request %T", ErrInvalid, req)

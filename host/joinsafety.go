@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/raftkv/raftkv/host/peerrpc"
 	"github.com/raftkv/raftkv/host/transport"
 )
 
@@ -53,7 +54,7 @@ func (n *Node) probe(ctx context.Context, id, addr string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	_, err := n.trans.Call(ctx, addr, rpcPing, pingBody)
+	_, err := n.trans.Call(ctx, addr, peerrpc.Ping.Name, pingBody)
 	var re *transport.RemoteError
 	if err == nil || errors.As(err, &re) {
 		return nil
@@ -76,7 +77,7 @@ func (n *Node) reachable(ctx context.Context, servers []raft.Server) map[raft.Se
 		wg.Go(func() {
 			pctx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
-			_, err := n.trans.Call(pctx, string(s.Address), rpcPing, pingBody)
+			_, err := n.trans.Call(pctx, string(s.Address), peerrpc.Ping.Name, pingBody)
 			var re *transport.RemoteError
 			ok := err == nil || errors.As(err, &re)
 			mu.Lock()
@@ -199,7 +200,7 @@ func (n *Node) lastIndexOf(ctx context.Context, addr string) (uint64, error) {
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var s NodeStatus
-	if err := n.callMember(cctx, addr, rpcStatus, statusBody, &s); err != nil {
+	if err := n.callMember(cctx, addr, peerrpc.Status.Name, statusBody, &s); err != nil {
 		return 0, err
 	}
 	return s.LastIndex, nil

@@ -13,22 +13,14 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/host/peerrpc"
 	"github.com/raftkv/raftkv/host/trust"
 	"github.com/raftkv/raftkv/internal/fsm"
 )
 
-// JoinRequest asks the cluster to add a node.
-type JoinRequest struct {
-	NodeID  string `json:"id" msgpack:"id"`
-	Address string `json:"address" msgpack:"address"` // the node's Raft (SSH) address
-	// PublicKey, if set, is the node's key ("ssh-ed25519 AAAA…", a trust line
-	// is accepted too). It is added to the replicated trust list, so no file
-	// has to be edited on any member. Without it the key must already be
-	// trusted (authorized_keys or a trust entry).
-	PublicKey string `json:"public_key,omitempty" msgpack:"public_key,omitempty"`
-	// NonVoter adds the node as a non-voting member that receives the log.
-	NonVoter bool `json:"non_voter,omitempty" msgpack:"non_voter,omitempty"`
-}
+// JoinRequest asks the cluster to add a node (it crosses the forwarding
+// RPC in a join: host/peerrpc).
+type JoinRequest = peerrpc.JoinRequest
 
 // JoinResponse tells a new node whom to trust.
 type JoinResponse struct {
@@ -74,7 +66,7 @@ func (n *Node) Join(ctx context.Context, req JoinRequest) (JoinResponse, error) 
 		}
 		return n.joinLocal(ctx, req)
 	}
-	res, err = n.forward(ctx, &joinRPC{Join: req})
+	res, err = n.forward(ctx, &peerrpc.JoinBody{Join: req})
 	if err != nil {
 		return JoinResponse{}, err
 	}
@@ -211,7 +203,7 @@ func (n *Node) Remove(ctx context.Context, nodeID string) error {
 		if n.isLeader() {
 			err = n.removeLocal(ctx, nodeID)
 		} else {
-			_, err = n.forward(ctx, &removeRPC{NodeID: nodeID})
+			_, err = n.forward(ctx, &peerrpc.RemoveBody{NodeID: nodeID})
 		}
 		switch {
 		case nodeID == n.cfg.NodeID && errors.Is(err, ErrUnknownOutcome):
@@ -318,7 +310,7 @@ func (n *Node) hasReplicatedKey(nodeID string) bool {
 func (n *Node) Trust(ctx context.Context, nodeID, line string) ([]string, error) {
 	var data []byte
 	if !n.isLeader() {
-		res, err := n.forward(ctx, &trustRPC{NodeID: nodeID, Line: line})
+		res, err := n.forward(ctx, &peerrpc.TrustBody{NodeID: nodeID, Line: line})
 		if err != nil {
 			return nil, err
 		}
@@ -392,8 +384,8 @@ func (n *Node) replicatedTrust(nodeID string, key ssh.PublicKey) bool {
 // pingBody and statusBody are the bodies of a ping and of a status request
 // without digests.
 var (
-	pingBody, _   = (&pingRequest{}).marshal()
-	statusBody, _ = (&statusRequest{}).marshal()
+	pingBody, _   = (&peerrpc.PingBody{}).Marshal()
+	statusBody, _ = (&peerrpc.StatusBody{}).Marshal()
 )
 
 // Members lists the cluster's servers with their replicated addresses. The
@@ -430,7 +422,7 @@ func (n *Node) Members(ctx context.Context) ([]Member, error) {
 				defer wg.Done()
 				pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 				defer cancel()
-				if _, err := n.trans.Call(pctx, m.Address, rpcPing, pingBody); err == nil {
+				if _, err := n.trans.Call(pctx, m.Address, peerrpc.Ping.Name, pingBody); err == nil {
 					m.Reachable, m.LastContact = true, time.Now()
 				}
 			}()

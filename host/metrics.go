@@ -17,7 +17,7 @@ type metrics struct {
 	raftRefused   prometheus.Counter
 	rpcRefused    prometheus.Counter
 	// forwardBatch: forwarded writes per apply request this node sent
-	// (forwardbatch.go).
+	// (host/peerrpc/batch.go).
 	forwardBatch prometheus.Histogram
 	// digestComparisons counts comparisons of this node's state digests
 	// with another node's; divergences the differences they found

@@ -19,6 +19,7 @@ import (
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/datadir"
 	"github.com/raftkv/raftkv/host/logstore"
+	"github.com/raftkv/raftkv/host/peerrpc"
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/raftauth"
 	"github.com/raftkv/raftkv/host/transport"
@@ -81,7 +82,7 @@ type Node struct {
 	shutdown  chan struct{}
 	stopCtx   context.Context // ends when shutdown closes
 	endStop   context.CancelFunc
-	forwarder applyBatcher // batches forwarded writes (forwardbatch.go)
+	forwarder *peerrpc.Batcher // batches forwarded writes
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -130,7 +131,13 @@ func New(cfg Config) (_ *Node, err error) {
 	// the closers below, which use it, run.
 	n := &Node{cfg: cfg, log: log, lock: lock, peers: map[string]string{}, shutdown: make(chan struct{}), raftUp: make(chan struct{}), trust: &trust.Trust{}}
 	n.stopCtx, n.endStop = context.WithCancel(context.Background())
-	n.forwarder.n = n
+	n.forwarder = peerrpc.NewBatcher(peerrpc.BatcherConfig{
+		Send:    func(ctx context.Context, req *peerrpc.ApplyBody) (abi.Result, error) { return n.forward(ctx, req) },
+		Go:      n.goFunc,
+		Stop:    n.stopCtx,
+		Timeout: cfg.ApplyTimeout,
+		Sent:    func(writes int) { n.metrics.forwardBatch.Observe(float64(writes)) },
+	})
 	var closers []func()
 	defer func() {
 		if err != nil {
@@ -286,10 +293,9 @@ func New(cfg Config) (_ *Node, err error) {
 // Found by the fault suite (test/chaos): the handler dereferenced the nil
 // n.raft and answered writes with "RPC handler panicked".
 func (n *Node) serveRPC(ctx context.Context, peerID, method string, body []byte) ([]byte, error) {
-	if !n.raftStarted.Load() && method != rpcPing {
-		var resp rpcResponse
-		resp.ErrKind, resp.Err = encodeErr(fmt.Errorf("%w: %s is starting (Raft is not running yet)", ErrNotReady, n.cfg.NodeID))
-		return resp.marshal(), nil
+	if !n.raftStarted.Load() && method != peerrpc.Ping.Name {
+		resp := peerrpc.ResponseOf(abi.Result{}, fmt.Errorf("%w: %s is starting (Raft is not running yet)", ErrNotReady, n.cfg.NodeID))
+		return resp.Marshal(), nil
 	}
 	return n.handleRPC(ctx, peerID, method, body)
 }
@@ -326,7 +332,7 @@ func (n *Node) Close(ctx context.Context) error {
 		}
 		close(n.shutdown)
 		n.endStop()
-		n.forwarder.close()
+		n.forwarder.Close()
 		n.fsm.Release() // lets an FSM stuck in fail-stop return
 		stopped := make(chan error, 1)
 		go func() { stopped <- n.stop() }()
@@ -646,7 +652,7 @@ func (n *Node) ApplyOnce(ctx context.Context, pluginName, key string, cmd []byte
 		}
 	}
 	if !n.isLeader() {
-		return n.forwarder.apply(ctx, forwardedCommand{Plugin: pluginName, Key: key, Data: cmd})
+		return n.forwarder.Apply(ctx, peerrpc.Command{Plugin: pluginName, Key: key, Data: cmd})
 	}
 	return n.applyLocal(ctx, pluginName, key, cmd)
 }
@@ -693,16 +699,10 @@ func (n *Node) checkCommand(ctx context.Context, pluginName, key string, cmd []b
 // applyForwarded applies a batch of forwarded writes. Each is checked and
 // proposed as applyLocal does, every one before any is waited for, so that
 // Raft appends them together; each gets its own result or error.
-func (n *Node) applyForwarded(ctx context.Context, cmds []forwardedCommand) applyResponse {
-	out := make(applyResponse, len(cmds))
+func (n *Node) applyForwarded(ctx context.Context, cmds []peerrpc.Command) peerrpc.ApplyResponse {
+	out := make(peerrpc.ApplyResponse, len(cmds))
 	futures := make([]raft.ApplyFuture, len(cmds))
-	set := func(i int, res abi.Result, err error) {
-		if err != nil {
-			out[i].ErrKind, out[i].Err = encodeErr(err)
-			return
-		}
-		out[i].Code, out[i].Data = res.Code, res.Data
-	}
+	set := func(i int, res abi.Result, err error) { out[i] = peerrpc.ResponseOf(res, err) }
 	// Every command is checked first, then the others handed to Raft in a
 	// tight loop: Raft groups what is waiting in its apply channel into one
 	// append, so a plugin call between two of them would split the group.
@@ -772,18 +772,19 @@ func (n *Node) defaultPluginLoaded(pluginName string) error {
 	return fmt.Errorf("%w: the %s plugin is not loaded yet (applied index %d): retry shortly", ErrNotReady, pluginName, n.fsm.Applied())
 }
 
-// Consistency is the guarantee a read asks for.
-type Consistency uint8
+// Consistency is the guarantee a read asks for (a forwarded read carries
+// it: host/peerrpc).
+type Consistency = peerrpc.Consistency
 
 const (
 	// Leader (the default): the leader answers after confirming with a quorum
 	// that it still leads. No stale leader answers after a partition or pause.
-	Leader Consistency = iota
+	Leader = peerrpc.Leader
 	// Stale: any node answers from its local state, without coordination.
-	Stale
+	Stale = peerrpc.Stale
 	// Linearizable: read index. The leader records its commit index, confirms
 	// leadership with a quorum and waits until it has applied that index.
-	Linearizable
+	Linearizable = peerrpc.Linearizable
 )
 
 // ParseConsistency parses "stale", "leader", "linearizable" ("" is Leader).
@@ -797,10 +798,6 @@ func ParseConsistency(s string) (Consistency, error) {
 		return Linearizable, nil
 	}
 	return Leader, fmt.Errorf("%w: unknown consistency %q (want stale, leader or linearizable)", ErrInvalid, s)
-}
-
-func (c Consistency) String() string {
-	return [...]string{"leader", "stale", "linearizable"}[c]
 }
 
 // Query runs a read-only query on the named plugin at the given consistency.
@@ -817,7 +814,7 @@ func (n *Node) Query(ctx context.Context, pluginName string, q []byte, level Con
 		return abi.Result{}, fmt.Errorf("%w: unknown consistency %d", ErrInvalid, level)
 	}
 	if level != Stale && !n.isLeader() {
-		return n.forward(ctx, &queryRequest{Plugin: pluginName, Data: q, Level: level})
+		return n.forward(ctx, &peerrpc.QueryBody{Plugin: pluginName, Data: q, Level: level})
 	}
 	return n.queryLocal(ctx, pluginName, q, level)
 }

@@ -126,10 +126,10 @@ func (n *Node) roleOf(id string) peerrpc.Role {
 // authorizeRPC applies peerrpc's policy to a forwarded request of method m
 // from peer (its ID proven over SSH; req nil: not decoded yet, so it names
 // no subject and carries no token). A refusal is logged and counted.
-func (n *Node) authorizeRPC(peer string, m peerrpc.Method, req rpcBody) error {
+func (n *Node) authorizeRPC(peer string, m peerrpc.Method, req peerrpc.Body) error {
 	var subject, token string
 	if req != nil {
-		subject, token = req.subject(), req.token()
+		subject, token = req.Subject(), req.ClusterToken()
 	}
 	c := peerrpc.Caller{ID: peer, Role: n.roleOf(peer), Token: token}
 	if err := peerrpc.Authorize(m, c, subject, n.cfg.Token); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/host/peerrpc"
 	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/host/state"
 	"github.com/raftkv/raftkv/internal/fsm"
@@ -59,7 +60,7 @@ func (n *Node) DeployPluginWith(ctx context.Context, name string, wasm []byte, o
 	if n.isLeader() {
 		return n.deployLocal(ctx, name, wasm, opts)
 	}
-	res, err := n.forward(ctx, &deployRPC{Plugin: name, Wasm: wasm, Options: opts})
+	res, err := n.forward(ctx, &peerrpc.DeployBody{Plugin: name, Wasm: wasm, Options: opts})
 	if err != nil {
 		return PluginInfo{}, err
 	}
@@ -130,7 +131,7 @@ func (n *Node) SetPluginLimits(ctx context.Context, name string, p LimitsPatch, 
 		return PluginInfo{}, err
 	}
 	if !n.isLeader() {
-		res, err := n.forward(ctx, &setLimitsRPC{Plugin: name, Patch: p, IfHash: ifHash})
+		res, err := n.forward(ctx, &peerrpc.SetLimitsBody{Plugin: name, Patch: p, IfHash: ifHash})
 		if err != nil {
 			return PluginInfo{}, err
 		}
@@ -217,7 +218,7 @@ func (n *Node) RemovePlugin(ctx context.Context, name string, dropState bool) er
 		return fmt.Errorf("%w: the default plugin %q cannot be removed (deploy a new version or reset it instead)", ErrInvalid, name)
 	}
 	if !n.isLeader() {
-		_, err := n.forward(ctx, &removePluginRPC{Plugin: name, DropState: dropState})
+		_, err := n.forward(ctx, &peerrpc.RemovePluginBody{Plugin: name, DropState: dropState})
 		return err
 	}
 	return n.removePluginLocal(ctx, name, dropState)
@@ -259,11 +260,11 @@ func (n *Node) PluginsAt(ctx context.Context, level Consistency) ([]PluginInfo, 
 	if level == Stale || n.isLeader() {
 		return n.pluginsLocal(ctx, level)
 	}
-	res, err := n.forward(ctx, &pluginListRPC{Level: level})
+	res, err := n.forward(ctx, &peerrpc.PluginListBody{Level: level})
 	if err != nil {
 		return nil, nil, err
 	}
-	var l pluginList
+	var l peerrpc.PluginListAnswer
 	if err := abi.Unmarshal(res.Data, &l); err != nil {
 		return nil, nil, fmt.Errorf("raftkv: bad plugin list from the leader: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftkv/raftkv/abi"
+	"github.com/raftkv/raftkv/host/peerrpc"
 	"github.com/raftkv/raftkv/internal/fsm"
 )
 
@@ -27,7 +28,7 @@ func (n *Node) QuarantinePlugin(ctx context.Context, name, reason string) error 
 		return err
 	}
 	if !n.isLeader() {
-		_, err := n.forward(ctx, &quarantineRPC{Plugin: name, Reason: reason})
+		_, err := n.forward(ctx, &peerrpc.QuarantineBody{Plugin: name, Reason: reason})
 		return err
 	}
 	return n.quarantineLocal(ctx, name, reason)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"testing"
+
+	"github.com/raftkv/raftkv/host/peerrpc"
 )
 
 // TestRPCBeforeRaftStarts: a call forwarded to a node whose transport
@@ -13,26 +15,27 @@ import (
 // ping is answered.
 func TestRPCBeforeRaftStarts(t *testing.T) {
 	n := &Node{cfg: Config{NodeID: "n1"}} // as New leaves it until raft.NewRaft returns
-	for _, method := range []string{rpcApply, rpcQuery, rpcDeploy, rpcRemove, rpcJoin, rpcTrust, rpcStatus, rpcRemovePlugin, rpcPing} {
+	for _, m := range []peerrpc.Method{peerrpc.Apply, peerrpc.Query, peerrpc.Deploy, peerrpc.Remove, peerrpc.Join, peerrpc.Trust, peerrpc.Status, peerrpc.RemovePlugin, peerrpc.Ping} {
+		method := m.Name
 		body := pingBody
-		if method != rpcPing {
-			body, _ = (&queryRequest{Plugin: "kv", Data: []byte{0x80}}).marshal()
+		if m != peerrpc.Ping {
+			body, _ = (&peerrpc.QueryBody{Plugin: "kv", Data: []byte{0x80}}).Marshal()
 		}
 		raw, err := n.serveRPC(context.Background(), "n2", method, body)
 		if err != nil {
 			t.Fatalf("%s: %v", method, err)
 		}
-		var resp rpcResponse
-		if err := resp.unmarshal(raw); err != nil {
+		var resp peerrpc.Response
+		if err := resp.Unmarshal(raw); err != nil {
 			t.Fatalf("%s: %v", method, err)
 		}
-		if method == rpcPing { // answered: it needs nothing from Raft
+		if m == peerrpc.Ping { // answered: it needs nothing from Raft
 			if resp.ErrKind != 0 {
 				t.Errorf("ping before Raft runs: %s", resp.Err)
 			}
 			continue
 		}
-		if err := decodeErr(resp.ErrKind, resp.Err); !errors.Is(err, ErrNotReady) {
+		if _, err := resp.Result(); !errors.Is(err, ErrNotReady) {
 			t.Errorf("%s before Raft runs: %v, want ErrNotReady", method, err)
 		}
 	}

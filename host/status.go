@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/raftkv/raftkv/host/peerrpc"
 	"github.com/raftkv/raftkv/internal/buildinfo"
 )
 
@@ -111,7 +112,7 @@ func (n *Node) ClusterStatus(ctx context.Context, digests bool) ([]NodeStatus, e
 		return nil, err
 	}
 	out := make([]NodeStatus, len(members))
-	body, err := (&statusRequest{Digests: digests}).marshal()
+	body, err := (&peerrpc.StatusBody{Digests: digests}).Marshal()
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +127,7 @@ func (n *Node) ClusterStatus(ctx context.Context, digests bool) ([]NodeStatus, e
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
 			var s NodeStatus
-			if err := n.callMember(cctx, m.addr, rpcStatus, body, &s); err != nil {
+			if err := n.callMember(cctx, m.addr, peerrpc.Status.Name, body, &s); err != nil {
 				out[i].Error = err.Error()
 				return
 			}

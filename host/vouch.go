@@ -11,7 +11,6 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftkv/raftkv/abi"
-	"github.com/raftkv/raftkv/abi/mp"
 	"github.com/raftkv/raftkv/host/peerrpc"
 	"github.com/raftkv/raftkv/host/trust"
 )
@@ -31,38 +30,15 @@ import (
 // configuration it likes (SECURITY.md): its word on the current voters
 // adds nothing an attacker holding its key did not have.
 
-// votersRPC asks a member for the voters of its latest configuration
-// (answer: a votersAnswer).
-type votersRPC struct{ memberBody }
-
-func (*votersRPC) method() peerrpc.Method { return peerrpc.Voters }
-func (r *votersRPC) marshal() ([]byte, error) {
-	return mp.AppendMapHeader(nil, 0), nil
-}
-func (r *votersRPC) unmarshal(b []byte) error { return decodeStrict(b, r) }
-func (r *votersRPC) validate() error          { return nil }
-
-// votersAnswer is the voters of the answering member's latest
-// configuration, each with its trust lines.
-type votersAnswer struct {
-	Voters []vouchedVoter `msgpack:"voters"`
-}
-
-type vouchedVoter struct {
-	ID      string   `msgpack:"id"`
-	Address string   `msgpack:"address"`
-	Trust   []string `msgpack:"trust"` // authorized_keys lines, the ID as comment
-}
-
-// answerVoters answers a votersRPC.
+// answerVoters answers a peerrpc.VotersBody.
 func (n *Node) answerVoters() (abi.Result, error) {
-	var a votersAnswer
+	var a peerrpc.VotersAnswer
 	entries := n.trust.Entries()
 	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
 		if s.Suffrage != raft.Voter {
 			continue
 		}
-		v := vouchedVoter{ID: string(s.ID), Address: string(s.Address)}
+		v := peerrpc.VouchedVoter{ID: string(s.ID), Address: string(s.Address)}
 		for _, e := range entries {
 			if e.NodeID == v.ID {
 				v.Trust = append(v.Trust, e.String())
@@ -122,7 +98,7 @@ func (n *Node) askVoters() {
 	if !slices.ContainsFunc(servers, func(s raft.Server) bool { return string(s.ID) == n.cfg.NodeID }) {
 		return // not a member (yet, or any more): nothing to catch up with
 	}
-	body, _ := (&votersRPC{}).marshal()
+	body, _ := (&peerrpc.VotersBody{}).Marshal()
 	for _, s := range servers {
 		if s.Suffrage != raft.Voter || string(s.ID) == n.cfg.NodeID {
 			continue
@@ -142,8 +118,8 @@ func (n *Node) askVoters() {
 	}
 }
 
-func (n *Node) askVotersOf(addr string, body []byte) (votersAnswer, error) {
-	var a votersAnswer
+func (n *Node) askVotersOf(addr string, body []byte) (peerrpc.VotersAnswer, error) {
+	var a peerrpc.VotersAnswer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	err := n.callMember(ctx, addr, peerrpc.Voters.Name, body, &a)
@@ -152,7 +128,7 @@ func (n *Node) askVotersOf(addr string, body []byte) (votersAnswer, error) {
 
 // takeVouched trusts the voters of a that this node's configuration
 // (servers) lacks as voters, and takes Raft RPCs from them.
-func (n *Node) takeVouched(from string, servers []raft.Server, a votersAnswer) error {
+func (n *Node) takeVouched(from string, servers []raft.Server, a peerrpc.VotersAnswer) error {
 	vouched := map[string]string{}
 	var entries []trust.Entry
 	revoked := n.trust.Revoked()

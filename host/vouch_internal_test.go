@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/raft"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/raftkv/raftkv/host/peerrpc"
 	"github.com/raftkv/raftkv/host/trust"
 )
 
@@ -32,7 +33,7 @@ func TestVouchRefusesARemovedNode(t *testing.T) {
 		{Suffrage: raft.Voter, ID: "n1", Address: "127.0.0.1:1"},
 		{Suffrage: raft.Voter, ID: "n3", Address: "127.0.0.1:3"},
 	}
-	answer := votersAnswer{Voters: []vouchedVoter{
+	answer := peerrpc.VotersAnswer{Voters: []peerrpc.VouchedVoter{
 		{ID: "n1", Address: "127.0.0.1:1"},
 		{ID: "n2", Address: "127.0.0.1:2", Trust: []string{trust.Entry{NodeID: "n2", Key: key}.String()}},
 	}}

@@ -1,20 +1,7 @@
-// Package peerrpc is the contract of the forwarding RPC between raftkv
-// nodes (the SSH "rpc" channel): its methods, who may call each, and the
-// error codes that keep an error's identity across the wire.
-//
-// A caller is known by the node ID it proved in the SSH handshake, and by
-// the role that ID has in the answering node's Raft configuration. A key in
-// the trust list is not a member: it may call nothing but a join of its own
-// ID. Members may forward client reads and writes. Administrative methods
-// (trust a key, join another node, remove a node, deploy or remove a
-// plugin) change who is in the cluster or what code it runs: they need a
-// voter, or the cluster token carried inside the request (the forwarding
-// node's HTTP API has checked it from the client).
 package peerrpc
 
 import (
 	"crypto/subtle"
-	"errors"
 	"fmt"
 )
 
@@ -122,9 +109,6 @@ type Caller struct {
 	Token string
 }
 
-// ErrForbidden is wrapped by every refusal of Authorize.
-var ErrForbidden = errors.New("raftkv: forbidden")
-
 // Authorize decides whether c may call m. subject is the node the request
 // is about (join, remove; "" otherwise); token is the answering node's
 // cluster token ("" when it has none: then no request carries a valid one).
@@ -144,28 +128,3 @@ func Authorize(m Method, c Caller, subject, token string) error {
 	}
 	return fmt.Errorf("%w: %s needs a voter or the cluster token; %s is a %v", ErrForbidden, m.Name, c.ID, c.Role)
 }
-
-// Code is an error's identity on the wire. The values are fixed: a node
-// of another version decodes the same code to the same error.
-type Code int
-
-// The codes. 0 is no error; CodeOther an error without an identity (its
-// message is all there is).
-const (
-	CodeOther          Code = -1
-	CodeNotLeader      Code = 1
-	CodeNoLeader       Code = 2
-	CodeTimeout        Code = 3
-	CodeUnknownOutcome Code = 4
-	CodeUnknownPlugin  Code = 5
-	CodeInvalid        Code = 6
-	CodeClosed         Code = 7
-	CodeStopped        Code = 8
-	CodeNotFound       Code = 9
-	CodeNotReady       Code = 10
-	CodePrecondition   Code = 11
-	CodeConflict       Code = 12
-	CodeQuarantined    Code = 13
-	CodeForbidden      Code = 14
-	CodeDegraded       Code = 15
-)

@@ -103,7 +103,9 @@ func startLoopModule() []byte {
 // of instantiating for ever.
 func TestStartSectionLoop(t *testing.T) {
 	r := newRuntime(t, 200*time.Millisecond)
-	_, err := r.Load(context.Background(), startLoopModule(), testOpts)
+	metered := testOpts
+	metered.Limits.LoadFuel = 10_000_000 // the default's 200M burn for some 8 s
+	_, err := r.Load(context.Background(), startLoopModule(), metered)
 	// (Out of fuel in a start section reads as the trap the metering code
 	// uses, "unreachable": the instance, and its fuel counter, are gone.)
 	if !errors.Is(err, plugin.ErrInvalidModule) || !strings.Contains(err.Error(), "start function") {

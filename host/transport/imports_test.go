@@ -29,6 +29,10 @@ var layers = []layer{
 		why:     "the transport imports no wazero, no abi and nothing of raftkv but the trust list (host/trust)"},
 	{dir: "host/trust", forbidden: []string{"github.com/raftkv/raftkv/"},
 		why: "the trust list imports nothing of raftkv: the transport and the node import it, not the other way round"},
+	{dir: "host/peerrpc", forbidden: []string{"github.com/raftkv/raftkv/host", "github.com/raftkv/raftkv/plugins/sdk"},
+		allowed: []string{"github.com/raftkv/raftkv/host/trust", "github.com/raftkv/raftkv/host/plugin", "github.com/raftkv/raftkv/host/logstore"},
+		why: "the forwarding protocol does not know the node: package host imports it, never the other way round; of host/... it imports only " +
+			"the trust list (node IDs), the plugin limits (a deploy's patch) and the log store (its write-failure error, a wire code)"},
 	{dir: "host", deep: true, forbidden: []string{"github.com/raftkv/raftkv/plugins/sdk"},
 		why: "the server does not import guest code (internal/sdknative bridges them for benchmarks)"},
 	{dir: "cmd", deep: true, forbidden: []string{"github.com/raftkv/raftkv/plugins/sdk"},

@@ -1,9 +1,11 @@
-package host
+package peerrpc
 
 import (
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/raftkv/raftkv/host/logstore"
 )
 
 // TestErrorCodesSurviveForwarding: every error with a wire code comes back
@@ -18,15 +20,15 @@ func TestErrorCodesSurviveForwarding(t *testing.T) {
 		}
 		seen[int(c.code)] = true
 		err := fmt.Errorf("leader: %w", c.err)
-		kind, msg := encodeErr(err)
-		if got := decodeErr(kind, msg); !errors.Is(got, c.err) || got.Error() != err.Error() {
+		kind, msg := EncodeErr(err)
+		if got := DecodeErr(kind, msg); !errors.Is(got, c.err) || got.Error() != err.Error() {
 			t.Errorf("%v crossed forwarding as %v (code %d)", c.err, got, kind)
 		}
 	}
 	// A degraded leader's refusal that also says it knows no leader keeps
 	// the more specific identity.
-	both := fmt.Errorf("%w, and this node cannot write its Raft log: %w", ErrNoLeader, ErrDegraded)
-	if kind, msg := encodeErr(both); !errors.Is(decodeErr(kind, msg), ErrDegraded) {
-		t.Errorf("%v crossed forwarding without ErrDegraded", both)
+	both := fmt.Errorf("%w, and this node cannot write its Raft log: %w", ErrNoLeader, logstore.ErrWriteFailing)
+	if kind, msg := EncodeErr(both); !errors.Is(DecodeErr(kind, msg), logstore.ErrWriteFailing) {
+		t.Errorf("%v crossed forwarding without ErrDegraded (logstore.ErrWriteFailing)", both)
 	}
 }

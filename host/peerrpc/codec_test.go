@@ -1,4 +1,4 @@
-package host
+package peerrpc
 
 import (
 	"bytes"
@@ -10,41 +10,40 @@ import (
 
 	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/abi/mp"
-	"github.com/raftkv/raftkv/host/peerrpc"
 	"github.com/raftkv/raftkv/internal/fsm"
 )
 
-// rpcRequests are requests of every method, as a forwarding node sends
+// requests are requests of every method, as a forwarding node sends
 // them (each decodes to itself).
-func rpcRequests() []rpcBody {
-	return []rpcBody{
-		&pingRequest{},
-		&statusRequest{}, &statusRequest{Digests: true},
-		&applyRequest{Commands: []forwardedCommand{{Plugin: "kv", Data: []byte{0x83, 0xa2, 'o', 'p'}}}},
-		&applyRequest{Commands: []forwardedCommand{
+func requests() []Body {
+	return []Body{
+		&PingBody{},
+		&StatusBody{}, &StatusBody{Digests: true},
+		&ApplyBody{Commands: []Command{{Plugin: "kv", Data: []byte{0x83, 0xa2, 'o', 'p'}}}},
+		&ApplyBody{Commands: []Command{
 			{Plugin: "kv", Key: "k-1", Data: []byte("a")},
 			{Plugin: "big", Data: bytes.Repeat([]byte{7}, 70_000)}, // bin 32
 			{Plugin: string(bytes.Repeat([]byte{'p'}, 300)), Key: "k-2", Data: bytes.Repeat([]byte{1}, 300)},
 		}},
-		&queryRequest{Plugin: "kv", Data: []byte("q"), Level: Linearizable},
-		&queryRequest{Plugin: "kv", Data: []byte("q"), Level: Stale},
-		&pluginListRPC{Level: Linearizable}, &pluginListRPC{Level: Leader},
-		&joinRPC{Join: JoinRequest{NodeID: "n4", Address: "127.0.0.4:8088", PublicKey: "ssh-ed25519 AAAA n4"}},
-		&joinRPC{Join: JoinRequest{NodeID: "n4", Address: "127.0.0.4:8088", NonVoter: true}, adminToken: adminToken{Token: "t"}},
-		&removeRPC{NodeID: "n2"},
-		&trustRPC{NodeID: "n5", Line: "ssh-ed25519 AAAAC3Nza n5"},
-		&deployRPC{Plugin: "ledger", Wasm: []byte{0, 'a', 's', 'm'}, Options: DeployOptions{Create: true, IfHash: "h"}},
-		&deployRPC{Plugin: "ledger", Wasm: []byte{0, 'a', 's', 'm'}, Options: DeployOptions{IfHash: "*", Force: true, Trusted: true}},
-		&removePluginRPC{Plugin: "ledger", DropState: true},
-		&setLimitsRPC{Plugin: "kv", IfHash: "h"},
-		&quarantineRPC{Plugin: "kv", Reason: "fail-stop"},
-		&addressesRPC{Addresses: fsm.MemberAddresses{NodeID: "n2", API: "http://127.0.0.1:8080", Mgmt: "127.0.0.1:6000"}},
-		&digestRPC{Index: 7, Digests: []namedDigest{{Name: ".sessions", State: "ab"}, {Name: "kv", State: "cd", Module: "ef"}, {Name: "x", Module: "12"}}},
+		&QueryBody{Plugin: "kv", Data: []byte("q"), Level: Linearizable},
+		&QueryBody{Plugin: "kv", Data: []byte("q"), Level: Stale},
+		&PluginListBody{Level: Linearizable}, &PluginListBody{Level: Leader},
+		&JoinBody{Join: JoinRequest{NodeID: "n4", Address: "127.0.0.4:8088", PublicKey: "ssh-ed25519 AAAA n4"}},
+		&JoinBody{Join: JoinRequest{NodeID: "n4", Address: "127.0.0.4:8088", NonVoter: true}, adminToken: adminToken{Token: "t"}},
+		&RemoveBody{NodeID: "n2"},
+		&TrustBody{NodeID: "n5", Line: "ssh-ed25519 AAAAC3Nza n5"},
+		&DeployBody{Plugin: "ledger", Wasm: []byte{0, 'a', 's', 'm'}, Options: DeployOptions{Create: true, IfHash: "h"}},
+		&DeployBody{Plugin: "ledger", Wasm: []byte{0, 'a', 's', 'm'}, Options: DeployOptions{IfHash: "*", Force: true, Trusted: true}},
+		&RemovePluginBody{Plugin: "ledger", DropState: true},
+		&SetLimitsBody{Plugin: "kv", IfHash: "h"},
+		&QuarantineBody{Plugin: "kv", Reason: "fail-stop"},
+		&AddressesBody{Addresses: fsm.MemberAddresses{NodeID: "n2", API: "http://127.0.0.1:8080", Mgmt: "127.0.0.1:6000"}},
+		&DigestBody{Index: 7, Digests: []NamedDigest{{Name: ".sessions", State: "ab"}, {Name: "kv", State: "cd", Module: "ef"}, {Name: "x", Module: "12"}}},
 	}
 }
 
-func rpcResponses() []rpcResponse {
-	return []rpcResponse{
+func responses() []Response {
+	return []Response{
 		{},
 		{Data: []byte{0x81, 0xa7, 'v', 'e', 'r', 's', 'i', 'o', 'n', 0x05}},
 		{Code: abi.CodeNotFound},
@@ -56,31 +55,31 @@ func rpcResponses() []rpcResponse {
 
 // Every method of peerrpc has a request type, and each type says its method.
 func TestRPCBodyRegistry(t *testing.T) {
-	for _, m := range peerrpc.Methods() {
-		mk, ok := rpcBodies[m.Name]
+	for _, m := range Methods() {
+		mk, ok := bodies[m.Name]
 		if !ok {
 			t.Errorf("method %s has no request type", m.Name)
 			continue
 		}
-		if got := mk().method(); got != m {
+		if got := mk().Method(); got != m {
 			t.Errorf("%s's request type says method %s", m.Name, got.Name)
 		}
 	}
-	if len(rpcBodies) != len(peerrpc.Methods()) {
-		t.Errorf("%d request types for %d methods", len(rpcBodies), len(peerrpc.Methods()))
+	if len(bodies) != len(Methods()) {
+		t.Errorf("%d request types for %d methods", len(bodies), len(Methods()))
 	}
 }
 
 // Each request decodes, as its method's type, to what was sent.
 func TestRPCBodiesRoundTrip(t *testing.T) {
-	for _, want := range rpcRequests() {
-		b, err := want.marshal()
+	for _, want := range requests() {
+		b, err := want.Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := decodeRPC(want.method().Name, b)
+		got, err := Decode(want.Method().Name, b)
 		if err != nil || !reflect.DeepEqual(got, want) {
-			t.Errorf("%s: decode(marshal(%+v)) = %+v, %v", want.method().Name, want, got, err)
+			t.Errorf("%s: decode(marshal(%+v)) = %+v, %v", want.Method().Name, want, got, err)
 		}
 	}
 }
@@ -88,17 +87,17 @@ func TestRPCBodiesRoundTrip(t *testing.T) {
 // The hand-written codecs (apply, query and every answer) speak the
 // reflection codec's wire format, both ways.
 func TestRPCCodecMatchesReflection(t *testing.T) {
-	for _, want := range rpcRequests() {
+	for _, want := range requests() {
 		switch want.(type) {
-		case *applyRequest, *queryRequest:
+		case *ApplyBody, *QueryBody:
 		default:
 			continue
 		}
-		mine, err := want.marshal()
+		mine, err := want.Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
-		viaReflect := rpcBodies[want.method().Name]()
+		viaReflect := bodies[want.Method().Name]()
 		if err := abi.Unmarshal(mine, viaReflect); err != nil || !reflect.DeepEqual(viaReflect, want) {
 			t.Errorf("abi.Unmarshal(marshal(%+v)) = %+v, %v", want, viaReflect, err)
 		}
@@ -106,14 +105,14 @@ func TestRPCCodecMatchesReflection(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := rpcBodies[want.method().Name]()
+		got := bodies[want.Method().Name]()
 		if err := got.unmarshal(other); err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("unmarshal(abi.Marshal(%+v)) = %+v, %v", want, got, err)
 		}
 	}
-	for _, want := range rpcResponses() {
-		mine := want.marshal()
-		var viaReflect rpcResponse
+	for _, want := range responses() {
+		mine := want.Marshal()
+		var viaReflect Response
 		if err := abi.Unmarshal(mine, &viaReflect); err != nil || !reflect.DeepEqual(viaReflect, want) {
 			t.Errorf("abi.Unmarshal(marshal(%+v)) = %+v, %v", want, viaReflect, err)
 		}
@@ -121,14 +120,14 @@ func TestRPCCodecMatchesReflection(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got rpcResponse
-		if err := got.unmarshal(other); err != nil || !reflect.DeepEqual(got, want) {
+		var got Response
+		if err := got.Unmarshal(other); err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("unmarshal(abi.Marshal(%+v)) = %+v, %v", want, got, err)
 		}
 	}
-	results := applyResponse(rpcResponses())
-	var got applyResponse
-	if err := got.unmarshal(results.marshal()); err != nil || !reflect.DeepEqual(got, results) {
+	results := ApplyResponse(responses())
+	var got ApplyResponse
+	if err := got.Unmarshal(results.Marshal()); err != nil || !reflect.DeepEqual(got, results) {
 		t.Errorf("apply response: %+v, %v", got, err)
 	}
 }
@@ -167,12 +166,12 @@ func arrayOf(items ...[]byte) raw {
 	return b
 }
 
-// Bodies a method's type cannot hold are refused with ErrInvalid, naming
+// Bodies a method's type cannot hold are refused with fsm.ErrInvalid, naming
 // the method and the fault.
 func TestRPCBodiesRefused(t *testing.T) {
 	cmd := mapOf("plugin", "kv", "key", "", "data", []byte("x"))
-	good, _ := (&applyRequest{Commands: []forwardedCommand{{Plugin: "kv", Data: []byte("x")}}}).marshal()
-	many := make([][]byte, maxForwardBatch+1)
+	good, _ := (&ApplyBody{Commands: []Command{{Plugin: "kv", Data: []byte("x")}}}).Marshal()
+	many := make([][]byte, MaxBatch+1)
 	for i := range many {
 		many[i] = cmd
 	}
@@ -213,17 +212,17 @@ func TestRPCBodiesRefused(t *testing.T) {
 		{"addresses: invalid node", "addresses", mapOf("addresses", raw(mapOf("id", ""))), "addresses"},
 		{"huge array claim", "status", []byte{0x81, 0xa7, 'd', 'i', 'g', 'e', 's', 't', 's', 0xdd, 0xff, 0xff, 0xff, 0xff}, "malformed"},
 	} {
-		req, err := decodeRPC(c.method, c.body)
+		req, err := Decode(c.method, c.body)
 		if err == nil {
 			t.Errorf("%s: %x decoded as %+v", c.name, c.body, req)
 			continue
 		}
-		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.why) || !strings.Contains(err.Error(), c.method) {
-			t.Errorf("%s: %v; want ErrInvalid naming %s and %q", c.name, err, c.method, c.why)
+		if !errors.Is(err, fsm.ErrInvalid) || !strings.Contains(err.Error(), c.why) || !strings.Contains(err.Error(), c.method) {
+			t.Errorf("%s: %v; want fsm.ErrInvalid naming %s and %q", c.name, err, c.method, c.why)
 		}
 	}
-	var resp rpcResponse
-	if err := resp.unmarshal(mp.AppendInt(mp.AppendString(mp.AppendMapHeader(nil, 1), "code"), -1)); err == nil {
+	var resp Response
+	if err := resp.Unmarshal(mp.AppendInt(mp.AppendString(mp.AppendMapHeader(nil, 1), "code"), -1)); err == nil {
 		t.Errorf("negative code decoded as %+v", resp)
 	}
 }
@@ -232,7 +231,7 @@ func TestRPCBodiesRefused(t *testing.T) {
 // its first byte).
 func methodNames() []string {
 	var names []string
-	for name := range rpcBodies {
+	for name := range bodies {
 		names = append(names, name)
 	}
 	sort.Strings(names)
@@ -243,25 +242,25 @@ func methodNames() []string {
 // accepts encodes to a body it accepts again, encoding the same.
 func FuzzRPCRequest(f *testing.F) {
 	names := methodNames()
-	for _, r := range rpcRequests() {
-		b, _ := r.marshal()
-		f.Add(byte(sort.SearchStrings(names, r.method().Name)), b)
+	for _, r := range requests() {
+		b, _ := r.Marshal()
+		f.Add(byte(sort.SearchStrings(names, r.Method().Name)), b)
 	}
 	f.Fuzz(func(t *testing.T, m byte, body []byte) {
 		method := names[int(m)%len(names)]
-		r, err := decodeRPC(method, body)
+		r, err := Decode(method, body)
 		if err != nil {
 			return
 		}
-		b, err := r.marshal()
+		b, err := r.Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
-		again, err := decodeRPC(method, b)
+		again, err := Decode(method, b)
 		if err != nil {
 			t.Fatalf("%s: re-decoding %x: %v", method, b, err)
 		}
-		b2, _ := again.marshal()
+		b2, _ := again.Marshal()
 		if !bytes.Equal(b, b2) {
 			t.Fatalf("%s: round trip: %x, want %x", method, b2, b)
 		}
@@ -272,27 +271,27 @@ func FuzzRPCRequest(f *testing.F) {
 // its answer, as the follower and the leader do once each per call.
 func BenchmarkRPCCodec(b *testing.B) {
 	for _, batch := range []int{1, 32} {
-		req := applyRequest{Commands: make([]forwardedCommand, batch)}
-		res := make(applyResponse, batch)
+		req := ApplyBody{Commands: make([]Command, batch)}
+		res := make(ApplyResponse, batch)
 		for i := range req.Commands {
-			req.Commands[i] = forwardedCommand{Plugin: "kv", Data: make([]byte, 140)}
-			res[i] = rpcResponse{Data: []byte{0x81, 0xa7, 'v', 'e', 'r', 's', 'i', 'o', 'n', 0xcd, 0x12, 0x34}}
+			req.Commands[i] = Command{Plugin: "kv", Data: make([]byte, 140)}
+			res[i] = Response{Data: []byte{0x81, 0xa7, 'v', 'e', 'r', 's', 'i', 'o', 'n', 0xcd, 0x12, 0x34}}
 		}
 		b.Run("commands="+string(rune('0'+batch/10))+string(rune('0'+batch%10)), func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				body, _ := req.marshal()
-				var r applyRequest
+				body, _ := req.Marshal()
+				var r ApplyBody
 				if err := r.unmarshal(body); err != nil {
 					b.Fatal(err)
 				}
-				env := rpcResponse{Data: res.marshal()}
-				var rs rpcResponse
-				if err := rs.unmarshal(env.marshal()); err != nil {
+				env := Response{Data: res.Marshal()}
+				var rs Response
+				if err := rs.Unmarshal(env.Marshal()); err != nil {
 					b.Fatal(err)
 				}
-				var results applyResponse
-				if err := results.unmarshal(rs.Data); err != nil {
+				var results ApplyResponse
+				if err := results.Unmarshal(rs.Data); err != nil {
 					b.Fatal(err)
 				}
 			}
