@@ -174,17 +174,19 @@ func (b *Batcher) run() {
 }
 
 // send forwards batch as one request and hands each write its result. The
-// request's deadline is the latest of its writes' (each caller still stops
-// waiting at its own).
+// request's deadline is the latest of its writes' (a write without one
+// counts as now plus Timeout; each caller still stops waiting at its own).
 func (b *Batcher) send(batch []*pendingApply) {
 	req := &ApplyBody{Commands: make([]Command, len(batch))}
 	var deadline time.Time
 	for i, p := range batch {
 		req.Commands[i] = p.cmd
-		if p.deadline.IsZero() {
-			deadline = time.Now().Add(b.cfg.Timeout)
-		} else if deadline.IsZero() || p.deadline.After(deadline) {
-			deadline = p.deadline
+		d := p.deadline
+		if d.IsZero() {
+			d = time.Now().Add(b.cfg.Timeout)
+		}
+		if d.After(deadline) {
+			deadline = d
 		}
 	}
 	ctx, cancel := context.WithDeadline(b.cfg.Stop, deadline)

@@ -229,3 +229,33 @@ func TestBatcherBadAnswers(t *testing.T) {
 		t.Errorf("after Close: %v, want ErrClosed", err)
 	}
 }
+
+// TestBatcherRequestDeadline: a request's deadline is the latest of its
+// writes', a write without a deadline counting as now plus Timeout, in
+// whatever order they were queued.
+func TestBatcherRequestDeadline(t *testing.T) {
+	var got time.Time
+	b := NewBatcher(BatcherConfig{Send: func(ctx context.Context, req *ApplyBody) (abi.Result, error) {
+		got, _ = ctx.Deadline()
+		return abi.Result{Data: make(ApplyResponse, len(req.Commands)).Marshal()}, nil
+	}, Go: func(f func()) { go f() }, Timeout: time.Minute})
+	defer b.Close()
+	later := time.Now().Add(time.Hour)
+	pending := func(deadline time.Time) *pendingApply {
+		return &pendingApply{cmd: Command{Plugin: "kv", Data: []byte{0xc0}}, deadline: deadline, done: make(chan struct{})}
+	}
+	for _, batch := range [][]*pendingApply{
+		{pending(later), pending(time.Time{})},
+		{pending(time.Time{}), pending(later)},
+		{pending(time.Now().Add(time.Second)), pending(later), pending(time.Time{})},
+	} {
+		b.send(batch)
+		if !got.Equal(later) {
+			t.Errorf("a batch of %d writes, the latest deadline in %v: the request's is in %v", len(batch), time.Until(later).Round(time.Minute), time.Until(got).Round(time.Minute))
+		}
+	}
+	b.send([]*pendingApply{pending(time.Time{}), pending(time.Now().Add(time.Second))})
+	if d := time.Until(got); d < 50*time.Second {
+		t.Errorf("writes without a deadline, or with a shorter one: the request's deadline is in %v, want Timeout (1m)", d.Round(time.Second))
+	}
+}
