@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"github.com/raftkv/raftkv/internal/deadline"
+
 	"errors"
 	"io"
 	"net"
@@ -56,7 +58,7 @@ type chanConn struct {
 	readc    chan readResult
 	rfree    chan []byte
 	peerDone atomic.Bool // the read pump saw EOF or an error
-	rdl      *deadline
+	rdl      *deadline.Deadline
 
 	// write side
 	wmu    sync.Mutex
@@ -65,7 +67,7 @@ type chanConn struct {
 	wdone  chan error
 	wbusy  bool  // a chunk is with the write pump
 	werr   error // sticky
-	wdl    *deadline
+	wdl    *deadline.Deadline
 }
 
 type readResult struct {
@@ -86,8 +88,8 @@ func newChanConn(ch ssh.Channel, reqs <-chan *ssh.Request, local, remote net.Add
 		rfree:  make(chan []byte, 2),
 		writec: make(chan []byte, 1),
 		wdone:  make(chan error, 1),
-		rdl:    newDeadline(),
-		wdl:    newDeadline(),
+		rdl:    deadline.New(),
+		wdl:    deadline.New(),
 	}
 	c.rfree <- make([]byte, readChunk)
 	c.rfree <- make([]byte, readChunk)
@@ -181,7 +183,7 @@ func (c *chanConn) Read(p []byte) (int, error) {
 				continue
 			}
 			c.rcur, c.rpos = r.buf, 0
-		case <-c.rdl.wait():
+		case <-c.rdl.Wait():
 			return 0, opError("read", c, os.ErrDeadlineExceeded)
 		case <-c.closed:
 			return 0, opError("read", c, net.ErrClosed)
@@ -214,7 +216,7 @@ func (c *chanConn) Write(p []byte) (int, error) {
 					n += pending
 				}
 				pending = 0
-			case <-c.wdl.wait():
+			case <-c.wdl.Wait():
 				return n, opError("write", c, os.ErrDeadlineExceeded)
 			case <-c.closed:
 				return n, opError("write", c, net.ErrClosed)
@@ -243,13 +245,13 @@ func (c *chanConn) Write(p []byte) (int, error) {
 
 // check returns the error for an operation that must not start: the conn is
 // closed or the deadline has passed.
-func (c *chanConn) check(op string, d *deadline) error {
+func (c *chanConn) check(op string, d *deadline.Deadline) error {
 	select {
 	case <-c.closed:
 		return opError(op, c, net.ErrClosed)
 	case <-c.done:
 		return opError(op, c, net.ErrClosed)
-	case <-d.wait():
+	case <-d.Wait():
 		return opError(op, c, os.ErrDeadlineExceeded)
 	default:
 		return nil
@@ -262,8 +264,8 @@ func (c *chanConn) Close() error {
 	err := opError("close", c, net.ErrClosed)
 	c.closeOnce.Do(func() {
 		close(c.closed)
-		c.rdl.set(time.Time{})
-		c.wdl.set(time.Time{})
+		c.rdl.Set(time.Time{})
+		c.wdl.Set(time.Time{})
 		err = c.ch.Close()
 		if errors.Is(err, io.EOF) { // the peer closed first
 			err = nil
@@ -284,63 +286,19 @@ func (c *chanConn) LocalAddr() net.Addr  { return c.local }
 func (c *chanConn) RemoteAddr() net.Addr { return c.remote }
 
 func (c *chanConn) SetDeadline(t time.Time) error {
-	c.rdl.set(t)
-	c.wdl.set(t)
+	c.rdl.Set(t)
+	c.wdl.Set(t)
 	return nil
 }
 
 func (c *chanConn) SetReadDeadline(t time.Time) error {
-	c.rdl.set(t)
+	c.rdl.Set(t)
 	return nil
 }
 
 func (c *chanConn) SetWriteDeadline(t time.Time) error {
-	c.wdl.set(t)
+	c.wdl.Set(t)
 	return nil
-}
-
-// deadline is a settable deadline whose wait channel is closed when it
-// passes; the pattern of net.Pipe's pipeDeadline.
-type deadline struct {
-	mu     sync.Mutex
-	timer  *time.Timer
-	cancel chan struct{} // closed when the deadline has passed
-}
-
-func newDeadline() *deadline { return &deadline{cancel: make(chan struct{})} }
-
-// set moves the deadline; the zero time means none.
-func (d *deadline) set(t time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.timer != nil && !d.timer.Stop() {
-		<-d.cancel // the timer fired: wait for it to close cancel
-	}
-	d.timer = nil
-	passed := isClosed(d.cancel)
-	if t.IsZero() {
-		if passed {
-			d.cancel = make(chan struct{})
-		}
-		return
-	}
-	if dur := time.Until(t); dur > 0 {
-		if passed {
-			d.cancel = make(chan struct{})
-		}
-		cancel := d.cancel
-		d.timer = time.AfterFunc(dur, func() { close(cancel) })
-		return
-	}
-	if !passed {
-		close(d.cancel)
-	}
-}
-
-func (d *deadline) wait() <-chan struct{} {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.cancel
 }
 
 func isClosed(c <-chan struct{}) bool {

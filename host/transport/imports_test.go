@@ -25,8 +25,10 @@ type layer struct {
 
 var layers = []layer{
 	{dir: "host/transport", forbidden: []string{"github.com/tetratelabs/wazero", "github.com/raftkv/raftkv/"},
-		allowed: []string{"github.com/raftkv/raftkv/host/trust"},
-		why:     "the transport imports no wazero, no abi and nothing of raftkv but the trust list (host/trust)"},
+		allowed: []string{"github.com/raftkv/raftkv/host/trust", "github.com/raftkv/raftkv/internal/deadline"},
+		why:     "the transport imports no wazero, no abi and nothing of raftkv but the trust list (host/trust) and the leaf internal/deadline"},
+	{dir: "internal/deadline", forbidden: []string{"github.com/raftkv/raftkv/"},
+		why: "a leaf: the transport and internal/memnet share it"},
 	{dir: "host/trust", forbidden: []string{"github.com/raftkv/raftkv/"},
 		why: "the trust list imports nothing of raftkv: the transport and the node import it, not the other way round"},
 	{dir: "host/peerrpc", forbidden: []string{"github.com/raftkv/raftkv/host", "github.com/raftkv/raftkv/plugins/sdk"},

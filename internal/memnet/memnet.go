@@ -23,6 +23,8 @@
 package memnet
 
 import (
+	"github.com/raftkv/raftkv/internal/deadline"
+
 	"context"
 	"fmt"
 	"io"
@@ -326,14 +328,14 @@ type Conn struct {
 	local, remote Addr
 	rx, tx        *buffer // what this end reads; what it writes (the peer's rx)
 	rmu, wmu      sync.Mutex
-	rd, wd        deadline
+	rd, wd        *deadline.Deadline
 	done          chan struct{} // closed by Close
 	once          sync.Once
 }
 
 func newConn(lk *link, local, remote Addr, rx, tx *buffer) *Conn {
 	return &Conn{link: lk, local: local, remote: remote, rx: rx, tx: tx,
-		rd: makeDeadline(), wd: makeDeadline(), done: make(chan struct{})}
+		rd: deadline.New(), wd: deadline.New(), done: make(chan struct{})}
 }
 
 func (c *Conn) LocalAddr() net.Addr  { return c.local }
@@ -344,14 +346,14 @@ func (c *Conn) opError(op string, err error) error {
 }
 
 // stopped returns the error that ends a call waiting on d, if any.
-func (c *Conn) stopped(op string, d *deadline) error {
+func (c *Conn) stopped(op string, d *deadline.Deadline) error {
 	select {
 	case <-c.done:
 		return c.opError(op, net.ErrClosed)
 	default:
 	}
 	select {
-	case <-d.wait():
+	case <-d.Wait():
 		return c.opError(op, os.ErrDeadlineExceeded)
 	default:
 	}
@@ -365,7 +367,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	defer c.rmu.Unlock()
 	b := c.rx
 	for {
-		if err := c.stopped("read", &c.rd); err != nil {
+		if err := c.stopped("read", c.rd); err != nil {
 			return 0, err
 		}
 		b.mu.Lock()
@@ -394,7 +396,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		select {
 		case <-wake:
 		case <-c.done:
-		case <-c.rd.wait():
+		case <-c.rd.Wait():
 		}
 	}
 }
@@ -406,7 +408,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	b := c.tx
 	written := 0
 	for {
-		if err := c.stopped("write", &c.wd); err != nil {
+		if err := c.stopped("write", c.wd); err != nil {
 			return written, err
 		}
 		b.mu.Lock()
@@ -437,7 +439,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		select {
 		case <-wake:
 		case <-c.done:
-		case <-c.wd.wait():
+		case <-c.wd.Wait():
 		}
 	}
 }
@@ -468,7 +470,7 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 	if c.isClosed() {
 		return c.opError("set", net.ErrClosed)
 	}
-	c.rd.set(t)
+	c.rd.Set(t)
 	return nil
 }
 
@@ -476,67 +478,13 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 	if c.isClosed() {
 		return c.opError("set", net.ErrClosed)
 	}
-	c.wd.set(t)
+	c.wd.Set(t)
 	return nil
 }
 
 func (c *Conn) isClosed() bool {
 	select {
 	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// deadline is a deadline of one direction: its channel is closed once the
-// deadline has passed. (The design of net.Pipe's pipeDeadline.)
-type deadline struct {
-	mu     sync.Mutex
-	timer  *time.Timer
-	cancel chan struct{}
-}
-
-func makeDeadline() deadline { return deadline{cancel: make(chan struct{})} }
-
-// set sets the deadline; the zero time means none.
-func (d *deadline) set(t time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.timer != nil && !d.timer.Stop() {
-		<-d.cancel // the timer fired: wait for it to close cancel
-	}
-	d.timer = nil
-	closed := isClosed(d.cancel)
-	if t.IsZero() {
-		if closed {
-			d.cancel = make(chan struct{})
-		}
-		return
-	}
-	if dur := time.Until(t); dur > 0 {
-		if closed {
-			d.cancel = make(chan struct{})
-		}
-		cancel := d.cancel
-		d.timer = time.AfterFunc(dur, func() { close(cancel) })
-		return
-	}
-	if !closed {
-		close(d.cancel)
-	}
-}
-
-// wait returns a channel that is closed when the deadline passes.
-func (d *deadline) wait() chan struct{} {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.cancel
-}
-
-func isClosed(c chan struct{}) bool {
-	select {
-	case <-c:
 		return true
 	default:
 		return false
