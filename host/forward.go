@@ -117,8 +117,8 @@ func (n *Node) handleRPC(ctx context.Context, peerID, method string, body []byte
 }
 
 // serveForwarded decodes, authorizes and runs a forwarded request. A caller
-// that is not a member may only ask to join: its other requests are refused
-// before their bodies are decoded.
+// that is not a member may only ping and ask to join: its other requests
+// are refused before their bodies are decoded.
 func (n *Node) serveForwarded(ctx context.Context, peerID, method string, body []byte) (abi.Result, error) {
 	if m, ok := peerrpc.Lookup(method); ok && m.Name != peerrpc.Join.Name && n.roleOf(peerID) == peerrpc.Trusted {
 		if err := n.authorizeRPC(peerID, m, nil); err != nil {
@@ -148,7 +148,8 @@ func (n *Node) serveForwarded(ctx context.Context, peerID, method string, body [
 func (n *Node) dispatchLeader(ctx context.Context, req peerrpc.Body) (abi.Result, error) {
 	switch r := req.(type) {
 	case *peerrpc.PingBody:
-		return abi.Result{}, nil
+		data, err := abi.Marshal(&peerrpc.PingAnswer{RaftAddress: n.cfg.advertise()})
+		return abi.Result{Data: data}, err
 	case *peerrpc.StatusBody:
 		data, err := abi.Marshal(n.Status(r.Digests))
 		return abi.Result{Data: data}, err

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host/peerrpc"
 	"github.com/raftkv/raftkv/host/transport"
 )
@@ -24,6 +25,14 @@ import (
 //     host key trusted for that node ID. Only the holder of the ID's key can
 //     be added at an address, so a request cannot move a live member to an
 //     address where it is not, nor add a voter nobody runs.
+//   - the address must be the one the node advertises (its ping answer):
+//     its Raft RPCs carry that address, and members refuse a vote request
+//     whose address is not the configuration's (peerauth.go). A member
+//     joined again at another spelling of its address ("h:08088" for
+//     "h:8088", a name for an IP) would still count towards the quorum,
+//     but never be elected nor get a vote: found by an attack on the
+//     seed's GET /join, which left the cluster unable to elect a leader
+//     once the one correctly spelled voter failed.
 //   - an address already used by another member is refused (the leader
 //     would otherwise expect that member's key there, and lose it).
 //   - a node ID that is a member keeps its key: trusting another key for it
@@ -40,9 +49,16 @@ const probeTimeout = transport.DefaultDialTimeout
 // errUnreachable marks a failed probe.
 var errUnreachable = errors.New("unreachable")
 
+// errAdvertises marks a probe of a node that advertises another Raft
+// address than the one it was reached at.
+type errAdvertises struct{ addr string }
+
+func (e errAdvertises) Error() string { return "the node advertises its Raft address as " + e.addr }
+
 // probe proves that the node at addr holds a key trusted for id: the
 // transport's handshake requires that host key, and an answer (even a
-// refusal of the ping) means the handshake passed.
+// refusal of the ping) means the handshake passed. A node that answers
+// with the Raft address it advertises must advertise addr (errAdvertises).
 func (n *Node) probe(ctx context.Context, id, addr string) error {
 	n.peersMu.RLock()
 	mapped, known := n.peers[addr]
@@ -54,12 +70,24 @@ func (n *Node) probe(ctx context.Context, id, addr string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	_, err := n.trans.Call(ctx, addr, peerrpc.Ping.Name, pingBody)
+	raw, err := n.trans.Call(ctx, addr, peerrpc.Ping.Name, pingBody)
 	var re *transport.RemoteError
-	if err == nil || errors.As(err, &re) {
+	if errors.As(err, &re) {
 		return nil
 	}
-	return fmt.Errorf("%w: %v", errUnreachable, err)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUnreachable, err)
+	}
+	var resp peerrpc.Response
+	var a peerrpc.PingAnswer
+	if resp.Unmarshal(raw) != nil {
+		return nil // the handshake passed; the answer is not ours to judge
+	}
+	if res, err := resp.Result(); err == nil && len(res.Data) > 0 && abi.Unmarshal(res.Data, &a) == nil &&
+		a.RaftAddress != "" && a.RaftAddress != addr {
+		return errAdvertises{a.RaftAddress}
+	}
+	return nil
 }
 
 // reachable reports which of ids answer a ping within 1 s (this node does).

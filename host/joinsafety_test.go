@@ -67,6 +67,38 @@ func testJoinCannotMoveLiveMember(t *testing.T, network string) {
 	}
 }
 
+// TestJoinAtAnotherSpellingRefused: a member joined again at another
+// spelling of its address (the port with a leading zero: the same TCP
+// endpoint, another string) is refused, because its Raft RPCs carry the
+// address it advertises, and members refuse a vote request whose address
+// is not the configuration's. The attack on the seed's GET /join that
+// found it moved two followers that way (200 ok); once the leader
+// stopped, neither could be elected nor get a vote, and the cluster had
+// no leader. TCP only: the in-memory network has no second spelling.
+func TestJoinAtAnotherSpellingRefused(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3})
+	before := members(t, c.Leader().Node)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, f := range c.Followers() {
+		ip, port, err := net.SplitHostPort(f.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		respelled := net.JoinHostPort(ip, "0"+port)
+		_, err = c.Leader().Node.Join(ctx, host.JoinRequest{NodeID: f.ID, Address: respelled})
+		if !errors.Is(err, host.ErrInvalid) || !strings.Contains(err.Error(), "advertises its Raft address as "+f.Addr()) {
+			t.Errorf("joining %s at %s: %v, want a refusal naming %s", f.ID, respelled, err, f.Addr())
+		}
+	}
+	after := members(t, c.Leader().Node)
+	for id, m := range before {
+		if after[id].Address != m.Address || after[id].Suffrage != m.Suffrage {
+			t.Errorf("%s: %+v, was %+v", id, after[id], m)
+		}
+	}
+}
+
 // TestJoinRefusesUnreachableVoters: three "ghost" voters whose keys are
 // trusted but whom nobody runs would outvote the cluster; each join is
 // refused.

@@ -117,6 +117,11 @@ func (n *Node) joinLocal(ctx context.Context, req JoinRequest) (JoinResponse, er
 	}
 	// Proof of possession: the node at addr must hold id's key.
 	if err := n.probe(ctx, req.NodeID, req.Address); err != nil {
+		var adv errAdvertises
+		if errors.As(err, &adv) {
+			return JoinResponse{}, fmt.Errorf("%w: join %s at %s: the node answering there advertises its Raft address as %s; "+
+				"join it at that address (at any other spelling it could neither be elected nor get a vote)", ErrInvalid, id, addr, adv.addr)
+		}
 		return JoinResponse{}, fmt.Errorf("%w: join %s: no node holding %s's key answers at %s over SSH (%v); "+
 			"start it first, trusting the members (raftkv serve --join does both)", ErrInvalid, id, id, addr, err)
 	}

@@ -78,6 +78,16 @@ type memberBody struct{}
 func (memberBody) Subject() string      { return "" }
 func (memberBody) ClusterToken() string { return "" }
 
+// PingAnswer is a node's answer to a ping: the Raft address it advertises,
+// the one its Raft RPCs carry and members check against the configuration
+// (host/peerauth.go). A leader adds a node only at that address: at any
+// other spelling of it ("h:08088" for "h:8088", a name for an IP) the node
+// would count towards the quorum, yet every vote it asks for would be
+// refused. (Nodes before this answer answered a ping with no data.)
+type PingAnswer struct {
+	RaftAddress string `msgpack:"raft_address"`
+}
+
 // PingBody asks whether the node answers; it has no fields.
 type PingBody struct{ memberBody }
 

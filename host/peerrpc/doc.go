@@ -21,14 +21,14 @@
 //
 // A caller is known by the node ID it proved in the SSH handshake, and by
 // the Role that ID has in the answering node's Raft configuration. A key in
-// the trust list is not a member: it may call nothing but a join of its own
-// ID. Members may forward client reads and writes. Administrative methods
+// the trust list is not a member: it may call nothing but a ping and a join
+// of its own ID. Members may forward client reads and writes. Administrative methods
 // change who is in the cluster or what code it runs: they need a voter, or
 // the cluster token carried inside the request (the forwarding node's HTTP
 // API has checked it from the client). Authorize decides.
 //
 //	method         answered by  access                 body              answer (Response.Data)
-//	ping           any node     members                PingBody          empty
+//	ping           any node     any trusted key        PingBody          PingAnswer
 //	status         any node     members                StatusBody        host.NodeStatus
 //	digest         any node     members (the leader*)  DigestBody        DigestAnswer
 //	voters         any node     members                VotersBody        VotersAnswer

@@ -36,6 +36,12 @@ const (
 	Members Access = iota
 	// Admin: voters, or any caller carrying the cluster token.
 	Admin
+	// Trusted: any caller whose key is trusted, member or not. Only a
+	// ping: it tells the caller what it already knows (a node holding the
+	// key answers at the address it dialled) and the Raft address that
+	// node advertises, which a leader checks before it adds the node
+	// (host/joinsafety.go).
+	AnyTrusted
 )
 
 // Method is one RPC method.
@@ -53,7 +59,7 @@ type Method struct {
 
 // The methods. Their names are the wire's: never rename one.
 var (
-	Ping         = Method{Name: "ping", Access: Members, AnyNode: true}
+	Ping         = Method{Name: "ping", Access: AnyTrusted, AnyNode: true}
 	Status       = Method{Name: "status", Access: Members, AnyNode: true}
 	Apply        = Method{Name: "apply", Access: Members}
 	Query        = Method{Name: "query", Access: Members} // stale queries: AnyNode (see host)
@@ -117,8 +123,10 @@ func Authorize(m Method, c Caller, subject, token string) error {
 		return nil
 	}
 	switch {
+	case m.Access == AnyTrusted:
+		return nil
 	case c.Role == Trusted:
-		return fmt.Errorf("%w: %s is not a member: a trusted key may only ask to join as its own node", ErrForbidden, c.ID)
+		return fmt.Errorf("%w: %s is not a member: a trusted key may only ping, or ask to join as its own node", ErrForbidden, c.ID)
 	case m.Access == Members:
 		return nil
 	case c.Role == Voter:
