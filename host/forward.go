@@ -148,7 +148,7 @@ func (n *Node) serveForwarded(ctx context.Context, peerID, method string, body [
 func (n *Node) dispatchLeader(ctx context.Context, req peerrpc.Body) (abi.Result, error) {
 	switch r := req.(type) {
 	case *peerrpc.PingBody:
-		data, err := abi.Marshal(&peerrpc.PingAnswer{RaftAddress: n.cfg.advertise()})
+		data, err := abi.Marshal(&peerrpc.PingAnswer{RaftAddress: n.trans.Addr().String()}) // what its Raft RPCs carry
 		return abi.Result{Data: data}, err
 	case *peerrpc.StatusBody:
 		data, err := abi.Marshal(n.Status(r.Digests))
