@@ -1,7 +1,9 @@
 package plugin_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
@@ -66,6 +68,29 @@ func TestModulesOfOneHashCloseIndependently(t *testing.T) {
 	b.Close(ctx)
 	if n := r.OpenModules(); n != 0 {
 		t.Fatalf("%d modules open, want 0", n)
+	}
+}
+
+// TestDeepNestingRefusedBeforeCompile: a module of one function nesting a
+// million empty blocks (3 MB, a tenth of the module size limit) is refused
+// before it is compiled. Found by an attack on the deploy endpoint: the
+// optimising compiler's time grows with the square of the nesting, and the
+// leader compiled it for minutes after the client had given up, holding
+// the deploy lock (meter.MaxNesting).
+func TestDeepNestingRefusedBeforeCompile(t *testing.T) {
+	const depth = 1_000_000
+	body := binary.AppendUvarint(nil, 0) // no locals
+	body = append(body, bytes.Repeat([]byte{0x02, 0x40}, depth)...)
+	body = append(body, bytes.Repeat([]byte{0x0b}, depth+1)...)
+	code := binary.AppendUvarint([]byte{1}, uint64(len(body)))
+	code = append(code, body...)
+	wasm := []byte("\x00asm\x01\x00\x00\x00")
+	wasm = append(wasm, 1, 4, 1, 0x60, 0, 0)                                          // a type () -> ()
+	wasm = append(wasm, 3, 2, 1, 0)                                                   // one function of it
+	wasm = append(binary.AppendUvarint(append(wasm, 10), uint64(len(code))), code...) // its code
+	_, err := newRuntime(t, time.Second).Load(context.Background(), wasm, testOpts)
+	if !errors.Is(err, plugin.ErrInvalidModule) || !strings.Contains(err.Error(), "nests blocks more than") {
+		t.Fatalf("Load: %v, want ErrInvalidModule for its nesting", err)
 	}
 }
 

@@ -41,6 +41,8 @@ type decoder struct {
 	seg    []int64
 	minOne []bool
 	stack  []frame
+	// nesting is the deepest nesting of blocks in the body (0: none).
+	nesting int
 }
 
 func (d *decoder) memarg() {
@@ -235,6 +237,7 @@ func (m *module) rewriteCode(body []byte, g globals) []byte {
 	out := appendU32(make([]byte, 0, len(body)+len(body)/4), n)
 	var fb []byte
 	var d decoder
+	var work uint64 // of the nesting: see MaxNestingWork
 	for i := range n {
 		code := r.bytes(r.u32())
 		t := m.funcs[i]
@@ -242,6 +245,10 @@ func (m *module) rewriteCode(body []byte, g globals) []byte {
 			failf(ErrMalformed, "function %d has type %d of %d", i, t, len(m.types))
 		}
 		fb = m.rewriteBody(fb[:0], code, t, g, &d)
+		if work += uint64(d.nesting) * uint64(d.nesting); work > MaxNestingWork {
+			failf(ErrUnsupported, "the functions up to %d nest blocks too deep to compile in reasonable time "+
+				"(the sum of the squares of their deepest nestings exceeds %d)", i, MaxNestingWork)
+		}
 		out = appendU32(out, uint32(len(fb)))
 		out = append(out, fb...)
 	}
@@ -289,6 +296,9 @@ func (m *module) rewriteBody(out, code []byte, t uint32, g globals, d *decoder) 
 		switch in.kind {
 		case kBlock, kLoop, kIf:
 			depth++
+			if d.nesting = max(d.nesting, depth-1); d.nesting > MaxNesting {
+				failf(ErrUnsupported, "a function nests blocks more than %d deep", MaxNesting)
+			}
 		case kEnd:
 			depth--
 		}

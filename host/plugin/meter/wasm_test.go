@@ -1,9 +1,13 @@
 package meter_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"math"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
@@ -410,5 +414,40 @@ func TestSIMDImmediates(t *testing.T) {
 	got, used, err := in.run("f0", 1000)
 	if err != nil || got[0] != want[0] || used != 16 { // 16 instructions of cost 1
 		t.Fatalf("got %v (fuel %d, %v), want %v", got, used, err, want)
+	}
+}
+
+// nested is a function whose body nests depth empty blocks.
+func nested(depth int) fn {
+	return fn{body: cat(bytes.Repeat(block(0x40), depth), bytes.Repeat([]byte{0x0B}, depth))}
+}
+
+// TestNestingBounds: a module whose functions nest blocks deeper than
+// MaxNesting, or whose nesting work (the sum of the squares of each
+// function's deepest nesting) exceeds MaxNestingWork, is refused before
+// anything compiles it; up to the bounds it is instrumented.
+func TestNestingBounds(t *testing.T) {
+	deep := meter.MaxNesting
+	perFunc := deep / 2 * (deep / 2) // of a function nesting deep/2
+	fit := meter.MaxNestingWork / perFunc
+	for _, c := range []struct {
+		name    string
+		funcs   []fn
+		refused string // "" when it is instrumented
+	}{
+		{"at the depth bound", []fn{nested(deep)}, ""},
+		{"past the depth bound", []fn{nested(deep + 1)}, "nests blocks more than 10000 deep"},
+		{"at the work bound", slices.Repeat([]fn{nested(deep / 2)}, fit), ""},
+		{"past the work bound", slices.Repeat([]fn{nested(deep / 2)}, fit+1), "too deep to compile in reasonable time"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := meter.Instrument(mod{funcs: c.funcs, minPages: 1, maxPages: 1}.bytes(), meter.Options{Fuel: true, MemoryPages: 1})
+			switch {
+			case c.refused == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case c.refused != "" && (!errors.Is(err, meter.ErrUnsupported) || !strings.Contains(err.Error(), c.refused)):
+				t.Fatalf("err = %v, want ErrUnsupported with %q", err, c.refused)
+			}
+		})
 	}
 }
