@@ -200,3 +200,30 @@ func testJoinPromotesNonVoter(t *testing.T, network string) {
 		t.Errorf("n3 was not added as a non-voter and then promoted")
 	}
 }
+
+// TestRestartAtAnotherAddressSaysWhy: a member restarted at another Raft
+// address than the configuration's says so in an error of its own log (the
+// members refuse its votes, and only their logs said why), and a join at
+// the new address, as the message advises, brings it back as a voter.
+func TestRestartAtAnotherAddressSaysWhy(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3})
+	f := c.Followers()[0]
+	old := f.Addr()
+	c.Stop(f)
+	var moved string
+	f.Reconfigure(func(cfg *host.Config) { cfg.AdvertiseAddr, moved = "", cfg.RaftAddr }) // no proxy
+	c.Restart(f)
+	if !c.Logged("advertises another Raft address than the cluster's configuration", "configured_address="+old, "advertised_address="+moved) {
+		t.Errorf("%s restarted at %s, configured at %s, and logged no error saying so", f.ID, moved, old)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.Leader().Node.Join(ctx, host.JoinRequest{NodeID: f.ID, Address: moved}); err != nil {
+		t.Fatalf("joining %s at its new address %s: %v", f.ID, moved, err)
+	}
+	if m := members(t, c.Leader().Node)[f.ID]; m.Address != moved || m.Suffrage != "voter" {
+		t.Fatalf("%s after the join: %+v", f.ID, m)
+	}
+	mustSet(t, c.Leader().Node, "after", "move")
+	waitValue(t, f.Node, "after", "move")
+}

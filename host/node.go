@@ -269,6 +269,7 @@ func New(cfg Config) (_ *Node, err error) {
 	n.observeLeaderChanges()
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		n.setPeers(f.Configuration())
+		n.warnMoved(f.Configuration())
 	}
 	if why := n.Removed(); why != "" {
 		log.Warn(why)
@@ -298,6 +299,23 @@ func (n *Node) serveRPC(ctx context.Context, peerID, method string, body []byte)
 		return resp.Marshal(), nil
 	}
 	return n.handleRPC(ctx, peerID, method, body)
+}
+
+// warnMoved logs, as an error, a restart at another Raft address than the
+// configuration's: the members refuse this node's vote requests (their
+// address is not the configuration's, peerauth.go), the leader still
+// dials the old address, and nothing else on this node would say why it
+// never rejoins (found by restarting a node with another --raft-addr).
+func (n *Node) warnMoved(cf raft.Configuration) {
+	self := n.trans.Addr().String()
+	for _, s := range cf.Servers {
+		if string(s.ID) == n.cfg.NodeID && string(s.Address) != self && len(cf.Servers) > 1 {
+			n.log.Error("this node advertises another Raft address than the cluster's configuration has for it: "+
+				"the members will refuse its votes and the leader dials the old address. Restart it at the old "+
+				"address, or have a member join it at the new one (raftkv join, or GET /join?peerID=&peerAddress=)",
+				"configured_address", s.Address, "advertised_address", self)
+		}
+	}
 }
 
 // goFunc runs f in a goroutine that Close waits for.
