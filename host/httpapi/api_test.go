@@ -881,6 +881,8 @@ func testBadInput(t *testing.T, tc *testCluster) {
 		{"put negative cas", false, "PUT", "/v1/kv/k?cas=-1", "", "v", 400, "bad_request"},
 		{"put empty cas", false, "PUT", "/v1/kv/k?cas=", "", "v", 400, "bad_request"},
 		{"put bad escape", false, "PUT", "/v1/kv/k?cas=%zz", "", "v", 400, "bad_request"},
+		{"put cas twice", false, "PUT", "/v1/kv/k?cas=1&cas=2", "", "v", 400, "bad_request"},
+		{"get consistency twice", false, "GET", "/v1/kv/k?consistency=stale&consistency=linearizable", "", nil, 400, "bad_request"},
 		{"put key too large", false, "PUT", "/v1/kv/" + string(big(abi.MaxKeySize+1)), "", "v", 413, "too_large"},
 		{"put value too large", false, "PUT", "/v1/kv/k", "", big(abi.MaxValueSize + 1), 413, "too_large"},
 		{"put value too large chunked", false, "PUT", "/v1/kv/k", "", unsized{bytes.NewReader(big(abi.MaxValueSize + 1))}, 413, "too_large"},
@@ -901,6 +903,8 @@ func testBadInput(t *testing.T, tc *testCluster) {
 		{"txn missing ops", false, "POST", "/v1/txn", js, `{}`, 400, "bad_request"},
 		{"txn unknown field", false, "POST", "/v1/txn", js, `{"ops":[],"atomic":true}`, 400, "bad_request"},
 		{"txn trailing data", false, "POST", "/v1/txn", js, `{"ops":[]} {}`, 400, "bad_request"},
+		{"txn ops twice", false, "POST", "/v1/txn", js, `{"ops":[{"op":"SET","key":"k","value":"1"}],"ops":[{"op":"DELETE","key":"k"}]}`, 400, "bad_request"},
+		{"txn op field twice", false, "POST", "/v1/txn", js, `{"ops":[{"op":"SET","key":"k","value":"1","op":"DELETE"}]}`, 400, "bad_request"},
 		{"txn unknown op", false, "POST", "/v1/txn", js, `{"ops":[{"op":"SET","key":"k","value":"1"},{"op":"FROB","key":"k"}]}`, 400, "bad_request"},
 		{"txn GET op", false, "POST", "/v1/txn", js, `{"ops":[{"op":"GET","key":"k"}]}`, 400, "bad_request"},
 		{"txn missing key", false, "POST", "/v1/txn", js, `{"ops":[{"op":"SET","value":"1"}]}`, 400, "bad_request"},
@@ -938,6 +942,7 @@ func testBadInput(t *testing.T, tc *testCluster) {
 		{"command huge number", false, "POST", "/v1/plugins/kv2/commands", js, `{"op":"SET","n":1e999}`, 400, "bad_request"},
 		{"command wrong type", false, "POST", "/v1/plugins/kv/commands", "text/plain", `{}`, 415, "unsupported_media_type"},
 		{"command unknown op", false, "POST", "/v1/plugins/kv/commands", js, `{"op":"FROB","key":"k"}`, 400, "bad_request"},
+		{"command field twice", false, "POST", "/v1/plugins/kv/commands", js, `{"op":"SET","key":"k","value":"v","op":"DELETE"}`, 400, "bad_request"},
 		{"command kv2 unknown op", false, "POST", "/v1/plugins/kv2/commands", js, `{"op":"FROB","key":"k"}`, 400, "bad_request"},
 		{"command LIST", false, "POST", "/v1/plugins/kv/commands", js, `{"op":"LIST"}`, 400, "bad_request"},
 		{"command malformed msgpack", false, "POST", "/v1/plugins/kv2/commands", mpk, []byte{0x82, 0xa2, 'o', 'p'}, 400, "bad_request"},
@@ -1001,6 +1006,21 @@ func testBadInput(t *testing.T, tc *testCluster) {
 			}
 		})
 	}
+	t.Run("idempotency key twice", func(t *testing.T) {
+		req, err := http.NewRequest("PUT", f.url+"/v1/kv/k", strings.NewReader("twice"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Add("Idempotency-Key", "key-a")
+		req.Header.Add("Idempotency-Key", "key-b")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		wantErr(t, response{status: res.StatusCode, body: data, header: res.Header}, 400, "bad_request")
+	})
 	// The plugin list still has both plugins; k is untouched.
 	if r := get(t, l, "k", "linearizable"); string(r.body) != "unchanged" {
 		t.Fatalf("k: %s", r)

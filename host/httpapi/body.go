@@ -210,9 +210,27 @@ func bodyErr(err error) error {
 	return badRequest("reading the request body: %v", err)
 }
 
-// queryValue returns the first value of the query parameter name in a raw
-// query, without parsing the rest into a map.
+// queryValue returns the value of the query parameter name in a raw query,
+// without parsing the rest into a map. A parameter given twice is refused
+// (?cas=1&cas=2: which did the client mean?).
 func queryValue(raw, name string) (string, bool, error) {
+	v, found, err := queryValueFrom(&raw, name)
+	if err != nil || !found {
+		return v, found, err
+	}
+	if _, again, err := queryValueFrom(&raw, name); err != nil {
+		return "", false, err
+	} else if again {
+		return "", false, badRequest("query parameter %s is given more than once", name)
+	}
+	return v, true, nil
+}
+
+// queryValueFrom returns the first value of name in *raw and leaves in *raw
+// the query after it.
+func queryValueFrom(rawp *string, name string) (string, bool, error) {
+	raw := *rawp
+	defer func() { *rawp = raw }()
 	for raw != "" {
 		var kv string
 		kv, raw, _ = strings.Cut(raw, "&")
@@ -334,9 +352,12 @@ func writeJSONBytes(w http.ResponseWriter, b []byte) {
 	w.Write(b)
 }
 
-// decodeJSON decodes a JSON body into v, rejecting unknown fields and
-// trailing data.
+// decodeJSON decodes a JSON body into v, rejecting unknown fields,
+// duplicate names and trailing data.
 func decodeJSON(body []byte, v any) error {
+	if err := uniqueNames(body); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -357,4 +378,43 @@ func (a *API) jsonBody(w http.ResponseWriter, r *http.Request, dst []byte) ([]by
 		return dst, unsupportedMedia(ct, "application/json")
 	}
 	return readBody(w, r, dst, a.cfg.MaxBodyBytes)
+}
+
+// uniqueNames refuses a JSON text in which an object has a name twice
+// (encoding/json keeps the last: {"ops":[…],"ops":[…]} would run the second
+// list silently). Malformed JSON passes, for the decoder to refuse.
+func uniqueNames(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var seen []map[string]bool // one per open object; nil for an array
+	inObject := func() bool { return len(seen) > 0 && seen[len(seen)-1] != nil }
+	expectName := true // in an object, whether the next string is a name
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				seen = append(seen, map[string]bool{})
+				expectName = true
+				continue
+			case '[':
+				seen = append(seen, nil)
+			default:
+				seen = seen[:len(seen)-1]
+			}
+		case string:
+			if inObject() && expectName {
+				if seen[len(seen)-1][t] {
+					return badRequest("malformed JSON body: the name %q appears twice in one object", t)
+				}
+				seen[len(seen)-1][t] = true
+				expectName = false
+				continue
+			}
+		}
+		expectName = true // a value ended: a name comes next, if in an object
+	}
 }

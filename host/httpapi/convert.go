@@ -127,12 +127,20 @@ func (c *j2m) object(depth int) error {
 	at := len(c.out)
 	c.out = append(c.out, make([]byte, headerRoom)...)
 	n := 0
+	var names map[string]bool
 	for c.dec.More() {
 		tok, err := c.next()
 		if err != nil {
 			return err
 		}
 		key := tok.(string) // json.Decoder only gives strings in key position
+		if names == nil {
+			names = map[string]bool{}
+		}
+		if names[key] {
+			return badRequest("malformed JSON body: the name %q appears twice in one object", key)
+		}
+		names[key] = true
 		val, err := c.next()
 		if err != nil {
 			return err

@@ -153,6 +153,7 @@ func TestHostAllowed(t *testing.T) {
 		"localhost:8080": true, "LOCALHOST.": true, "app.localhost:3000": true, "node1": true, "NODE1:9": true,
 		"db.example:1": true, "evil.example": false, "127.0.0.1.evil.example": false, "localhost.evil.example": false,
 		"node1.evil.example:8080": false, "xn--node1": false,
+		"127.0.0.11:8080.evil.example": false, "127.0.0.1:99999": false, "127.0.0.1:": false,
 	} {
 		if got := a.hostAllowed(host); got != want {
 			t.Errorf("hostAllowed(%q) = %v, want %v", host, got, want)

@@ -20,7 +20,12 @@ const (
 
 var idempotencySupported = []string{"v1"}
 
-// apply proposes a command with the request's idempotency key, if any.
+// apply proposes a command with the request's idempotency key, if any. A
+// request with two keys is refused: which one would the client retry with?
 func (a *API) apply(ctx context.Context, r *http.Request, plugin string, cmd []byte) (abi.Result, error) {
+	keys := r.Header.Values(idempotencyKeyHeader)
+	if len(keys) > 1 {
+		return abi.Result{}, badRequest("%s is given %d times: send one", idempotencyKeyHeader, len(keys))
+	}
 	return a.node.ApplyOnce(ctx, plugin, r.Header.Get(idempotencyKeyHeader), cmd)
 }

@@ -45,7 +45,11 @@ func (a *API) clusterStatus(ctx context.Context, w http.ResponseWriter, r *http.
 
 // boolQuery reads an optional true/false query parameter.
 func boolQuery(r *http.Request, name string) (bool, error) {
-	switch v := r.URL.Query().Get(name); v {
+	v, _, err := queryValue(r.URL.RawQuery, name)
+	if err != nil {
+		return false, err
+	}
+	switch v {
 	case "", "false", "0":
 		return false, nil
 	case "true", "1":

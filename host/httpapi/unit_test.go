@@ -64,12 +64,15 @@ func TestJSONToMsgpack(t *testing.T) {
 		t.Fatalf("big array: %v", err)
 	}
 	for _, bad := range []string{``, `{`, `{"a"}`, `[1,]`, `{} {}`, `{"a":1}x`, strings.Repeat("[", 65) + strings.Repeat("]", 65),
-		`{"v":{"$b64":"*"}}`, `1e400`, `nul`} {
+		`{"v":{"$b64":"*"}}`, `1e400`, `nul`, `{"a":1,"a":2}`, `{"x":[{"a":1,"b":{},"a":2}]}`, `{"$b64":"AA==","$b64":"AA=="}`} {
 		if _, err := jsonToMsgpack(nil, []byte(bad)); err == nil {
 			t.Errorf("%q accepted", bad)
 		} else if classify(err).status != 400 {
 			t.Errorf("%q: %v is not a 400", bad, err)
 		}
+	}
+	if _, err := jsonToMsgpack(nil, []byte(`{"a":{"a":1},"b":[{"a":1},{"a":2}]}`)); err != nil {
+		t.Errorf("a name in different objects refused: %v", err)
 	}
 	if _, err := jsonToMsgpack(nil, []byte(strings.Repeat("[", 64)+strings.Repeat("]", 64))); err != nil {
 		t.Errorf("64 levels refused: %v", err)
@@ -170,7 +173,10 @@ func TestQueryValue(t *testing.T) {
 	}{
 		{"", "a", "", false, false},
 		{"a=1", "a", "1", true, false},
-		{"b=2&a=1&a=3", "a", "1", true, false},
+		{"b=2&a=1&a=3", "a", "", false, true},
+		{"a=1&a=1", "a", "", false, true},
+		{"a=1&b=1&%61=2", "a", "", false, true},
+		{"a=1&ab=2&b=3", "a", "1", true, false},
 		{"a", "a", "", true, false},
 		{"a=x%2Fy+z", "a", "x/y z", true, false},
 		{"%61=1", "a", "1", true, false},
@@ -230,6 +236,26 @@ func TestTxnCommand(t *testing.T) {
 		_, err := txnCommand([]byte(body))
 		if err == nil || !strings.HasPrefix(err.Error(), msg) {
 			t.Errorf("%s: %v, want %s", body, err, msg)
+		}
+	}
+}
+
+// TestUniqueNames: decodeJSON refuses an object with a name twice, at any
+// depth, and accepts a name that recurs in different objects or as a
+// string value.
+func TestUniqueNames(t *testing.T) {
+	for body, ok := range map[string]bool{
+		`{"ops":[],"ops":[]}`:                                    false,
+		`{"ops":[{"op":"SET","op":"DELETE"}]}`:                   false,
+		`{"a":{"b":1,"c":{"d":1,"d":2}}}`:                        false,
+		`{"ops":[{"op":"SET"},{"op":"DELETE"}]}`:                 true,
+		`{"a":"a","b":["a","a"],"c":{"a":"a"},"d":[{},{"a":1}]}`: true,
+		`{"a":[1,{"b":2}],"b":3}`:                                true,
+	} {
+		var v any
+		err := decodeJSON([]byte(body), &v)
+		if (err == nil) != ok {
+			t.Errorf("%s: %v, want ok=%v", body, err, ok)
 		}
 	}
 }
