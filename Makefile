@@ -58,8 +58,8 @@ test-docker: deps
 	RAFTKV_DOCKER_TEST=1 $(GO) test -count=1 -timeout 15m -run '^TestDocker' ./cmd/raftkv/
 
 # The unit suites: under -short a test of several in-process nodes
-# (internal/cluster.Start) or of the built binary (buildBinary in
-# cmd/raftkv) skips as a system test; make test runs everything. Many of
+# (internal/cluster.Start) or of the built binary (test/system) skips as a
+# system test; make test runs everything. Many of
 # these tests wait out time limits rather than compute, so up to 8 test
 # binaries run at once (-p 8: 61 s against 104 s with the default 2 on 2 cores).
 test-short:

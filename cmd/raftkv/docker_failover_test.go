@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -169,4 +170,28 @@ func TestDockerFailover(t *testing.T) {
 			return nil
 		})
 	}
+}
+
+// putReadBack (as in test/system) writes a key as a program using the client package should
+// when it cannot deduplicate: a write whose outcome is unknown (the node
+// died holding it: a kept-alive connection to it broke after the write was
+// sent) is read back before it is written again. It reports whether that
+// happened. (With a cluster that deduplicates idempotency keys, the client
+// retries such a write itself.)
+func putReadBack(t *testing.T, ctx context.Context, c *kvclient.Client, key string, value []byte) (unknown bool) {
+	t.Helper()
+	_, err := c.Put(ctx, key, value)
+	if errors.Is(err, kvclient.ErrUnknownOutcome) {
+		unknown = true
+		t.Logf("put %s: %v; reading before writing again", key, err)
+		if it, gerr := c.Get(ctx, key, kvclient.WithConsistency(kvclient.Linearizable)); gerr == nil && string(it.Value) == string(value) {
+			err = nil
+		} else {
+			_, err = c.Put(ctx, key, value)
+		}
+	}
+	if err != nil {
+		t.Fatalf("put %s: %v", key, err)
+	}
+	return unknown
 }

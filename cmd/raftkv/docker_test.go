@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftkv/raftkv/abi"
 )
 
 // TestDockerCompose builds the FROM scratch image around a static binary,
@@ -165,4 +167,13 @@ func dockerToken(t *testing.T) (string, string) {
 	}
 	os.Chmod(file, 0o644) // whatever the umask
 	return token, file
+}
+
+// msgpackBody encodes v as the seed's clients do.
+func msgpackBody(t *testing.T, v map[string]any) []byte {
+	b, err := abi.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

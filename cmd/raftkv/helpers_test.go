@@ -70,12 +70,8 @@ type httpResult struct {
 	header http.Header
 }
 
+// doHTTP sends a request; header is name, value pairs.
 func doHTTP(method, url string, body []byte, header ...string) (httpResult, error) {
-	return doHTTPWith(httpClient, method, url, body, header...)
-}
-
-// doHTTPWith is doHTTP through client; header is name, value pairs.
-func doHTTPWith(client *http.Client, method, url string, body []byte, header ...string) (httpResult, error) {
 	var r io.Reader
 	if body != nil {
 		r = bytes.NewReader(body)
@@ -87,7 +83,7 @@ func doHTTPWith(client *http.Client, method, url string, body []byte, header ...
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := client.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		return httpResult{}, err
 	}

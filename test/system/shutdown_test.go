@@ -1,4 +1,4 @@
-package main
+package system_test
 
 import (
 	"errors"
@@ -43,7 +43,7 @@ func TestServeSIGTERMFailStoppedLeader(t *testing.T) {
 	mustCLI(t, "plugin", "deploy", "slow", v1, "--addr", p.url(), "--trusted", "--timeout", "3m")
 	// Compiling and migrating take long on a loaded machine: a generous
 	// --timeout, so the answer is the node's, not the CLI giving up.
-	if r := cli("plugin", "deploy", "slow", v2, "--upgrade", "*", "--trusted", "--addr", p.url(), "--timeout", "3m"); r.code == 0 || !strings.Contains(r.stderr, "stopped") {
+	if r := cli(t, "plugin", "deploy", "slow", v2, "--upgrade", "*", "--trusted", "--addr", p.url(), "--timeout", "3m"); r.code == 0 || !strings.Contains(r.stderr, "stopped") {
 		t.Fatalf("an upgrade whose migration passes the call limit: exit %d, %s", r.code, r.stderr)
 	}
 	stopped := func() error {

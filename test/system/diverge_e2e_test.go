@@ -1,4 +1,4 @@
-package main
+package system_test
 
 import (
 	"encoding/json"
@@ -129,7 +129,7 @@ func TestE2EDivergenceDetected(t *testing.T) {
 		t.Errorf("raftkv status --cluster:\n%s", out)
 	}
 	t.Logf("raftkv status --cluster:\n%s", out)
-	if res := cli("health", "--cluster", "--addr", other.url()); res.code == 0 || !strings.Contains(res.stdout, "diverged") {
+	if res := cli(t, "health", "--cluster", "--addr", other.url()); res.code == 0 || !strings.Contains(res.stdout, "diverged") {
 		t.Errorf("raftkv health --cluster: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
 	// Every start's log: the leader may have been restarted never, but its

@@ -1,4 +1,4 @@
-package main
+package system_test
 
 import (
 	"context"
@@ -77,14 +77,14 @@ func TestClientFailover(t *testing.T) {
 	if err := os.WriteFile(wasmFile, kvwasm.Module, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := cli("plugin", "deploy", "kv2", wasmFile, "--endpoints", strings.Join(eps, ","))
+	r := cli(t, "plugin", "deploy", "kv2", wasmFile, "--endpoints", strings.Join(eps, ","))
 	if r.code != 0 {
 		t.Fatalf("deploy: %+v", r)
 	}
 	wantPhases(t, r.stderr, "deploy kv2", fmt.Sprintf("upload %.1f MiB to the leader", float64(len(kvwasm.Module))/(1<<20)), "validate, compile and replicate on the leader", "compile and activate on every member")
 	backup := filepath.Join(t.TempDir(), "b.bin")
 	mustCLI(t, "backup", backup, "--quiet", "--addr", eps[0])
-	r = cli("restore", backup, "--endpoints", strings.Join(eps, ","))
+	r = cli(t, "restore", backup, "--endpoints", strings.Join(eps, ","))
 	if r.code != 0 {
 		t.Fatalf("restore: %+v", r)
 	}
@@ -157,7 +157,7 @@ func TestClientFailover(t *testing.T) {
 			t.Fatalf("status --cluster --json with %s down: %+v", old.id, nodes)
 		}
 	}
-	if r := cli("health", "--cluster", "--endpoints", down); r.code != exitError || !strings.Contains(r.stdout, old.id+" - unreachable") {
+	if r := cli(t, "health", "--cluster", "--endpoints", down); r.code != exitError || !strings.Contains(r.stdout, old.id+" - unreachable") {
 		t.Fatalf("health --cluster with %s down: %+v", old.id, r)
 	}
 
@@ -177,7 +177,7 @@ func TestClientFailover(t *testing.T) {
 		t.Fatalf("get --endpoints: %q", out)
 	}
 	// --addr alone on the dead node fails.
-	if r := cli("get", "fo/cli", "--addr", old.url(), "--timeout", "5s"); r.code != exitError || !strings.Contains(r.stderr, "no node answered") {
+	if r := cli(t, "get", "fo/cli", "--addr", old.url(), "--timeout", "5s"); r.code != exitError || !strings.Contains(r.stderr, "no node answered") {
 		t.Fatalf("get through the dead node alone: %+v", r)
 	}
 	t.Setenv("RAFTKV_ENDPOINTS", all)
@@ -200,7 +200,7 @@ func TestClientFailover(t *testing.T) {
 		return nil
 	})
 	poll(t, 30*time.Second, "health --cluster", func() error {
-		if r := cli("health", "--cluster", "--endpoints", down); r.code != 0 {
+		if r := cli(t, "health", "--cluster", "--endpoints", down); r.code != 0 {
 			return fmt.Errorf("%+v", r)
 		}
 		return nil

@@ -1,4 +1,4 @@
-package main
+package system_test
 
 import (
 	"encoding/json"
@@ -35,7 +35,7 @@ const testVersion = "v0.0.0-e2e"
 
 // buildBinary builds the raftkv binary once per test process. A test that
 // runs it is a system test: under go test -short (make test-short) it skips.
-func buildBinary(t *testing.T) string {
+func buildBinary(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("runs the raftkv binary: a system test, skipped under -short")
@@ -53,7 +53,7 @@ func buildBinary(t *testing.T) string {
 			buildOnce.err = fmt.Errorf("scripts/ldflags.sh: %v", err)
 			return
 		}
-		cmd := exec.Command("go", "build", "-ldflags", strings.TrimSpace(string(ldflags)), "-o", buildOnce.bin, ".")
+		cmd := exec.Command("go", "build", "-ldflags", strings.TrimSpace(string(ldflags)), "-o", buildOnce.bin, "../../cmd/raftkv")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -432,7 +432,7 @@ func TestE2E(t *testing.T) {
 			})
 		}
 		mustHTTP(t, 400, "GET", f.url()+"/v1/kv/a%2Fb?consistency=bogus", nil)
-		// The CLI, in-process, through the follower.
+		// The CLI, through the follower.
 		mustCLI(t, "put", "cli-key", "cli value", "--addr", f.url())
 		if out := mustCLI(t, "get", "cli-key", "--consistency", "linearizable", "--addr", f.url()); out != "cli value\n" {
 			t.Fatalf("CLI get: %q", out)
@@ -453,7 +453,7 @@ func TestE2E(t *testing.T) {
 		}
 		mustHTTP(t, 409, "PUT", f.url()+fmt.Sprintf("/v1/kv/counter?cas=%d", v.Version+1000), []byte("2"))
 		mustHTTP(t, 200, "PUT", f.url()+fmt.Sprintf("/v1/kv/counter?cas=%d", v.Version), []byte("2"))
-		if res := cli("cas", "counter", fmt.Sprint(v.Version), "3", "--addr", f.url()); res.code != 1 || !strings.Contains(res.stderr, "conflict") {
+		if res := cli(t, "cas", "counter", fmt.Sprint(v.Version), "3", "--addr", f.url()); res.code != 1 || !strings.Contains(res.stderr, "conflict") {
 			t.Fatalf("CLI cas with a stale version: %+v", res)
 		}
 		if out := mustCLI(t, "get", "counter", "--addr", a.leader(t).url()); out != "2\n" {
@@ -479,7 +479,7 @@ func TestE2E(t *testing.T) {
 		}
 		for _, c := range []string{"stale", "leader", "linearizable"} {
 			poll(t, 5*time.Second, "listing at "+c, func() error {
-				out := cli("list", "--prefix", "p/", "--keys-only", "--consistency", c, "--addr", f.url())
+				out := cli(t, "list", "--prefix", "p/", "--keys-only", "--consistency", c, "--addr", f.url())
 				if out.stdout != "p/1\np/2\np/3\np/4\np/5\n" {
 					return fmt.Errorf("list at %s: %+v", c, out)
 				}
@@ -582,7 +582,7 @@ func TestE2E(t *testing.T) {
 		want := listAll(t, la, "linearizable")
 		digestA := a.converged(t)
 		file := filepath.Join(t.TempDir(), "a.backup")
-		res := cli("backup", file, "--addr", la.url())
+		res := cli(t, "backup", file, "--addr", la.url())
 		if res.code != 0 || !strings.Contains(res.stderr, "bytes written") {
 			t.Fatalf("backup: %+v", res)
 		}
@@ -591,7 +591,7 @@ func TestE2E(t *testing.T) {
 		mustCLI(t, "put", "only-in-b", "overwritten by the restore", "--addr", lb.url())
 		// Given a follower alone, the CLI finds the leader's HTTP address
 		// (members publish theirs through the log) and restores there.
-		res = cli("restore", file, "--addr", b.followers(t)[0].url())
+		res = cli(t, "restore", file, "--addr", b.followers(t)[0].url())
 		if res.code != 0 || !strings.Contains(res.stderr, "bytes restored") {
 			hint := ""
 			if strings.Contains(lb.log(lb.starts), "host key mismatch") {
@@ -787,7 +787,7 @@ func TestClusterScripts(t *testing.T) {
 	addr := func(i int) string { return fmt.Sprintf("http://127.0.0.1:%d", base+i) }
 	mustCLI(t, "put", "scripted", "yes", "--addr", addr(1))
 	poll(t, 10*time.Second, "n3 reads the write", func() error {
-		if r := cli("get", "scripted", "--consistency", "stale", "--addr", addr(2)); r.stdout != "yes\n" {
+		if r := cli(t, "get", "scripted", "--consistency", "stale", "--addr", addr(2)); r.stdout != "yes\n" {
 			return fmt.Errorf("%+v", r)
 		}
 		return nil

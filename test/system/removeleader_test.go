@@ -1,4 +1,4 @@
-package main
+package system_test
 
 import (
 	"fmt"
@@ -36,7 +36,7 @@ func TestRemoveLeaderThroughFollower(t *testing.T) {
 		}
 		return nil
 	})
-	if r := cli("remove", l.id, "--addr", f.url(), "--timeout", "30s"); r.code != 0 {
+	if r := cli(t, "remove", l.id, "--addr", f.url(), "--timeout", "30s"); r.code != 0 {
 		t.Fatalf("raftkv remove %s --addr %s (leader through a follower): exit %d\nstdout: %s\nstderr: %s",
 			l.id, f.id, r.code, r.stdout, r.stderr)
 	} else if !strings.Contains(r.stdout, "removed "+l.id) {
