@@ -256,6 +256,8 @@ func TestCLI(t *testing.T) {
 			{[]string{"get", "a", "b"}, exitUsage},
 			{[]string{"get", "--no-such-flag", "a"}, exitUsage},
 			{[]string{"cas", "k", "notanumber", "v"}, exitUsage},
+			{[]string{"get", "k", "--timeout", "-1s"}, exitUsage},
+			{[]string{"get", "k", "--timeout", "0s"}, exitUsage},
 			{[]string{"help"}, exitOK},
 			{[]string{"help", "serve"}, exitOK},
 			{[]string{"get", "-h"}, exitOK},

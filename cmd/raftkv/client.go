@@ -62,6 +62,9 @@ func (f *clientFlags) addrs() []string {
 }
 
 func (f *clientFlags) client() (*client, error) {
+	if f.timeout <= 0 {
+		return nil, usagef("--timeout must be positive, not %v", f.timeout)
+	}
 	tok, err := f.bearer()
 	if err != nil {
 		return nil, err
