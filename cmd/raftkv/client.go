@@ -62,7 +62,7 @@ func (f *clientFlags) addrs() []string {
 }
 
 func (f *clientFlags) client() (*client, error) {
-	if f.timeout <= 0 {
+	if f.timeout < 0 || f.timeout == 0 && f.fs != nil && f.fs.isSet("timeout") { // backup and restore set 0: none
 		return nil, usagef("--timeout must be positive, not %v", f.timeout)
 	}
 	tok, err := f.bearer()
