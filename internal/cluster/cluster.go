@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,6 +27,7 @@ import (
 	"github.com/raftkv/raftkv/internal/faultproxy"
 	"github.com/raftkv/raftkv/internal/hostseam"
 	"github.com/raftkv/raftkv/internal/memnet"
+	"github.com/raftkv/raftkv/internal/proctest"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
 )
 
@@ -85,16 +85,6 @@ var nextIP atomic.Uint32
 func ip() string {
 	n := nextIP.Add(1)
 	return fmt.Sprintf("127.0.%d.%d", 10+n/250, 2+n%250)
-}
-
-func freePort(t testing.TB, ip string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // FastConfig returns a node configuration for tests. Raft keeps its default
@@ -239,7 +229,7 @@ func (c *Cluster) startMember(id string, bootstrap, nonVoter bool) *Member {
 
 // tryStartMember starts m on a new Raft port behind a new fault proxy.
 func (c *Cluster) tryStartMember(m *Member, bootstrap bool) error {
-	raftAddr := freePort(c.t, m.IP)
+	raftAddr := proctest.FreeAddr(c.t, m.IP)
 	var err error
 	if m.Proxy, err = faultproxy.New(m.IP+":0", raftAddr); err != nil {
 		return err

@@ -6,60 +6,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	kvclient "github.com/raftkv/raftkv/client"
+	"github.com/raftkv/raftkv/internal/proctest"
 )
 
-// wasmCacheDir is the compiled-plugin cache shared by every node the tests
-// start, by successive test runs and by cmd/raftkv's in-process tests:
-// compiling the KV plugin takes seconds, loading it from the cache
-// milliseconds.
-func wasmCacheDir(t testing.TB) string {
-	if d := os.Getenv("RAFTKV_TEST_WASM_CACHE"); d != "" {
-		return d
-	}
-	d := filepath.Join(os.TempDir(), "raftkv-test-wasm-cache")
-	if err := os.MkdirAll(d, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
-// poll calls f until it returns nil or timeout passes, then fails the test
-// with f's last error.
-func poll(t testing.TB, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// freeAddr returns ip:port with a port free at the time of the call.
-func freeAddr(t testing.TB, ip string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// The helpers every test of real addresses shares (internal/proctest).
+var (
+	wasmCacheDir = proctest.WasmCacheDir
+	poll         = proctest.Poll
+	freeAddr     = proctest.FreeAddr
+)
 
 var httpClient = &http.Client{Timeout: 15 * time.Second}
 
