@@ -43,6 +43,9 @@ type decoder struct {
 	stack  []frame
 	// nesting is the deepest nesting of blocks in the body (0: none).
 	nesting int
+	// brWork is the sum of the squares of the br_tables' label counts, of
+	// the whole module (see MaxBrTableWork).
+	brWork uint64
 }
 
 func (d *decoder) memarg() {
@@ -117,6 +120,12 @@ func (d *decoder) next() instr {
 		n := d.r.u32()
 		if uint64(n) > uint64(len(d.r.b)-d.r.p) { // each label takes a byte at least
 			failf(ErrMalformed, "br_table of %d labels at byte %d", n, in.start)
+		}
+		if n >= MaxBrTableLabels {
+			failf(ErrUnsupported, "a br_table of %d labels; the limit is %d", n+1, MaxBrTableLabels)
+		}
+		if d.brWork += uint64(n+1) * uint64(n+1); d.brWork > MaxBrTableWork {
+			failf(ErrUnsupported, "br_tables too long to compile in reasonable time (the sum of the squares of their label counts exceeds %d)", uint64(MaxBrTableWork))
 		}
 		in.label, in.nlabels = uint32(len(d.labels)), n+1
 		for range n + 1 {
@@ -239,7 +248,11 @@ func (m *module) rewriteCode(body []byte, g globals) []byte {
 	var d decoder
 	var work uint64 // of the nesting: see MaxNestingWork
 	for i := range n {
-		code := r.bytes(r.u32())
+		size := r.u32()
+		if size > MaxFunctionBytes {
+			failf(ErrUnsupported, "function %d's body is %d bytes; the limit is %d", i, size, MaxFunctionBytes)
+		}
+		code := r.bytes(size)
 		t := m.funcs[i]
 		if int(t) >= len(m.types) {
 			failf(ErrMalformed, "function %d has type %d of %d", i, t, len(m.types))
@@ -268,7 +281,7 @@ type frame struct {
 // rewriteBody appends the instrumented version of one function body (locals
 // and expression) of type t to out.
 func (m *module) rewriteBody(out, code []byte, t uint32, g globals, d *decoder) []byte {
-	*d = decoder{r: reader{b: code}, labels: d.labels[:0], ins: d.ins[:0], seg: d.seg[:0], minOne: d.minOne[:0], stack: d.stack[:0]}
+	*d = decoder{r: reader{b: code}, labels: d.labels[:0], ins: d.ins[:0], seg: d.seg[:0], minOne: d.minOne[:0], stack: d.stack[:0], brWork: d.brWork}
 	r := &d.r
 	// Locals: copied, then one i64 and one i32 scratch local appended.
 	groups := r.u32()
@@ -280,6 +293,9 @@ func (m *module) rewriteBody(out, code []byte, t uint32, g globals, d *decoder) 
 		if nlocals > 50000 {
 			failf(ErrUnsupported, "more than 50000 locals")
 		}
+	}
+	if m.locals += nlocals; m.locals > MaxModuleLocals {
+		failf(ErrUnsupported, "more than %d locals in all functions", MaxModuleLocals)
 	}
 	localsEnd := r.p
 	params := len(m.types[t].params)

@@ -34,6 +34,36 @@ const (
 	MaxNestingWork = 1 << 28
 )
 
+// Bounds on the other shapes of code whose compile time or memory grows
+// faster than their size, or that hold memory the memory cap does not
+// count; all found by an attack on the deploy endpoint (figures from that
+// machine). Go-built plugins (kv.wasm) have 2,496 functions, bodies of at
+// most 29 KB, 10,240 locals in all, br_tables of at most some 550 labels,
+// and one table of 6,592 elements.
+const (
+	// MaxFunctions bounds the functions a module defines (200,000 small
+	// ones, 2.2 MB, compiled in 4 s).
+	MaxFunctions = 100_000
+	// MaxFunctionBytes bounds one function body: compiling a function
+	// takes some 800 MB of memory per MiB of its body (2 MiB: 1.6 GB).
+	MaxFunctionBytes = 256 << 10
+	// MaxModuleLocals bounds the locals of all functions together (20,000
+	// functions of 50,000 locals each, 160 KB, took a node past 6 GB).
+	MaxModuleLocals = 1 << 20
+	// MaxBrTableLabels bounds one br_table, and MaxBrTableWork the sum of
+	// the squares of every br_table's label count: the compiler's time
+	// grows with that square (200,000 labels: 10 s; 4 million: hours).
+	MaxBrTableLabels = 1 << 14
+	MaxBrTableWork   = 1 << 32
+	// MaxTables bounds the tables a module defines, and MaxTableElements
+	// each one's size: a table's maximum is clamped to it, so table.grow
+	// past it fails (-1) on every node. Without it one command could grow a
+	// table by billions of elements (8 bytes each) on every node, outside
+	// the memory cap, and again on every replay.
+	MaxTables        = 16
+	MaxTableElements = 1 << 20
+)
+
 // Names of the globals Instrument adds and exports. A module that already
 // exports either name is refused.
 const (
@@ -113,6 +143,7 @@ type module struct {
 	funcs         []uint32 // type index of each defined function
 	globals       uint32   // defined globals
 	exports       map[string]bool
+	locals        uint64 // of the functions rewritten so far (MaxModuleLocals)
 }
 
 // Instrument returns wasm instrumented as opts says. It does not validate
@@ -141,6 +172,9 @@ func Instrument(wasm []byte, opts Options) (out []byte, err error) {
 	if opts.MemoryPages != 0 {
 		if i := m.find(secMemory); i >= 0 {
 			m.sections[i].body = clampMemory(m.sections[i].body, opts.MemoryPages)
+		}
+		if i := m.find(secTable); i >= 0 {
+			m.sections[i].body = clampTables(m.sections[i].body)
 		}
 	}
 	if opts.Fuel || opts.StackSlots != 0 {
@@ -210,7 +244,11 @@ func parse(b []byte) *module {
 				}
 			}
 		case secFunction:
-			for range br.u32() {
+			n := br.u32()
+			if n > MaxFunctions {
+				failf(ErrUnsupported, "%d functions; the limit is %d", n, MaxFunctions)
+			}
+			for range n {
 				m.funcs = append(m.funcs, br.u32())
 			}
 		case secGlobal:
@@ -289,6 +327,37 @@ func clampMemory(body []byte, pages uint32) []byte {
 	}
 	if !r.done() {
 		failf(ErrMalformed, "memory section has %d trailing bytes", len(r.b)-r.p)
+	}
+	return out
+}
+
+// clampTables clamps every table's maximum to MaxTableElements, and refuses
+// more than MaxTables tables or one that starts larger.
+func clampTables(body []byte) []byte {
+	r := &reader{b: body}
+	n := r.u32()
+	if n > MaxTables {
+		failf(ErrUnsupported, "%d tables; the limit is %d", n, MaxTables)
+	}
+	out := appendU32(nil, n)
+	for range n {
+		reftype, flag := r.byte(), r.byte()
+		if flag > 1 {
+			failf(ErrUnsupported, "table limits flag 0x%02x (shared or 64-bit table)", flag)
+		}
+		lo, hi := r.u32(), uint32(MaxTableElements)
+		if flag == 1 {
+			hi = min(r.u32(), hi)
+		}
+		if lo > MaxTableElements {
+			failf(ErrUnsupported, "a table starts at %d elements; the limit is %d", lo, MaxTableElements)
+		}
+		out = append(out, reftype, 1)
+		out = appendU32(out, lo)
+		out = appendU32(out, hi)
+	}
+	if !r.done() {
+		failf(ErrMalformed, "table section has %d trailing bytes", len(r.b)-r.p)
 	}
 	return out
 }

@@ -35,6 +35,7 @@ type fn struct {
 type mod struct {
 	funcs              []fn
 	minPages, maxPages int
+	tables             []byte // the table section's body, if any
 }
 
 func u32(v uint32) []byte { return binary.AppendUvarint(nil, uint64(v)) }
@@ -90,8 +91,12 @@ func (m mod) bytes() []byte {
 	if m.maxPages >= 0 {
 		mem = cat([]byte{0x01}, u32(uint32(m.minPages)), u32(uint32(m.maxPages)))
 	}
+	var tables []byte
+	if m.tables != nil {
+		tables = sec(4, m.tables)
+	}
 	return cat([]byte("\x00asm\x01\x00\x00\x00"),
-		sec(1, vec(types...)), sec(3, vec(funcs...)), sec(5, vec(mem)),
+		sec(1, vec(types...)), sec(3, vec(funcs...)), tables, sec(5, vec(mem)),
 		sec(7, vec(exports...)), sec(10, vec(codes...)))
 }
 
@@ -449,5 +454,96 @@ func TestNestingBounds(t *testing.T) {
 				t.Fatalf("err = %v, want ErrUnsupported with %q", err, c.refused)
 			}
 		})
+	}
+}
+
+// TestCodeBounds: the other shapes of code that cost a compiler more than
+// their size (MaxFunctions, MaxFunctionBytes, MaxModuleLocals,
+// MaxBrTableLabels, MaxBrTableWork) are refused before anything compiles
+// them, and up to each bound a module is instrumented.
+func TestCodeBounds(t *testing.T) {
+	empty := fn{}
+	locals := func(n int) fn { // n i32 locals in groups of 50,000 at most
+		f := fn{}
+		for range n {
+			f.locals = append(f.locals, i32)
+		}
+		return f
+	}
+	brTable := func(labels int) fn {
+		ls := make([]uint32, labels) // all to the function's own block
+		return fn{body: cat(i32c(0), brTable(ls...))}
+	}
+	bigBody := func(n int) fn { return fn{body: bytes.Repeat([]byte{0x01}, n)} } // nops
+	funcs := func(n int, f fn) []fn { return slices.Repeat([]fn{f}, n) }
+	for _, c := range []struct {
+		name    string
+		funcs   []fn
+		refused string // "" when it is instrumented
+	}{
+		{"functions at the bound", funcs(meter.MaxFunctions, empty), ""},
+		{"functions past the bound", funcs(meter.MaxFunctions+1, empty), "functions; the limit is"},
+		{"a body at the bound", []fn{bigBody(meter.MaxFunctionBytes - 8)}, ""},
+		{"a body past the bound", []fn{bigBody(meter.MaxFunctionBytes)}, "bytes; the limit is"},
+		{"locals at the bound", funcs(meter.MaxModuleLocals/50_000, locals(50_000)), ""},
+		{"locals past the bound", funcs(meter.MaxModuleLocals/50_000+1, locals(50_000)), "locals in all functions"},
+		{"a br_table at the bound", []fn{brTable(meter.MaxBrTableLabels)}, ""},
+		{"a br_table past the bound", []fn{brTable(meter.MaxBrTableLabels + 1)}, "a br_table of 16385 labels"},
+		{"br_tables at the work bound", funcs(16, brTable(meter.MaxBrTableLabels)), ""},
+		{"br_tables past the work bound", funcs(17, brTable(meter.MaxBrTableLabels)), "br_tables too long to compile"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := meter.Instrument(mod{funcs: c.funcs, minPages: 1, maxPages: 1}.bytes(), meter.Options{Fuel: true, MemoryPages: 1})
+			switch {
+			case c.refused == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case c.refused != "" && (!errors.Is(err, meter.ErrUnsupported) || !strings.Contains(err.Error(), c.refused)):
+				t.Fatalf("err = %v, want ErrUnsupported with %q", err, c.refused)
+			}
+		})
+	}
+}
+
+// TestTableBounds: a table's maximum is clamped to MaxTableElements, so
+// table.grow past it fails (-1) instead of taking memory the memory cap
+// does not count (found by an attack: one command grew a table by 15
+// million elements, 120 MB, on every node, and again on every replay); a
+// table that starts larger, or more than MaxTables tables, is refused.
+func TestTableBounds(t *testing.T) {
+	table := func(flag byte, limits ...uint32) []byte { // one funcref table
+		b := []byte{0x70, flag}
+		for _, l := range limits {
+			b = append(b, u32(l)...)
+		}
+		return b
+	}
+	// grow: table.grow(ref.null func, n) of table 0, and its answer.
+	grow := fn{params: []byte{i32}, results: []byte{i32}, body: cat([]byte{0xD0, 0x70}, lget(0), []byte{0xFC, 15, 0})}
+	for _, c := range []struct {
+		name   string
+		tables []byte
+		grows  map[uint64]int32 // n -> table.grow's answer, in order
+	}{
+		{"no maximum", vec(table(0, 0)), map[uint64]int32{meter.MaxTableElements + 1: -1}},
+		{"a larger maximum", vec(table(1, 0, 1<<30)), map[uint64]int32{meter.MaxTableElements + 1: -1}},
+		{"up to the bound", vec(table(0, 10)), map[uint64]int32{meter.MaxTableElements - 10: 10}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			in := instantiate(t, instrument(t, mod{funcs: []fn{grow}, minPages: 1, maxPages: 1, tables: c.tables}.bytes(), meter.Options{MemoryPages: 1}))
+			for n, want := range c.grows {
+				res, err := in.mod.ExportedFunction("f0").Call(context.Background(), n)
+				if err != nil || int32(res[0]) != want {
+					t.Fatalf("table.grow(%d) = %v, %v; want %d", n, res, err, want)
+				}
+			}
+		})
+	}
+	for name, tables := range map[string][]byte{
+		"starts past the bound": vec(table(0, meter.MaxTableElements+1)),
+		"too many tables":       vec(slices.Repeat([][]byte{table(0, 0)}, meter.MaxTables+1)...),
+	} {
+		if _, err := meter.Instrument(mod{funcs: []fn{grow}, minPages: 1, maxPages: 1, tables: tables}.bytes(), meter.Options{MemoryPages: 1}); !errors.Is(err, meter.ErrUnsupported) {
+			t.Errorf("%s: %v, want ErrUnsupported", name, err)
+		}
 	}
 }
