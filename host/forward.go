@@ -148,7 +148,11 @@ func (n *Node) serveForwarded(ctx context.Context, peerID, method string, body [
 func (n *Node) dispatchLeader(ctx context.Context, req peerrpc.Body) (abi.Result, error) {
 	switch r := req.(type) {
 	case *peerrpc.PingBody:
-		data, err := abi.Marshal(&peerrpc.PingAnswer{RaftAddress: n.trans.Addr().String()}) // what its Raft RPCs carry
+		addr := n.cfg.advertise()
+		if n.trans != nil { // always, but in unit tests of a bare Node
+			addr = n.trans.Addr().String() // what its Raft RPCs carry
+		}
+		data, err := abi.Marshal(&peerrpc.PingAnswer{RaftAddress: addr})
 		return abi.Result{Data: data}, err
 	case *peerrpc.StatusBody:
 		data, err := abi.Marshal(n.Status(r.Digests))
