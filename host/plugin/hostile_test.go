@@ -273,12 +273,15 @@ func TestCallLimitFitsTheBudget(t *testing.T) {
 	if got, want := r.CallLimit(m, 10_000), 1*time.Second; got != want {
 		t.Errorf("CallLimit of a call with 10,000 fuel: %v, want %v (FuelTime rounds up)", got, want)
 	}
-	n := newNode(t, r, m)
+	// Running the loop: 100M fuel (some 0.65 s here, past the 200 ms
+	// CallTimeout) runs out of fuel rather than out of time.
+	opts.Limits.ApplyFuel, opts.Limits.QueryFuel = 100_000_000, 100_000_000
+	n := newNode(t, r, loadHostile(t, r, opts))
 	start := time.Now()
-	expect(t, n.apply(batch(1, "loop", "set a 1")), fmt.Sprintf("%d:out of fuel: used the budget of 300000000", abi.CodeOutOfFuel), "0:ok")
-	t.Logf("a loop of 300,000,000 fuel: %v", time.Since(start).Round(time.Millisecond))
+	expect(t, n.apply(batch(1, "loop", "set a 1")), fmt.Sprintf("%d:out of fuel: used the budget of 100000000", abi.CodeOutOfFuel), "0:ok")
+	t.Logf("a loop of 100,000,000 fuel: %v", time.Since(start).Round(time.Millisecond))
 	if got := n.query("loop"); !strings.HasPrefix(got, fmt.Sprintf("%d:out of fuel", abi.CodeOutOfFuel)) {
-		t.Fatalf("a looping query with 3e8 fuel: %q", got)
+		t.Fatalf("a looping query with 1e8 fuel: %q", got)
 	}
 	expect(t, n.apply(batch(3, "get a")), "0:1")
 }
