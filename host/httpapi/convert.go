@@ -127,20 +127,16 @@ func (c *j2m) object(depth int) error {
 	at := len(c.out)
 	c.out = append(c.out, make([]byte, headerRoom)...)
 	n := 0
-	var names map[string]bool
+	var seen uniqueKeys
 	for c.dec.More() {
 		tok, err := c.next()
 		if err != nil {
 			return err
 		}
 		key := tok.(string) // json.Decoder only gives strings in key position
-		if names == nil {
-			names = map[string]bool{}
-		}
-		if names[key] {
+		if !seen.add(key) {
 			return badRequest("malformed JSON body: the name %q appears twice in one object", key)
 		}
-		names[key] = true
 		val, err := c.next()
 		if err != nil {
 			return err
@@ -398,4 +394,37 @@ func extParts(raw []byte) (int8, []byte, error) {
 		return 0, nil, errMsgpack
 	}
 	return int8(raw[hdr]), raw[hdr+1:], nil
+}
+
+// uniqueKeys is the set of an object's names so far: a scan of a few on
+// the stack (a command's object has a handful), a map past them.
+type uniqueKeys struct {
+	few  [8]string
+	n    int
+	many map[string]bool
+}
+
+// add adds key and reports whether it was new.
+func (u *uniqueKeys) add(key string) bool {
+	if u.many == nil && u.n < len(u.few) {
+		for _, k := range u.few[:u.n] {
+			if k == key {
+				return false
+			}
+		}
+		u.few[u.n] = key
+		u.n++
+		return true
+	}
+	if u.many == nil {
+		u.many = make(map[string]bool, 2*len(u.few))
+		for _, k := range u.few {
+			u.many[k] = true
+		}
+	}
+	if u.many[key] {
+		return false
+	}
+	u.many[key] = true
+	return true
 }

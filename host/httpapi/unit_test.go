@@ -259,3 +259,19 @@ func TestUniqueNames(t *testing.T) {
 		}
 	}
 }
+
+// TestUniqueKeys: the name set of the JSON converter, across its switch
+// from a scan to a map.
+func TestUniqueKeys(t *testing.T) {
+	var u uniqueKeys
+	for i := range 20 {
+		if !u.add(fmt.Sprint("k", i)) {
+			t.Fatalf("k%d refused as a duplicate", i)
+		}
+	}
+	for _, k := range []string{"k0", "k7", "k8", "k19"} {
+		if u.add(k) {
+			t.Errorf("%s accepted twice", k)
+		}
+	}
+}
