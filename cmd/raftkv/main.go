@@ -29,11 +29,34 @@ func main() {
 // shuts down gracefully, a client request is abandoned. A second signal ends
 // the process at once.
 func doMain(args []string, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	// The first signal starts a graceful shutdown (bounded: see serve's
-	// --shutdown-timeout); a second one ends the process at once.
-	context.AfterFunc(ctx, stop)
+	// --shutdown-timeout); a second one ends the process at once, by that
+	// signal. The channel takes both from the start: with
+	// signal.NotifyContext, whose stop ran in a goroutine after the
+	// cancellation, a second SIGTERM sent right after the shutdown had
+	// begun could arrive before the stop and be swallowed (CI:
+	// TestServeSIGTERMStoppedPeers/two_signals, still running 6 s later).
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-sigs:
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case s := <-sigs:
+			signal.Reset(os.Interrupt, syscall.SIGTERM)
+			syscall.Kill(os.Getpid(), s.(syscall.Signal))
+		case <-done:
+		}
+	}()
 	return run(ctx, args, stdout, stderr)
 }
 
