@@ -385,7 +385,7 @@ func (a *API) jsonBody(w http.ResponseWriter, r *http.Request, dst []byte) ([]by
 // list silently). Malformed JSON passes, for the decoder to refuse.
 func uniqueNames(body []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
-	var seen []map[string]bool // one per open object; nil for an array
+	var seen []*uniqueKeys // one per open object; nil for an array
 	inObject := func() bool { return len(seen) > 0 && seen[len(seen)-1] != nil }
 	expectName := true // in an object, whether the next string is a name
 	for {
@@ -397,7 +397,7 @@ func uniqueNames(body []byte) error {
 		case json.Delim:
 			switch t {
 			case '{':
-				seen = append(seen, map[string]bool{})
+				seen = append(seen, new(uniqueKeys))
 				expectName = true
 				continue
 			case '[':
@@ -407,10 +407,9 @@ func uniqueNames(body []byte) error {
 			}
 		case string:
 			if inObject() && expectName {
-				if seen[len(seen)-1][t] {
+				if !seen[len(seen)-1].add(t) {
 					return badRequest("malformed JSON body: the name %q appears twice in one object", t)
 				}
-				seen[len(seen)-1][t] = true
 				expectName = false
 				continue
 			}
