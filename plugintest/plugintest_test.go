@@ -82,6 +82,21 @@ func TestQueueWasm(t *testing.T) {
 	if err != nil || n["queued"] != 1 {
 		t.Errorf("len = %v, %v", n, err)
 	}
+	// The paged list (sdk.Map.List) through the guest's codec.
+	type page struct {
+		Items []job   `msgpack:"items"`
+		Next  *uint64 `msgpack:"next"`
+	}
+	p.Command(map[string]any{"op": "push", "payload": "d"})
+	l, err := plugintest.Decode[page](p.Query(map[string]any{"op": "list", "limit": 1}))
+	if err != nil || len(l.Items) != 1 || l.Items[0].Payload != "c" || l.Next == nil || *l.Next != 3 {
+		t.Errorf("list, limit 1: %+v, %v", l, err)
+	}
+	l, err = plugintest.Decode[page](p.Query(map[string]any{"op": "list", "after": 3}))
+	if err != nil || len(l.Items) != 1 || l.Items[0].Payload != "d" || l.Next != nil {
+		t.Errorf("list after 3: %+v, %v", l, err)
+	}
+	p.Command(map[string]any{"op": "pop"})
 	if _, err := plugintest.Decode[job](p.Query(map[string]any{"op": "nope"})); !errors.Is(err, &abi.Error{Code: abi.CodeBadRequest}) {
 		t.Errorf("unknown query op: %v", err)
 	}
@@ -103,7 +118,7 @@ func TestQueueWasm(t *testing.T) {
 		t.Errorf("Validate of a good command: %v, index %d", r.Err(), p.Index())
 	}
 	st := p.State()
-	if len(st) != 2 || string(st[0].Key) != "j/\x00\x00\x00\x00\x00\x00\x00\x03" || string(st[1].Key) != "seq" {
+	if len(st) != 2 || string(st[0].Key) != "j/\x00\x00\x00\x00\x00\x00\x00\x04" || string(st[1].Key) != "seq" {
 		t.Errorf("state %v", st)
 	}
 }

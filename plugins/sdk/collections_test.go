@@ -124,6 +124,58 @@ func TestMapAfterAndCollect(t *testing.T) {
 	}
 }
 
+// List, as a Router's query, walks a Map in pages: "after" continues where
+// "next" said, the last page has no "next", the default limit is
+// DefaultPageLimit, and a limit out of range is a bad request.
+func TestMapList(t *testing.T) {
+	st := sdk.NewMemState()
+	st.SetIndex(1)
+	m := sdk.NewMap[uint64, string]("m/", sdk.Uint64Key)
+	for i := uint64(1); i <= 250; i++ {
+		m.Save(st, i, fmt.Sprint("v", i))
+	}
+	r := sdk.NewRouter(abi.Info{Name: "t", Version: "1.0.0"})
+	sdk.Query(r, "list", m.List)
+	list := func(q map[string]any) (p sdk.Page[uint64, string], raw map[string]any, err error) {
+		q["op"] = "list"
+		b, err := r.Query(st, mustMarshal(t, q))
+		if err == nil {
+			err = errors.Join(sdk.Unmarshal(b, &p), sdk.Unmarshal(b, &raw))
+		}
+		return p, raw, err
+	}
+	var got []string
+	q := map[string]any{"limit": 100}
+	for pages := 1; ; pages++ {
+		p, raw, err := list(q)
+		if err != nil || pages > 3 {
+			t.Fatalf("page %d: %+v, %v", pages, p, err)
+		}
+		got = append(got, p.Items...)
+		if p.Next == nil {
+			if _, ok := raw["next"]; ok || pages != 3 || len(p.Items) != 50 {
+				t.Errorf("the last page, %d: %d items, %v", pages, len(p.Items), raw)
+			}
+			break
+		}
+		q = map[string]any{"after": *p.Next}
+	}
+	if len(got) != 250 || got[0] != "v1" || got[249] != "v250" {
+		t.Errorf("listed %d: %q … %q", len(got), got[0], got[len(got)-1])
+	}
+	if p, _, err := list(map[string]any{"after": 249}); err != nil || !slices.Equal(p.Items, []string{"v250"}) || p.Next != nil {
+		t.Errorf("after 249: %+v, %v", p, err)
+	}
+	if p, raw, err := list(map[string]any{"after": 250}); err != nil || p.Items == nil || len(p.Items) != 0 || raw["items"] == nil {
+		t.Errorf("past the end: %#v %v, %v (want an empty list, not nil)", p, raw, err)
+	}
+	for _, limit := range []int{-1, sdk.MaxPageLimit + 1} {
+		if _, _, err := list(map[string]any{"limit": limit}); !errors.Is(err, &abi.Error{Code: abi.CodeBadRequest}) {
+			t.Errorf("limit %d: %v, want bad_request", limit, err)
+		}
+	}
+}
+
 // MoveTo moves a Map's entries, as stored, under another prefix; a value
 // that does not decode fails it, and MemState.Migrate then undoes it all.
 func TestMapMoveTo(t *testing.T) {

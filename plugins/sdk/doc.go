@@ -14,8 +14,9 @@
 // The quickest way to write one is a Router: one typed handler per op, with
 // request and response structs that the SDK decodes and encodes (Marshal,
 // MsgPack; see codec.go for the rules), and typed state (Item, Map,
-// Sequence; iterators over a Map or a key range, After and Collect to list
-// in pages; Map.First, PopFirst and Count, which read only what they need;
+// Sequence; iterators over a Map or a key range; Map.List, a paged listing
+// query's whole handler, or After and Collect for a listing of your own;
+// Map.First, PopFirst and Count, which read only what they need;
 // Map.MoveTo for a migration):
 //
 //	var (

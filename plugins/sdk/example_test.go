@@ -136,3 +136,29 @@ func ExampleCollect() {
 	// [5] [job 5] false
 	// 5 jobs; popped: job 1
 }
+
+// A paged listing query in one line: Map.List is a query handler that takes
+// {"after":k,"limit":n} and answers {"items":[…],"next":k}.
+func ExampleMap_List() {
+	st := sdk.NewMemState()
+	st.SetIndex(1)
+	jobs := sdk.NewMap[uint64, string]("job/", sdk.Uint64Key)
+	for id := uint64(1); id <= 3; id++ {
+		jobs.Save(st, id, fmt.Sprint("job ", id))
+	}
+	r := sdk.NewRouter(abi.Info{Name: "jobs", Version: "1.0.0"})
+	sdk.Query(r, "list", jobs.List)
+	q, _ := sdk.Marshal(map[string]any{"op": "list", "limit": 2})
+	for {
+		var page sdk.Page[uint64, string]
+		sdk.Unmarshal(st.Query(r, q).Data, &page)
+		fmt.Println(page.Items)
+		if page.Next == nil {
+			break
+		}
+		q, _ = sdk.Marshal(map[string]any{"op": "list", "limit": 2, "after": *page.Next})
+	}
+	// Output:
+	// [job 1 job 2]
+	// [job 3]
+}

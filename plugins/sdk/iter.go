@@ -263,6 +263,61 @@ func (m Map[K, V]) MoveTo(st State, dst Map[K, V]) error {
 	return err
 }
 
+// Page sizes of a PageRequest.
+const (
+	DefaultPageLimit = 100  // a PageRequest's Limit when it gives none
+	MaxPageLimit     = 1000 // the largest Limit a PageRequest may ask for
+)
+
+// PageRequest asks for one page of a Map's listing (Map.List): the entries
+// after the key After (from the first if After is absent), at most Limit of
+// them. As a query, {"after":k,"limit":n}, both optional.
+type PageRequest[K any] struct {
+	After *K  `msgpack:"after,omitempty"`
+	Limit int `msgpack:"limit,omitempty"`
+}
+
+// Check sets Limit to DefaultPageLimit if it is 0 and refuses one outside
+// 1..MaxPageLimit: a Router runs it before the handler.
+func (r *PageRequest[K]) Check() error {
+	if r.Limit == 0 {
+		r.Limit = DefaultPageLimit
+	}
+	return Ensure(r.Limit >= 1 && r.Limit <= MaxPageLimit, "limit must be 1 to %d, not %d", MaxPageLimit, r.Limit)
+}
+
+// Page is one page of a Map's listing: its values in key order, and the key
+// to ask for the next page after, absent on the last page. As a result,
+// {"items":[v,…],"next":k}. It holds values only: a Map whose values do not
+// hold their keys lists its pairs with After and Collect.
+type Page[K, V any] struct {
+	Items []V `msgpack:"items"`
+	Next  *K  `msgpack:"next,omitempty"`
+}
+
+// List answers a PageRequest with one Page of m. Its signature is a query
+// handler's, so a listing query is one line:
+//
+//	sdk.Query(r, "list", jobs.List)
+//
+// It runs Check itself, for a caller that is not a Router.
+func (m Map[K, V]) List(st State, req PageRequest[K]) (Page[K, V], error) {
+	if err := req.Check(); err != nil {
+		return Page[K, V]{}, err
+	}
+	var err error
+	seq := m.All(st, &err)
+	if req.After != nil {
+		seq = m.After(st, *req.After, &err)
+	}
+	keys, items, more := Collect(seq, req.Limit)
+	p := Page[K, V]{Items: items}
+	if more {
+		p.Next = &keys[len(keys)-1]
+	}
+	return p, err
+}
+
 // Collect returns the first n pairs of seq (all of them if n <= 0), as
 // slices that are never nil, and whether seq had more after them: one page
 // of a listing,

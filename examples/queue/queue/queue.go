@@ -7,7 +7,7 @@
 //	command {"op":"pop"}               → {"id","payload","pushed"}; not_found when empty
 //	query   {"op":"peek"}              → the next job, as pop, without taking it
 //	query   {"op":"len"}               → {"queued":n}
-//	query   {"op":"list"[,"after":id][,"limit":n]} → {"jobs":[{"id","payload","pushed"},…][,"next":id]}
+//	query   {"op":"list"[,"after":id][,"limit":n]} → {"items":[job,…][,"next":id]}  (sdk.Map.List)
 //
 // Version 2.0.0 (V2) delivers at least once: "pop" leases the job for
 // "lease_ms" (default 30000) of entry time, "ack" {"id"} finishes it, and a
@@ -57,21 +57,6 @@ type idResp struct {
 	ID uint64 `msgpack:"id"`
 }
 
-type listReq struct {
-	After uint64 `msgpack:"after"`
-	Limit int    `msgpack:"limit"`
-}
-
-func (r *listReq) Check() error {
-	r.Limit = cmp.Or(r.Limit, 100)
-	return sdk.Ensure(r.Limit >= 1 && r.Limit <= 1000, "limit must be 1 to 1000")
-}
-
-type listResp struct {
-	Jobs []Job  `msgpack:"jobs"`
-	Next uint64 `msgpack:"next,omitempty"`
-}
-
 // orEmpty answers the first job of a Map (First, PopFirst), not_found if
 // there is none.
 func orEmpty(_ uint64, j Job, found bool, err error) (Job, error) {
@@ -94,13 +79,7 @@ func newQueue(version, description string, jobs sdk.Map[uint64, Job]) *sdk.Route
 	sdk.Query(r, "peek", func(st sdk.State, _ struct{}) (Job, error) {
 		return orEmpty(jobs.First(st))
 	})
-	sdk.Query(r, "list", func(st sdk.State, req listReq) (resp listResp, err error) {
-		_, page, more := sdk.Collect(jobs.After(st, req.After, &err), req.Limit)
-		if resp.Jobs = page; more {
-			resp.Next = page[len(page)-1].ID
-		}
-		return resp, err
-	})
+	sdk.Query(r, "list", jobs.List)
 	return r
 }
 

@@ -63,13 +63,16 @@ func TestV1FIFO(t *testing.T) {
 	if got := decode[map[string]int](t, h.query(map[string]any{"op": "len"})); got["queued"] != 2 {
 		t.Errorf("len = %v", got)
 	}
-	l := decode[listResp](t, h.query(map[string]any{"op": "list", "limit": 1}))
-	if len(l.Jobs) != 1 || l.Jobs[0].ID != 4 || l.Next != 4 {
+	l := decode[sdk.Page[uint64, Job]](t, h.query(map[string]any{"op": "list", "limit": 1}))
+	if len(l.Items) != 1 || l.Items[0].ID != 4 || l.Next == nil || *l.Next != 4 {
 		t.Errorf("list = %+v", l)
 	}
-	l = decode[listResp](t, h.query(map[string]any{"op": "list", "after": l.Next}))
-	if len(l.Jobs) != 1 || l.Jobs[0].ID != 5 || l.Next != 0 {
+	l = decode[sdk.Page[uint64, Job]](t, h.query(map[string]any{"op": "list", "after": *l.Next}))
+	if len(l.Items) != 1 || l.Items[0].ID != 5 || l.Next != nil {
 		t.Errorf("list after = %+v", l)
+	}
+	if r := h.query(map[string]any{"op": "list", "limit": 1001}); r.Code != abi.CodeBadRequest {
+		t.Errorf("list of 1001: %v", r.Err())
 	}
 	h.cmd(map[string]any{"op": "pop"})
 	h.cmd(map[string]any{"op": "pop"})
