@@ -100,6 +100,10 @@ type Config struct {
 	// PluginCacheDir holds compiled plugin code, so that restarts do not
 	// recompile; defaults to <DataDir>/wasm-cache. Nodes may share one.
 	PluginCacheDir string
+	// PluginCacheMaxBytes bounds PluginCacheDir: past it, the oldest compiled
+	// modules are removed (plugin.Config.CacheMaxBytes). Zero or less leaves
+	// it unbounded.
+	PluginCacheMaxBytes int64
 	// DefaultPlugin is the module deployed as "kv" by the first leader when no
 	// "kv" plugin is active. Nil disables it.
 	DefaultPlugin []byte
@@ -140,6 +144,7 @@ func DefaultConfig() Config {
 		PluginMemoryPages:   512,
 		PluginCallTimeout:   plugin.DefaultConfig().CallTimeout, // 200 s: a last resort, fuel stops plugins
 		QueryInstances:      4,
+		PluginCacheMaxBytes: plugin.DefaultCacheMaxBytes,
 		DigestCheckInterval: time.Minute,
 	}
 }

@@ -159,7 +159,7 @@ func New(cfg Config) (_ *Node, err error) {
 
 	pcfg := plugin.DefaultConfig()
 	pcfg.MemoryLimitPages, pcfg.CallTimeout = cfg.PluginMemoryPages, cfg.PluginCallTimeout
-	pcfg.CacheDir, pcfg.Logger = cfg.PluginCacheDir, log
+	pcfg.CacheDir, pcfg.CacheMaxBytes, pcfg.Logger = cfg.PluginCacheDir, cfg.PluginCacheMaxBytes, log
 	if cfg.DefaultPlugin != nil {
 		// Shipped with the binary and tested: it runs without termination
 		// checks, about twice as fast (see plugin.Config.Trusted).

@@ -115,6 +115,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs.DurationVar(&o.Node.DigestCheckInterval, "digest-check-interval", o.Node.DigestCheckInterval, "how often the leader checks that every member's state is the same at the same log index (0 disables; see docs/operations.md)")
 	fs.IntVar(&o.Node.QueryInstances, "query-instances", o.Node.QueryInstances, "plugin instances per plugin serving queries concurrently")
 	fs.StringVar(&o.Node.PluginCacheDir, "plugin-cache-dir", "", "compiled plugin code cache (default <data-dir>/wasm-cache; nodes may share one)")
+	fs.Int64Var(&o.Node.PluginCacheMaxBytes, "plugin-cache-max-bytes", o.Node.PluginCacheMaxBytes, "bound of --plugin-cache-dir: past it the oldest compiled modules are removed (0: unbounded)")
 	fs.BoolVar(&o.NativeKV, "native-kv", false, "run the embedded KV plugin's Go code natively instead of WebAssembly, to measure what WebAssembly costs (same log, state and results; not needed in production)")
 	fs.DurationVar(&o.Node.ApplyTimeout, "apply-timeout", o.Node.ApplyTimeout, "time limit of a write")
 	fs.DurationVar(&o.Node.HeartbeatTimeout, "heartbeat-timeout", o.Node.HeartbeatTimeout, "Raft heartbeat timeout")

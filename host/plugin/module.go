@@ -108,6 +108,7 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, opts LoadOptions) (*Mod
 		return nil, fmt.Errorf("%w: %w", ErrInvalidModule, err)
 	}
 	compiled, err := rt.CompileModule(ctx, code)
+	r.trimCache()
 	if err != nil {
 		return nil, fmt.Errorf("%w: does not compile: %w", ErrInvalidModule, err)
 	}

@@ -48,6 +48,10 @@ type Config struct {
 	// CacheDir, if set, holds wazero's compiled code so that restarts do not
 	// recompile modules.
 	CacheDir string
+	// CacheMaxBytes, if positive, bounds the files in CacheDir: after every
+	// compile, and when the runtime starts, the oldest are removed until the
+	// rest fit (a node uses DefaultCacheMaxBytes). Zero leaves it unbounded.
+	CacheMaxBytes int64
 	// Logger receives plugin log calls and guest stderr. Nil discards.
 	Logger *slog.Logger
 	// Trusted lists the sha256 (hex) of modules that run without fuel and
@@ -140,6 +144,7 @@ type Runtime struct {
 	open      atomic.Int64    // Modules loaded and not closed
 	quiet     atomic.Uint64   // SetQuietThrough
 	unmetered bool            // tests only (export_test.go): what metering costs
+	trimMu    sync.Mutex      // one trimCache at a time
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -182,11 +187,28 @@ func NewRuntime(ctx context.Context, cfg Config) (*Runtime, error) {
 			return nil, err
 		}
 	}
+	r.trimCache()
 	r.wasiFns = make(map[string]bool)
 	for name := range r.rt.Module(wasi_snapshot_preview1.ModuleName).ExportedFunctionDefinitions() {
 		r.wasiFns[name] = true
 	}
 	return r, nil
+}
+
+// trimCache bounds the compiled-code cache to Config.CacheMaxBytes (see
+// trimCache). A failure is logged: the cache only saves compile time.
+func (r *Runtime) trimCache() {
+	if r.cache == nil || r.cfg.CacheMaxBytes <= 0 {
+		return
+	}
+	r.trimMu.Lock()
+	defer r.trimMu.Unlock()
+	removed, left, err := trimCache(r.cfg.CacheDir, r.cfg.CacheMaxBytes)
+	if err != nil {
+		r.log.Warn("plugin: compiled-code cache: cannot trim", "dir", r.cfg.CacheDir, "err", err)
+	} else if removed > 0 {
+		r.log.Info("plugin: compiled-code cache: removed the oldest modules", "dir", r.cfg.CacheDir, "removed", removed, "bytes_left", left, "max_bytes", r.cfg.CacheMaxBytes)
+	}
 }
 
 // Close releases every module and instance of the runtime.
