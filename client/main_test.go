@@ -63,6 +63,7 @@ func startCluster(dir string, n int) (nodes []*host.Node, endpoints []string, cl
 		cfg.NodeID, cfg.DataDir, cfg.RaftAddr = fmt.Sprintf("n%d", i+1), filepath.Join(dir, fmt.Sprintf("n%d", i+1)), raftAddr
 		cfg.Bootstrap, cfg.DefaultPlugin = i == 0, kvwasm.Module
 		cfg.PluginCacheDir = filepath.Join(os.TempDir(), "raftkv-test-wasm-cache") // shared with the other packages' tests
+		cfg.PluginCacheMaxBytes = 0
 		cfg.ApplyTimeout = 30 * time.Second
 		node, err := host.New(cfg)
 		if err != nil {

@@ -90,6 +90,7 @@ func TestLeaderReadsNeedTheTermsBarrier(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Bootstrap = "n1", t.TempDir(), addr, true
 	cfg.PluginCacheDir = filepath.Join(os.TempDir(), "raftkv-test-wasm-cache")
+	cfg.PluginCacheMaxBytes = 0 // the shared test cache is not trimmed (cluster.FastConfig)
 	n, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

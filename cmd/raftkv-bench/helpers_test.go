@@ -60,6 +60,7 @@ func startInProcess(t testing.TB) *inProcessNode {
 	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Bootstrap = "solo", t.TempDir(), raftAddr, true
 	cfg.DefaultPlugin, cfg.ApplyTimeout = kvwasm.Module, 30*time.Second
 	cfg.PluginCacheDir = filepath.Join(os.TempDir(), "raftkv-test-wasm-cache") // shared with the other packages' tests
+	cfg.PluginCacheMaxBytes = 0
 	node, err := host.New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -134,7 +134,7 @@ func startInProcess(t testing.TB, extra ...string) *inProcessNode {
 	}
 	n.Args = append([]string{"serve", "--node-id", "solo", "--data-dir", n.DataDir,
 		"--http-addr", n.HTTP, "--mgmt-addr", n.Mgmt, "--raft-addr", n.Raft,
-		"--plugin-cache-dir", wasmCacheDir(t), "--log-level", "info",
+		"--plugin-cache-dir", wasmCacheDir(t), "--plugin-cache-max-bytes", "0", "--log-level", "info",
 		// A joining node stores the 3.8 MB entry that deployed kv.wasm
 		// while it catches up: BoltDB takes 60 to 400 ms to append it on a
 		// loaded machine, past a 100 ms leader lease.

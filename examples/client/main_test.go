@@ -23,6 +23,7 @@ func Test_main(t *testing.T) {
 	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Bootstrap = "n1", t.TempDir(), "127.0.0.1:0", true
 	cfg.DefaultPlugin = kvwasm.Module
 	cfg.PluginCacheDir = filepath.Join(os.TempDir(), "raftkv-test-wasm-cache") // shared with cmd/raftkv's and test/system's tests
+	cfg.PluginCacheMaxBytes = 0
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 200*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond
 	// The advertise address must be dialable; a single node never dials it.
 	cfg.AdvertiseAddr = "127.0.0.1:1"

@@ -95,6 +95,10 @@ func FastConfig() host.Config {
 	cfg.ApplyTimeout = 5 * time.Second
 	cfg.QueryInstances = 2
 	cfg.DefaultPlugin = kvwasm.Module
+	// The tests share one compiled-code cache (SharedCache), which holds
+	// far more than a node's bound; trimmed, it could evict the kv module
+	// (26 s to compile again under the race detector) while tests run.
+	cfg.PluginCacheMaxBytes = 0
 	return cfg
 }
 

@@ -63,7 +63,7 @@ func wasmCache() string {
 // 1024 entries so that runs compact logs and send snapshots to nodes that
 // come back behind.
 func (c *cluster) nodeFlags() []string {
-	return []string{"--plugin-cache-dir", wasmCache(), "--log-level", "info",
+	return []string{"--plugin-cache-dir", wasmCache(), "--plugin-cache-max-bytes", "0", "--log-level", "info",
 		"--log-store", c.opts.logStore, "--shutdown-timeout", "5s",
 		"--snapshot-threshold", "1024", "--snapshot-interval", "3s", "--trailing-logs", "512"}
 }

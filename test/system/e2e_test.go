@@ -87,7 +87,7 @@ func newProc(t *testing.T, bin, id, ip, join string) *proc {
 		http: freeAddr(t, ip), mgmt: freeAddr(t, ip), raft: freeAddr(t, ip)}
 	p.args = append([]string{bin, "serve", "--node-id", id, "--data-dir", filepath.Join(dir, "data"),
 		"--http-addr", p.http, "--mgmt-addr", p.mgmt, "--raft-addr", p.raft,
-		"--plugin-cache-dir", wasmCacheDir(t), "--log-level", "info"}, fastRaft...)
+		"--plugin-cache-dir", wasmCacheDir(t), "--plugin-cache-max-bytes", "0", "--log-level", "info"}, fastRaft...)
 	if join != "" {
 		p.args = append(p.args, "--join", join)
 	}
