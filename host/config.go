@@ -115,6 +115,8 @@ type Config struct {
 	// only: set through internal/hostseam.SetNetwork, nil (TCP) in
 	// production.
 	network transport.Network
+	// refuseAppends, for tests only (hostseam.SetRefuseAppends).
+	refuseAppends func() bool
 
 	// DataDirLock is DataDir's lock, already held (datadir.Acquire), for a
 	// caller that must own the directory before it starts the node (raftkv

@@ -230,7 +230,8 @@ func New(cfg Config) (_ *Node, err error) {
 		MaxRPCsInFlight: 1,
 	})
 	n.commits = &leaderCommits{window: cfg.HeartbeatTimeout}
-	n.otrans = &observedTransport{NetworkTransport: n.ntrans, rpcs: make(chan raft.RPC), commits: n.commits, shutdown: n.shutdown}
+	n.otrans = &observedTransport{NetworkTransport: n.ntrans, rpcs: make(chan raft.RPC), commits: n.commits, shutdown: n.shutdown,
+		refuse: cfg.refuseAppends}
 
 	rc := cfg.raftConfig()
 	rc.Logger = hlog

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -25,13 +26,26 @@ type commitSample struct {
 
 // leaderCommits keeps the leader's commit index as of the AppendEntries
 // requests of the last window (one sample per 10 ms at most), and of the
-// last request before it. A leader sends no request while it has nothing
-// new (heartbeats carry no commit index): the last request's commit index
-// then stays the leader's.
+// last request before it. Heartbeats carry no commit index (and do not
+// pass through observedTransport: Raft answers them on the transport's fast
+// path), but a leader with nothing new still sends every follower an
+// AppendEntries request every CommitTimeout to 2x CommitTimeout (hashicorp/
+// raft's replicate loop; the node's CommitTimeout is at most half of
+// HeartbeatTimeout), so a follower the leader can replicate to hears the
+// commit index at least once per HeartbeatTimeout.
 type leaderCommits struct {
 	window  time.Duration
 	mu      sync.Mutex
 	samples []commitSample // oldest first
+	last    time.Time      // the last request's arrival
+}
+
+// lastHeard returns when the last request with a commit index arrived, zero
+// if none has.
+func (l *leaderCommits) lastHeard() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.last
 }
 
 func (l *leaderCommits) observe(now time.Time, commit uint64) {
@@ -40,6 +54,7 @@ func (l *leaderCommits) observe(now time.Time, commit uint64) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.last = now
 	if n := len(l.samples); n > 0 && now.Sub(l.samples[n-1].at) < 10*time.Millisecond {
 		// Keep the bucket's first sample: a lower bound of the commit index
 		// at the bucket's end, never more.
@@ -107,7 +122,15 @@ type observedTransport struct {
 	rpcs     chan raft.RPC
 	commits  *leaderCommits
 	shutdown <-chan struct{}
+	// refuse, for tests only (hostseam.SetRefuseAppends), answers the
+	// AppendEntries requests with an error, unseen by Raft, while it
+	// returns true: a leader that cannot replicate to this node, whose
+	// heartbeats still arrive.
+	refuse func() bool
 }
+
+// errRefused answers the requests observedTransport.refuse turns away.
+var errRefused = errors.New("raftkv: AppendEntries refused (test hook)")
 
 func (t *observedTransport) Consumer() <-chan raft.RPC { return t.rpcs }
 
@@ -118,6 +141,10 @@ func (t *observedTransport) run() {
 		select {
 		case rpc := <-in:
 			if req, ok := rpc.Command.(*raft.AppendEntriesRequest); ok {
+				if t.refuse != nil && t.refuse() {
+					rpc.Respond(nil, errRefused)
+					continue
+				}
 				t.commits.observe(time.Now(), req.LeaderCommitIndex)
 			}
 			select {
@@ -180,6 +207,14 @@ func (n *Node) readiness() string {
 		return why
 	}
 	n.aheadSince.Store(0)
+	// Heartbeats alone keep LastContact fresh: a follower the leader cannot
+	// replicate to (its AppendEntries requests fail, or do not arrive) would
+	// otherwise stay ready on the last commit index it heard, however old.
+	// (A diverged log, above, is the more precise reason of the two.)
+	if since := now.Sub(n.commits.lastHeard()); since > 2*n.cfg.HeartbeatTimeout {
+		return "the leader's heartbeats arrive but none of its AppendEntries requests has for " +
+			since.Round(time.Millisecond).String() + ": it cannot replicate to this node"
+	}
 	if applied < target && !n.onlyHostEntries(applied+1, target) {
 		return "catching up with the leader's commit index"
 	}

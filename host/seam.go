@@ -17,4 +17,7 @@ func init() {
 	hostseam.SetNetwork = func(cfg any, network transport.Network) {
 		cfg.(*Config).network = network
 	}
+	hostseam.SetRefuseAppends = func(cfg any, refuse func() bool) {
+		cfg.(*Config).refuseAppends = refuse
+	}
 }

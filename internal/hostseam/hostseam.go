@@ -30,3 +30,11 @@ var SetNativePlugins func(cfg any, natives map[string]plugin.Code)
 // unchanged. It exists for the in-process test cluster (internal/cluster with
 // an in-memory network, internal/memnet); nil means TCP.
 var SetNetwork func(cfg any, network transport.Network)
+
+// SetRefuseAppends makes a node started with cfg (a *host.Config) answer
+// every AppendEntries request that reaches it with an error, before Raft or
+// the readiness check sees it, while refuse returns true; heartbeats, which
+// Raft answers on the transport's fast path, still arrive. It is a leader
+// that cannot replicate to the node but is still heard, for the readiness
+// tests.
+var SetRefuseAppends func(cfg any, refuse func() bool)
