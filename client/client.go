@@ -216,6 +216,9 @@ type Request struct {
 	// writes, transactions, POST /v1/plugins/{name}): only those are
 	// deduplicated by their Idempotency-Key, so only they get one.
 	Write, Leader, Idempotent, Command bool
+	// Once makes one attempt only, whatever its outcome: a probe, whose
+	// answer (503 included) is the result.
+	Once bool
 	// Progress, if set, is called as the body is sent, with the bytes sent
 	// so far and the total (-1 unknown), on every attempt.
 	Progress func(sent, total int64)
@@ -281,7 +284,7 @@ func (c *Client) Do(ctx context.Context, req Request) (*http.Response, error) {
 		ambiguous = ambiguous || req.Write && isAmbiguous(err)
 		lastErr = err
 		switched := c.failed(ep, err)
-		if attempt >= c.cfg.MaxAttempts || ctx.Err() != nil || !c.retryable(&req, err, rewind != nil) {
+		if req.Once || attempt >= c.cfg.MaxAttempts || ctx.Err() != nil || !c.retryable(&req, err, rewind != nil) {
 			return nil, final(&req, err)
 		}
 		// A different node is tried at once; the same one (or all of them,

@@ -142,6 +142,18 @@ func newClientEndpoints(addrs []string, token, caFile string, timeout time.Durat
 	return &client{base: api.Endpoints()[0], token: token, hc: hc, api: api, timeout: timeout}, nil
 }
 
+// at returns a copy of c whose calls all go to its first endpoint, with no
+// failover (retries stay there): for what is about one node (status).
+func (c *client) at() (*client, error) {
+	api, err := c.api.At(c.base)
+	if err != nil {
+		return nil, err
+	}
+	cc := *c
+	cc.api = api
+	return &cc, nil
+}
+
 // sizedReader is a request body of known length.
 type sizedReader struct {
 	io.Reader

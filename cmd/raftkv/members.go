@@ -26,6 +26,9 @@ func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := newFlagSet("members", "[flags]", "List the cluster's members as the node at --addr sees them (the leader pings each one).", stdout)
 	cf := addClientFlags(fs)
 	_, c, err := parseClient(fs, cf, args, 0, 0)
+	if err == nil {
+		c, err = c.at() // the view of the node asked, not the leader's
+	}
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	kvclient "github.com/raftkv/raftkv/client"
 )
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -24,6 +26,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	c, err := cf.client()
 	if err != nil {
+		return err
+	}
+	// Every line is about the node asked: no failover to another node when
+	// it has no leader or is not ready (its 503 is the answer).
+	if c, err = c.at(); err != nil {
 		return err
 	}
 	a, err := getCluster(ctx, c)
@@ -86,9 +93,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // probe reports whether a health endpoint answers 2xx, and otherwise why
-// not (" (the reason)").
+// not (" (the reason)"), in one attempt.
 func probe(ctx context.Context, c *client, path string) (bool, string) {
-	resp, err := c.request(ctx, http.MethodGet, path, nil, nil, "")
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	resp, err := c.api.Do(ctx, kvclient.Request{Method: http.MethodGet, Path: path, Once: true})
 	if err != nil {
 		return false, " (" + err.Error() + ")"
 	}

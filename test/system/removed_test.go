@@ -58,10 +58,53 @@ func TestServeRemovedNodeRestarted(t *testing.T) {
 	if r.status != 503 || !strings.Contains(r.body, "no_leader") || !strings.Contains(r.body, want) {
 		t.Errorf("a write to the removed node: %d %s; want 503 no_leader saying it was removed", r.status, r.body)
 	}
-	if out := mustCLI(t, "status", "--addr", n3.url()); !strings.Contains(out, want) {
+	// Every line of its status is its own: the CLI does not fail over to
+	// the members it lists, which are ready and have a leader (it did:
+	// "leader: (none)" from n3, then "ready: yes" and the digest check from
+	// the leader).
+	out := mustCLI(t, "status", "--addr", n3.url())
+	if !strings.Contains(out, want) || !strings.Contains(out, "ready:         no") || !strings.Contains(out, "leader:        (none)") {
 		t.Errorf("raftkv status of the removed node:\n%s", out)
 	}
 	if log := n3.log(n3.starts); !strings.Contains(log, want) {
 		t.Errorf("the removed node's log does not say it was removed:\n%s", log)
+	}
+}
+
+// TestStatusOfRemovedLeaderIsItsOwn: a leader removed from the cluster
+// while it runs steps down, knows no leader, and is not ready. 'raftkv
+// status' asked there reports that node's answers only. It failed over to
+// the members the node still lists: "leader: (none)" came from the removed
+// node, then "ready: yes" and the digest check from the new leader (attack
+// round 3).
+func TestStatusOfRemovedLeaderIsItsOwn(t *testing.T) {
+	bin := buildBinary(t)
+	c := startCluster(t, bin, []string{"n1", "n2", "n3"}, []string{"127.0.26.1", "127.0.26.2", "127.0.26.3"})
+	old := c.leader(t)
+	var other *proc
+	for _, p := range c {
+		if p != old {
+			other = p
+			break
+		}
+	}
+	mustCLI(t, "remove", old.id, "--addr", other.url())
+	poll(t, 30*time.Second, "a new leader", func() error {
+		r, err := doHTTP("GET", other.url()+"/readyz", nil)
+		if err == nil && r.status != 200 {
+			err = fmt.Errorf("%s /readyz: %d %s", other.id, r.status, r.body)
+		}
+		return err
+	})
+	poll(t, 30*time.Second, "the removed leader to step down", func() error {
+		r, err := doHTTP("GET", old.url()+"/readyz", nil)
+		if err == nil && r.status == 200 {
+			err = fmt.Errorf("%s /readyz: still ready", old.id)
+		}
+		return err
+	})
+	out := mustCLI(t, "status", "--addr", old.url())
+	if !strings.Contains(out, "node:          "+old.id) || !strings.Contains(out, "ready:         no") {
+		t.Errorf("raftkv status of the removed leader %s:\n%s", old.id, out)
 	}
 }
