@@ -127,6 +127,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	removeRestoreTemps(cfg.DataDir, log)
 	// n is not the named result: "return nil, err" must not nil it before
 	// the closers below, which use it, run.
 	n := &Node{cfg: cfg, log: log, lock: lock, peers: map[string]string{}, shutdown: make(chan struct{}), raftUp: make(chan struct{}), trust: &trust.Trust{}}

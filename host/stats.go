@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -152,6 +154,24 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+// restoreTemp names the copies of a backup Restore keeps in the data
+// directory while it checks and installs it.
+const restoreTemp = "restore-*.snap"
+
+// removeRestoreTemps removes the copies a restore left in dir: a node killed
+// during one leaves them (each the backup's size), and nothing else names
+// them. It runs once the node owns dir, before any restore can start.
+func removeRestoreTemps(dir string, log *slog.Logger) {
+	left, _ := filepath.Glob(filepath.Join(dir, restoreTemp))
+	for _, f := range left {
+		if err := os.Remove(f); err != nil {
+			log.Warn("data dir: cannot remove an interrupted restore's copy of its backup", "path", f, "err", err)
+		} else {
+			log.Info("data dir: removed an interrupted restore's copy of its backup", "path", f)
+		}
+	}
+}
+
 // Restore replaces the whole cluster's state with a backup. It must run on
 // the leader; the backup is verified completely before anything changes, then
 // installed through Raft (followers receive it as a snapshot).
@@ -159,7 +179,7 @@ func (n *Node) Restore(ctx context.Context, r io.Reader) error {
 	if !n.isLeader() {
 		return fmt.Errorf("%w: restore must be sent to the leader", ErrNotLeader)
 	}
-	tmp, err := os.CreateTemp(n.cfg.DataDir, "restore-*.snap")
+	tmp, err := os.CreateTemp(n.cfg.DataDir, restoreTemp)
 	if err != nil {
 		return err
 	}
@@ -215,7 +235,7 @@ func (n *Node) rewriteBackup(src *os.File, applied uint64) (*os.File, error) {
 	for _, e := range n.trust.Entries() {
 		h.Trust = append(h.Trust, fsm.TrustChange{NodeID: e.NodeID, Key: string(ssh.MarshalAuthorizedKey(e.Key))})
 	}
-	dst, err := os.CreateTemp(n.cfg.DataDir, "restore-*.snap")
+	dst, err := os.CreateTemp(n.cfg.DataDir, restoreTemp)
 	if err != nil {
 		return nil, err
 	}
