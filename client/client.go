@@ -210,8 +210,9 @@ type Request struct {
 	// Write marks a call that changes the cluster's state (see the
 	// package's Retries). Leader sends it to the leader when known.
 	// Idempotent marks a write that applied twice has the effect of once
-	// (deploying the module a plugin already runs, restoring the same
-	// backup, joining or trusting again): it is retried as a read is.
+	// (deploying the module a plugin already runs, joining or trusting
+	// again; not a restore, which would wipe the writes acknowledged between
+	// the two): it is retried as a read is.
 	// Command marks a write the cluster applies as a plugin command (kv
 	// writes, transactions, POST /v1/plugins/{name}): only those are
 	// deduplicated by their Idempotency-Key, so only they get one.

@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -380,6 +381,15 @@ func TestRetryOnlyWhereSafe(t *testing.T) {
 			}
 			if fail.name != "timeout" && !errors.Is(err, client.ErrUnknownOutcome) {
 				t.Fatalf("error %v does not match ErrUnknownOutcome", err)
+			}
+		})
+		t.Run("restore after "+fail.name+" is not retried", func(t *testing.T) {
+			// Installed once, then writes acknowledged: a second install of
+			// the same backup would wipe them (attack round 3).
+			s := newScript(t, fail.answer, ok(``))
+			err := newClient(t, cfg(s)).Restore(ctx, bytes.NewReader([]byte("backup")), 6)
+			if s.count() != 1 || err == nil {
+				t.Fatalf("%d requests, %v", s.count(), err)
 			}
 		})
 		t.Run("read after "+fail.name+" is retried", func(t *testing.T) {

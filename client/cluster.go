@@ -178,11 +178,14 @@ func (c *Client) Backup(ctx context.Context, w io.Writer, progress func(n, total
 
 // Restore replaces the whole cluster's state with a backup of size bytes
 // (-1 unknown), sent to the leader. The backup is verified before anything
-// changes. Restoring the same backup again has the same effect, so a
-// failed attempt is retried when r is an io.Seeker (it is rewound).
+// changes. An attempt refused before anything changed (another node leads,
+// no leader yet) is retried when r is an io.Seeker (it is rewound); after
+// an ambiguous failure the error says the outcome is unknown and the
+// restore is not repeated: installed once, then writes acknowledged, a
+// second install of the same backup would lose them.
 func (c *Client) Restore(ctx context.Context, r io.Reader, size int64) error {
 	resp, err := c.Do(ctx, Request{Method: http.MethodPost, Path: "/v1/restore", Stream: r, StreamSize: size,
-		ContentType: "application/octet-stream", Write: true, Leader: true, Idempotent: true})
+		ContentType: "application/octet-stream", Write: true, Leader: true})
 	if err != nil {
 		return err
 	}

@@ -57,7 +57,10 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	// A file is sent again from its start if the node it reached first
 	// turns out not to be the leader (the client package rewinds it).
 	r := kvclient.Request{Method: http.MethodPost, Path: "/v1/restore", Stream: in, StreamSize: total,
-		ContentType: "application/octet-stream", Write: true, Leader: true, Idempotent: true, // the same backup again: the same state
+		// Not Idempotent: a restore installed, then writes acknowledged, then
+		// the same backup installed again would lose those writes. After an
+		// ambiguous failure the outcome is reported, not repeated.
+		ContentType: "application/octet-stream", Write: true, Leader: true,
 		Progress: func(sent, _ int64) {
 			p.set(sent)
 			if total >= 0 && sent >= total && !uploaded {
