@@ -69,17 +69,24 @@ func TestBackupInspect(t *testing.T) {
 
 	// Damage anywhere is found: in the header (a module byte), in the state,
 	// or a truncation.
-	damaged := func(name string, f func([]byte) []byte) {
+	damaged := func(name string, f func([]byte) []byte, want ...string) {
 		bad := f(append([]byte(nil), data...))
 		p := filepath.Join(t.TempDir(), name)
 		os.WriteFile(p, bad, 0o600)
-		if r := cli("backup", "inspect", p); r.code != exitError || !strings.Contains(r.stderr, "corrupt") {
+		r := cli("backup", "inspect", p)
+		if r.code != exitError || !strings.Contains(r.stderr, "corrupt") || strings.Contains(r.stderr, "state: state:") {
 			t.Errorf("%s: %+v", name, r)
+		}
+		for _, w := range want {
+			if !strings.Contains(r.stderr, w) {
+				t.Errorf("%s: %q does not say %q", name, r.stderr, w)
+			}
 		}
 	}
 	damaged("module", func(b []byte) []byte { b[len(b)/2] ^= 1; return b })
 	damaged("state", func(b []byte) []byte { b[len(b)-40] ^= 1; return b })
-	damaged("truncated", func(b []byte) []byte { return b[:len(b)-10] })
+	damaged("truncated", func(b []byte) []byte { return b[:len(b)-10] }, "truncated")
+	damaged("truncated-header", func(b []byte) []byte { return b[:100] }, "truncated: it ends inside its header")
 	damaged("not-a-backup", func([]byte) []byte { return []byte("hello") })
 	damaged("trailing-byte", func(b []byte) []byte { return append(b, 0) })
 	damaged("two-backups", func(b []byte) []byte { return append(b, b...) })

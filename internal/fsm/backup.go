@@ -101,7 +101,7 @@ func wrapCorrupt(err error) error {
 type corruptError struct{ err error }
 
 func (e *corruptError) Error() string {
-	return ErrCorruptSnapshot.Error() + ": state: " + e.err.Error()
+	return ErrCorruptSnapshot.Error() + ": " + e.err.Error() // e.err's says "state: "
 }
 func (e *corruptError) Unwrap() []error { return []error{ErrCorruptSnapshot, e.err} }
 

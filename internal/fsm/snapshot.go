@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 
@@ -149,7 +150,9 @@ func ReadSnapshotHeader(r io.Reader) (SnapshotHeader, error) {
 		return h, fmt.Errorf("%w: header of %d bytes exceeds the limit", ErrCorruptSnapshot, n)
 	}
 	buf := make([]byte, int(n)+sha256.Size)
-	if _, err := io.ReadFull(r, buf); err != nil {
+	if got, err := io.ReadFull(r, buf); errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return h, fmt.Errorf("%w: truncated: it ends inside its header (the plugins' modules), %d bytes of %d in", ErrCorruptSnapshot, got, len(buf))
+	} else if err != nil {
 		return h, fmt.Errorf("%w: reading header: %v", ErrCorruptSnapshot, err)
 	}
 	hdr, sum := buf[:n], buf[n:]
