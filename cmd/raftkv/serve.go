@@ -496,7 +496,11 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger) (err error) {
 
 	switch {
 	case node.HasExistingState():
-		log.Info("existing state found: rejoining the cluster with it", "data_dir", o.DataDir)
+		log.Info("existing state found: restarting with it, in the cluster its Raft configuration names", "data_dir", o.DataDir)
+		if o.Join != "" {
+			log.Info("--join is ignored: the data dir already belongs to a cluster, the one its Raft configuration names; "+
+				"to join the cluster at --join instead, start with an empty data dir", "join", o.Join, "data_dir", o.DataDir)
+		}
 		if o.Join != "" && !bootstrap && !o.NonVoter {
 			// A node killed after it was added as a non-voter but before its
 			// promotion finds itself a non-voter: it asks the leader to
