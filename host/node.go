@@ -643,6 +643,12 @@ func mapRaftErr(err error) error {
 		return fmt.Errorf("%w: leadership transfer in progress", ErrNotLeader)
 	case errors.Is(err, raft.ErrEnqueueTimeout):
 		return ErrTimeout
+	case errors.Is(err, raft.ErrAbortedByRestore):
+		// The restore's snapshot replaced the state this entry would have
+		// changed: whether or not it was applied before, it is not in the
+		// state now. Not an internal error (it was, as raft's text).
+		return fmt.Errorf("%w: a restore replaced the cluster's state while this write was committing: "+
+			"it is not in the restored state", ErrConflict)
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return ErrClosed
 	}
