@@ -25,10 +25,11 @@ var scaffoldFiles = map[string]string{
 	"wasmtest/go.mod.tmpl":       "wasmtest/go.mod",
 	"wasmtest/wasm_test.go.tmpl": "wasmtest/wasm_test.go",
 	"Makefile.tmpl":              "Makefile",
+	"README.md.tmpl":             "README.md",
 }
 
 func pluginInit(args []string, stdout io.Writer) error {
-	fs := newFlagSet("plugin init", "NAME [DIR] [flags]", "Create a Go plugin project in DIR (default: ./NAME): go.mod, the plugin (an sdk.Router with one\ncommand and one query), a native test, a wasm test (plugintest, in its own module wasmtest/, as it needs the\nhost) and a Makefile. raftkv is not published, so the go.mod files replace its modules with the\ncheckout given by --raftkv. Then: cd DIR && go mod tidy && make test.", stdout)
+	fs := newFlagSet("plugin init", "NAME [DIR] [flags]", "Create a Go plugin project in DIR (default: ./NAME): go.mod, the plugin (an sdk.Router with one\ncommand and one query), a native test, a wasm test (plugintest, in its own module wasmtest/, as it needs the\nhost), a Makefile and a README. raftkv is not published, so the go.mod files replace its modules with the\ncheckout given by --raftkv. Then: cd DIR && go mod tidy && make test.", stdout)
 	module := fs.String("module", "", "the project's Go module path (default example.com/NAME)")
 	raftkv := fs.String("raftkv", "", "path of the raftkv checkout go.mod points at (replace directive)")
 	pos, err := fs.parse(args)

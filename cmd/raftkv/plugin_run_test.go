@@ -161,6 +161,10 @@ func TestPluginInit(t *testing.T) {
 			t.Errorf("the plugin's go.mod pulls in %s", m)
 		}
 	}
+	readme, _ := os.ReadFile(filepath.Join(dir, "README.md"))
+	if abs, _ := filepath.Abs("../.."); !strings.Contains(string(readme), "# notes") || !strings.Contains(string(readme), "They point at `"+abs+"`") {
+		t.Errorf("README.md:\n%s", readme)
+	}
 	gomod, _ := os.ReadFile(filepath.Join(dir, "go.mod"))
 	if !strings.Contains(string(gomod), "module example.com/notes") || !strings.Contains(string(gomod), "github.com/raftkv/raftkv/plugins/sdk => /") {
 		t.Errorf("go.mod:\n%s", gomod)
