@@ -115,6 +115,20 @@ func (n *Node) joinLocal(ctx context.Context, req JoinRequest) (JoinResponse, er
 	if current != nil && current.Address == addr && (current.Suffrage == raft.Voter || req.NonVoter) {
 		return n.joinResponse(), nil // already a member (a voter asked to be a non-voter stays a voter)
 	}
+	// A member has one key (checkKeyUnchanged keeps it so); an ID may have
+	// been given more before it joins (a stale one from an earlier attempt,
+	// a removed node's old key trusted under it): the join would make each
+	// of them a member's, so whoever holds any could act as it.
+	if keys := n.trust.Keys(req.NodeID); len(keys) > 1 {
+		fps := make([]string, len(keys))
+		for i, k := range keys {
+			fps[i] = ssh.FingerprintSHA256(k)
+		}
+		return JoinResponse{}, fmt.Errorf("%w: join %s: %d keys are trusted for it (%s) and a member has one: "+
+			"revoke them (DELETE /v1/cluster/members/%s, or 'raftkv remove %s', revokes a non-member's keys), "+
+			"then trust the key it runs with, or join with it (public_key)",
+			ErrInvalid, id, len(keys), strings.Join(fps, ", "), id, id)
+	}
 	// Proof of possession: the node at addr must hold id's key.
 	if err := n.probe(ctx, req.NodeID, req.Address); err != nil {
 		var adv errAdvertises

@@ -163,7 +163,10 @@ func (t *Trust) Revoke(nodeID string) {
 // Trusts reports whether a key is trusted for nodeID, from the
 // authorized_keys file or the replicated list (not revoked, not bound to
 // another node ID as well).
-func (t *Trust) Trusts(nodeID string) bool {
+func (t *Trust) Trusts(nodeID string) bool { return len(t.Keys(nodeID)) > 0 }
+
+// Keys returns the distinct keys trusted for nodeID (see Trusts).
+func (t *Trust) Keys(nodeID string) []ssh.PublicKey {
 	t.mu.RLock()
 	var keys []ssh.PublicKey
 	for _, src := range [][]Entry{t.file, t.replicated} {
@@ -174,12 +177,15 @@ func (t *Trust) Trusts(nodeID string) bool {
 		}
 	}
 	t.mu.RUnlock()
+	var out []ssh.PublicKey
+	seen := map[string]bool{}
 	for _, k := range keys {
-		if id, ok := t.NodeFor(k); ok && id == nodeID {
-			return true
+		if id, ok := t.NodeFor(k); ok && id == nodeID && !seen[string(k.Marshal())] {
+			seen[string(k.Marshal())] = true
+			out = append(out, k)
 		}
 	}
-	return false
+	return out
 }
 
 // Entries returns the replicated entries, sorted by node ID and key.
