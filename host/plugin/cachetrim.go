@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"cmp"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,7 +14,7 @@ import (
 // (about 14 MB each once compiled).
 const DefaultCacheMaxBytes = 1 << 30
 
-// trimCache removes the oldest files of the compiled-code cache under dir
+// trimCache removes the oldest compiled modules of the cache under dir
 // until the rest take at most max bytes, and returns how many it removed
 // and the bytes left.
 //
@@ -24,37 +23,38 @@ const DefaultCacheMaxBytes = 1 << 30
 // traps or runs out of fuel) included, so that without a bound a token
 // holder could fill the disk with deploys that all fail. Age is the file's
 // modification time, which is when wazero wrote it: a module in use that
-// is evicted is compiled again at the next start, nothing worse. Files
-// wazero is still writing (name.*.tmp, renamed when complete) are left
-// alone, and so is a file removed meanwhile by another node sharing the
-// directory.
+// is evicted is compiled again at the next start, nothing worse.
+//
+// Only wazero's own files count and go: dir/wazero-<version>-<arch>-<os>/
+// <64 hex digits>, its key. The directory may hold anything else (an
+// operator may point --plugin-cache-dir at the data dir, or share it), and
+// none of that is touched. Files wazero is still writing (key.*.tmp,
+// renamed when complete) do not match, and a file removed meanwhile by
+// another node sharing the directory is skipped.
 func trimCache(dir string, max int64) (removed int, left int64, err error) {
 	type entry struct {
 		path string
 		size int64
 		mod  time.Time
 	}
+	paths, err := filepath.Glob(filepath.Join(dir, "wazero-*", "*"))
+	if err != nil {
+		return 0, 0, err
+	}
 	var files []entry
-	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if os.IsNotExist(err) {
-				return nil
-			}
-			return err
+	for _, p := range paths {
+		if !isCacheKey(filepath.Base(p)) {
+			continue
 		}
-		if !d.Type().IsRegular() || strings.HasSuffix(d.Name(), ".tmp") {
-			return nil
+		info, err := os.Lstat(p)
+		if err != nil || !info.Mode().IsRegular() {
+			continue // removed since the directory was read, or not wazero's
 		}
-		info, err := d.Info()
-		if err != nil {
-			return nil // removed since the directory was read
-		}
-		files = append(files, entry{path, info.Size(), info.ModTime()})
+		files = append(files, entry{p, info.Size(), info.ModTime()})
 		left += info.Size()
-		return nil
-	})
-	if err != nil || left <= max {
-		return 0, left, err
+	}
+	if left <= max {
+		return 0, left, nil
 	}
 	slices.SortFunc(files, func(a, b entry) int { return cmp.Or(a.mod.Compare(b.mod), strings.Compare(a.path, b.path)) })
 	for _, f := range files {
@@ -68,4 +68,18 @@ func trimCache(dir string, max int64) (removed int, left int64, err error) {
 		left -= f.size
 	}
 	return removed, left, nil
+}
+
+// isCacheKey reports whether name is a wazero cache file's: a sha256, in
+// 64 lower-case hex digits.
+func isCacheKey(name string) bool {
+	if len(name) != 64 {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
