@@ -89,6 +89,14 @@ func (n *Node) joinLocal(ctx context.Context, req JoinRequest) (JoinResponse, er
 			return JoinResponse{}, err
 		}
 	}
+	// From here until the join ends, no other key can be trusted for the ID
+	// (trustLocal), and no other join of it runs: the key count below stays
+	// true while the leader proves the node's key and adds it.
+	done, err := n.startJoining(req.NodeID)
+	if err != nil {
+		return JoinResponse{}, err
+	}
+	defer done()
 	// A voter whose key nobody trusts would never receive the log, yet count
 	// towards the quorum: refuse it before it is in the configuration.
 	if !n.trust.Trusts(req.NodeID) {
@@ -377,6 +385,12 @@ func (n *Node) trustLocal(ctx context.Context, nodeID, line string) error {
 	if n.replicatedTrust(nodeID, key) {
 		return nil // already in the replicated trust list
 	}
+	n.joiningMu.Lock()
+	joining := n.joining[nodeID]
+	n.joiningMu.Unlock()
+	if joining {
+		return fmt.Errorf("%w: node %q is joining: no other key can be trusted for it until the join ends", ErrInvalid, nodeID)
+	}
 	if err := n.checkKeyUnchanged(nodeID, key); err != nil {
 		return err
 	}
@@ -386,6 +400,25 @@ func (n *Node) trustLocal(ctx context.Context, nodeID, line string) error {
 		return err
 	}
 	return r.Err
+}
+
+// startJoining marks id as joining through this leader until done is
+// called; a second join of id meanwhile is refused.
+func (n *Node) startJoining(id string) (done func(), err error) {
+	n.joiningMu.Lock()
+	defer n.joiningMu.Unlock()
+	if n.joining[id] {
+		return nil, fmt.Errorf("%w: a join of %q is already under way", ErrInvalid, id)
+	}
+	if n.joining == nil {
+		n.joining = map[string]bool{}
+	}
+	n.joining[id] = true
+	return func() {
+		n.joiningMu.Lock()
+		delete(n.joining, id)
+		n.joiningMu.Unlock()
+	}, nil
 }
 
 // replicatedTrust reports whether key is bound to nodeID in the replicated

@@ -63,6 +63,9 @@ type Node struct {
 	peersMu sync.RWMutex
 	peers   map[string]string // raft address -> node ID
 
+	joiningMu sync.Mutex
+	joining   map[string]bool // node IDs this leader is adding (joinLocal): their keys are fixed meanwhile
+
 	// readyTerm is the term whose barrier this node, as its leader, has
 	// applied (0: none). Leader reads pass only while it is the current term.
 	readyTerm atomic.Uint64

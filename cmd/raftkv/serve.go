@@ -498,8 +498,9 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger) (err error) {
 	case node.HasExistingState():
 		log.Info("existing state found: restarting with it, in the cluster its Raft configuration names", "data_dir", o.DataDir)
 		if o.Join != "" {
-			log.Info("--join is ignored: the data dir already belongs to a cluster, the one its Raft configuration names; "+
-				"to join the cluster at --join instead, start with an empty data dir", "join", o.Join, "data_dir", o.DataDir)
+			log.Info("--join does not join: the data dir already belongs to a cluster, the one its Raft configuration names "+
+				"(a non-voter started without --non-voter asks its leader to promote it); to join the cluster at --join "+
+				"instead, start with an empty data dir", "join", o.Join, "data_dir", o.DataDir)
 		}
 		if o.Join != "" && !bootstrap && !o.NonVoter {
 			// A node killed after it was added as a non-voter but before its

@@ -1,0 +1,72 @@
+package host
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/raftkv/raftkv/host/trust"
+)
+
+// TestNoKeyTrustedDuringJoin: while a join of an ID is under way on the
+// leader, no other key can be trusted for it and no second join of it
+// starts. The join counts the ID's keys, then proves possession over SSH
+// (seconds, up to a timeout), then adds the node: a key trusted in between
+// became a second key of the new voter (attack round 5, a stopped node
+// holding the join in its proof).
+func TestNoKeyTrustedDuringJoin(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := DefaultConfig()
+	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Bootstrap = "n1", t.TempDir(), addr, true
+	cfg.PluginCacheDir = filepath.Join(os.TempDir(), "raftkv-test-wasm-cache")
+	cfg.PluginCacheMaxBytes = 0
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := n.WaitForLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	line := func() string {
+		pub, _, _ := ed25519.GenerateKey(nil)
+		k, _ := ssh.NewPublicKey(pub)
+		return trust.TrustLine(k, "n9")
+	}
+	first := line()
+	if _, err := n.Trust(ctx, "n9", first); err != nil {
+		t.Fatal(err)
+	}
+	done, err := n.startJoining("n9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Trust(ctx, "n9", line()); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "is joining") {
+		t.Errorf("a second key for n9 during its join: %v, want refused", err)
+	}
+	if _, err := n.Trust(ctx, "n9", first); err != nil {
+		t.Errorf("its own key again during its join: %v", err)
+	}
+	if _, err := n.Join(ctx, JoinRequest{NodeID: "n9", Address: "127.0.0.1:1"}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "already under way") {
+		t.Errorf("a second join of n9: %v, want refused", err)
+	}
+	done()
+	if _, err := n.Trust(ctx, "n9", line()); err != nil {
+		t.Errorf("a second key for n9 once no join runs (n9 is no member): %v", err)
+	}
+}
