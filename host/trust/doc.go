@@ -16,7 +16,10 @@
 //
 // A Trust holds the bindings. A node may have several keys; a key has at
 // most one node. A key is trusted for node N when a source binds it to N,
-// no source binds it to another ID, and N is not revoked. A key bound to
+// no source binds it to another ID, and N is not revoked; a key only the
+// authorized_keys file binds to N is not, once the replicated list names
+// keys for N (so a removed node's old key left in a file does not come back
+// when N is trusted again). A key bound to
 // two IDs is trusted for neither: listing a member's key under another
 // name must not let its holder choose which node it is. Within one source
 // such a binding is refused (ErrKeyConflict: ParseAuthorizedKeys for the

@@ -49,6 +49,7 @@ type Trust struct {
 type binding struct {
 	nodeID    string
 	ambiguous bool // bound to more than one node ID
+	stale     bool // from the file only, for an ID whose keys the replicated list names (others)
 }
 
 // NodeFor returns the node ID key is trusted for.
@@ -76,6 +77,8 @@ func (t *Trust) Lookup(key ssh.PublicKey) (nodeID, whyNot string) {
 		return "", "is not trusted"
 	case b.ambiguous:
 		return "", "is bound to more than one node ID"
+	case b.stale:
+		return b.nodeID, fmt.Sprintf("is in authorized_keys for %q, but the replicated trust list names other keys for it", b.nodeID)
 	case t.revoked[b.nodeID]:
 		return b.nodeID, fmt.Sprintf("belongs to revoked node %q", b.nodeID)
 	}
@@ -224,17 +227,32 @@ func (t *Trust) removeLocked(nodeID string) {
 }
 
 // changedLocked rebuilds the key index and wakes watchers.
+//
+// Once the replicated list names a node ID, its keys are that ID's: a key
+// the authorized_keys file gives for the ID and the list does not is stale
+// (trusted for nobody). Otherwise a key left in some node's file would come
+// back when the ID is trusted again through the log after a revocation
+// (Add lifts it), on that node only.
 func (t *Trust) changedLocked() {
+	named := make(map[string]bool, len(t.replicated))
+	for _, e := range t.replicated {
+		named[e.NodeID] = true
+	}
 	index := make(map[string]binding, len(t.file)+len(t.replicated))
-	for _, src := range [][]Entry{t.file, t.replicated} {
+	for i, src := range [][]Entry{t.file, t.replicated} {
 		for _, e := range src {
 			k := string(e.Key.Marshal())
-			if b, ok := index[k]; ok && b.nodeID != e.NodeID {
-				b.ambiguous = true
+			stale := i == 0 && named[e.NodeID]
+			if b, ok := index[k]; ok {
+				if b.nodeID != e.NodeID {
+					b.ambiguous = true
+				} else {
+					b.stale = b.stale && stale // listed in both: not stale
+				}
 				index[k] = b
 				continue
 			}
-			index[k] = binding{nodeID: e.NodeID}
+			index[k] = binding{nodeID: e.NodeID, stale: stale}
 		}
 	}
 	t.index = index
