@@ -118,9 +118,21 @@ type Caller struct {
 // Authorize decides whether c may call m. subject is the node the request
 // is about (join, remove; "" otherwise); token is the answering node's
 // cluster token ("" when it has none: then no request carries a valid one).
+//
+// A join of its own ID is open to a key that is not a member yet (it asks
+// to join as itself); a non-voter's join of itself is a promotion, so it
+// needs the token where the cluster has one (a read replica added by an
+// operator, which holds no token, cannot make itself a voter). Without a
+// token, every admin request of the HTTP API is open, and a non-voter
+// killed before its promotion asks for it again (raftkv serve).
 func Authorize(m Method, c Caller, subject, token string) error {
-	if m.Self && subject != "" && subject == c.ID && (m.Name == Join.Name || c.Role != Trusted) {
-		return nil
+	if m.Self && subject != "" && subject == c.ID {
+		switch {
+		case m.Name != Join.Name && c.Role != Trusted:
+			return nil // a member removes itself, publishes its addresses
+		case m.Name == Join.Name && (c.Role != NonVoter || token == ""):
+			return nil
+		}
 	}
 	switch {
 	case m.Access == AnyTrusted:
