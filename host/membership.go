@@ -382,6 +382,9 @@ func (n *Node) trustLocal(ctx context.Context, nodeID, line string) error {
 	if err := trust.ValidateNodeID(nodeID); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	if err := trust.CheckKeyType(key); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
 	if n.replicatedTrust(nodeID, key) {
 		return nil // already in the replicated trust list
 	}

@@ -39,6 +39,9 @@ func ParseTrustLine(line string) (Entry, error) {
 	if len(options) != 0 {
 		return Entry{}, fmt.Errorf("%w: options (%s) are not supported", ErrInvalidTrustLine, strings.Join(options, ","))
 	}
+	if err := CheckKeyType(key); err != nil {
+		return Entry{}, err
+	}
 	if comment == "" {
 		return Entry{}, fmt.Errorf("%w: no node ID (the comment field names the node)", ErrInvalidTrustLine)
 	}
@@ -46,6 +49,16 @@ func ParseTrustLine(line string) (Entry, error) {
 		return Entry{}, fmt.Errorf("%w: %v", ErrInvalidTrustLine, err)
 	}
 	return Entry{NodeID: comment, Key: key}, nil
+}
+
+// CheckKeyType refuses a key that is not ssh-ed25519: every node key is
+// one (transport.LoadOrCreateKey), so another type (an RSA key of any size,
+// ECDSA) is not a node's, and trusting it only widens who can log in.
+func CheckKeyType(key ssh.PublicKey) error {
+	if t := key.Type(); t != ssh.KeyAlgoED25519 {
+		return fmt.Errorf("%w: a %s key: node keys are ssh-ed25519", ErrInvalidTrustLine, t)
+	}
+	return nil
 }
 
 // ValidateNodeID reports whether id can name a node: 1 to 128 bytes of

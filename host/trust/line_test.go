@@ -2,6 +2,10 @@ package trust
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"strings"
 	"testing"
@@ -38,6 +42,29 @@ func TestParseTrustLineErrors(t *testing.T) {
 	} {
 		if _, err := ParseTrustLine(line); !errors.Is(err, ErrInvalidTrustLine) {
 			t.Errorf("%s: ParseTrustLine(%q) = %v, want ErrInvalidTrustLine", name, line, err)
+		}
+	}
+}
+
+// Only ssh-ed25519 keys, the type of every node key: an RSA key of 1024
+// bits and an ECDSA key were trusted, and logged in (attack round 5).
+func TestParseTrustLineKeyTypes(t *testing.T) {
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pub := range []any{&rsaKey.PublicKey, &ecKey.PublicKey} {
+		k, err := ssh.NewPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		line := TrustLine(k, "n1")
+		if _, err := ParseTrustLine(line); !errors.Is(err, ErrInvalidTrustLine) || !strings.Contains(err.Error(), "node keys are ssh-ed25519") {
+			t.Errorf("%s: %v, want refused", k.Type(), err)
 		}
 	}
 }
