@@ -188,6 +188,8 @@ type Transport struct {
 	wg      sync.WaitGroup
 	live    map[io.Closer]struct{} // TCP conns in handshake and SSH connections
 	out     map[string]*dialState  // outgoing connection per remote address
+
+	failedLog logLimit // failed and refused incoming handshakes
 }
 
 // sshConn is an authenticated SSH connection in either direction.
@@ -337,13 +339,14 @@ func New(cfg Config) (*Transport, error) {
 		}
 	}
 	t := &Transport{
-		cfg:      cfg,
-		log:      logger.With(logNode, cfg.NodeID),
-		ln:       ln,
-		addr:     advertiseAddr(adv),
-		accepted: make(chan net.Conn),
-		live:     make(map[io.Closer]struct{}),
-		out:      make(map[string]*dialState),
+		cfg:       cfg,
+		log:       logger.With(logNode, cfg.NodeID),
+		ln:        ln,
+		addr:      advertiseAddr(adv),
+		accepted:  make(chan net.Conn),
+		live:      make(map[io.Closer]struct{}),
+		out:       make(map[string]*dialState),
+		failedLog: logLimit{burst: 20, window: 10 * time.Second},
 	}
 	if host, _, _ := net.SplitHostPort(cfg.BindAddr); host != "" && cfg.Network == nil {
 		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
@@ -516,11 +519,19 @@ func (t *Transport) serveIncoming(raw net.Conn) {
 	t.untrack(raw)
 	if err != nil {
 		raw.Close()
-		switch {
-		case t.ctx.Err() != nil:
-		case refusal != "":
+		if t.ctx.Err() != nil {
+			return
+		}
+		ok, dropped := t.failedLog.allow(time.Now())
+		if !ok {
+			return
+		}
+		if dropped > 0 {
+			t.log.Warn("transport: incoming SSH connections failed or refused without a log line (too many)", "count", dropped)
+		}
+		if refusal != "" {
 			t.log.Warn("transport: refused incoming SSH connection", logRemote, raw.RemoteAddr().String(), logReason, refusal)
-		default:
+		} else {
 			t.log.Info("transport: incoming SSH handshake failed", logRemote, raw.RemoteAddr().String(), logErr, err)
 		}
 		return
