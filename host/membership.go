@@ -92,7 +92,7 @@ func (n *Node) joinLocal(ctx context.Context, req JoinRequest) (JoinResponse, er
 	// From here until the join ends, no other key can be trusted for the ID
 	// (trustLocal), and no other join of it runs: the key count below stays
 	// true while the leader proves the node's key and adds it.
-	done, err := n.startJoining(req.NodeID)
+	done, err := n.startJoining(ctx, req.NodeID)
 	if err != nil {
 		return JoinResponse{}, err
 	}
@@ -389,7 +389,7 @@ func (n *Node) trustLocal(ctx context.Context, nodeID, line string) error {
 		return nil // already in the replicated trust list
 	}
 	n.joiningMu.Lock()
-	joining := n.joining[nodeID]
+	_, joining := n.joining[nodeID]
 	n.joiningMu.Unlock()
 	if joining {
 		return fmt.Errorf("%w: node %q is joining: no other key can be trusted for it until the join ends", ErrInvalid, nodeID)
@@ -406,22 +406,35 @@ func (n *Node) trustLocal(ctx context.Context, nodeID, line string) error {
 }
 
 // startJoining marks id as joining through this leader until done is
-// called; a second join of id meanwhile is refused.
-func (n *Node) startJoining(id string) (done func(), err error) {
-	n.joiningMu.Lock()
-	defer n.joiningMu.Unlock()
-	if n.joining[id] {
-		return nil, fmt.Errorf("%w: a join of %q is already under way", ErrInvalid, id)
-	}
-	if n.joining == nil {
-		n.joining = map[string]bool{}
-	}
-	n.joining[id] = true
-	return func() {
+// called. A second join of id waits for the first to end (a client that
+// retried a slow join then finds the node a member).
+func (n *Node) startJoining(ctx context.Context, id string) (done func(), err error) {
+	for {
 		n.joiningMu.Lock()
-		delete(n.joining, id)
+		running, ok := n.joining[id]
+		if !ok {
+			if n.joining == nil {
+				n.joining = map[string]chan struct{}{}
+			}
+			ch := make(chan struct{})
+			n.joining[id] = ch
+			n.joiningMu.Unlock()
+			return func() {
+				n.joiningMu.Lock()
+				delete(n.joining, id)
+				n.joiningMu.Unlock()
+				close(ch)
+			}, nil
+		}
 		n.joiningMu.Unlock()
-	}, nil
+		select {
+		case <-running:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: waiting for another join of %q to end: %v", ErrTimeout, id, ctx.Err())
+		case <-n.shutdown:
+			return nil, ErrClosed
+		}
+	}
 }
 
 // replicatedTrust reports whether key is bound to nodeID in the replicated

@@ -64,7 +64,7 @@ type Node struct {
 	peers   map[string]string // raft address -> node ID
 
 	joiningMu sync.Mutex
-	joining   map[string]bool // node IDs this leader is adding (joinLocal): their keys are fixed meanwhile
+	joining   map[string]chan struct{} // node IDs this leader is adding (joinLocal), closed when done: their keys are fixed meanwhile
 
 	// readyTerm is the term whose barrier this node, as its leader, has
 	// applied (0: none). Leader reads pass only while it is the current term.
