@@ -54,6 +54,13 @@ func (l *leaderCommits) observe(now time.Time, commit uint64) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if !l.last.IsZero() && now.Sub(l.last) > 2*l.window {
+		// After a gap (the leader could not replicate here; readiness said
+		// so), what was heard before it says nothing of the leader's commit
+		// index now: the target restarts from this request's, so the node is
+		// ready again only once it has caught up with it.
+		l.samples = l.samples[:0]
+	}
 	l.last = now
 	if n := len(l.samples); n > 0 && now.Sub(l.samples[n-1].at) < 10*time.Millisecond {
 		// Keep the bucket's first sample: a lower bound of the commit index

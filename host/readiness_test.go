@@ -50,6 +50,28 @@ func TestLeaderCommits(t *testing.T) {
 	}
 }
 
+// TestLeaderCommitsAfterAGap: after more than twice the window without a
+// request, the samples before the gap are dropped: the target is the first
+// commit index heard after it, not the stale one of a window ago (a
+// follower the leader could not replicate to was ready again before it had
+// caught up; CI, TestReadinessNeedsReplication).
+func TestLeaderCommitsAfterAGap(t *testing.T) {
+	l := &leaderCommits{window: time.Second}
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	for ms := 0; ms <= 2000; ms += 100 {
+		l.observe(at(ms), uint64(100+ms/100))
+	}
+	l.observe(at(10_000), 500) // after an 8 s gap
+	if got, ok := l.target(at(10_000)); !ok || got != 500 {
+		t.Errorf("target after the gap = %d, %v; want 500, the first commit index heard after it", got, ok)
+	}
+	l.observe(at(10_900), 600) // no gap: the window rule again
+	if got, _ := l.target(at(11_500)); got != 500 {
+		t.Errorf("target a window later = %d, want 500", got)
+	}
+}
+
 // TestLeaderCommitsHighest: the highest commit index heard in the window,
 // the last request's included even when it fell in a sample's bucket.
 func TestLeaderCommitsHighest(t *testing.T) {

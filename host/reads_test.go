@@ -14,8 +14,10 @@ import (
 // refuses leader and linearizable reads from the moment of the cut, while it
 // still believes it leads (its lease has not run out: the reads reach
 // VerifyLeader), and after the majority has elected a new leader and
-// overwritten the value. No read started after the cut is answered, so none
-// started after the overwrite was acknowledged returns the old value.
+// overwritten the value. No read started after the cut is answered (but
+// for one that joins a verification whose answers were already in flight),
+// so none started after the overwrite was acknowledged returns the old
+// value.
 func TestPartitionedLeaderRefusesReads(t *testing.T) {
 	eachNetwork(t, testPartitionedLeaderRefusesReads)
 }
@@ -100,6 +102,9 @@ func testPartitionedLeaderRefusesReads(t *testing.T, network string) {
 	}, "reads on the old leader did not complete after the overwrite")
 	halt()
 
+	// Well below an election timeout: a read answered that soon after the
+	// cut cannot miss a newer leader's writes.
+	const inFlight = 100 * time.Millisecond
 	inLease := map[host.Consistency]bool{}
 	for _, r := range reads {
 		inLease[r.level] = inLease[r.level] || r.startedLeader
@@ -107,6 +112,11 @@ func testPartitionedLeaderRefusesReads(t *testing.T, network string) {
 		case r.err == nil && r.value == "v1" && r.start.After(acked):
 			t.Errorf("%v read started %v after the overwrite was acknowledged returned the old value",
 				r.level, r.start.Sub(acked))
+		case r.err == nil && r.start.Sub(cut) < inFlight:
+			// A verification round whose answers were already on their way
+			// (read off the connection before the cut reset it) may still
+			// confirm the old leader: no other can be elected that soon.
+			t.Logf("%v read started %v after the cut was answered %q (in flight)", r.level, r.start.Sub(cut), r.value)
 		case r.err == nil:
 			t.Errorf("%v read started %v after the cut was answered %q (it believed it led: %v)",
 				r.level, r.start.Sub(cut), r.value, r.startedLeader)
