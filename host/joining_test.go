@@ -4,9 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,31 +14,13 @@ import (
 )
 
 // TestNoKeyTrustedDuringJoin: while a join of an ID is under way on the
-// leader, no other key can be trusted for it and a second join of it waits. The join counts the ID's keys, then proves possession over SSH
+// leader, no other key can be trusted for it and a second join of it
+// waits. The join counts the ID's keys, then proves possession over SSH
 // (seconds, up to a timeout), then adds the node: a key trusted in between
 // became a second key of the new voter (attack round 5, a stopped node
 // holding the join in its proof).
 func TestNoKeyTrustedDuringJoin(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cfg := DefaultConfig()
-	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Bootstrap = "n1", t.TempDir(), addr, true
-	cfg.PluginCacheDir = filepath.Join(os.TempDir(), "raftkv-test-wasm-cache")
-	cfg.PluginCacheMaxBytes = 0
-	n, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close(context.Background())
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := n.WaitForLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
+	n, ctx := singleLeader(t)
 	line := func() string {
 		pub, _, _ := ed25519.GenerateKey(nil)
 		k, _ := ssh.NewPublicKey(pub)

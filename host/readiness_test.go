@@ -103,26 +103,7 @@ func TestLeaderCommitsHighest(t *testing.T) {
 // from an earlier term (leadership lost and regained before the node ran the
 // new term's barrier) lets no read through.
 func TestLeaderReadsNeedTheTermsBarrier(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cfg := DefaultConfig()
-	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Bootstrap = "n1", t.TempDir(), addr, true
-	cfg.PluginCacheDir = filepath.Join(os.TempDir(), "raftkv-test-wasm-cache")
-	cfg.PluginCacheMaxBytes = 0 // the shared test cache is not trimmed (cluster.FastConfig)
-	n, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close(context.Background())
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := n.WaitForLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
+	n, ctx := singleLeader(t)
 	if err := n.verifyLeader(ctx); err != nil {
 		t.Fatalf("ready leader: %v", err)
 	}
@@ -141,4 +122,33 @@ func TestLeaderReadsNeedTheTermsBarrier(t *testing.T) {
 	if err := n.verifyLeader(ctx); err != nil || !n.Stats().Ready {
 		t.Fatalf("ready again: %v", err)
 	}
+}
+
+// singleLeader starts a bootstrapped single-node cluster without the kv
+// plugin and waits until it leads; the node closes, and ctx (a minute)
+// ends, with the test. (Package host's own tests cannot use
+// internal/cluster, which imports host.)
+func singleLeader(t *testing.T) (*Node, context.Context) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := DefaultConfig()
+	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Bootstrap = "n1", t.TempDir(), addr, true
+	cfg.PluginCacheDir = filepath.Join(os.TempDir(), "raftkv-test-wasm-cache")
+	cfg.PluginCacheMaxBytes = 0 // the shared test cache is not trimmed (cluster.FastConfig)
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	if err := n.WaitForLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return n, ctx
 }
