@@ -40,24 +40,25 @@
 // command, making the next writes copy their path of nodes; the undo log
 // costs nothing when commands succeed, which is the common case.
 //
-// Items by value, key prefix inline. Tree nodes hold 32-byte items by value:
-// an 8-byte key prefix, a pointer to one allocation holding key then value,
-// both lengths and the version. Set makes exactly one allocation. Most
-// comparisons are decided by the prefix alone; only ties dereference the key
-// bytes, which in a large store are a cache miss each (a lookup in a 1M-key
-// tree makes ~40 comparisons). Keys and values handed out by Get and Scan
-// alias these immutable bytes: callers must not modify them, and may keep
-// them.
+// Items by value, key prefix inline. Tree nodes hold 16-byte items by value:
+// the key's length and first 6 bytes in one word, and a pointer to one
+// allocation holding the key, the value's length, the version and the value.
+// Set makes exactly one allocation. Most comparisons are decided by the
+// prefix word alone; only ties dereference the key bytes, which in a large
+// store are a cache miss each (a lookup in a 1M-key tree makes ~40
+// comparisons). Keys and values handed out by Get and Scan alias these
+// immutable bytes: callers must not modify them, and may keep them.
 //
 // Memory per key. For 16-byte keys and 100-byte values the allocation is
-// 116 bytes (128-byte size class), plus the 32-byte item in a node that is
-// about 70% full after random inserts (about 45 bytes), plus node overhead:
-// about 176 bytes per key measured (BenchmarkGet, heapB/key). Restore
-// reads keys in ascending order, which would leave every node half full
-// (about 197 bytes per key); it inserts the even records first and the odd
-// ones after, which fills the nodes instead: about 162 bytes per key
-// (BenchmarkRestore, heapB/key). What is left is the allocation's size class
-// (116 bytes in a 128-byte class) and the 32-byte item.
+// 128 bytes (exactly a size class), plus the 16-byte item in a node that is
+// about 70% full after random inserts (about 23 bytes), plus node overhead:
+// about 152 bytes per key measured (BenchmarkGet, heapB/key). Restore
+// reads keys in ascending order, which would leave every node half full;
+// it inserts the even records first and the odd ones after, which fills the
+// nodes instead: about 145 bytes per key (BenchmarkRestore, heapB/key), 1.25
+// times the 116 bytes of key and value (degree 64). (With 32-byte items holding both
+// lengths and the version, and key and value alone in a 128-byte class, the
+// same figures were 177 and 162.)
 //
 // # Snapshot format
 //

@@ -9,78 +9,98 @@ import (
 )
 
 // degree is the B-tree degree: nodes hold degree-1 .. 2*degree-1 items.
-// Measured on 1M random 16-byte keys (degrees 16 to 128): 64 was up to ~10%
-// faster than 32 for Get and Set without views, 16 cheapest when a View
-// follows every batch (smaller nodes to copy); 32 is the compromise, and
-// copies ~2 KB per leaf after a View instead of ~4 KB.
-const degree = 32
+// Measured on 1M random 16-byte keys with 32-byte items (degrees 16 to 128):
+// 64 was up to ~10% faster than 32 for Get and Set without views, 16
+// cheapest when a View follows every batch (smaller nodes to copy); 32 was
+// the compromise, copying ~2 KB per leaf after a View. With 16-byte items,
+// 64 copies the same ~2 KB, and against 32 it gave Get 507–590 ns against
+// 633, restored heap 144.9 B/key against 147.9, and Set after a View
+// 2.0 µs against 1.8 (BenchmarkGet, BenchmarkRestore, BenchmarkSet).
+const degree = 64
 
-// item is one key/value/version triple, stored by value in the tree nodes.
+// item is one key/value/version triple, stored by value in the tree nodes:
+// 16 bytes, half of them the key's length and first bytes, so that most
+// comparisons of a tree descent need nothing else.
 //
-// Key and value live in a single allocation: p points at the key bytes,
-// immediately followed by the value bytes. Items are immutable once built, so
-// the undo log, views and callers may keep them (and the slices derived from
-// them) for as long as they like: a write replaces the item, it never modifies
-// the bytes.
+// Everything else lives in one allocation at p: the key, then the value's
+// length (u32) and the version (u64), both little endian, then the value.
+// For 16-byte keys and 100-byte values that is 128 bytes, one of Go's size
+// classes, so a key costs 128 + 16 bytes (the item, in a full node) where a
+// 32-byte item with key and value alone in a 128-byte allocation cost 160
+// (BenchmarkRestore's heapB/key, BENCHMARKS.md). The key comes first so that a
+// search key (probe) can alias the caller's bytes: the tree compares keys
+// only, and a key needs only p and the length in the item.
 //
-// pfx holds the key's first 8 bytes (big endian, zero padded), so that most
-// comparisons during a tree descent are decided without dereferencing p: with
-// the bytes out of line, each dereference is a likely cache miss, and a search
-// in a 1M-key tree makes ~40 comparisons (on the test VM this more than
-// halved Get on 1M random keys, 3.6 us to 1.5 us). The struct is 32 bytes.
+// Items are immutable once built, so the undo log, views and callers may keep
+// them (and the slices derived from them) for as long as they like: a write
+// replaces the item, it never modifies the bytes.
 type item struct {
-	pfx     uint64 // first 8 key bytes, big endian, zero padded
-	p       *byte  // key bytes then value bytes; nil when both are empty
-	klen    uint32 // key length (<= abi.MaxKeySize)
-	vlen    uint32 // value length (<= abi.MaxValueSize)
-	version uint64 // Raft log index of the last write
+	p  *byte  // key, value length, version, value; nil for a probe of an empty key
+	pk uint64 // the key's first 6 bytes (big endian, zero padded), then its length (u16)
 }
 
-// prefix returns the first 8 bytes of key as a big-endian number, zero padded.
-// It is monotonic: a < b implies prefix(a) <= prefix(b).
-func prefix(key []byte) uint64 {
-	if len(key) >= 8 {
-		return binary.BigEndian.Uint64(key)
-	}
+// prefixBytes is how many leading key bytes pk holds. A 16-bit length is
+// enough: keys are at most abi.MaxKeySize (4 KiB) long.
+const prefixBytes = 6
+
+// recordTail is the value length and version between key and value.
+const recordTail = 4 + 8
+
+// packKey returns pk for key: its first prefixBytes bytes, big endian and zero
+// padded, in the high 48 bits, and its length in the low 16. Comparing the
+// high bits is monotonic in key order: a < b implies pk(a)>>16 <= pk(b)>>16.
+func packKey(key []byte) uint64 {
 	var b [8]byte
-	copy(b[:], key)
-	return binary.BigEndian.Uint64(b[:])
+	copy(b[:prefixBytes], key)
+	return binary.BigEndian.Uint64(b[:]) | uint64(len(key))
 }
 
-// newItem copies key and value into one fresh allocation. Callers have checked
-// the lengths against abi.MaxKeySize and abi.MaxValueSize.
+// newItem copies key, value and version into one fresh allocation. Callers
+// have checked the lengths against abi.MaxKeySize and abi.MaxValueSize.
 func newItem(key, value []byte, version uint64) item {
-	n := len(key) + len(value)
-	it := item{pfx: prefix(key), klen: uint32(len(key)), vlen: uint32(len(value)), version: version}
-	if n > 0 {
-		buf := make([]byte, n)
-		copy(buf, key)
-		copy(buf[len(key):], value)
-		it.p = unsafe.SliceData(buf)
-	}
-	return it
+	buf := make([]byte, len(key)+recordTail+len(value))
+	copy(buf, key)
+	binary.LittleEndian.PutUint32(buf[len(key):], uint32(len(value)))
+	binary.LittleEndian.PutUint64(buf[len(key)+4:], version)
+	copy(buf[len(key)+recordTail:], value)
+	return item{p: unsafe.SliceData(buf), pk: packKey(key)}
 }
-
-// maxLen is the largest key or value length an item can describe.
-const maxLen = 1<<32 - 1
 
 // probe returns an item usable only as a search key: it aliases key without
 // copying. It must never be stored in a tree.
+//
+// A key too long for pk's 16-bit length (a scan bound may be) is cut to
+// maxProbeLen bytes: no stored key is longer than abi.MaxKeySize, so the cut
+// key orders against every stored key as the whole key does.
 func probe(key []byte) item {
-	if uint64(len(key)) > maxLen {
-		// No stored key is this long; a truncated length would compare wrongly.
-		panic("state: key longer than 4 GiB")
-	}
-	return item{pfx: prefix(key), p: unsafe.SliceData(key), klen: uint32(len(key))}
+	key = key[:min(len(key), maxProbeLen)]
+	return item{p: unsafe.SliceData(key), pk: packKey(key)}
 }
 
+// maxProbeLen is the longest key pk can describe.
+const maxProbeLen = 1<<16 - 1
+
+// klen returns the key's length.
+func (it item) klen() int { return int(uint16(it.pk)) }
+
+// tail returns the value length and version bytes (stored items only).
+func (it item) tail() []byte {
+	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(it.p), it.klen())), recordTail)
+}
+
+// vlen returns the value's length (stored items only).
+func (it item) vlen() int { return int(binary.LittleEndian.Uint32(it.tail())) }
+
+// version returns the Raft log index of the item's write (stored items only).
+func (it item) version() uint64 { return binary.LittleEndian.Uint64(it.tail()[4:]) }
+
 // key returns the key as a string aliasing the item's bytes (no copy).
-func (it item) key() string { return unsafe.String(it.p, int(it.klen)) }
+func (it item) key() string { return unsafe.String(it.p, it.klen()) }
 
 // keyBytes returns the key as a slice aliasing the item's bytes (no copy).
 // Callers must not modify it.
 func (it item) keyBytes() []byte {
-	k := unsafe.Slice(it.p, int(it.klen))
+	k := unsafe.Slice(it.p, it.klen())
 	return k[:len(k):len(k)]
 }
 
@@ -88,22 +108,21 @@ func (it item) keyBytes() []byte {
 // Callers must not modify it. Capacity is clipped so that an append by the
 // caller reallocates instead of scribbling past the value.
 func (it item) value() []byte {
-	all := unsafe.Slice(it.p, int(it.klen)+int(it.vlen))
-	return all[it.klen:len(all):len(all)]
+	off := it.klen() + recordTail
+	all := unsafe.Slice(it.p, off+it.vlen())
+	return all[off:len(all):len(all)]
 }
 
 // size is the number of key and value bytes the item holds.
-func (it item) size() int { return int(it.klen) + int(it.vlen) }
+func (it item) size() int { return it.klen() + it.vlen() }
 
 // lessItem orders items by key, comparing bytes as unsigned (Go string order).
-// Different prefixes decide alone; equal prefixes of keys no longer than 8
-// bytes mean one key is the other plus zero bytes, so the shorter is smaller.
+// Different prefixes decide alone; equal prefixes of keys no longer than
+// prefixBytes mean one key is the other plus zero bytes, so the shorter is
+// smaller (and pk orders by length last).
 func lessItem(a, b item) bool {
-	if a.pfx != b.pfx {
-		return a.pfx < b.pfx
-	}
-	if a.klen <= 8 && b.klen <= 8 {
-		return a.klen < b.klen
+	if a.pk>>16 != b.pk>>16 || (a.klen() <= prefixBytes && b.klen() <= prefixBytes) {
+		return a.pk < b.pk
 	}
 	return a.key() < b.key()
 }

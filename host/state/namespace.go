@@ -42,7 +42,7 @@ func (n *Namespace) Get(key []byte) (value []byte, version uint64, ok bool) {
 	if !ok {
 		return nil, 0, false
 	}
-	return it.value(), it.version, true
+	return it.value(), it.version(), true
 }
 
 // Set stores copies of key and value with the given version (the log index of
@@ -175,7 +175,7 @@ func scan(t *btree.BTreeG[item], start, end []byte, limit int, fn func(key, valu
 	}
 	count := 0
 	iter := func(it item) bool {
-		if !fn(it.keyBytes(), it.value(), it.version) {
+		if !fn(it.keyBytes(), it.value(), it.version()) {
 			return false
 		}
 		count++

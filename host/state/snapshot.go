@@ -87,18 +87,17 @@ func (sw *snapWriter) write(p []byte) {
 
 // record appends one record.
 func (sw *snapWriter) record(it item) {
-	if sw.room(16 + it.size()) {
-		sw.buf = binary.LittleEndian.AppendUint32(sw.buf, it.klen)
-		sw.buf = binary.LittleEndian.AppendUint32(sw.buf, it.vlen)
-		sw.buf = binary.LittleEndian.AppendUint64(sw.buf, it.version)
+	klen, vlen := it.klen(), it.vlen()
+	if sw.room(16 + klen + vlen) {
+		sw.buf = binary.LittleEndian.AppendUint32(sw.buf, uint32(klen))
+		sw.buf = append(sw.buf, it.tail()...) // value length and version, as the stream has them
 		sw.buf = append(sw.buf, it.key()...)
 		sw.buf = append(sw.buf, it.value()...)
 		return
 	}
 	var hdr [16]byte
-	binary.LittleEndian.PutUint32(hdr[0:], it.klen)
-	binary.LittleEndian.PutUint32(hdr[4:], it.vlen)
-	binary.LittleEndian.PutUint64(hdr[8:], it.version)
+	binary.LittleEndian.PutUint32(hdr[0:], uint32(klen))
+	copy(hdr[4:], it.tail())
 	sw.write(hdr[:])
 	sw.write(it.keyBytes())
 	sw.write(it.value())
@@ -280,14 +279,13 @@ func decodeNamespace(sr *snapReader, i uint32) (string, *btree.BTreeG[item], err
 	count := binary.LittleEndian.Uint64(sr.buf[:8])
 	tree := newTree()
 	// Records arrive in ascending key order. Inserted in that order, every
-	// B-tree node splits in the middle and stays half full (about 197 heap
-	// bytes per key for 16-byte keys and 100-byte values). So the even
+	// B-tree node splits in the middle and stays half full. So the even
 	// records go in first, as they are read (half-full nodes again), and the
 	// odd ones after the whole namespace is verified: each lands between two
 	// even neighbours in a node that has room for it, filling the nodes
-	// almost completely without splitting them (about 160 bytes per key; see
-	// BenchmarkRestore). Both passes are ascending, so both stay cache
-	// friendly. The odd items wait in a slice of 32-byte items.
+	// almost completely without splitting them (see BenchmarkRestore's
+	// heapB/key and doc.go). Both passes are ascending, so both stay cache
+	// friendly. The odd items wait in a slice of 16-byte items.
 	var odd []item
 	var prev string
 	hdr := sr.buf[:16]
@@ -303,15 +301,17 @@ func decodeNamespace(sr *snapReader, i uint32) (string, *btree.BTreeG[item], err
 		if vlen > abi.MaxValueSize {
 			return "", nil, fmt.Errorf("%w: namespace %q record %d: value length %d over %d", ErrCorrupt, name, j, vlen, abi.MaxValueSize)
 		}
-		it := item{klen: klen, vlen: vlen, version: binary.LittleEndian.Uint64(hdr[8:])}
-		if n := int(klen) + int(vlen); n > 0 {
-			buf := make([]byte, n)
-			if err := sr.read(buf); err != nil {
-				return "", nil, fail(err, "namespace %q record %d data", name, j)
-			}
-			it.p = unsafe.SliceData(buf)
-			it.pfx = prefix(buf[:klen])
+		// The item's record: key, then value length and version (the
+		// header's last 12 bytes, as they are), then value.
+		buf := make([]byte, int(klen)+recordTail+int(vlen))
+		copy(buf[klen:], hdr[4:])
+		if err := sr.read(buf[:klen]); err != nil {
+			return "", nil, fail(err, "namespace %q record %d key", name, j)
 		}
+		if err := sr.read(buf[int(klen)+recordTail:]); err != nil {
+			return "", nil, fail(err, "namespace %q record %d value", name, j)
+		}
+		it := item{p: unsafe.SliceData(buf), pk: packKey(buf[:klen])}
 		key := it.key()
 		if j > 0 && key <= prev {
 			return "", nil, fmt.Errorf("%w: namespace %q record %d: key %q not after %q", ErrCorrupt, name, j, key, prev)

@@ -65,7 +65,7 @@ func (nv *NamespaceView) Get(key []byte) (value []byte, version uint64, ok bool)
 	if !ok {
 		return nil, 0, false
 	}
-	return it.value(), it.version, true
+	return it.value(), it.version(), true
 }
 
 // Scan visits the keys k with start <= k < end in ascending byte order (end
@@ -100,11 +100,11 @@ func (nv *NamespaceView) computeDigest() [32]byte {
 			h.Write(buf)
 			buf = buf[:0]
 		}
-		buf = binary.LittleEndian.AppendUint32(buf, it.klen)
+		buf = binary.LittleEndian.AppendUint32(buf, uint32(it.klen()))
 		buf = append(buf, it.key()...)
-		buf = binary.LittleEndian.AppendUint32(buf, it.vlen)
+		buf = binary.LittleEndian.AppendUint32(buf, uint32(it.vlen()))
 		buf = append(buf, it.value()...)
-		buf = binary.LittleEndian.AppendUint64(buf, it.version)
+		buf = binary.LittleEndian.AppendUint64(buf, it.version())
 		return true
 	})
 	h.Write(buf)
