@@ -33,11 +33,62 @@ type commitSample struct {
 // raft's replicate loop; the node's CommitTimeout is at most half of
 // HeartbeatTimeout), so a follower the leader can replicate to hears the
 // commit index at least once per HeartbeatTimeout.
+//
+// A leader's commit index counts only once it covers an entry of the
+// leader's own term (see observeRequest).
 type leaderCommits struct {
 	window  time.Duration
 	mu      sync.Mutex
 	samples []commitSample // oldest first
 	last    time.Time      // the last request's arrival
+
+	term      uint64 // the highest leader term heard
+	termEntry uint64 // the lowest index heard holding an entry of term in its leader's log; 0: none yet
+}
+
+// observeRequest records an AppendEntries request. A leader elected a
+// moment ago sends the commit index it knew as a follower, which may be
+// below what its predecessor committed, until the entry it appends at its
+// election (hashicorp/raft's no-op) commits: a restarted follower that took
+// that index as its target would be ready without the last committed
+// entries. So a request's commit index counts only when it is at least an
+// index at which the request shows an entry of its own term (an entry it
+// carries, or the previous entry it names): committing an entry of its term
+// commits everything before it, and by Raft's leader completeness this
+// leader holds every entry committed before its term. Until then the
+// request only counts as heard. A request of an older term (a deposed
+// leader's, which Raft refuses) counts for nothing.
+func (l *leaderCommits) observeRequest(now time.Time, req *raft.AppendEntriesRequest) {
+	if req.LeaderCommitIndex == 0 {
+		return // a new cluster's first requests (or a heartbeat) tell nothing
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case req.Term < l.term:
+		return
+	case req.Term > l.term:
+		l.term, l.termEntry = req.Term, 0
+	}
+	ofTerm := func(index uint64) {
+		if index > 0 && (l.termEntry == 0 || index < l.termEntry) {
+			l.termEntry = index
+		}
+	}
+	if req.PrevLogTerm == req.Term {
+		ofTerm(req.PrevLogEntry)
+	}
+	for _, e := range req.Entries { // ascending: the first of the term is the lowest
+		if e.Term == req.Term {
+			ofTerm(e.Index)
+			break
+		}
+	}
+	if l.termEntry == 0 || req.LeaderCommitIndex < l.termEntry {
+		l.heardLocked(now) // heard, but not yet a commit index to go by
+		return
+	}
+	l.observeLocked(now, req.LeaderCommitIndex)
 }
 
 // lastHeard returns when the last request with a commit index arrived, zero
@@ -48,20 +99,31 @@ func (l *leaderCommits) lastHeard() time.Time {
 	return l.last
 }
 
+// observe records a request that arrived at now with the leader's commit
+// index (tests; the node calls observeRequest).
 func (l *leaderCommits) observe(now time.Time, commit uint64) {
 	if commit == 0 {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.observeLocked(now, commit)
+}
+
+// heardLocked records a request's arrival.
+func (l *leaderCommits) heardLocked(now time.Time) {
 	if !l.last.IsZero() && now.Sub(l.last) > 2*l.window {
 		// After a gap (the leader could not replicate here; readiness said
 		// so), what was heard before it says nothing of the leader's commit
-		// index now: the target restarts from this request's, so the node is
-		// ready again only once it has caught up with it.
+		// index now: the target restarts from the next request's, so the
+		// node is ready again only once it has caught up with it.
 		l.samples = l.samples[:0]
 	}
 	l.last = now
+}
+
+func (l *leaderCommits) observeLocked(now time.Time, commit uint64) {
+	l.heardLocked(now)
 	if n := len(l.samples); n > 0 && now.Sub(l.samples[n-1].at) < 10*time.Millisecond {
 		// Keep the bucket's first sample: a lower bound of the commit index
 		// at the bucket's end, never more.
@@ -152,7 +214,7 @@ func (t *observedTransport) run() {
 					rpc.Respond(nil, errRefused)
 					continue
 				}
-				t.commits.observe(time.Now(), req.LeaderCommitIndex)
+				t.commits.observeRequest(time.Now(), req)
 			}
 			select {
 			case t.rpcs <- rpc:

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // TestLeaderCommits: the target is the leader's commit index as of a
@@ -69,6 +71,45 @@ func TestLeaderCommitsAfterAGap(t *testing.T) {
 	l.observe(at(10_900), 600) // no gap: the window rule again
 	if got, _ := l.target(at(11_500)); got != 500 {
 		t.Errorf("target a window later = %d, want 500", got)
+	}
+}
+
+// TestLeaderCommitsNewTerm: a leader's commit index counts only once it
+// covers an entry of the leader's term. A leader elected a moment ago sends
+// the commit index it knew as a follower (here 90, below the 100 its
+// predecessor committed) until its election's entry (101) commits; a
+// restarted follower that took 90 as its target was ready without entries
+// 91-100 (CI, TestRestartFromOlderSnapshotHearsNewMember).
+func TestLeaderCommitsNewTerm(t *testing.T) {
+	l := &leaderCommits{window: time.Second}
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	l.observeRequest(at(0), &raft.AppendEntriesRequest{Term: 3, PrevLogEntry: 100, PrevLogTerm: 2,
+		Entries: []*raft.Log{{Index: 101, Term: 3}}, LeaderCommitIndex: 90})
+	if got, ok := l.target(at(0)); ok {
+		t.Errorf("target %d from a new leader's commit index below its term's first entry", got)
+	}
+	if !l.lastHeard().Equal(at(0)) {
+		t.Errorf("the request does not count as heard: lastHeard %v", l.lastHeard())
+	}
+	l.observeRequest(at(20), &raft.AppendEntriesRequest{Term: 3, PrevLogEntry: 101, PrevLogTerm: 3, LeaderCommitIndex: 101})
+	if got, ok := l.target(at(20)); !ok || got != 101 {
+		t.Errorf("target = %d, %v; want 101 once the term's entry is committed", got, ok)
+	}
+	// A deposed leader's request counts for nothing, not even as heard.
+	l.observeRequest(at(40), &raft.AppendEntriesRequest{Term: 2, PrevLogEntry: 100, PrevLogTerm: 2, LeaderCommitIndex: 100})
+	if got, _ := l.highest(at(40)); got != 101 || !l.lastHeard().Equal(at(20)) {
+		t.Errorf("an older term's request counted: highest %d, lastHeard %v", got, l.lastHeard())
+	}
+	// The next leader: only the previous entry it names is of its term
+	// (no entries), and that is enough.
+	l.observeRequest(at(500), &raft.AppendEntriesRequest{Term: 4, PrevLogEntry: 150, PrevLogTerm: 4, LeaderCommitIndex: 120})
+	if got, _ := l.highest(at(500)); got != 101 {
+		t.Errorf("highest = %d, want 101 still: 120 is below the entry of term 4 at 150", got)
+	}
+	l.observeRequest(at(600), &raft.AppendEntriesRequest{Term: 4, PrevLogEntry: 150, PrevLogTerm: 4, LeaderCommitIndex: 150})
+	if got, _ := l.target(at(1700)); got != 150 {
+		t.Errorf("target a window later = %d, want 150", got)
 	}
 }
 
