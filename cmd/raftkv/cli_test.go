@@ -124,6 +124,20 @@ func TestCLI(t *testing.T) {
 		if r.code != exitUsage {
 			t.Fatalf("txn with a missing argument: exit %d", r.code)
 		}
+		// Words that are not UTF-8 are sent as the exact bytes (base64), not
+		// as JSON strings with U+FFFD in their place: the SET wrote the key
+		// "t/\ufffd", the DELETE and the CAS missed the key (attack round 6).
+		bin, val := "t/\xff\xfe", "v\xfe"
+		mustCLI(t, "put", bin, "old", addr)
+		mustCLI(t, "txn", addr, "delete", bin, "set", "t/x", val)
+		failWith(t, 1, "not_found", "get", bin)
+		if out := mustCLI(t, "get", "t/x", addr); out != val+"\n" {
+			t.Fatalf("after txn set t/x %q: get %q", val, out)
+		}
+		mustCLI(t, "txn", addr, "cas", bin, "0", val)
+		if out := mustCLI(t, "get", bin, addr); out != val+"\n" {
+			t.Fatalf("after txn cas %q 0 %q: get %q", bin, val, out)
+		}
 	})
 
 	t.Run("cluster", func(t *testing.T) {

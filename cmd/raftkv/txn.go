@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 const txnSummary = `Run operations atomically: all succeed or none is applied. Operations are words:
@@ -82,11 +84,23 @@ func runTxn(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return nil
 }
 
-func opKey(op map[string]any) any {
-	if k, ok := op["key"]; ok {
-		return k
+// opKey returns an operation's key for a summary line (printable: quoted
+// when it is not plain text).
+func opKey(op map[string]any) string {
+	k, _ := op["key"].(string)
+	b64, _ := op["key_b64"].(string)
+	return printable(decodeB64(k, b64))
+}
+
+// putBytes sets op[field] to s, or op[field+"_b64"] to its base64 when s is
+// not UTF-8: a JSON string would carry U+FFFD in place of the bytes that are
+// not, and the operation would write or test another key or value.
+func putBytes(op map[string]any, field, s string) {
+	if utf8.ValidString(s) {
+		op[field] = s
+	} else {
+		op[field+"_b64"] = base64.StdEncoding.EncodeToString([]byte(s))
 	}
-	return op["key_b64"]
 }
 
 // parseTxnWords turns "set a 1 delete b cas c 0 x" into JSON ops.
@@ -106,18 +120,23 @@ func parseTxnWords(words []string) ([]map[string]any, error) {
 			return nil, usagef("ops[%d]: %s takes %d arguments", len(ops), op, n)
 		}
 		a := words[i+1 : i+1+n]
+		o := map[string]any{"op": strings.ToUpper(op)}
 		switch op {
 		case "set":
-			ops = append(ops, map[string]any{"op": "SET", "key": a[0], "value": a[1]})
+			putBytes(o, "key", a[0])
+			putBytes(o, "value", a[1])
 		case "delete":
-			ops = append(ops, map[string]any{"op": "DELETE", "key": a[0]})
+			putBytes(o, "key", a[0])
 		case "cas":
 			v, err := strconv.ParseUint(a[1], 10, 64)
 			if err != nil {
 				return nil, usagef("ops[%d]: cas VERSION %q is not a non-negative integer", len(ops), a[1])
 			}
-			ops = append(ops, map[string]any{"op": "CAS", "key": a[0], "value": a[2], "version": v})
+			putBytes(o, "key", a[0])
+			putBytes(o, "value", a[2])
+			o["version"] = v
 		}
+		ops = append(ops, o)
 		i += 1 + n
 	}
 	return ops, nil
