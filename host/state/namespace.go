@@ -46,12 +46,12 @@ func (n *Namespace) Get(key []byte) (value []byte, version uint64, ok bool) {
 }
 
 // Set stores copies of key and value with the given version (the log index of
-// the write). It panics if key is longer than abi.MaxKeySize or value longer
-// than abi.MaxValueSize: the host refuses those (RcTooLarge) before calling
-// Set, and a snapshot could not hold them.
+// the write). It panics if key is empty or longer than abi.MaxKeySize, or
+// value longer than abi.MaxValueSize: the host refuses those (RcBadArg,
+// RcTooLarge) before calling Set, and a snapshot could not hold them.
 func (n *Namespace) Set(key, value []byte, version uint64) {
-	if len(key) > abi.MaxKeySize || len(value) > abi.MaxValueSize {
-		panic(fmt.Sprintf("state: Set: key (%d bytes) or value (%d bytes) over the limit (%d, %d)",
+	if len(key) == 0 || len(key) > abi.MaxKeySize || len(value) > abi.MaxValueSize {
+		panic(fmt.Sprintf("state: Set: key (%d bytes) or value (%d bytes) outside the limits (1..%d, %d)",
 			len(key), len(value), abi.MaxKeySize, abi.MaxValueSize))
 	}
 	it := newItem(key, value, version)
