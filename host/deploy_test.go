@@ -166,7 +166,7 @@ func TestDeployCatchUp(t *testing.T) {
 	for _, viaSnapshot := range []bool{false, true} {
 		t.Run(fmt.Sprintf("snapshot=%v", viaSnapshot), func(t *testing.T) {
 			c := cluster.Start(t, cluster.Options{Nodes: 3, Configure: func(cfg *host.Config) {
-				patientRaft(cfg)
+				cluster.PatientRaft(cfg)
 				if viaSnapshot {
 					cfg.SnapshotThreshold, cfg.TrailingLogs, cfg.SnapshotInterval = 20, 5, 50*time.Millisecond
 					// Compaction deletes whole WAL segments: small ones, so

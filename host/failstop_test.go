@@ -31,17 +31,6 @@ func lead(t *testing.T, c *cluster.Cluster, m *cluster.Member) {
 	}, "%s did not become the leader", m.ID)
 }
 
-// patientRaft gives a test cluster Raft timeouts that a 2-core machine
-// keeps under the race detector while its three nodes, in one process,
-// compile and run big trusted plugins: with the defaults (a 500 ms lease)
-// the leader lost its quorum's contact for about a second during deploys
-// and spins, and these tests failed with "leadership lost" on a fresh VM,
-// at this commit and the one before. What they test is applying, failing
-// and catching up, not election timing.
-func patientRaft(cfg *host.Config) {
-	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 4*time.Second, 4*time.Second, 2*time.Second
-}
-
 // deploySlow deploys the slow test plugin trusted (unmetered): its spins run
 // until they end or reach the wall-clock limit, the stand-in for an
 // unmetered host bug.
@@ -122,7 +111,7 @@ func httpGet(t *testing.T, h *httpapi.API, path string) (int, string) {
 // and ends with the others' state.
 func TestFailStopLeader(t *testing.T) {
 	c := cluster.Start(t, cluster.Options{Nodes: 3, Configure: func(cfg *host.Config) {
-		patientRaft(cfg)
+		cluster.PatientRaft(cfg)
 		cfg.PluginCallTimeout = host.LongCallTimeout
 		if cfg.NodeID == "n1" {
 			cfg.PluginCallTimeout = host.ShortCallTimeout
@@ -194,7 +183,7 @@ func TestFailStopLeader(t *testing.T) {
 // activates it and ends with the others' state.
 func TestDeployTimeLimitFailStops(t *testing.T) {
 	c := cluster.Start(t, cluster.Options{Nodes: 3, Configure: func(cfg *host.Config) {
-		patientRaft(cfg)
+		cluster.PatientRaft(cfg)
 		cfg.PluginCallTimeout = host.LongCallTimeout
 		if cfg.NodeID == "n3" {
 			cfg.PluginCallTimeout = host.ShortCallTimeout

@@ -101,7 +101,7 @@ func accountHistory(t testing.TB, n *host.Node, account string) []historyTx {
 // built from v1's transactions visible on every node.
 func TestClusterUpgrade(t *testing.T) {
 	v1, v2 := buildModule(t, "."), buildModule(t, "./v2")
-	c := cluster.Start(t, cluster.Options{Nodes: 3})
+	c := cluster.Start(t, cluster.Options{Nodes: 3, Configure: cluster.PatientRaft})
 	info1 := deploy(t, c.Leader().Node, v1)
 
 	const accounts, initial = 8, 1000

@@ -37,7 +37,7 @@ func TestCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := cluster.Start(t, cluster.Options{Nodes: 3})
+	c := cluster.Start(t, cluster.Options{Nodes: 3, Configure: cluster.PatientRaft})
 	var nodes []*client.Client // one per node, pinned to it
 	var follower *client.Client
 	for _, mem := range c.Members {

@@ -138,6 +138,19 @@ func Start(t testing.TB, opts Options) *Cluster {
 	return c
 }
 
+// PatientRaft gives a test cluster Raft timeouts (4 s, a 2 s lease) that a
+// 2-core machine keeps under the race detector while the nodes, which share
+// one process and its CPU, deploy and run big Go-built plugins. With the
+// defaults (a 500 ms lease) the leader lost its quorum's contact for a
+// second at a time on a fresh VM: every deploy attempt of
+// examples/ledger's TestClusterUpgrade answered "leadership lost" (54 in
+// CI), and host's TestDeployCatchUp failed 4 runs in 5, at a commit whose
+// CI had passed the day before. For tests of applying, deploying, failing
+// and catching up, not of election timing.
+func PatientRaft(cfg *host.Config) {
+	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 4*time.Second, 4*time.Second, 2*time.Second
+}
+
 var (
 	cacheOnce sync.Once
 	cacheErr  error
