@@ -99,17 +99,6 @@ func (l *leaderCommits) lastHeard() time.Time {
 	return l.last
 }
 
-// observe records a request that arrived at now with the leader's commit
-// index (tests; the node calls observeRequest).
-func (l *leaderCommits) observe(now time.Time, commit uint64) {
-	if commit == 0 {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.observeLocked(now, commit)
-}
-
 // heardLocked records a request's arrival.
 func (l *leaderCommits) heardLocked(now time.Time) {
 	if !l.last.IsZero() && now.Sub(l.last) > 2*l.window {

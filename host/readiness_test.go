@@ -12,6 +12,17 @@ import (
 	"github.com/hashicorp/raft"
 )
 
+// observe records a request that arrived at now with a commit index that
+// counts (observeRequest decides that for the node's requests).
+func (l *leaderCommits) observe(now time.Time, commit uint64) {
+	if commit == 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.observeLocked(now, commit)
+}
+
 // TestLeaderCommits: the target is the leader's commit index as of a
 // window ago, or the first one heard while every sample is younger; the
 // last one heard stays the target of an idle cluster.
