@@ -308,6 +308,73 @@ func TestTrustedRunsUnmetered(t *testing.T) {
 	}
 }
 
+// TestLoopDoesNotPauseTheProcess: a plugin looping for two seconds does not
+// pause the rest of its process, its node's Raft included, while the
+// process collects garbage. Go cannot preempt a goroutine inside compiled
+// wasm code, and the collector's stop-the-world waits for every goroutine;
+// a module compiled without wazero's termination checks (Config.Trusted:
+// only the embedded default plugin) holds the whole process for as long as
+// it loops (measured: a ticker's gap was the loop's 3.4 s). Every other
+// module calls into Go at each loop header, where it can be preempted.
+// Here the plugin is Limits.Trusted (unmetered, with the checks) so that
+// the loop lasts the wall-clock limit on any machine; metered loops have
+// the same checks. Without them the loop would not stop at all.
+func TestLoopDoesNotPauseTheProcess(t *testing.T) {
+	const spin = 2 * time.Second
+	r := newRuntime(t, spin)
+	opts := testOpts
+	opts.Limits.Trusted = true
+	n := newNode(t, r, loadHostile(t, r, opts))
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var sink atomic.Pointer[[]byte]
+	var maxGap atomic.Int64
+	wg.Add(2)
+	go func() { // allocates, so the collector runs and stops the world
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			b := make([]byte, 64<<10)
+			sink.Store(&b)
+		}
+	}()
+	go func() { // stands for Raft's heartbeats: how long was it held up?
+		defer wg.Done()
+		last := time.Now()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			now := time.Now()
+			if g := int64(now.Sub(last)); g > maxGap.Load() {
+				maxGap.Store(g)
+			}
+			last = now
+		}
+	}()
+	start := time.Now()
+	var err error
+	n.s.Update(func() { _, err = n.in.Apply(context.Background(), n.ns, batch(1, "loop")) })
+	took := time.Since(start)
+	close(stop)
+	wg.Wait()
+	if !errors.Is(err, plugin.ErrTimeLimit) {
+		t.Fatalf("a loop with a %v limit: %v, want ErrTimeLimit", spin, err)
+	}
+	gap := time.Duration(maxGap.Load())
+	t.Logf("the loop ran %v; the longest a ticker goroutine waited: %v", took.Round(time.Millisecond), gap.Round(time.Millisecond))
+	if gap > took/2 {
+		t.Fatalf("a goroutine beside a %v plugin loop waited %v: the loop held the process", took.Round(time.Millisecond), gap)
+	}
+}
+
 // TestGuestMemoryPersists documents what the host cannot prevent cheaply
 // (ABI.md, section 5): a plugin that keeps state in guest memory across
 // entries computes differently on an instance with another history. Nothing

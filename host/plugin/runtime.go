@@ -57,8 +57,12 @@ type Config struct {
 	// Trusted lists the sha256 (hex) of modules that run without fuel and
 	// without wazero's termination checks, which cost about half of the
 	// apply throughput of a Go plugin. A trusted module's overrun of
-	// CallTimeout cannot be interrupted, so trust only code shipped with
-	// raftkv (the embedded default plugin); every other module keeps the
+	// CallTimeout cannot be interrupted, and while its code runs without a
+	// host call Go cannot preempt it, so a garbage collection's
+	// stop-the-world waits for it: the whole process, Raft included, pauses
+	// (TestLoopDoesNotPauseTheProcess shows the checks prevent it). So trust
+	// only code shipped with raftkv (the embedded default plugin, which
+	// calls the host for every command); every other module keeps the
 	// checks. (A plugin an operator trusts is another thing: Limits.Trusted,
 	// replicated, unmetered but with the checks.)
 	Trusted map[string]bool
