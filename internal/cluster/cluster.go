@@ -105,7 +105,8 @@ func FastConfig() host.Config {
 	cfg.DefaultPlugin = kvwasm.Module
 	// The tests share one compiled-code cache (SharedCache), which holds
 	// far more than a node's bound; trimmed, it could evict the kv module
-	// (26 s to compile again under the race detector) while tests run.
+	// (13-26 s to compile again under a plain -race, 2-3 s under make test's
+	// RACEFLAGS, wazero's compiler uninstrumented) while tests run.
 	cfg.PluginCacheMaxBytes = 0
 	return cfg
 }
@@ -166,7 +167,8 @@ var (
 
 // SharedCache returns a compiled-code cache shared by every node of every
 // test binary, with the default plugin already compiled into it. Compiling
-// kv.wasm takes ~3 s, and ~26 s under the race detector; doing it once, before
+// kv.wasm takes 1-3 s, 13-26 s under a plain -race (2-3 s under make test's
+// RACEFLAGS, wazero's compiler uninstrumented); doing it once, before
 // any node starts, keeps a compile from starving Raft of CPU mid-test.
 // wazero writes cache entries atomically, so concurrent test binaries may share it.
 func SharedCache(t testing.TB) string {
