@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	kvclient "github.com/raftkv/raftkv/client"
+	"github.com/raftkv/raftkv/host/plugin"
 	"github.com/raftkv/raftkv/plugins/kv/kvwasm"
 )
 
@@ -218,6 +220,20 @@ func TestCLI(t *testing.T) {
 		}
 		if out := mustCLI(t, "plugin", "list", addr); !strings.Contains(out, "\nkv ") || !strings.Contains(out, "\nkv2 ") {
 			t.Fatalf("plugin list: %q", out)
+		}
+		// An upgrade names the module running by the 12 characters plugin
+		// list shows (kv with a custom section appended: another hash).
+		other := filepath.Join(t.TempDir(), "kv2b.wasm")
+		if err := os.WriteFile(other, append(slices.Clone(kvwasm.Module), 0, 6, 4, 't', 'e', 's', 't', 'x'), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		short := shortHash(plugin.HashOf(kvwasm.Module))
+		if out := mustCLI(t, "plugin", "list", addr); !strings.Contains(out, short) {
+			t.Fatalf("plugin list does not show %s: %q", short, out)
+		}
+		failWith(t, 1, "precondition_failed", "plugin", "deploy", "kv2", other, "--upgrade", "0123456789ab")
+		if out := mustCLI(t, "plugin", "deploy", "kv2", other, "--upgrade", short, addr); !strings.Contains(out, shortHash(plugin.HashOf(append(slices.Clone(kvwasm.Module), 0, 6, 4, 't', 'e', 's', 't', 'x')))) {
+			t.Fatalf("plugin deploy --upgrade %s: %q", short, out)
 		}
 		mustCLI(t, "plugin", "command", "kv2", `{"op":"SET","key":"k","value":"v"}`, addr)
 		out := mustCLI(t, "plugin", "query", "kv2", `{"op":"GET","key":"k"}`, "--consistency", "linearizable", addr)

@@ -81,7 +81,7 @@ func pluginDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := newFlagSet("plugin deploy", "NAME FILE.wasm [--upgrade HASH] [--fuel N] [--memory SIZE] ... [flags]", "Deploy FILE.wasm as the new plugin NAME, or with --upgrade upgrade it (its state is kept and its\nmigrate entry point runs once). The leader validates the module first; an invalid one is refused\nwith the reason. Limits not given keep the plugin's current values (the defaults, for a new plugin).", stdout)
 	cf := addClientFlags(fs)
 	quiet := fs.Bool("quiet", false, "no progress on standard error")
-	upgrade := fs.String("upgrade", "", "upgrade the plugin, which must run the module of this hash (raftkv plugin list shows it; * for any)")
+	upgrade := fs.String("upgrade", "", "upgrade the plugin, which must run the module of this hash or hash prefix (raftkv plugin list shows it; * for any)")
 	force := fs.Bool("force", false, "upgrade even to a module whose raftkv_info name differs from the running module's")
 	trusted := fs.Bool("trusted", false, "run the module without fuel (you vouch that it ends: a loop in it stops every node until raftkv plugin quarantine); given at each deploy, not kept by an upgrade")
 	lf := addLimitFlags(fs)
@@ -114,7 +114,7 @@ func pluginDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *quiet {
 		progressOut = io.Discard
 	}
-	info, err := deployWithPhases(ctx, c, pos[0], wasm, q, ifMatchHeader(*upgrade), progressOut) // phases.go
+	info, err := deployWithPhases(ctx, c, pos[0], wasm, q, ifMatchHeader(fullHash(ctx, c, pos[0], *upgrade)), progressOut) // phases.go
 	if err != nil {
 		return err
 	}

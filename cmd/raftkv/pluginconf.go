@@ -181,7 +181,7 @@ func pluginSetLimits(ctx context.Context, args []string, stdout io.Writer) error
 	if len(q) == 0 {
 		err = c.doJSON(ctx, http.MethodGet, pluginPath(pos[0]), nil, nil, &p)
 	} else {
-		err = c.doJSONHeader(ctx, http.MethodPut, pluginPath(pos[0])+"/limits", q, ifMatchHeader(*ifHash), &p)
+		err = c.doJSONHeader(ctx, http.MethodPut, pluginPath(pos[0])+"/limits", q, ifMatchHeader(fullHash(ctx, c, pos[0], *ifHash)), &p)
 	}
 	if err != nil {
 		return err
@@ -211,6 +211,27 @@ func pluginReset(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 // ifMatchHeader is the If-Match header naming a module hash, nil for "".
+// fullHash returns the hash of the module the plugin name runs if hash is
+// a prefix of it of at least 8 characters (plugin list shows 12, deploy
+// prints 12), so that --upgrade and --if-hash take what the CLI shows. Any
+// other hash ("*", a full one, one the plugin does not run) is returned as
+// given, for the leader to check: the upgrade stays conditional on the
+// module running now.
+func fullHash(ctx context.Context, c *client, name, hash string) string {
+	h := strings.ToLower(strings.TrimPrefix(hash, "sha256:"))
+	if len(h) < 8 || len(h) >= 64 {
+		return hash
+	}
+	var p pluginDetail
+	if err := c.doJSON(ctx, http.MethodGet, pluginPath(name), url.Values{"consistency": {"linearizable"}}, nil, &p); err != nil {
+		return hash
+	}
+	if full := strings.TrimPrefix(p.Hash, "sha256:"); strings.HasPrefix(full, h) {
+		return full
+	}
+	return hash
+}
+
 func ifMatchHeader(hash string) http.Header {
 	if hash == "" {
 		return nil
