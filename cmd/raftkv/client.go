@@ -145,14 +145,55 @@ func newClientEndpoints(addrs []string, token, caFile string, timeout time.Durat
 // at returns a copy of c whose calls all go to its first endpoint, with no
 // failover (retries stay there): for what is about one node (status).
 func (c *client) at() (*client, error) {
-	api, err := c.api.At(c.base)
+	return c.pin(c.base)
+}
+
+func (c *client) pin(addr string) (*client, error) {
+	api, err := c.api.At(addr)
 	if err != nil {
 		return nil, err
 	}
 	cc := *c
-	cc.api = api
+	cc.api, cc.base = api, addr
 	return &cc, nil
 }
+
+// answering is at() for a command that shows one node's view (status,
+// members): the first endpoint that answers at all (any HTTP status), so
+// that with several endpoints the command works while a node is down. A
+// node that accepts the connection but does not answer (a stopped process)
+// is given answerWait.
+func (c *client) answering(ctx context.Context) (*client, error) {
+	eps := c.api.Endpoints()
+	if len(eps) == 1 {
+		return c.at()
+	}
+	var errs []string
+	for _, ep := range eps {
+		pc, err := c.pin(ep)
+		if err != nil {
+			return nil, err
+		}
+		pctx, cancel := context.WithTimeout(ctx, answerWait)
+		resp, err := pc.api.Do(pctx, kvclient.Request{Method: http.MethodGet, Path: "/v1/version", Once: true})
+		cancel()
+		var ae *apiError
+		if err == nil {
+			resp.Body.Close()
+			return pc, nil
+		} else if errors.As(err, &ae) && ae.Status != 0 {
+			return pc, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		errs = append(errs, fmt.Sprintf("%s: %v", ep, err))
+	}
+	return nil, fmt.Errorf("%w: %s", kvclient.ErrUnavailable, strings.Join(errs, "; "))
+}
+
+// answerWait bounds how long answering waits for each node.
+const answerWait = 3 * time.Second
 
 // sizedReader is a request body of known length.
 type sizedReader struct {

@@ -27,7 +27,7 @@ func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	cf := addClientFlags(fs)
 	_, c, err := parseClient(fs, cf, args, 0, 0)
 	if err == nil {
-		c, err = c.at() // the view of the node asked, not the leader's
+		c, err = c.answering(ctx) // the view of the node asked, not the leader's
 	}
 	if err != nil {
 		return err

@@ -28,9 +28,10 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	// Every line is about the node asked: no failover to another node when
-	// it has no leader or is not ready (its 503 is the answer).
-	if c, err = c.at(); err != nil {
+	// Every line is about the node asked (the first that answers): no
+	// failover to another node when it has no leader or is not ready (its
+	// 503 is the answer).
+	if c, err = c.answering(ctx); err != nil {
 		return err
 	}
 	a, err := getCluster(ctx, c)

@@ -176,6 +176,22 @@ func TestClientFailover(t *testing.T) {
 	if out := mustCLI(t, "get", "fo/cli", "--consistency", "linearizable", "--endpoints", all); out != "yes\n" {
 		t.Fatalf("get --endpoints: %q", out)
 	}
+	// status and members show the view of the first node that answers.
+	var ms []kvclient.Member
+	if err := json.Unmarshal([]byte(mustCLI(t, "members", "--json", "--endpoints", all)), &ms); err != nil || len(ms) != 3 {
+		t.Fatalf("members --endpoints with the dead node first: %+v (%v)", ms, err)
+	}
+	for _, m := range ms {
+		if m.ID == old.id && m.Reachable {
+			t.Fatalf("members --endpoints: the dead %s is reachable: %+v", old.id, ms)
+		}
+	}
+	if out := mustCLI(t, "status", "--endpoints", all); !strings.Contains(out, newID) {
+		t.Fatalf("status --endpoints with the dead node first: %q", out)
+	}
+	if r := cli(t, "status", "--addr", old.url(), "--timeout", "5s"); r.code != exitError || !strings.Contains(r.stderr, "no node answered") {
+		t.Fatalf("status of the dead node alone: %+v", r)
+	}
 	// --addr alone on the dead node fails.
 	if r := cli(t, "get", "fo/cli", "--addr", old.url(), "--timeout", "5s"); r.code != exitError || !strings.Contains(r.stderr, "no node answered") {
 		t.Fatalf("get through the dead node alone: %+v", r)
