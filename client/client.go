@@ -467,6 +467,8 @@ func (c *Client) retryable(req *Request, err error, rewindable bool) bool {
 		return false
 	}
 	switch {
+	case ae.Code == "quarantined":
+		return false // the whole cluster's state, until a deploy or an operator lifts it
 	case ae.Status == http.StatusServiceUnavailable, ae.Status == http.StatusTooManyRequests:
 		return true // refused before anything was proposed
 	case ae.Status == http.StatusGatewayTimeout:

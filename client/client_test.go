@@ -453,6 +453,16 @@ func TestRetryOnlyWhereSafe(t *testing.T) {
 			t.Fatalf("%+v %v after %d requests", info, err, s.count())
 		}
 	})
+	t.Run("a quarantined plugin is final", func(t *testing.T) {
+		// Quarantine is replicated: another node, or the same one later,
+		// answers the same until an operator acts (the CLI took 26 s).
+		s := newScript(t, apiErr(503, "quarantined"), ok(`{}`))
+		_, err := newClient(t, cfg(s)).Do(ctx, client.Request{Method: http.MethodPost, Path: "/v1/plugins/p/query", Body: []byte("{}")})
+		var ae *client.Error
+		if !errors.As(err, &ae) || ae.Code != "quarantined" || s.count() != 1 {
+			t.Fatalf("%v after %d requests", err, s.count())
+		}
+	})
 	t.Run("a 4xx is final", func(t *testing.T) {
 		s := newScript(t, apiErr(409, "conflict"), ok(`{"version":7}`))
 		if _, err := newClient(t, cfg(s)).CAS(ctx, "k", 1, nil); !client.IsConflict(err) || s.count() != 1 {
