@@ -205,7 +205,11 @@ func (r *Router) route(data []byte, kind string, own, other map[string]*route) (
 		}
 		return nil, BadRequest("op %s is a %s: send it as a %s, not a %s", quote([]byte(op)), otherKind, otherKind, kind)
 	}
-	return nil, BadRequest("unknown %s op %s (%ss: %s)", kind, quote([]byte(op)), kind, strings.Join(slices.Sorted(mapKeys(own)), ", "))
+	plural := "commands"
+	if kind == "query" {
+		plural = "queries"
+	}
+	return nil, BadRequest("unknown %s op %s (%s: %s)", kind, quote([]byte(op)), plural, strings.Join(slices.Sorted(mapKeys(own)), ", "))
 }
 
 func mapKeys(m map[string]*route) func(func(string) bool) {

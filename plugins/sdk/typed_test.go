@@ -84,6 +84,9 @@ func TestRouter(t *testing.T) {
 	if q := st.Query(r, mustMarshal(t, map[string]any{"op": "get", "name": "zz"})); q.Code != abi.CodeNotFound {
 		t.Errorf("missing name: %v", q.Err())
 	}
+	if q := st.Query(r, mustMarshal(t, map[string]any{"op": "nope"})); q.Code != abi.CodeBadRequest || !strings.Contains(q.Err().Error(), `unknown query op "nope" (queries: `) {
+		t.Errorf("unknown query op: %v", q.Err())
+	}
 
 	// Every malformed input is a bad_request that says what is wrong, and
 	// changes nothing.
