@@ -85,3 +85,41 @@ func TestLogsCleanShutdown(t *testing.T) {
 		}
 	}
 }
+
+// TestPluginLogNotRepeatedOnReplay: a plugin's log line is logged when its
+// entry applies, not again when the restarted node replays the entry from
+// its log, and a new entry's line is logged after the restart.
+func TestPluginLogNotRepeatedOnReplay(t *testing.T) {
+	var base slog.Handler
+	first, second := logtest.New(slog.LevelInfo), logtest.New(slog.LevelInfo)
+	c := cluster.Start(t, cluster.Options{Nodes: 1, Configure: func(cfg *host.Config) {
+		base = cfg.Logger.Handler()
+		cfg.Logger = slog.New(slog.NewMultiHandler(base, first))
+	}})
+	m := c.Leader()
+	deploySlow(t, m.Node, "slow", host.SlowWasm(t, "1"))
+	spins := func(r *logtest.Recorder) int {
+		return len(r.Records(func(r logtest.Record) bool { return strings.Contains(r.Message, "spinning in raftkv_apply") }))
+	}
+	apply := func(data string) {
+		t.Helper()
+		if res, err := c.Leader().Node.Apply(context.Background(), "slow", []byte(data)); err != nil || !res.OK() {
+			t.Fatalf("%s: %+v %v", data, res, err)
+		}
+	}
+	apply("spin 10 a")
+	if n := spins(first); n != 1 {
+		t.Fatalf("the entry's log line was logged %d times, want 1", n)
+	}
+	m.Reconfigure(func(cfg *host.Config) { cfg.Logger = slog.New(slog.NewMultiHandler(base, second)) })
+	c.Restart(m)
+	c.WaitConverged(1)
+	apply("set b 1") // the replay is done: this entry follows it
+	if n := spins(second); n != 0 {
+		t.Fatalf("the replayed entry's log line was logged again (%d times)", n)
+	}
+	apply("spin 10 c")
+	if n := spins(second); n != 1 {
+		t.Fatalf("a new entry after the restart: its log line logged %d times, want 1", n)
+	}
+}

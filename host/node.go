@@ -261,6 +261,14 @@ func New(cfg Config) (_ *Node, err error) {
 		}
 		log.Info("bootstrapped a new single-node cluster")
 	}
+	// The entries the node holds when it starts were applied before a
+	// restart (or, not yet applied here, on the members that committed
+	// them): their plugin output is not logged again as raft replays them.
+	if existing {
+		if last, err := n.logStore.LastIndex(); err == nil {
+			n.rt.SetQuietThrough(last)
+		}
+	}
 	if err := logstore.Contain(cfg.DataDir, func() (err error) {
 		n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.logStore, snaps, n.otrans)
 		return err

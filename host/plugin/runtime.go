@@ -229,9 +229,10 @@ func (r *Runtime) Close(ctx context.Context) error {
 }
 
 // SetQuietThrough suppresses the plugin log output (the log host function,
-// stdout, stderr) of entries with an index up to index: the FSM calls it
-// with the last index it applied before a restart, so that replaying those
-// entries does not log them again. Suppressed lines are counted
+// stdout, stderr) of entries with an index up to index: a node calls it
+// with the last index of its log when it starts (host.New), so that raft's
+// replay of those entries does not log them again
+// (TestPluginLogNotRepeatedOnReplay). Suppressed lines are counted
 // (Counters.LogLinesSuppressed). 0 suppresses nothing.
 func (r *Runtime) SetQuietThrough(index uint64) { r.quiet.Store(index) }
 
