@@ -58,6 +58,7 @@ func TestCLI(t *testing.T) {
 			t.Fatalf("get in: %q", out)
 		}
 		failWith(t, 1, "not_found", "get", "absent")
+		failWith(t, 2, "--limit must be 0 (all) or positive", "list", "--limit", "-5")
 		failWith(t, 1, "unknown consistency", "get", "a/b c", "--consistency", "bogus")
 	})
 

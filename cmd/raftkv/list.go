@@ -31,6 +31,9 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *pageSize < 1 || *pageSize > 10000 {
 		return usagef("--page-size must be in [1, 10000]")
 	}
+	if *limit < 0 {
+		return usagef("--limit must be 0 (all) or positive, got %d", *limit)
+	}
 	c, err := cf.client()
 	if err != nil {
 		return err
