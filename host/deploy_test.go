@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/abi"
 	"github.com/raftkv/raftkv/host"
 	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/internal/wasmbuild"
@@ -272,9 +273,18 @@ func TestFailingMigrationKeepsOldVersion(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	_, err := c.Followers()[0].Node.DeployPlugin(ctx, "ver", versioned(t, 2))
-	if !errors.Is(err, host.ErrInvalid) || !strings.Contains(err.Error(), "migration to v2 refused") {
-		t.Fatalf("deploy with a failing migration: %v", err)
+	// Through a follower, then through the leader.
+	for _, n := range []*host.Node{c.Followers()[0].Node, l.Node} {
+		_, err := n.DeployPlugin(ctx, "ver", versioned(t, 2))
+		if !errors.Is(err, host.ErrInvalid) || !strings.Contains(err.Error(), "migration to v2 refused") || !strings.Contains(err.Error(), "stays active") {
+			t.Fatalf("deploy through %s with a failing migration: %v", n.ID(), err)
+		}
+		// The deploy's refusal, not the plugin's result: the API would
+		// answer with the plugin's code and message alone (a code 404
+		// would read as "not found").
+		if ae := (*abi.Error)(nil); errors.As(err, &ae) {
+			t.Fatalf("through %s, a refused migration's error carries the plugin's result %+v: %v", n.ID(), ae, err)
+		}
 	}
 	c.WaitConverged(3)
 	for _, m := range c.Members {

@@ -704,7 +704,10 @@ func (f *FSM) deploy(l *raft.Log, e *Envelope, ld *loadedModule) (*Result, error
 		meta := abi.Entry{Index: l.Index, Term: l.Term, Time: f.lastTime}
 		res, err := p.inst.Migrate(ctx, f.store.Namespace(e.Plugin), mig, meta)
 		if err == nil && !res.OK() {
-			err = fmt.Errorf("%w: migration refused the upgrade: %w", ErrInvalid, res.Err())
+			// %v, not %w: the answer is the deploy's refusal (400), not the
+			// plugin's result (its code could read as "not found").
+			err = fmt.Errorf("%w: migration refused the upgrade (the module %s, version %q, stays active): %v",
+				ErrInvalid, old.mod.Hash[:min(12, len(old.mod.Hash))], old.mod.Info.Version, res.Err())
 		}
 		if err != nil {
 			p.close(ctx)
