@@ -148,6 +148,7 @@ func (c *client) at() (*client, error) {
 	return c.pin(c.base)
 }
 
+// pin returns a copy of c whose calls all go to addr, with no failover.
 func (c *client) pin(addr string) (*client, error) {
 	api, err := c.api.At(addr)
 	if err != nil {

@@ -210,7 +210,6 @@ func pluginReset(ctx context.Context, args []string, stdout io.Writer) error {
 	return err
 }
 
-// ifMatchHeader is the If-Match header naming a module hash, nil for "".
 // fullHash returns the hash of the module the plugin name runs if hash is
 // a prefix of it of at least 8 characters (plugin list shows 12, deploy
 // prints 12), so that --upgrade and --if-hash take what the CLI shows. Any
@@ -232,6 +231,7 @@ func fullHash(ctx context.Context, c *client, name, hash string) string {
 	return hash
 }
 
+// ifMatchHeader is the If-Match header naming a module hash, nil for "".
 func ifMatchHeader(hash string) http.Header {
 	if hash == "" {
 		return nil
