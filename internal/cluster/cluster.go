@@ -414,7 +414,14 @@ func (c *Cluster) Followers() []*Member {
 // as the leader's commit index, and every one has the default plugin.
 func (c *Cluster) WaitConverged(n int) {
 	c.t.Helper()
-	Poll(c.t, 30*time.Second, func() bool {
+	c.WaitConvergedWithin(n, 30*time.Second)
+}
+
+// WaitConvergedWithin is WaitConverged with a time limit of its own: for a
+// member that must replay long plugin calls first.
+func (c *Cluster) WaitConvergedWithin(n int, limit time.Duration) {
+	c.t.Helper()
+	Poll(c.t, limit, func() bool {
 		l := c.Leader()
 		commit := l.Node.Stats().CommitIndex
 		running := 0
