@@ -267,6 +267,55 @@ func testRemovedNodeIsRefused(t *testing.T, network string) {
 	}
 }
 
+// TestRemovalReachesASlowNode: Raft sends a removed member the entry that
+// removes it once, on its way out, and revoking the member's key closes its
+// connections. A member whose link is slow when it is removed must still
+// learn its removal: the leader revokes the key only once the member says
+// it holds that entry. Without the wait the revocation reset the
+// connection 90 ms after the removal, with the entry still on its way, and
+// the member never knew it was removed: it called elections that every
+// member refused, and said it had no leader (test/system's
+// TestServeRemovedNodeRestarted failed so in CI, with a node still
+// catching up).
+func TestRemovalReachesASlowNode(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3, Configure: cluster.PatientRaft})
+	victim, l := c.Followers()[0], c.Leader()
+	mustSet(t, l.Node, "before", "removal")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// What the leader sends the victim from here on is held by the
+	// victim's proxy: the removal's last append among it.
+	victim.Proxy.Hold(l.IP)
+	removed := make(chan error, 1)
+	go func() { removed <- l.Node.Remove(ctx, victim.ID) }()
+	var err error
+	released := false
+	select {
+	case err = <-removed: // without the wait: the key is revoked, the held append lost
+	case <-time.After(time.Second):
+		victim.Proxy.Release(l.IP) // the link recovers, as the leader waits
+		released = true
+		err = <-removed
+	}
+	if !released {
+		victim.Proxy.Release(l.IP)
+	}
+	if err != nil {
+		t.Fatalf("remove %s: %v", victim.ID, err)
+	}
+	cluster.Poll(t, 10*time.Second, func() bool { return victim.Node.Removed() != "" },
+		"%s does not know it was removed: its configuration still lists it", victim.ID)
+	if st := victim.Node.Status(false); !strings.Contains(st.Removed, "was removed from the cluster") {
+		t.Errorf("%s's status: removed = %q", victim.ID, st.Removed)
+	}
+	// Its key is revoked all the same.
+	for _, m := range c.Members {
+		if m != victim {
+			waitRefused(t, c, victim, m)
+		}
+	}
+}
+
 // lazyErr prints the error *p holds when it is formatted.
 type lazyErr struct{ p *error }
 

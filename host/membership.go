@@ -204,7 +204,9 @@ func (n *Node) timeout(ctx context.Context) time.Duration {
 }
 
 // Remove removes a member by ID and revokes its keys on every node. It
-// returns once both are committed.
+// returns once both are committed. Between the two it waits, up to
+// removalGrace, for the removed node to hold its removal
+// (awaitRemovalKnown).
 //
 // The leader is not removed by itself: revoking its own key first would cut
 // it off from the followers before its removal could commit (leaving a
@@ -257,9 +259,11 @@ func (n *Node) removeLocal(ctx context.Context, nodeID string) error {
 	if err := cf.Error(); err != nil {
 		return mapRaftErr(err)
 	}
-	found, otherVoters := false, 0
+	found, otherVoters, addr := false, 0, ""
 	for _, s := range cf.Configuration().Servers {
-		found = found || string(s.ID) == nodeID
+		if string(s.ID) == nodeID {
+			found, addr = true, string(s.Address)
+		}
 		if s.Suffrage == raft.Voter && string(s.ID) != n.cfg.NodeID {
 			otherVoters++
 		}
@@ -279,7 +283,59 @@ func (n *Node) removeLocal(ctx context.Context, nodeID string) error {
 		return mapRaftErr(err)
 	}
 	n.log.Info("member removed", "id", nodeID)
+	n.awaitRemovalKnown(ctx, nodeID, addr)
 	return n.revoke(ctx, nodeID)
+}
+
+// removalGrace bounds how long Remove waits, between a member's removal and
+// the revocation of its key, for the removed node to hold the entry that
+// removes it (awaitRemovalKnown).
+const removalGrace = 5 * time.Second
+
+// awaitRemovalKnown waits until the removed node id at addr says it was
+// removed (its status's Removed), at most removalGrace or half of what is
+// left of ctx, and not at all when no connection to it can be made.
+//
+// A removed node learns its removal only from the configuration entry that
+// removes it, which Raft sends it once, on its way out; revoking its key
+// closes its connections, and an append still in flight then never lands.
+// The node then never knows it was removed: it calls elections that every
+// member refuses at the SSH handshake, and says it has no leader where it
+// should say it was removed (CI, 2026-12-05: a node removed while it was
+// catching up, its key revoked 90 ms after Raft stopped replicating to it).
+// Waiting cannot help a node that Raft's last append missed altogether
+// (down or cut off when it was removed); it logs that.
+func (n *Node) awaitRemovalKnown(ctx context.Context, id, addr string) {
+	wait := removalGrace
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(dl)/2)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, min(time.Until(deadline), time.Second))
+		var s NodeStatus
+		err := n.callMember(cctx, addr, peerrpc.Status.Name, statusBody, &s)
+		cancel()
+		switch {
+		case err == nil && s.Removed != "":
+			return
+		case neverSent(err):
+			n.log.Info("removed member is unreachable: it cannot learn its removal, and keeps calling elections that the members refuse",
+				"id", id, "err", err)
+			return
+		case time.Now().After(deadline):
+			n.log.Warn("removed member did not confirm its removal in time; revoking its key: it may keep calling elections that the members refuse",
+				"id", id, "waited", wait, "err", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.shutdown:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // handOver transfers leadership to another voter, so that the new leader can

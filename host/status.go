@@ -26,6 +26,7 @@ type NodeStatus struct {
 	AppliedIndex uint64 `json:"applied_index" msgpack:"applied_index"`
 	Ready        bool   `json:"ready" msgpack:"ready"`
 	Failure      string `json:"failure,omitempty" msgpack:"failure,omitempty"` // why it stopped applying (fail-stop)
+	Removed      string `json:"removed,omitempty" msgpack:"removed,omitempty"` // why it takes no part: its configuration lacks it (Node.Removed)
 	Version      string `json:"version" msgpack:"version"`
 	Commit       string `json:"commit,omitempty" msgpack:"commit,omitempty"`
 	// Keys is the number of keys of every plugin's state; DiskBytes the size
@@ -66,7 +67,7 @@ func (n *Node) Status(digests bool) NodeStatus {
 		Term: st.Term, LastIndex: st.LastIndex, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex,
 		Ready: st.Ready, Failure: st.Failure, Version: bi.Version, Commit: bi.Commit,
 		DiskBytes: n.diskUsage(), Plugins: make([]PluginStatus, 0, len(st.Plugins)), Time: time.Now().UTC(),
-		Divergence: st.Divergence, LastDigestCheck: n.LastDigestCheck(),
+		Divergence: st.Divergence, LastDigestCheck: n.LastDigestCheck(), Removed: n.Removed(),
 	}
 	for _, p := range st.Plugins {
 		ps := PluginStatus{Name: p.Name, Version: p.Version, Hash: p.Hash, Keys: p.Keys}
