@@ -1,4 +1,5 @@
-# raftkv — see README.md. `make run` starts a node, `make test` runs every test.
+# raftkv — see README.md. `make run` starts a node, `make test` runs the test
+# suite, `make test-system` the system tests too.
 GO       ?= go
 WASM_ENV := GOOS=wasip1 GOARCH=wasm
 KV_WASM  := plugins/kv/kvwasm/kv.wasm
@@ -8,13 +9,14 @@ BENCHBIN := bin/raftkv-bench
 # plugins/sdk), its own modules so that a plugin's go.mod does not pull in
 # raft, wazero or SSH (bench/etcd has its own targets).
 MODULES  := . abi plugins/sdk
-# Every Fuzz target in the tree runs for FUZZTIME in `make test`: a count of
+# make fuzz runs every Fuzz target in the tree for FUZZTIME (.ci/run does; go
+# test runs their seed corpora in make test): a count of
 # executions, not a duration, because Go 1.26's fuzz coordinator can fail a
 # duration run at its deadline with a bare "context deadline exceeded" and no
 # failing input on a loaded machine (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 50000x
 
-.PHONY: all build run deps raceflags test test-rust test-short test-docker fuzz crashtest chaos plugins bench bench-etcd bench-scale bench-go lint check clean
+.PHONY: all build run deps raceflags test test-system test-rust test-short test-docker fuzz crashtest chaos plugins bench bench-etcd bench-scale bench-go lint check clean
 
 all: build
 
@@ -51,12 +53,20 @@ RACEFLAGS := -race -gcflags=$(WAZEVO)/ssa=-race=false -gcflags=$(WAZEVO)/fronten
 raceflags:
 	@echo "$(RACEFLAGS)"
 
+# make test is every test but the system tests, under the race detector:
+# under -short a test of several in-process nodes (internal/cluster.Start),
+# of the built binary's processes (test/system), or a long property or
+# crash-injection run skips. make test-system runs every test, those
+# included (about 30 minutes on 2 cores; the in-process clusters wait on
+# Raft's timeouts, not on the CPU); .ci/run runs both, and the fuzzers.
 # Test artefacts (the /ui page's screenshots) go to bin/artifacts.
 test: deps
 	for m in $(MODULES); do $(GO) -C $$m vet ./... || exit 1; done
 	$(MAKE) test-rust
+	for m in $(MODULES); do RAFTKV_ARTIFACTS=$(CURDIR)/bin/artifacts $(GO) -C $$m test $(RACEFLAGS) -short -count=1 -timeout 20m ./... || exit 1; done
+
+test-system: deps
 	for m in $(MODULES); do RAFTKV_ARTIFACTS=$(CURDIR)/bin/artifacts $(GO) -C $$m test $(RACEFLAGS) -count=1 -timeout 40m ./... || exit 1; done
-	$(MAKE) fuzz
 
 # The Rust SDK's and the Rust example's unit tests, natively, with Debian's
 # toolchain (chosen by path, as plugins/sdk-rust/build.sh does; make deps).
@@ -75,9 +85,7 @@ test-docker: deps
 	@docker info >/dev/null 2>&1 || { echo "test-docker: no Docker engine answers 'docker info'"; exit 1; }
 	RAFTKV_DOCKER_TEST=1 $(GO) test -count=1 -timeout 15m -run '^TestDocker' ./cmd/raftkv/
 
-# The unit suites: under -short a test of several in-process nodes
-# (internal/cluster.Start) or of the built binary (test/system) skips as a
-# system test; make test runs everything. Many of
+# make test's suites without the race detector, for a quick check. Many of
 # these tests wait out time limits rather than compute, so up to 8 test
 # binaries run at once (-p 8: 61 s against 104 s with the default 2 on 2 cores).
 test-short:
@@ -92,7 +100,7 @@ fuzz:
 	  done
 
 # The Raft log stores' crash-injection test, long: CRASH_ITERATIONS SIGKILLs
-# of a worker appending and truncating, per store (make test runs 20).
+# of a worker appending and truncating, per store (make test-system runs 20, make test 5).
 # CRASH_SEED replays a run.
 CRASH_ITERATIONS ?= 2000
 crashtest:

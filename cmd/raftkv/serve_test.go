@@ -101,7 +101,7 @@ func TestDefaultAdvertise(t *testing.T) {
 // rejoins from its data without calling join again.
 func TestServeJoinTLS(t *testing.T) {
 	if testing.Short() {
-		t.Skip("a two-node cluster: a system test (make test runs it)")
+		t.Skip("a two-node cluster: a system test (make test-system runs it)")
 	}
 	cert, key := selfSigned(t)
 	common := []string{"--tls-cert", cert, "--tls-key", key, "--ca-cert", cert, "--token", "tok"}

@@ -8,7 +8,7 @@
 // in cmd/raftkv instead; cmd/raftkv's own tests run the CLI in-process.
 //
 // Every test here calls buildBinary, which skips it under go test -short
-// (make test-short); make test runs them. They share the compiled-plugin
+// (make test, make test-short); make test-system runs them. They share the compiled-plugin
 // cache with cmd/raftkv's tests ($RAFTKV_TEST_WASM_CACHE, else a directory
 // under the system's temporary directory). The fault suite of longer runs
 // with partitions and linearizability checks is test/chaos.

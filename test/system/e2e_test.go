@@ -34,7 +34,7 @@ var buildOnce struct {
 const testVersion = "v0.0.0-e2e"
 
 // buildBinary builds the raftkv binary once per test process. A test that
-// runs it is a system test: under go test -short (make test-short) it skips.
+// runs it is a system test: under go test -short (make test) it skips.
 func buildBinary(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
