@@ -28,25 +28,27 @@ func echoTarget(t *testing.T) (addr string, got chan []byte) {
 	return ln.Addr().String(), got
 }
 
-func proxyTo(t *testing.T, target string) *Proxy {
+// heldConn returns a connection through a proxy that holds what 127.0.0.1
+// sends, the proxy, and the channel of what its target got.
+func heldConn(t *testing.T) (net.Conn, *Proxy, chan []byte) {
 	t.Helper()
+	target, got := echoTarget(t)
 	p, err := New("127.0.0.1:0", target)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	return p
-}
-
-// TestHoldRelease: held bytes arrive, in order, once released.
-func TestHoldRelease(t *testing.T) {
-	target, got := echoTarget(t)
-	p := proxyTo(t, target)
 	p.Hold("127.0.0.1")
 	c, err := net.Dial("tcp", p.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c, p, got
+}
+
+// TestHoldRelease: held bytes arrive, in order, once released.
+func TestHoldRelease(t *testing.T) {
+	c, p, got := heldConn(t)
 	c.Write([]byte("one "))
 	c.Write([]byte("two"))
 	select {
@@ -65,13 +67,7 @@ func TestHoldRelease(t *testing.T) {
 // TestHoldThenClose: a sender that closes while its bytes are held resets
 // the connection; the target gets none of them.
 func TestHoldThenClose(t *testing.T) {
-	target, got := echoTarget(t)
-	p := proxyTo(t, target)
-	p.Hold("127.0.0.1")
-	c, err := net.Dial("tcp", p.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, _, got := heldConn(t)
 	c.Write([]byte("lost"))
 	time.Sleep(50 * time.Millisecond) // the proxy reads it
 	c.Close()
