@@ -316,6 +316,47 @@ func TestRemovalReachesASlowNode(t *testing.T) {
 	}
 }
 
+// TestNoJoinDuringRemoval: while the leader waits for a removed member to
+// learn its removal, its key is still trusted. A join of the member in
+// that wait must not add it back: it waits for the removal to end, then
+// finds the key revoked. Without the join lock across the removal, the
+// join proved the key over the held link once it was released and added
+// the node again as a non-voter, with its key revoked a moment later.
+func TestNoJoinDuringRemoval(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Nodes: 3, Configure: cluster.PatientRaft})
+	victim, l := c.Followers()[0], c.Leader()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	victim.Proxy.Hold(l.IP)
+	removed := make(chan error, 1)
+	go func() { removed <- l.Node.Remove(ctx, victim.ID) }()
+	member := func() bool {
+		mctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		members, err := l.Node.Members(mctx)
+		return err != nil || slices.ContainsFunc(members, func(m host.Member) bool { return m.ID == victim.ID })
+	}
+	cluster.Poll(t, 10*time.Second, func() bool { return !member() }, "the removal of %s did not commit", victim.ID)
+	joined := make(chan error, 1)
+	go func() {
+		jctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		_, err := l.Node.Join(jctx, host.JoinRequest{NodeID: victim.ID, Address: victim.Addr()})
+		joined <- err
+	}()
+	time.Sleep(500 * time.Millisecond) // the join is under way, the removal still waits
+	victim.Proxy.Release(l.IP)
+	if err := <-removed; err != nil {
+		t.Fatalf("remove %s: %v", victim.ID, err)
+	}
+	if err := <-joined; !errors.Is(err, host.ErrInvalid) || !strings.Contains(err.Error(), "no key is trusted") {
+		t.Errorf("a join of %s during its removal: %v; want it refused, its key revoked", victim.ID, err)
+	}
+	if member() {
+		t.Errorf("%s is a member again after its removal", victim.ID)
+	}
+}
+
 // lazyErr prints the error *p holds when it is formatted.
 type lazyErr struct{ p *error }
 

@@ -276,6 +276,14 @@ func (n *Node) removeLocal(ctx context.Context, nodeID string) error {
 	case nodeID == n.cfg.NodeID:
 		return n.handOver(ctx, otherVoters)
 	}
+	// No join of the ID runs from here until its key is revoked: a join in
+	// the wait between the removal and the revocation (awaitRemovalKnown)
+	// would add the node back, with a key about to be revoked.
+	done, err := n.startJoining(ctx, nodeID)
+	if err != nil {
+		return err
+	}
+	defer done()
 	if err := n.checkQuorum(ctx, "removing "+nodeID, without(cf.Configuration().Servers, raft.ServerID(nodeID))); err != nil {
 		return err
 	}
@@ -448,7 +456,7 @@ func (n *Node) trustLocal(ctx context.Context, nodeID, line string) error {
 	_, joining := n.joining[nodeID]
 	n.joiningMu.Unlock()
 	if joining {
-		return fmt.Errorf("%w: node %q is joining: no other key can be trusted for it until the join ends", ErrInvalid, nodeID)
+		return fmt.Errorf("%w: node %q is joining or being removed: no other key can be trusted for it until that ends", ErrInvalid, nodeID)
 	}
 	if err := n.checkKeyUnchanged(nodeID, key); err != nil {
 		return err
@@ -461,9 +469,10 @@ func (n *Node) trustLocal(ctx context.Context, nodeID, line string) error {
 	return r.Err
 }
 
-// startJoining marks id as joining through this leader until done is
-// called. A second join of id waits for the first to end (a client that
-// retried a slow join then finds the node a member).
+// startJoining marks id as joining, or being removed, through this leader
+// until done is called. A second join of id waits for the first to end (a
+// client that retried a slow join then finds the node a member), and a join
+// waits for a removal to end (it then finds the node's key revoked).
 func (n *Node) startJoining(ctx context.Context, id string) (done func(), err error) {
 	for {
 		n.joiningMu.Lock()
@@ -486,7 +495,7 @@ func (n *Node) startJoining(ctx context.Context, id string) (done func(), err er
 		select {
 		case <-running:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: waiting for another join of %q to end: %v", ErrTimeout, id, ctx.Err())
+			return nil, fmt.Errorf("%w: waiting for another join or the removal of %q to end: %v", ErrTimeout, id, ctx.Err())
 		case <-n.shutdown:
 			return nil, ErrClosed
 		}
