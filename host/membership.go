@@ -206,7 +206,8 @@ func (n *Node) timeout(ctx context.Context) time.Duration {
 // Remove removes a member by ID and revokes its keys on every node. It
 // returns once both are committed. Between the two it waits, up to
 // removalGrace, for the removed node to hold its removal
-// (awaitRemovalKnown).
+// (awaitRemovalKnown). A removal and a join of the same ID do not overlap:
+// one waits for the other to end (startJoining).
 //
 // The leader is not removed by itself: revoking its own key first would cut
 // it off from the followers before its removal could commit (leaving a
