@@ -289,16 +289,12 @@ func TestRemovalReachesASlowNode(t *testing.T) {
 	removed := make(chan error, 1)
 	go func() { removed <- l.Node.Remove(ctx, victim.ID) }()
 	var err error
-	released := false
 	select {
 	case err = <-removed: // without the wait: the key is revoked, the held append lost
+		victim.Proxy.Release(l.IP)
 	case <-time.After(time.Second):
 		victim.Proxy.Release(l.IP) // the link recovers, as the leader waits
-		released = true
 		err = <-removed
-	}
-	if !released {
-		victim.Proxy.Release(l.IP)
 	}
 	if err != nil {
 		t.Fatalf("remove %s: %v", victim.ID, err)
@@ -313,6 +309,20 @@ func TestRemovalReachesASlowNode(t *testing.T) {
 		if m != victim {
 			waitRefused(t, c, victim, m)
 		}
+	}
+	// A member that is down is not waited for: no answer is on its way.
+	var down *cluster.Member
+	for _, m := range c.Members {
+		if m != victim && m != l {
+			down = m
+		}
+	}
+	c.Stop(down)
+	if err := l.Node.Remove(ctx, down.ID); err != nil {
+		t.Fatalf("remove %s, down: %v", down.ID, err)
+	}
+	if !c.Logged("removed member is unreachable", "id="+down.ID) || c.Logged("removed member did not confirm") {
+		t.Errorf("the removal of %s, down, waited for it to learn its removal", down.ID)
 	}
 }
 

@@ -303,7 +303,8 @@ const removalGrace = 5 * time.Second
 
 // awaitRemovalKnown waits until the removed node id at addr says it was
 // removed (its status's Removed), at most removalGrace or half of what is
-// left of ctx, and not at all when no connection to it can be made.
+// left of ctx, and no longer once a call to it fails other than by timing
+// out (it is down: nothing is on its way to it).
 //
 // A removed node learns its removal only from the configuration entry that
 // removes it, which Raft sends it once, on its way out; revoking its key
@@ -328,7 +329,9 @@ func (n *Node) awaitRemovalKnown(ctx context.Context, id, addr string) {
 		switch {
 		case err == nil && s.Removed != "":
 			return
-		case neverSent(err):
+		case err != nil && !errors.Is(err, context.DeadlineExceeded):
+			// Refused, reset or unauthenticated at once: nothing is on its
+			// way to it. (A slow link times out; that is worth the wait.)
 			n.log.Info("removed member is unreachable: it cannot learn its removal, and keeps calling elections that the members refuse",
 				"id", id, "err", err)
 			return
