@@ -215,9 +215,12 @@ func assertInstalledSnapshot(t *testing.T, c *cluster.Cluster, m *cluster.Member
 	if idx, _ := strconv.ParseUint(m.Node.Stats().Raft["last_snapshot_index"], 10, 64); idx == 0 {
 		t.Fatalf("%s caught up without a snapshot", m.ID)
 	}
-	if !c.Logged("node="+m.ID+" ", "Installed remote snapshot") {
-		t.Fatalf("%s did not install the leader's snapshot", m.ID)
-	}
+	// Raft logs the install after it has restored the state and compacted
+	// the log, so a member may have converged a while before the line is
+	// written (CI, twice: TestDigestCheckNoFalseAlarm).
+	cluster.Poll(t, 30*time.Second, func() bool {
+		return c.Logged("node="+m.ID+" ", "Installed remote snapshot")
+	}, "%s did not install the leader's snapshot", m.ID)
 }
 
 // TestInvalidModulesRefused: modules that are not wasm, target another ABI,
