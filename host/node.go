@@ -30,6 +30,15 @@ import (
 // DefaultPluginName is the plugin that always exists: the key-value store.
 const DefaultPluginName = fsm.DefaultPluginName
 
+// The cache of the last log entries written, from which the leader
+// replicates without reading them back: as many entries as Raft's own
+// default cache, and at most 16 MiB of them (a log of large transactions
+// made an entry-bounded cache hold 130 MB).
+const (
+	logCacheEntries = 1024
+	logCacheBytes   = 16 << 20
+)
+
 // Node is one raftkv server: a Raft member whose state machine is a set of
 // WebAssembly plugins, reachable by its peers over SSH. Its methods are safe
 // for concurrent use.
@@ -203,10 +212,7 @@ func New(cfg Config) (_ *Node, err error) {
 	n.watched = logstore.Watch(store)
 	n.logStore, n.logStoreKind = n.watched, kind
 	closers = append(closers, func() { n.logStore.Close() })
-	logs, err := raft.NewLogCache(1024, n.logStore)
-	if err != nil {
-		return nil, err
-	}
+	logs := logstore.NewCache(n.logStore, logCacheEntries, logCacheBytes)
 	n.logs = logs
 
 	n.trans, err = transport.New(transport.Config{

@@ -87,7 +87,7 @@ func run(args []string) error {
 	}
 	fs.StringVar(&o.bin, "raftkv-bin", "bin/raftkv", "the raftkv binary")
 	fs.Int64Var(&o.keys, "keys", defKeys, "keys to load (env BENCH_SCALE_KEYS)")
-	fs.IntVar(&o.batch, "batch", 1000, "SETs per transaction (a node caches its last 1024 log entries in memory: big transactions inflate its heap)")
+	fs.IntVar(&o.batch, "batch", 1000, "SETs per transaction")
 	fs.IntVar(&o.senders, "senders", 16, "transactions in flight")
 	fs.StringVar(&o.dir, "dir", "", "data and logs (default: a new temporary directory)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the data and logs")
@@ -129,7 +129,7 @@ func run(args []string) error {
 	if err := n1.waitReady(ctx, 2*time.Minute); err != nil {
 		return err
 	}
-	emptyHeap, _, err := n1.memory(ctx)
+	emptyHeap, _, err := n1.memory(ctx, "empty")
 	if err != nil {
 		return err
 	}
@@ -156,7 +156,7 @@ func run(args []string) error {
 	if int64(st.Keys) != o.keys {
 		return fmt.Errorf("s1 counts %d keys after loading %d", st.Keys, o.keys)
 	}
-	heap, rss, err := n1.memory(ctx)
+	heap, rss, err := n1.memory(ctx, "loaded")
 	if err != nil {
 		return err
 	}
@@ -190,7 +190,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	heapR, rssR, err := n1.memory(ctx)
+	heapR, rssR, err := n1.memory(ctx, "restarted")
 	if err != nil {
 		return err
 	}
@@ -212,7 +212,7 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("s2 did not restore a snapshot (did it replay the log instead?): %w", err)
 	}
-	heapF, rssF, err := n2.memory(ctx)
+	heapF, rssF, err := n2.memory(ctx, "follower")
 	if err != nil {
 		return err
 	}
@@ -449,9 +449,14 @@ func (n *node) waitKeys(ctx context.Context, keys int64, index uint64, limit tim
 }
 
 // memory forces a GC in the node (heap profile with gc=1), then reads its
-// heap in use by live objects and RSS from /metrics.
-func (n *node) memory(ctx context.Context) (heap, rss uint64, err error) {
-	if _, err := n.get(ctx, "http://"+n.ip+":21083/debug/pprof/heap?gc=1"); err != nil {
+// heap in use by live objects and RSS from /metrics. The profile is kept as
+// <dir>/<node>-<label>.heap.pprof, for `go tool pprof` (with --keep).
+func (n *node) memory(ctx context.Context, label string) (heap, rss uint64, err error) {
+	prof, err := n.get(ctx, "http://"+n.ip+":21083/debug/pprof/heap?gc=1")
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := os.WriteFile(filepath.Join(n.dir, n.name+"-"+label+".heap.pprof"), prof, 0o600); err != nil {
 		return 0, 0, err
 	}
 	b, err := n.get(ctx, n.http()+"/metrics")
