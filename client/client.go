@@ -252,6 +252,9 @@ func (r *Request) streamStarted() bool { return r.streamed != nil && r.streamed.
 // handling and returns a 2xx answer, whose body the caller must close. Any
 // other answer is an *Error.
 func (c *Client) Do(ctx context.Context, req Request) (*http.Response, error) {
+	if err := checkPluginPath(req.Path); err != nil {
+		return nil, err
+	}
 	if req.Write && req.Command && !c.cfg.NoIdempotencyKeys && req.Header.Get("Idempotency-Key") == "" {
 		if req.Header == nil {
 			req.Header = http.Header{}
@@ -703,4 +706,23 @@ func NewIdempotencyKey() string {
 	var b [16]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// checkPluginPath refuses a plugin path whose name the server cannot route:
+// "/v1/plugins/" with an empty name is another endpoint, and
+// "/v1/plugins//digest" is cleaned, redirected and answered for a plugin
+// named "digest"; "." and ".." are cleaned away likewise.
+func checkPluginPath(path string) error {
+	rest, ok := strings.CutPrefix(path, "/v1/plugins/")
+	if !ok {
+		return nil
+	}
+	name, _, _ := strings.Cut(rest, "/")
+	switch name {
+	case "":
+		return errors.New("raftkv: no plugin name given")
+	case ".", "..":
+		return fmt.Errorf("raftkv: plugin name %q is not valid: want a lowercase letter followed by up to 62 of [a-z0-9_-]", name)
+	}
+	return nil
 }

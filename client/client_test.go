@@ -222,6 +222,26 @@ func TestPlugins(t *testing.T) {
 	}
 }
 
+// TestPluginNameChecked: an empty plugin name, "." or ".." is refused
+// before a request is sent. Sent, "/v1/plugins//digest" was cleaned,
+// redirected and answered for a plugin named "digest"; "/v1/plugins/" is
+// another endpoint.
+func TestPluginNameChecked(t *testing.T) {
+	c := newClient(t, client.Config{Endpoints: endpoints})
+	ctx := ctxT(t)
+	for name, want := range map[string]string{"": "no plugin name given", ".": `plugin name "." is not valid`, "..": `plugin name ".." is not valid`} {
+		if _, err := c.Digest(ctx, name); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Digest(%q): %v, want %q", name, err, want)
+		}
+		if _, err := c.Query(ctx, name, []byte{0x80}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Query(%q): %v, want %q", name, err, want)
+		}
+		if err := c.RemovePlugin(ctx, name, false); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("RemovePlugin(%q): %v, want %q", name, err, want)
+		}
+	}
+}
+
 // TestFailoverToAnotherEndpoint: endpoints that do not answer are passed
 // over, reads and writes alike (a write whose connection could not be made
 // was never sent).
