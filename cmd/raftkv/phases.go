@@ -67,12 +67,17 @@ func (p *phases) head() string { return fmt.Sprintf("%s: [%d/%d] %s", p.label, p
 
 // waitEveryNode polls every member's status (GET /v1/status/cluster) until
 // done says each is done, printing each member as it gets there and a bar
-// of how many did, and returns the members that did not within timeout
-// (unreachable ones are reported, not waited for).
+// of how many did, and returns the members that did not within timeout.
+// A member unreachable for unreachableWait in a row is not waited for
+// (it is reported, and returned with the others): it gets there when it
+// is back, and a member that is down would hold the command for the whole
+// timeout.
 func waitEveryNode(ctx context.Context, c *client, w io.Writer, label string, timeout time.Duration, done func(nodeStatus) bool) (pending []string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	reported := map[string]bool{}
+	reported := map[string]bool{}   // got there, printed
+	unreachable := map[string]int{} // 1: printed unreachable, 2: and given up on
+	downSince := map[string]time.Time{}
 	finished := 0
 	for {
 		nodes, err := clusterStatus(ctx, c, false)
@@ -83,26 +88,42 @@ func waitEveryNode(ctx context.Context, c *client, w io.Writer, label string, ti
 			return nil, err
 		}
 		pending = pending[:0]
+		waiting := false // for a member not given up on
 		for _, n := range nodes {
+			if n.Error == "" {
+				delete(downSince, n.NodeID) // unreachable in a row only
+			}
 			switch {
+			case reported[n.NodeID]: // got there before
 			case n.Error != "":
-				if !reported[n.NodeID] {
-					fmt.Fprintf(w, "%s:   %s unreachable: %s\n", label, n.NodeID, n.Error)
-					reported[n.NodeID] = true
-				}
 				pending = append(pending, n.NodeID)
-			case done(n):
-				if !reported[n.NodeID] {
-					reported[n.NodeID] = true
-					finished++
-					fmt.Fprintf(w, "%s:   %s %d/%d %s at applied index %d\n", label, bar(finished, len(nodes)), finished, len(nodes), n.NodeID, n.AppliedIndex)
+				if _, ok := downSince[n.NodeID]; !ok {
+					downSince[n.NodeID] = time.Now()
 				}
+				if unreachable[n.NodeID] == 0 {
+					fmt.Fprintf(w, "%s:   %s unreachable: %s\n", label, n.NodeID, n.Error)
+					unreachable[n.NodeID] = 1
+				}
+				if time.Since(downSince[n.NodeID]) < unreachableWait {
+					waiting = true
+				} else if unreachable[n.NodeID] == 1 {
+					fmt.Fprintf(w, "%s:   %s unreachable for %v: not waiting for it (it gets there when it is back)\n", label, n.NodeID, unreachableWait)
+					unreachable[n.NodeID] = 2
+				}
+			case done(n):
+				reported[n.NodeID] = true
+				finished++
+				fmt.Fprintf(w, "%s:   %s %d/%d %s at applied index %d\n", label, bar(finished, len(nodes)), finished, len(nodes), n.NodeID, n.AppliedIndex)
 			default:
 				pending = append(pending, n.NodeID)
+				waiting = true
 			}
 		}
 		if len(pending) == 0 {
 			return nil, nil
+		}
+		if !waiting {
+			return pending, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -111,6 +132,10 @@ func waitEveryNode(ctx context.Context, c *client, w io.Writer, label string, ti
 		}
 	}
 }
+
+// unreachableWait is how long waitEveryNode waits for a member it cannot
+// reach.
+const unreachableWait = 10 * time.Second
 
 // bar is a progress bar of n out of total: "[########------------]".
 func bar(n, total int) string {

@@ -186,6 +186,13 @@ func TestClientFailover(t *testing.T) {
 			t.Fatalf("members --endpoints: the dead %s is reachable: %+v", old.id, ms)
 		}
 	}
+	// A deploy with a member down: it is reported and, after 10 s
+	// unreachable, not waited for (the wait was for the whole 2 minutes).
+	r = cli(t, "plugin", "deploy", "kv3", wasmFile, "--endpoints", all)
+	if r.code != 0 || !strings.Contains(r.stderr, old.id+" unreachable for 10s: not waiting for it") ||
+		!strings.Contains(r.stderr, "not confirmed: "+old.id+" not there yet") {
+		t.Fatalf("deploy with %s down: %+v", old.id, r)
+	}
 	if out := mustCLI(t, "status", "--endpoints", all); !strings.Contains(out, newID) {
 		t.Fatalf("status --endpoints with the dead node first: %q", out)
 	}
