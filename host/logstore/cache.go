@@ -104,8 +104,7 @@ func (c *Cache) evictOldest() {
 	c.lo++
 }
 
-// Cached returns the number of entries and bytes cached (for tests and
-// metrics).
+// Cached returns the number of entries and bytes cached.
 func (c *Cache) Cached() (entries int, bytes int64) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
