@@ -300,7 +300,7 @@ func TestRemovalReachesASlowNode(t *testing.T) {
 		t.Fatalf("remove %s: %v", victim.ID, err)
 	}
 	cluster.Poll(t, 10*time.Second, func() bool { return victim.Node.Removed() != "" },
-		"%s does not know it was removed: its configuration still lists it", victim.ID)
+		"%s does not know it was removed: its configuration still lists it (its Raft: %v)", victim.ID, raftStats{victim.Node})
 	if st := victim.Node.Status(false); !strings.Contains(st.Removed, "was removed from the cluster") {
 		t.Errorf("%s's status: removed = %q", victim.ID, st.Removed)
 	}
@@ -628,4 +628,17 @@ func TestTrustAnswerListsTheLeader(t *testing.T) {
 	if !slices.Contains(lines, n.TrustLine()) {
 		t.Fatalf("the trust answer does not list the leader's key:\n%s", strings.Join(lines, "\n"))
 	}
+}
+
+// raftStats prints what a node's Raft knows of its log and configuration
+// when formatted (for a failure message).
+type raftStats struct{ n *host.Node }
+
+func (r raftStats) String() string {
+	st := r.n.Stats().Raft
+	var b strings.Builder
+	for _, k := range []string{"state", "term", "last_log_index", "commit_index", "applied_index", "last_contact", "latest_configuration"} {
+		fmt.Fprintf(&b, "%s=%s ", k, st[k])
+	}
+	return strings.TrimSpace(b.String())
 }
