@@ -64,7 +64,7 @@ func (c *Cache) StoreLogs(logs []*raft.Log) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, l := range logs {
-		if l.Index != c.hi || c.lo == c.hi {
+		if l.Index != c.hi {
 			c.reset(l.Index)
 		}
 		if c.hi-c.lo == uint64(len(c.ring)) {
@@ -90,9 +90,7 @@ func (c *Cache) DeleteRange(min, max uint64) error {
 
 // reset empties the window and starts the next one at index. c.mu held.
 func (c *Cache) reset(index uint64) {
-	for c.lo < c.hi {
-		c.evictOldest()
-	}
+	clear(c.ring)
 	c.lo, c.hi, c.bytes = index, index, 0
 }
 
