@@ -203,7 +203,8 @@ addrs=http://127.0.0.1:$(http_port 1),http://127.0.0.1:$(http_port 2),http://127
 load_before=$(uptime)
 rows=()
 failed=0
-# run LABEL FLAGS...: one bench run; its markdown row goes into the table.
+# run LABEL FLAGS...: one bench run, every request to the leader unless
+# FLAGS say --target follower; its markdown row goes into the table.
 run() {
   local label=$1 row status=0
   shift
@@ -219,6 +220,8 @@ run() {
 
 run "write" --op put --clients 1 --count "$writes_c1"
 run "write" --op put --clients 64 --count "$writes_c64"
+# The same writes sent to a follower, which forwards them to the leader.
+run "write via a follower" --op put --clients 64 --count "$writes_c64" --target follower
 run "read stale" --op get --consistency stale --clients 1 --count "$reads_c1" --preload "$preload"
 run "read stale" --op get --consistency stale --clients 64 --count "$reads_c64" --preload "$preload"
 run "read linearizable" --op get --consistency linearizable --clients 1 --count "$reads_c1" --preload "$preload"
@@ -233,6 +236,10 @@ echo "| op | clients | ops/s | p50 | p99 | p99.9 | max | errors |"
 echo "|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
+# ops/s of the row labelled LABEL with CLIENTS clients (fields: | op | clients | ops/s | ...).
+ops_of() { printf '%s\n' "${rows[@]}" | awk -F'|' -v l="$1" -v c="$2" '{ gsub(/^ +| +$/, "", $2); gsub(/^ +| +$/, "", $3); gsub(/^ +| +$/, "", $4) } $2 == l && $3 == c { print $4 }'; }
+awk -v d="$(ops_of write 64)" -v f="$(ops_of "write via a follower" 64)" 'BEGIN {
+  if (d + 0 > 0 && f + 0 > 0) printf "writes c=64 through a follower / to the leader: %.2f (issue 15 target: 0.90)\n", f / d }'
 echo "load before: ${load_before#*load average: }; after: ${load_after#*load average: }"
 
 if [ "${BENCH_NATIVE:-1}" != 0 ]; then

@@ -42,6 +42,9 @@ Keys are a random 4-letter prefix, new for each run, and a zero-padded number
 --target leader (the default) sends every request to the leader: bench asks each
 --addr for GET /v1/cluster and matches the leader's ID with the node_id each one
 reports, so list every node's HTTP address (--addr a:8080,b:8081,c:8082).
+--target follower sends every request to one follower, the first --addr that is
+not the leader: writes are forwarded to the leader (compare with --target leader
+in the same run; the issue's "forwarded writes" ratio).
 --target any spreads the clients over every --addr.
 
 Exits 1 when any operation failed (after printing the summary).`
@@ -88,7 +91,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Int64Var(&o.keys, "keys", 0, "key space: operations pick random keys among this many (default 0: every write a new key; reads the --preload keys)")
 	fs.Int64Var(&o.count, "count", 10000, "operations to run (with --duration: at most)")
 	fs.DurationVar(&o.duration, "duration", 0, "run for this long instead of --count operations")
-	fs.StringVar(&o.target, "target", "leader", "where requests go: leader, or any (spread over every --addr)")
+	fs.StringVar(&o.target, "target", "leader", "where requests go: leader, follower (the first --addr that is not the leader), or any (spread over every --addr)")
 	fs.Int64Var(&o.preload, "preload", 0, "write this many keys before the benchmark (not measured), for get, mixed and cas to read or update")
 	fs.IntVar(&o.preloadClients, "preload-clients", 0, "concurrent clients of --preload (default: --clients, at least 16)")
 	fs.BoolVar(&o.progress, "progress", false, "show progress on standard error even when it is not a terminal")
@@ -172,9 +175,9 @@ func (o *benchOptions) validate(addr, mix string) error {
 		}
 	}
 	switch o.target {
-	case "leader", "any":
+	case "leader", "follower", "any":
 	default:
-		return usagef("--target %q: want leader or any", o.target)
+		return usagef("--target %q: want leader, follower or any", o.target)
 	}
 	if o.clients < 1 {
 		return usagef("--clients must be at least 1")
@@ -297,12 +300,13 @@ func newBenchRun(ctx context.Context, o *benchOptions, stderr io.Writer) (*bench
 }
 
 // findTargets asks every --addr for GET /v1/cluster and keeps the leader's
-// (--target leader) or all of them (--target any).
+// (--target leader), the first follower's (--target follower) or all of
+// them (--target any).
 func (r *benchRun) findTargets(ctx context.Context) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		byID := map[string]string{}
-		var bases []string
+		var bases, ids []string
 		leader := ""
 		var err error
 		for _, a := range r.o.addrs {
@@ -318,6 +322,7 @@ func (r *benchRun) findTargets(ctx context.Context) error {
 			}
 			byID[ans.NodeID] = base
 			bases = append(bases, base)
+			ids = append(ids, ans.NodeID)
 			if leader == "" {
 				leader = ans.Leader
 			}
@@ -328,16 +333,21 @@ func (r *benchRun) findTargets(ctx context.Context) error {
 			case r.o.target == "any":
 				r.targets = bases
 				return nil
+			case r.o.target == "follower" && leader != "":
+				for i, id := range ids {
+					if id != leader {
+						r.targets = []string{bases[i]}
+						return nil
+					}
+				}
+				return fmt.Errorf("every --addr is the leader %s: list a follower's HTTP address too", leader)
 			case leader != "" && byID[leader] != "":
 				r.targets = []string{byID[leader]}
 				return nil
 			case leader != "":
-				ids := make([]string, 0, len(byID))
-				for id := range byID {
-					ids = append(ids, id)
-				}
-				slices.Sort(ids)
-				return fmt.Errorf("the leader is %s, which is none of --addr (nodes %s): list every node's HTTP address, or use --target any", leader, strings.Join(ids, ", "))
+				known := slices.Clone(ids)
+				slices.Sort(known)
+				return fmt.Errorf("the leader is %s, which is none of --addr (nodes %s): list every node's HTTP address, or use --target any", leader, strings.Join(known, ", "))
 			}
 			err = errors.New("the cluster has no leader")
 		}
@@ -955,8 +965,11 @@ func (rep *benchReport) printText(w io.Writer) {
 		keys = fmt.Sprintf("reads of the %d preloaded keys, writes of new keys", rep.Preload)
 	}
 	target := rep.Target
-	if rep.Target == "leader" {
+	switch rep.Target {
+	case "leader":
 		target = "leader " + rep.Leader
+	case "follower":
+		target = "a follower of leader " + rep.Leader
 	}
 	fmt.Fprintf(w, "%s: %d clients, %d conns, %s (%s), %d B keys, %d B values, %s\n",
 		rep.describe(), rep.Clients, rep.Conns, target, strings.Join(rep.Addrs, ","), rep.KeySize, rep.ValueSize, keys)

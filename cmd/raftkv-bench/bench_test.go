@@ -136,7 +136,7 @@ func TestBench(t *testing.T) {
 		}
 		for _, args := range [][]string{
 			{"--op", "bogus"}, {"--op", "get"}, {"--consistency", "x"}, {"--op", "mixed", "--preload", "1", "--mix", "9"},
-			{"--clients", "0"}, {"--target", "follower"}, {"--op", "cas", "--keys", "2", "--clients", "3"},
+			{"--clients", "0"}, {"--target", "nearest"}, {"--op", "cas", "--keys", "2", "--clients", "3"},
 			{"--key-size", "2", "--count", "101"}, {"extra-argument"},
 		} {
 			if r := cli(append([]string{addr}, args...)...); r.code != exitUsage {
@@ -195,5 +195,37 @@ func TestBenchCountsOnlyConfirmed(t *testing.T) {
 	r = cli("--addr", srv.URL, "--target", "any", "--op", "get", "--preload", "5")
 	if r.code != 1 || !strings.Contains(r.stderr, "preload: 0 of 5 keys written, then HTTP 503 no_leader") || gets.Load() != 0 {
 		t.Fatalf("failing preload: exit %d, %d gets: %s", r.code, gets.Load(), r.stderr)
+	}
+}
+
+// TestBenchTargetFollower: --target follower sends every request to the
+// first --addr that is not the leader, and refuses a list of leaders only.
+// (The two nodes are fakes answering /v1/cluster: what is tested is where
+// bench sends its requests.)
+func TestBenchTargetFollower(t *testing.T) {
+	fake := func(id string, puts *atomic.Int64) *httptest.Server {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case r.URL.Path == "/v1/cluster":
+				w.Write([]byte(`{"node_id":"` + id + `","leader":"a","members":[]}`))
+			case r.Method == http.MethodPut:
+				puts.Add(1)
+				w.Write([]byte(`{"version":7}`))
+			default:
+				w.WriteHeader(http.StatusNotFound)
+			}
+		}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	var leaderPuts, followerPuts atomic.Int64
+	leader, follower := fake("a", &leaderPuts), fake("b", &followerPuts)
+	rep := benchJSON(t, 0, "--addr", leader.URL+","+follower.URL, "--target", "follower", "--count", "30", "--clients", "3")
+	if rep.OK != 30 || followerPuts.Load() != 30 || leaderPuts.Load() != 0 || rep.Target != "follower" || rep.Leader != "a" {
+		t.Fatalf("--target follower: %d puts on the leader, %d on the follower: %+v", leaderPuts.Load(), followerPuts.Load(), rep)
+	}
+	r := cli("--addr", leader.URL, "--target", "follower", "--count", "1")
+	if r.code != 1 || !strings.Contains(r.stderr, "every --addr is the leader a") || leaderPuts.Load() != 0 {
+		t.Fatalf("--target follower, only the leader listed: exit %d, %d puts: %s", r.code, leaderPuts.Load(), r.stderr)
 	}
 }
