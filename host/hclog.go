@@ -87,6 +87,9 @@ func (h *hclogAdapter) emit(level slog.Level, msg string, args ...any) {
 	if l, ok := downgraded[msg]; ok && level > l {
 		level = l
 	}
+	if level > slog.LevelInfo && isCompactedEntry(msg, args) {
+		level = slog.LevelInfo
+	}
 	var extra []any
 	if level >= slog.LevelWarn {
 		peer, ok := peerOf(args)
@@ -153,6 +156,23 @@ var downgraded = map[string]slog.Level{
 	// node started an election (the leader was slow, partitioned, or handed
 	// leadership over). The new leader logs its election; this is a warning.
 	"peer has newer term, stopping replication": slog.LevelWarn,
+}
+
+// isCompactedEntry matches raft's leader reporting, at error level, that an
+// entry a follower needs is no longer in its log (compacted into a
+// snapshot): raft sends that follower the snapshot instead, which is how a
+// new, restored or lagging member catches up. It is ordinary; a log read
+// that fails otherwise stays an error.
+func isCompactedEntry(msg string, args []any) bool {
+	if msg != "failed to get log" {
+		return false
+	}
+	for i := 0; i+1 < len(args); i += 2 {
+		if err, ok := args[i+1].(error); ok && errors.Is(err, raft.ErrLogNotFound) {
+			return true
+		}
+	}
+	return false
 }
 
 // peerKeys are the argument names raft gives the other node an error is

@@ -104,7 +104,10 @@ func TestHCLogShutdownErrorsAreDebug(t *testing.T) {
 	// A peer hanging up on an answer: a warning.
 	h.shutdownForTest(false)
 	h.Error("failed to flush response", "error", eof)
+	// An entry compacted into a snapshot: raft sends the snapshot.
+	h.Error("failed to get log", "index", 7, "error", raft.ErrLogNotFound)
 	// Other errors stay errors.
+	h.Error("failed to get log", "index", 8, "error", errors.New("checksum mismatch"))
 	h.Error("failed to persist vote", "error", errors.New("disk full"))
 	var got []string
 	for _, r := range rec.Records(nil) {
@@ -112,7 +115,8 @@ func TestHCLogShutdownErrorsAreDebug(t *testing.T) {
 	}
 	want := []string{"DEBUG failed to decode incoming command", "WARN failed to heartbeat to",
 		"DEBUG failed to appendEntries to", "DEBUG failed to pipeline appendEntries",
-		"WARN peer has newer term, stopping replication", "WARN failed to flush response", "ERROR failed to persist vote"}
+		"WARN peer has newer term, stopping replication", "WARN failed to flush response",
+		"INFO failed to get log", "ERROR failed to get log", "ERROR failed to persist vote"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
