@@ -83,10 +83,12 @@ type Node struct {
 	// aheadSince: since when (Unix ns) readiness found the applied index
 	// ahead of the leader's commit index; 0: not ahead, -1: warned.
 	aheadSince atomic.Int64
-	existing   bool // the data directory had Raft state at start
-	metrics    *metrics
-	diverged   divergences // what the digest checks found (digestcheck.go)
-	deployMu   sync.Mutex  // one deploy validated and proposed at a time (see deployLocal)
+	// divergedWarned: divergentAppend refused an entry and logged why.
+	divergedWarned atomic.Bool
+	existing       bool // the data directory had Raft state at start
+	metrics        *metrics
+	diverged       divergences // what the digest checks found (digestcheck.go)
+	deployMu       sync.Mutex  // one deploy validated and proposed at a time (see deployLocal)
 	// keptLeadership: watchLeadership's goroutine only: this fail-stopped
 	// leader said it keeps leadership (see handOverFailed).
 	keptLeadership bool
@@ -241,7 +243,7 @@ func New(cfg Config) (_ *Node, err error) {
 	})
 	n.commits = &leaderCommits{window: cfg.HeartbeatTimeout}
 	n.otrans = &observedTransport{NetworkTransport: n.ntrans, rpcs: make(chan raft.RPC), commits: n.commits, shutdown: n.shutdown,
-		refuse: cfg.refuseAppends}
+		refuse: cfg.refuseAppends, diverged: n.divergentAppend}
 
 	rc := cfg.raftConfig()
 	rc.Logger = hlog

@@ -185,6 +185,10 @@ type observedTransport struct {
 	// returns true: a leader that cannot replicate to this node, whose
 	// heartbeats still arrive.
 	refuse func() bool
+	// diverged, if set, is asked about every AppendEntries request after
+	// it is observed; a request it returns an error for is answered with
+	// that error, unseen by Raft (Node.divergentAppend).
+	diverged func(*raft.AppendEntriesRequest) error
 }
 
 // errRefused answers the requests observedTransport.refuse turns away.
@@ -204,6 +208,12 @@ func (t *observedTransport) run() {
 					continue
 				}
 				t.commits.observeRequest(time.Now(), req)
+				if t.diverged != nil {
+					if err := t.diverged(req); err != nil {
+						rpc.Respond(nil, err)
+						continue
+					}
+				}
 			}
 			select {
 			case t.rpcs <- rpc:
@@ -214,6 +224,74 @@ func (t *observedTransport) run() {
 			return
 		}
 	}
+}
+
+// divergentAppend returns an error when Raft would store an entry of req at
+// an index this node has already applied but does not hold with the entry's
+// term: its state at that index came from elsewhere than the leader's log.
+// That happens after a restore (Raft's user restore installs the snapshot
+// on the leader alone, at an index past its log) that a crash interrupted
+// before the followers got it: the others elect a leader without it, whose
+// entries fill the indexes below the restore's (docs/operations.md, An
+// interrupted restore).
+//
+// Such a node must not store those entries. Raft would keep them in its
+// log without applying them (they are at or below its applied index) and
+// acknowledge them, so they would count towards the leader's commits; yet
+// in elections it offers the restore's snapshot as its last entry, whose
+// older term lets it vote for a candidate lacking the entries it
+// acknowledged. An audit lost an acknowledged write that way: the diverged
+// node and the leader committed it, the third node, which lacked it, won
+// the next election with the diverged node's vote. Refused, the diverged
+// node counts for nothing until it is rebuilt; its commits are the other
+// nodes' alone.
+//
+// Raft stores a request's entries only once its previous entry matches:
+// a request that would not pass that check is left for Raft to refuse.
+// In normal operation no entry at or below the applied index is new to a
+// follower: applied entries are committed, a leader holds every committed
+// entry, and a follower whose log lacks them (it installed a snapshot)
+// is sent entries after its snapshot only.
+func (n *Node) divergentAppend(req *raft.AppendEntriesRequest) error {
+	applied := n.fsm.Applied()
+	if len(req.Entries) == 0 || req.Entries[0].Index > applied || req.PrevLogEntry >= applied {
+		return nil
+	}
+	var l raft.Log
+	if req.PrevLogEntry > 0 {
+		if err := n.logs.GetLog(req.PrevLogEntry, &l); err != nil || l.Term != req.PrevLogTerm {
+			return nil // Raft refuses it: the previous entry does not match
+		}
+	}
+	for _, e := range req.Entries {
+		if e.Index > applied {
+			return nil
+		}
+		err := n.logs.GetLog(e.Index, &l)
+		switch {
+		case errors.Is(err, raft.ErrLogNotFound):
+			return n.refuseDiverged(applied, e.Index, "no entry there")
+		case err != nil:
+			return nil // Raft meets the same error
+		case l.Term != e.Term:
+			return n.refuseDiverged(applied, e.Index, fmt.Sprintf("an entry of term %d where the leader's is of term %d", l.Term, e.Term))
+		}
+	}
+	return nil
+}
+
+// refuseDiverged logs, once, why the node refuses its leader's entries,
+// and returns the error the leader gets.
+func (n *Node) refuseDiverged(applied, index uint64, holds string) error {
+	err := fmt.Errorf("raftkv: %s refuses these entries: it applied index %d, and at index %d it holds %s: "+
+		"its state is not the leader's (a diverged log, e.g. after a restore interrupted by a crash); "+
+		"see 'An interrupted restore' in docs/operations.md", n.cfg.NodeID, applied, index, holds)
+	if n.divergedWarned.CompareAndSwap(false, true) {
+		n.log.Warn("refusing the leader's entries: this node has applied entries the leader does not have; "+
+			"it takes no part in commits until its Raft state is rebuilt (docs/operations.md, An interrupted restore)",
+			"applied", applied, "index", index, "holds", holds)
+	}
+	return err
 }
 
 // readiness says whether the node serves reads that reflect the cluster's

@@ -86,6 +86,30 @@ func TestNotReadyAheadOfLeader(t *testing.T) {
 		t.Error("no WARN in the node's log that it is ahead of its leader")
 	}
 
+	// It stores none of the leader's entries meanwhile: Raft would keep
+	// them unapplied and acknowledge them, so they would count towards
+	// commits, while in elections the node offers its restore's older
+	// last entry and votes for nodes that lack them (an audit lost an
+	// acknowledged write that way). So with the third node down, no write
+	// commits: the diverged node is no quorum's member.
+	var third *cluster.Member
+	for _, m := range c.Members {
+		if m != old && m != leader {
+			third = m
+		}
+	}
+	c.Stop(third)
+	wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
+	res, err := leader.Node.Apply(wctx, "kv", cmd(t, map[string]any{"op": "SET", "key": "c", "value": "acknowledged?"}))
+	wcancel()
+	if err == nil {
+		t.Fatalf("a write committed with the diverged %s as the only other node up (result %v)", old.ID, res.Err())
+	}
+	if !c.Logged("level=WARN", "refusing the leader's entries") {
+		t.Errorf("%s did not log that it refuses the leader's entries", old.ID)
+	}
+	c.Restart(third)
+
 	// The way back (docs/operations.md, An interrupted restore): stop the
 	// node, move its Raft state aside (its key, ID and trust list stay),
 	// start it again: the leader replicates its own state to it.
