@@ -220,7 +220,10 @@ type NodeStatus struct {
 	CommitIndex  uint64         `json:"commit_index"`
 	AppliedIndex uint64         `json:"applied_index"`
 	Ready        bool           `json:"ready"`
-	Failure      string         `json:"failure,omitempty"` // why it stopped applying (fail-stop)
+	NotReady     string         `json:"not_ready,omitempty"` // why it is not ready
+	Failure      string         `json:"failure,omitempty"`   // why it stopped applying (fail-stop)
+	Degraded     string         `json:"degraded,omitempty"`  // why it cannot write its Raft log
+	Removed      string         `json:"removed,omitempty"`   // why it takes no part: it was removed
 	Version      string         `json:"version"`
 	Commit       string         `json:"commit,omitempty"`
 	Keys         int            `json:"keys"`

@@ -25,8 +25,10 @@ type NodeStatus struct {
 	CommitIndex  uint64 `json:"commit_index" msgpack:"commit_index"`
 	AppliedIndex uint64 `json:"applied_index" msgpack:"applied_index"`
 	Ready        bool   `json:"ready" msgpack:"ready"`
-	Failure      string `json:"failure,omitempty" msgpack:"failure,omitempty"` // why it stopped applying (fail-stop)
-	Removed      string `json:"removed,omitempty" msgpack:"removed,omitempty"` // why it takes no part: its configuration lacks it (Node.Removed)
+	NotReady     string `json:"not_ready,omitempty" msgpack:"not_ready,omitempty"` // why it is not ready (Node.Ready)
+	Failure      string `json:"failure,omitempty" msgpack:"failure,omitempty"`     // why it stopped applying (fail-stop)
+	Degraded     string `json:"degraded,omitempty" msgpack:"degraded,omitempty"`   // why it cannot write its Raft log (Node.Degraded)
+	Removed      string `json:"removed,omitempty" msgpack:"removed,omitempty"`     // why it takes no part: its configuration lacks it (Node.Removed)
 	Version      string `json:"version" msgpack:"version"`
 	Commit       string `json:"commit,omitempty" msgpack:"commit,omitempty"`
 	// Keys is the number of keys of every plugin's state; DiskBytes the size
@@ -65,7 +67,7 @@ func (n *Node) Status(digests bool) NodeStatus {
 	s := NodeStatus{
 		NodeID: st.NodeID, APIAddress: n.cfg.APIAddress, RaftAddress: n.Address(), State: st.State, Leader: st.Leader,
 		Term: st.Term, LastIndex: st.LastIndex, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex,
-		Ready: st.Ready, Failure: st.Failure, Version: bi.Version, Commit: bi.Commit,
+		Ready: st.Ready, NotReady: st.NotReady, Failure: st.Failure, Degraded: st.Degraded, Version: bi.Version, Commit: bi.Commit,
 		DiskBytes: n.diskUsage(), Plugins: make([]PluginStatus, 0, len(st.Plugins)), Time: time.Now().UTC(),
 		Divergence: st.Divergence, LastDigestCheck: n.LastDigestCheck(), Removed: n.Removed(),
 	}

@@ -68,8 +68,9 @@ func clusterStatus(ctx context.Context, c *client, digests bool) ([]nodeStatus, 
 	return out.Nodes, nil
 }
 
-// health is "ok" for a node that answers, applies the log, knows a leader
-// and has caught up; otherwise what is wrong.
+// health is "ok" for a node that answers, applies the log, can write it,
+// knows a leader and has caught up; otherwise what is wrong (why says more:
+// healthDetail).
 func health(n *nodeStatus) string {
 	switch {
 	case n.Error != "":
@@ -78,12 +79,40 @@ func health(n *nodeStatus) string {
 		return "stopped"
 	case len(n.Divergence) > 0:
 		return "diverged"
+	case n.Degraded != "":
+		return "degraded"
+	case n.Removed != "":
+		return "removed"
 	case n.Leader == "":
 		return "no leader"
-	case !n.Ready:
+	case !n.Ready && (n.NotReady == "" || strings.HasPrefix(n.NotReady, "catching up")):
 		return "catching up"
+	case !n.Ready:
+		return "not ready"
 	}
 	return "ok"
+}
+
+// healthDetail says why a node's health is what it is, "" for ok or when
+// its health says it all.
+func healthDetail(n *nodeStatus) string {
+	switch n.Health {
+	case "unreachable":
+		return n.Error
+	case "stopped":
+		return n.Failure
+	case "diverged":
+		return "state differs from another node's (plugin≠node@index): " + diverged(n.Divergence)
+	case "degraded":
+		return "cannot write its Raft log: " + n.Degraded
+	case "removed":
+		return n.Removed
+	case "catching up":
+		return "applied " + strconv.FormatUint(n.AppliedIndex, 10) + " of " + strconv.FormatUint(n.CommitIndex, 10)
+	case "not ready":
+		return n.NotReady
+	}
+	return ""
 }
 
 // runStatusCluster prints every member's status as a table (or JSON).
@@ -109,10 +138,10 @@ func runStatusCluster(ctx context.Context, cf *clientFlags, stdout io.Writer) er
 			continue
 		}
 		health := n.Health
-		if n.Failure != "" {
-			health += ": " + n.Failure
-		}
-		if len(n.Divergence) > 0 {
+		switch n.Health {
+		case "stopped", "degraded", "removed", "not ready":
+			health += ": " + healthDetail(&n)
+		case "diverged":
 			health += ": " + diverged(n.Divergence)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%d\t%s\t%s\n", n.NodeID, orDash(n.APIAddress), n.Version,
@@ -146,7 +175,8 @@ const healthSummary = `Check a node's health: exit 0 when the node at --addr ser
 /healthz), 1 otherwise. With --ready it must also know a leader and have caught up (GET /readyz).
 With --cluster: every member's health as the answering node gathers it (see 'status --cluster');
 exit 1 when any member is unreachable, stopped, diverged (its state differs from another
-member's: see docs/operations.md), without a leader or catching up.
+member's: see docs/operations.md), degraded (it cannot write its Raft log), removed, without a
+leader, catching up or otherwise not ready.
 Docker's HEALTHCHECK runs 'raftkv health' (the image has no shell).`
 
 func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -185,15 +215,8 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		bad := 0
 		for _, n := range nodes {
 			detail := ""
-			switch {
-			case n.Error != "":
-				detail = ": " + n.Error
-			case n.Failure != "":
-				detail = ": " + n.Failure
-			case n.Health == "diverged":
-				detail = ": state differs from another node's (plugin≠node@index): " + diverged(n.Divergence)
-			case n.Health == "catching up":
-				detail = ": applied " + strconv.FormatUint(n.AppliedIndex, 10) + " of " + strconv.FormatUint(n.CommitIndex, 10)
+			if d := healthDetail(&n); d != "" {
+				detail = ": " + d
 			}
 			if n.Health != "ok" {
 				bad++

@@ -102,6 +102,12 @@ func TestServeDiskFull(t *testing.T) {
 		t.Errorf("raftkv_log_write_errors_total = %v, want at least 1", v)
 	}
 	t.Logf("after %d writes: %s", written, degraded)
+	// The cluster's view says so too (it said "catching up" before).
+	if r := cli(t, "health", "--cluster", "--addr", c[0].url()); r.code != exitError ||
+		!strings.Contains(r.stdout, "n3 ") || !strings.Contains(r.stdout, " degraded: cannot write its Raft log: ") ||
+		!strings.Contains(r.stdout, "no space left on device") {
+		t.Errorf("health --cluster with n3's disk full: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	for range 20 { // the majority goes on without n3
 		write()
 	}
