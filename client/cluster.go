@@ -20,6 +20,9 @@ type ClusterInfo struct {
 	AppliedIndex uint64   `json:"applied_index"`
 	Version      string   `json:"version"` // the node's build
 	Members      []Member `json:"members"`
+	// Removed, when set, says why the node takes no part in the cluster
+	// (it was removed): Members is its last view, out of date.
+	Removed string `json:"removed,omitempty"`
 }
 
 // Member is a member of the cluster as a node sees it.

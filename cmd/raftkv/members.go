@@ -36,6 +36,10 @@ func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	if a.Removed != "" {
+		fmt.Fprintf(stderr, "raftkv members: warning: %s\nraftkv members: warning: the members below are %s's last view, out of date: ask another member (--addr)\n",
+			a.Removed, a.NodeID)
+	}
 	if cf.json {
 		if a.Members == nil {
 			a.Members = []member{}

@@ -19,6 +19,9 @@ type clusterInfo struct {
 	NodeID       string        `json:"node_id"`
 	Version      string        `json:"version"` // the answering node's build (buildinfo.Info.Version)
 	Members      []host.Member `json:"members"`
+	// Removed says why the answering node takes no part in the cluster
+	// (host.Node.Removed): its Members are its last view, out of date.
+	Removed string `json:"removed,omitempty"`
 }
 
 // cluster serves GET /v1/cluster: this node's view of the cluster.
@@ -33,7 +36,7 @@ func (a *API) cluster(ctx context.Context, w http.ResponseWriter, _ *http.Reques
 	}
 	return writeJSON(w, clusterInfo{
 		Leader: st.Leader, Term: st.Term, AppliedIndex: st.AppliedIndex, CommitIndex: st.CommitIndex,
-		NodeID: st.NodeID, Version: buildinfo.Get().Version, Members: members,
+		NodeID: st.NodeID, Version: buildinfo.Get().Version, Members: members, Removed: a.node.Removed(),
 	})
 }
 

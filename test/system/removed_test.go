@@ -66,6 +66,12 @@ func TestServeRemovedNodeRestarted(t *testing.T) {
 	if !strings.Contains(out, want) || !strings.Contains(out, "ready:         no") || !strings.Contains(out, "leader:        (none)") {
 		t.Errorf("raftkv status of the removed node:\n%s", out)
 	}
+	// Its list of members is its last view: 'raftkv members' says so (it
+	// listed them silently).
+	if r := cli(t, "members", "--addr", n3.url()); r.code != 0 || !strings.Contains(r.stderr, want) ||
+		!strings.Contains(r.stderr, "the members below are n3's last view, out of date") {
+		t.Errorf("raftkv members asked of the removed node: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
 	if log := n3.log(n3.starts); !strings.Contains(log, want) {
 		t.Errorf("the removed node's log does not say it was removed:\n%s", log)
 	}
