@@ -42,6 +42,21 @@ func TestJoinRefusesSeveralKeys(t *testing.T) {
 	if err != nil || len(ms) != 1 {
 		t.Fatalf("members after the refused join: %+v, %v", ms, err)
 	}
+	// A join that sends a third key is refused before it trusts it: the
+	// ID keeps its two keys, not three (the key was trusted, then the
+	// join refused).
+	third := newLoneNode(t, "n7")
+	_, err = l.Node.Join(ctx, host.JoinRequest{NodeID: "n9", Address: newcomer.Address(), PublicKey: third.TrustLine()})
+	if !errors.Is(err, host.ErrInvalid) || !strings.Contains(err.Error(), "not the one this join sends") {
+		t.Fatalf("join sending another key: %v, want ErrInvalid", err)
+	}
+	lines, err := l.Node.Trust(ctx, "n9", newcomer.TrustLine()) // trusted already: lists the trust lines
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(strings.Join(lines, "\n")+"\n", " n9\n"); n != 2 {
+		t.Fatalf("n9 has %d trusted keys after a refused join that sent one, want the 2 before it: %q", n, lines)
+	}
 	// The way back the message gives: revoke, trust the key it runs with.
 	if err := l.Node.Remove(ctx, "n9"); err != nil {
 		t.Fatalf("revoking n9's keys: %v", err)

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -85,6 +86,9 @@ func (n *Node) joinLocal(ctx context.Context, req JoinRequest) (JoinResponse, er
 		return JoinResponse{}, fmt.Errorf("%w: join: address is required", ErrInvalid)
 	}
 	if req.PublicKey != "" {
+		if err := n.checkJoinKey(req.NodeID, req.PublicKey); err != nil {
+			return JoinResponse{}, err
+		}
 		if err := n.trustLocal(ctx, req.NodeID, req.PublicKey); err != nil {
 			return JoinResponse{}, err
 		}
@@ -437,6 +441,30 @@ func (n *Node) AcceptTrust(lines []string) error {
 		}
 	}
 	return n.writeTrust(n.fsm.Applied())
+}
+
+// checkJoinKey refuses a join that sends a key (line) for an ID that has
+// another key trusted already: trusting it would give the ID two keys,
+// which the join then refuses, leaving the key it sent trusted (an audit
+// found it so: every later join was refused until the keys were revoked).
+// A key sent again, or the first key of an ID, passes.
+func (n *Node) checkJoinKey(nodeID, line string) error {
+	key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(strings.TrimSpace(line)))
+	if err != nil {
+		return fmt.Errorf("%w: public key: %v", ErrInvalid, err)
+	}
+	var others []string
+	for _, k := range n.trust.Keys(nodeID) {
+		if !bytes.Equal(k.Marshal(), key.Marshal()) {
+			others = append(others, ssh.FingerprintSHA256(k))
+		}
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: join %s: another key is trusted for it (%s), not the one this join sends (%s), which is not trusted: "+
+		"revoke it (DELETE /v1/cluster/members/%s, or 'raftkv remove %s', revokes a non-member's keys), or join with it",
+		ErrInvalid, nodeID, strings.Join(others, ", "), ssh.FingerprintSHA256(key), nodeID, nodeID)
 }
 
 func (n *Node) trustLocal(ctx context.Context, nodeID, line string) error {
