@@ -63,7 +63,9 @@ func classify(err error) errorInfo {
 	switch {
 	case errors.As(err, &he):
 		e.status, e.code, e.message = he.Status, he.Code, he.Message
-	case errors.As(err, &ae):
+	case errors.As(err, &ae) && !errors.Is(err, host.ErrInvalid):
+		// A plugin's result, unless the host refused the request for it (a
+		// module whose raftkv_info or migration failed): that is ErrInvalid's.
 		e.message, e.pluginCode, e.fromPlugin = ae.Message, int(ae.Code), true
 		if e.message == "" {
 			e.message = ae.Code.String()
