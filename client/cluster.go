@@ -151,7 +151,7 @@ func (c *Client) Trust(ctx context.Context, line, id string) ([]string, error) {
 // asked to remove itself hands leadership over first). It goes to id only
 // when the client reaches no other member, or is pinned to id (At).
 func (c *Client) RemoveMember(ctx context.Context, id string) error {
-	err := c.doJSON(ctx, Request{Method: http.MethodDelete, Path: "/v1/cluster/members/" + url.PathEscape(id), Write: true, Leader: true, Idempotent: true, notTo: id}, nil, nil)
+	err := c.doJSON(ctx, Request{Method: http.MethodDelete, Path: "/v1/cluster/members/" + pathSegment(id), Write: true, Leader: true, Idempotent: true, notTo: id}, nil, nil)
 	return gone(err)
 }
 

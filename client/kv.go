@@ -72,15 +72,19 @@ func (o callOptions) write(method, path string, q url.Values) Request {
 
 // KeyPath is the API path of a key, percent-encoded ("a/b" → /v1/kv/a%2Fb;
 // "." and ".." with their dots encoded, which the router would clean).
-func KeyPath(key string) string {
-	p := url.PathEscape(key)
-	if key == "." || key == ".." {
-		p = "%2E" + p[1:]
-		if key == ".." {
-			p = "%2E%2E"
-		}
+func KeyPath(key string) string { return "/v1/kv/" + pathSegment(key) }
+
+// pathSegment percent-encodes s as one segment of a URL path that reaches
+// the server as s: url.PathEscape, and "." and ".." with their dots
+// encoded, which the server's router would otherwise clean away.
+func pathSegment(s string) string {
+	switch s {
+	case ".":
+		return "%2E"
+	case "..":
+		return "%2E%2E"
 	}
-	return "/v1/kv/" + p
+	return url.PathEscape(s)
 }
 
 // Item is a key with its value and version (the log index that last wrote

@@ -5,9 +5,9 @@ import "errors"
 // Sentinel errors. The errors this package returns for a bad node ID, trust
 // line or binding wrap one of these (test with errors.Is).
 var (
-	// ErrInvalidNodeID is returned for an empty node ID or one that contains
-	// white space or control characters (node IDs are the comment field of
-	// an authorized_keys line and the SSH user name).
+	// ErrInvalidNodeID is returned for an empty node ID, "." or "..", or one
+	// that contains white space or control characters (node IDs are the
+	// comment field of an authorized_keys line and the SSH user name).
 	ErrInvalidNodeID = errors.New("trust: invalid node ID")
 
 	// ErrInvalidTrustLine is returned for an authorized_keys line that is

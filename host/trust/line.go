@@ -62,12 +62,17 @@ func CheckKeyType(key ssh.PublicKey) error {
 }
 
 // ValidateNodeID reports whether id can name a node: 1 to 128 bytes of
-// UTF-8 without white space or control characters. A node ID is the comment
-// of a trust line, the SSH user name a node logs in with and Raft's server
-// ID.
+// UTF-8 without white space or control characters, and not "." or "..". A
+// node ID is the comment of a trust line, the SSH user name a node logs in
+// with, Raft's server ID, a segment of API paths (/v1/cluster/members/{id})
+// and the default data directory's name: "." and ".." would name the path's
+// or the directory's parent instead.
 func ValidateNodeID(id string) error {
 	if id == "" {
 		return fmt.Errorf("%w: empty", ErrInvalidNodeID)
+	}
+	if id == "." || id == ".." {
+		return fmt.Errorf("%w: %q names a directory, not a node (in a URL path or a file name)", ErrInvalidNodeID, id)
 	}
 	if len(id) > maxNodeIDLen {
 		return fmt.Errorf("%w: longer than %d bytes", ErrInvalidNodeID, maxNodeIDLen)

@@ -39,6 +39,8 @@ func TestParseTrustLineErrors(t *testing.T) {
 		"options":       `from="10.0.0.1" ` + key + " n1",
 		"bad base64":    "ssh-ed25519 AAAA!!!! n1",
 		"empty":         "",
+		"id .":          key + " .",
+		"id ..":         key + " ..",
 	} {
 		if _, err := ParseTrustLine(line); !errors.Is(err, ErrInvalidTrustLine) {
 			t.Errorf("%s: ParseTrustLine(%q) = %v, want ErrInvalidTrustLine", name, line, err)
@@ -70,12 +72,12 @@ func TestParseTrustLineKeyTypes(t *testing.T) {
 }
 
 func TestValidateNodeID(t *testing.T) {
-	for _, ok := range []string{"n1", "node-1.example", "ñodo"} {
+	for _, ok := range []string{"n1", "node-1.example", "ñodo", "...", ".n", "n."} {
 		if err := ValidateNodeID(ok); err != nil {
 			t.Errorf("%q: %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"", "a b", "a\tb", "a\x00", strings.Repeat("x", 129), "\xff"} {
+	for _, bad := range []string{"", "a b", "a\tb", "a\x00", strings.Repeat("x", 129), "\xff", ".", ".."} {
 		if err := ValidateNodeID(bad); !errors.Is(err, ErrInvalidNodeID) {
 			t.Errorf("%q: %v, want ErrInvalidNodeID", bad, err)
 		}
