@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"path"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -314,7 +316,17 @@ func (a *API) serve(mux *http.ServeMux) http.Handler {
 		if r.ContentLength != 0 { // a body (-1: of unknown length) has RequestTimeout to arrive
 			sw.setReadDeadline(start.Add(a.cfg.RequestTimeout))
 		}
-		mux.ServeHTTP(sw, r)
+		if p := r.URL.EscapedPath(); r.Method != http.MethodConnect && p != cleanPath(p) {
+			// The mux would redirect to the cleaned path: a client that
+			// follows it (curl -L, Go's http.Client, for a PUT too) would
+			// write another key than the one it named (/v1/kv/a/../c is c).
+			e := classify(&httpError{Status: http.StatusBadRequest, Code: "bad_request",
+				Message: fmt.Sprintf("path %q is not clean (it has //, /./ or /../ in it, or ends in /. or /..): "+
+					"percent-encode the dots and slashes of a key or name (%%2E, %%2F)", p)})
+			sw.code = e.write(countingWriter{w, &sw.written})
+		} else {
+			mux.ServeHTTP(sw, r)
+		}
 		code := sw.code
 		if code == 0 {
 			code = http.StatusOK // nothing written: net/http answers 200
@@ -335,6 +347,23 @@ func (a *API) serve(mux *http.ServeMux) http.Handler {
 		*sw = statusWriter{}
 		writerPool.Put(sw)
 	})
+}
+
+// cleanPath is p as net/http's ServeMux cleans it before it routes a
+// request (redirecting when they differ): path.Clean, rooted, keeping a
+// trailing slash.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
 }
 
 // isProbe reports whether a route is a health probe: load balancers and
