@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -352,8 +353,8 @@ func writeJSONBytes(w http.ResponseWriter, b []byte) {
 	w.Write(b)
 }
 
-// decodeJSON decodes a JSON body into v, rejecting unknown fields,
-// duplicate names and trailing data.
+// decodeJSON decodes a JSON body into v (a struct), rejecting unknown
+// fields, duplicate names and trailing data.
 func decodeJSON(body []byte, v any) error {
 	if err := uniqueNames(body); err != nil {
 		return err
@@ -382,10 +383,13 @@ func (a *API) jsonBody(w http.ResponseWriter, r *http.Request, dst []byte) ([]by
 
 // uniqueNames refuses a JSON text in which an object has a name twice
 // (encoding/json keeps the last: {"ops":[…],"ops":[…]} would run the second
-// list silently). Malformed JSON passes, for the decoder to refuse.
+// list silently). Names are compared as encoding/json matches them to a
+// struct's fields, ignoring case ("ops" and "Ops" are the same field), so
+// decodeJSON's targets are structs: a map's keys would not be the same.
+// Malformed JSON passes, for the decoder to refuse.
 func uniqueNames(body []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
-	var seen []*uniqueKeys // one per open object; nil for an array
+	var seen []*uniqueKeys[string] // one per open object; nil for an array
 	inObject := func() bool { return len(seen) > 0 && seen[len(seen)-1] != nil }
 	expectName := true // in an object, whether the next string is a name
 	for {
@@ -397,7 +401,7 @@ func uniqueNames(body []byte) error {
 		case json.Delim:
 			switch t {
 			case '{':
-				seen = append(seen, new(uniqueKeys))
+				seen = append(seen, new(uniqueKeys[string]))
 				expectName = true
 				continue
 			case '[':
@@ -407,8 +411,8 @@ func uniqueNames(body []byte) error {
 			}
 		case string:
 			if inObject() && expectName {
-				if !seen[len(seen)-1].add(t) {
-					return badRequest("malformed JSON body: the name %q appears twice in one object", t)
+				if !seen[len(seen)-1].add(foldName(t)) {
+					return badRequest("malformed JSON body: the name %q appears twice in one object (names ignore case)", t)
 				}
 				expectName = false
 				continue
@@ -416,4 +420,38 @@ func uniqueNames(body []byte) error {
 		}
 		expectName = true // a value ended: a name comes next, if in an object
 	}
+}
+
+// foldName returns name folded as encoding/json folds a name to match it to
+// a field (its foldName): ASCII letters upper-cased, any other rune the
+// smallest of its Unicode case-folding orbit ("K" for the Kelvin sign).
+func foldName(name string) string {
+	i := 0
+	for i < len(name) && name[i] < utf8.RuneSelf && (name[i] < 'a' || name[i] > 'z') {
+		i++
+	}
+	if i == len(name) {
+		return name // nothing to fold: the usual case, without allocating
+	}
+	b := make([]byte, i, len(name))
+	copy(b, name)
+	for _, r := range name[i:] {
+		if r < utf8.RuneSelf {
+			if 'a' <= r && r <= 'z' {
+				r -= 'a' - 'A'
+			}
+			b = append(b, byte(r))
+			continue
+		}
+		for {
+			f := unicode.SimpleFold(r)
+			if f <= r {
+				r = f
+				break
+			}
+			r = f
+		}
+		b = utf8.AppendRune(b, r)
+	}
+	return string(b)
 }

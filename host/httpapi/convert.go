@@ -18,7 +18,7 @@ import (
 
 // JSON ↔ MsgPack conversion for the plugin endpoints.
 //
-// JSON to MsgPack: object → map (keys in the order sent, duplicates kept),
+// JSON to MsgPack: object → map (keys in the order sent, a name twice refused),
 // array → array, string → str, an integer → the shortest int (uint64 above
 // math.MaxInt64), any other number → float64, true/false → bool, null → nil,
 // and an object whose only field is "$b64" with a string value → bin of the
@@ -127,7 +127,7 @@ func (c *j2m) object(depth int) error {
 	at := len(c.out)
 	c.out = append(c.out, make([]byte, headerRoom)...)
 	n := 0
-	var seen uniqueKeys
+	var seen uniqueKeys[string]
 	for c.dec.More() {
 		tok, err := c.next()
 		if err != nil {
@@ -397,18 +397,20 @@ func extParts(raw []byte) (int8, []byte, error) {
 }
 
 // uniqueKeys is the set of an object's names so far: a scan of a few on
-// the stack (a command's object has a handful), a map past them.
-type uniqueKeys struct {
-	few  [8]string
+// the stack (a command's object has a handful), a map past them. A []byte
+// key is kept as given (MsgPack keys alias the body), and copied only into
+// the map.
+type uniqueKeys[K string | []byte] struct {
+	few  [8]K
 	n    int
 	many map[string]bool
 }
 
 // add adds key and reports whether it was new.
-func (u *uniqueKeys) add(key string) bool {
+func (u *uniqueKeys[K]) add(key K) bool {
 	if u.many == nil && u.n < len(u.few) {
 		for _, k := range u.few[:u.n] {
-			if k == key {
+			if string(k) == string(key) {
 				return false
 			}
 		}
@@ -419,12 +421,86 @@ func (u *uniqueKeys) add(key string) bool {
 	if u.many == nil {
 		u.many = make(map[string]bool, 2*len(u.few))
 		for _, k := range u.few {
-			u.many[k] = true
+			u.many[string(k)] = true
 		}
 	}
-	if u.many[key] {
+	if u.many[string(key)] {
 		return false
 	}
-	u.many[key] = true
+	u.many[string(key)] = true
 	return true
+}
+
+// uniqueMapKeys refuses a MsgPack body, known to be well-formed, in which a
+// map has a key twice: a plugin's decoder would keep one of them silently,
+// as encoding/json keeps the last of a JSON name given twice. A str and a
+// bin key with the same bytes are the same key (the kv plugin and the JSON
+// form do not tell them apart), and so are two encodings of one integer.
+// Nesting deeper than abi.MaxDepth is refused.
+func uniqueMapKeys(data []byte) error {
+	r := mp.NewReader(data)
+	return uniqueMapKeysIn(r, 0)
+}
+
+func uniqueMapKeysIn(r *mp.Reader, depth int) error {
+	t := r.Peek()
+	if t != mp.TypeArray && t != mp.TypeMap {
+		return r.Skip()
+	}
+	if depth >= abi.MaxDepth {
+		return badRequest("malformed MsgPack body: nested deeper than %d levels", abi.MaxDepth)
+	}
+	if t == mp.TypeArray {
+		n, err := r.ReadArrayHeader()
+		for i := 0; i < n && err == nil; i++ {
+			err = uniqueMapKeysIn(r, depth+1)
+		}
+		return err
+	}
+	n, err := r.ReadMapHeader()
+	if err != nil {
+		return err
+	}
+	var strs, others uniqueKeys[[]byte] // str and bin keys; any other key by its encoding
+	for range n {
+		var key []byte
+		var isStr, added bool
+		if t := r.Peek(); t == mp.TypeStr || t == mp.TypeBin {
+			key, err = r.ReadBytes()
+			isStr, added = true, strs.add(key)
+		} else if key, err = r.ReadRaw(); err == nil {
+			if t == mp.TypeInt { // the decimal text, which no other encoding begins like
+				if key, err = appendIntJSON(nil, key); err != nil {
+					return err
+				}
+			}
+			added = others.add(key)
+		}
+		if err != nil {
+			return err
+		}
+		if !added {
+			return badRequest("malformed MsgPack body: the key %s appears twice in one map", displayKey(key, isStr))
+		}
+		if err := uniqueMapKeysIn(r, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// displayKey shows a repeated MsgPack key in an error message: a string
+// quoted (cut to 64 bytes), an integer in decimal, anything else as JSON.
+func displayKey(key []byte, isStr bool) string {
+	const max = 64
+	if isStr {
+		if len(key) > max {
+			return strconv.Quote(string(key[:max])) + "..."
+		}
+		return strconv.Quote(string(key))
+	}
+	if c := key[0]; c == '-' || c >= '0' && c <= '9' {
+		return string(key)
+	}
+	return string(msgpackToJSON(nil, key))
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"net/http"
-	"net/url"
 	"strconv"
 	"unicode/utf8"
 
@@ -162,11 +161,7 @@ func (a *API) kvDelete(ctx context.Context, w http.ResponseWriter, r *http.Reque
 
 // kvList serves GET /v1/kv?prefix=&start=&end=&limit=&consistency=.
 func (a *API) kvList(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
-	vals, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		return badRequest("malformed query string: %v", err)
-	}
-	level, err := host.ParseConsistency(vals.Get("consistency"))
+	level, err := consistencyParam(r)
 	if err != nil {
 		return err
 	}
@@ -175,7 +170,10 @@ func (a *API) kvList(ctx context.Context, w http.ResponseWriter, r *http.Request
 		name string
 		dst  *[]byte
 	}{{"prefix", &q.Prefix}, {"start", &q.Start}, {"end", &q.End}} {
-		v := vals.Get(f.name)
+		v, _, err := queryValue(r.URL.RawQuery, f.name)
+		if err != nil {
+			return err
+		}
 		if len(v) > abi.MaxKeySize {
 			return tooLarge("%s too large: %d bytes (max %d)", f.name, len(v), abi.MaxKeySize)
 		}
@@ -183,10 +181,12 @@ func (a *API) kvList(ctx context.Context, w http.ResponseWriter, r *http.Request
 			*f.dst = []byte(v)
 		}
 	}
-	if s, ok := vals["limit"]; ok {
-		n, err := strconv.Atoi(s[0])
+	if s, ok, err := queryValue(r.URL.RawQuery, "limit"); err != nil {
+		return err
+	} else if ok {
+		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > kvstore.MaxListLimit {
-			return badRequest("bad limit %q: want an integer between 1 and %d", s[0], kvstore.MaxListLimit)
+			return badRequest("bad limit %q: want an integer between 1 and %d", s, kvstore.MaxListLimit)
 		}
 		q.Limit = n
 	}
@@ -321,6 +321,9 @@ func msgpackTxnCommand(dst, body []byte) ([]byte, error) {
 	if err := abi.Validate(body); err != nil {
 		return dst, badRequest("malformed MsgPack body: %v", err)
 	}
+	if err := uniqueMapKeys(body); err != nil {
+		return dst, err
+	}
 	var ops []byte
 	var r mp.Reader
 	r.Reset(body)
@@ -399,6 +402,9 @@ func (a *API) seedInsert(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}
 	cmd, err := kvstore.ParseCommand(buf.b)
 	if err != nil {
+		return err
+	}
+	if err := uniqueMapKeys(buf.b); err != nil { // a repeated field the plugin ignores
 		return err
 	}
 	if cmd.Op != kvstore.OpSet && cmd.Op != kvstore.OpDelete {

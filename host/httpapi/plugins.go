@@ -11,7 +11,8 @@ import (
 )
 
 // pluginInput reads a plugin command or query into dst: MsgPack as is (after
-// a bounds check), JSON converted to MsgPack.
+// a bounds check and a check that no map has a key twice), JSON converted to
+// MsgPack.
 func (a *API) pluginInput(w http.ResponseWriter, r *http.Request, dst *buffer, scratch *buffer) error {
 	var err error
 	switch mt, ct := requestMedia(r); mt {
@@ -21,6 +22,9 @@ func (a *API) pluginInput(w http.ResponseWriter, r *http.Request, dst *buffer, s
 		}
 		if err := abi.Validate(dst.b); err != nil {
 			return badRequest("malformed MsgPack body: %v", err)
+		}
+		if err := uniqueMapKeys(dst.b); err != nil {
+			return err
 		}
 	case mediaJSON, mediaNone, mediaForm:
 		if scratch.b, err = readBody(w, r, scratch.b[:0], a.cfg.MaxBodyBytes); err != nil {

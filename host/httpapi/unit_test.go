@@ -251,6 +251,11 @@ func TestUniqueNames(t *testing.T) {
 		`{"ops":[{"op":"SET"},{"op":"DELETE"}]}`:                 true,
 		`{"a":"a","b":["a","a"],"c":{"a":"a"},"d":[{},{"a":1}]}`: true,
 		`{"a":[1,{"b":2}],"b":3}`:                                true,
+		// Names are compared as encoding/json matches them to fields.
+		`{"ops":[],"Ops":[]}`:                            false,
+		`{"ops":[{"op":"set","value":"1","VALUE":"2"}]}`: false,
+		`{"key":1,"\u212aey":2}`:                         false,
+		`{"ops":[{"key":1,"key_b64":2}]}`:                true,
 	} {
 		var v any
 		err := decodeJSON([]byte(body), &v)
@@ -263,7 +268,7 @@ func TestUniqueNames(t *testing.T) {
 // TestUniqueKeys: the name set of the JSON converter, across its switch
 // from a scan to a map.
 func TestUniqueKeys(t *testing.T) {
-	var u uniqueKeys
+	var u uniqueKeys[string]
 	for i := range 20 {
 		if !u.add(fmt.Sprint("k", i)) {
 			t.Fatalf("k%d refused as a duplicate", i)

@@ -122,8 +122,8 @@ func success(v any) abi.Result {
 	return abi.Result{Code: abi.CodeOK, Data: buf.Bytes()}
 }
 
-// request is a decoded request map: the raw encoding of each field (the last
-// one when a name repeats), and the op name as sent.
+// request is a decoded request map: the raw encoding of each field, and the
+// op name as sent.
 type request struct {
 	fields map[string]msgpack.RawMessage
 	op     []byte
@@ -165,9 +165,19 @@ func decodeMap(data []byte, kind string) (*request, error) {
 		if err != nil {
 			panic(err)
 		}
+		if _, dup := req.fields[string(name)]; dup && protocolFields[string(name)] {
+			return nil, bad(fmt.Sprintf("malformed %s: field %q given twice", kind, name))
+		}
 		req.fields[string(name)] = raw
 	}
 	return req, nil
+}
+
+// protocolFields are the field names the protocol gives a meaning; another
+// name is ignored, even when it repeats.
+var protocolFields = map[string]bool{
+	"op": true, "key": true, "value": true, "version": true, "ops": true,
+	"prefix": true, "start": true, "end": true, "limit": true,
 }
 
 func isStrOrBin(c byte) bool {

@@ -12,8 +12,9 @@
 // Commands (the data of log entries, run by Apply) and queries (run by Query
 // against local state) are MsgPack maps with string field names. Byte fields
 // (key, value, prefix, start, end) accept MsgPack str or bin; op names ignore
-// ASCII case. Unknown fields are ignored; a repeated field's last occurrence
-// counts. Results are MsgPack maps with fields in the order shown, byte
+// ASCII case. Unknown fields are ignored, even repeated; a field of the
+// protocol (op, key, value, version, ops, prefix, start, end, limit) given
+// twice is refused, whether or not the op uses it. Results are MsgPack maps with fields in the order shown, byte
 // strings as bin and integers in their shortest encoding.
 //
 // Commands:
@@ -65,7 +66,9 @@
 //     queries): the data is not exactly one well-formed MsgPack value.
 //  2. "malformed command: expected a map": it is not a map.
 //  3. "malformed command: field names must be strings": a field name is not
-//     str or bin.
+//     str or bin; `malformed command: field "N" given twice`: a field of the
+//     protocol appears twice (as str or bin). Whichever comes first in the
+//     map is the answer.
 //  4. op: "missing op"; "op must be a string"; `unknown op "X"`; in a
 //     command, `op "X" is only valid as a query` (LIST); in a query,
 //     `op "X" is only valid as a command` (SET, DELETE, CAS, TXN). X is the

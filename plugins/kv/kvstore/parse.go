@@ -10,7 +10,7 @@ import (
 
 // fields holds the raw MsgPack encodings of the known fields of a request
 // map, aliasing the input; nil means absent (a present field is never empty).
-// When a name repeats, the last occurrence wins.
+// A known field given twice is refused.
 type fields struct {
 	op, key, value, version, ops []byte
 	prefix, start, end, limit    []byte
@@ -41,26 +41,33 @@ func (f *fields) read(data []byte) error {
 		}
 		name, _ := r.ReadBytes()
 		raw, _ := r.ReadRaw()
+		var dst *[]byte
 		switch string(name) {
 		case "op":
-			f.op = raw
+			dst = &f.op
 		case "key":
-			f.key = raw
+			dst = &f.key
 		case "value":
-			f.value = raw
+			dst = &f.value
 		case "version":
-			f.version = raw
+			dst = &f.version
 		case "ops":
-			f.ops = raw
+			dst = &f.ops
 		case "prefix":
-			f.prefix = raw
+			dst = &f.prefix
 		case "start":
-			f.start = raw
+			dst = &f.start
 		case "end":
-			f.end = raw
+			dst = &f.end
 		case "limit":
-			f.limit = raw
+			dst = &f.limit
+		default:
+			continue // unknown fields are ignored
 		}
+		if *dst != nil {
+			return badRequest(fmt.Sprintf("malformed %s: field %q given twice", f.kind, name))
+		}
+		*dst = raw
 	}
 	return nil
 }
