@@ -356,6 +356,9 @@ func writeJSONBytes(w http.ResponseWriter, b []byte) {
 // decodeJSON decodes a JSON body into v (a struct), rejecting unknown
 // fields, duplicate names and trailing data.
 func decodeJSON(body []byte, v any) error {
+	if err := checkJSONText(body); err != nil {
+		return err
+	}
 	if err := uniqueNames(body); err != nil {
 		return err
 	}
@@ -368,6 +371,67 @@ func decodeJSON(body []byte, v any) error {
 		return badRequest("malformed JSON body: data after the JSON value")
 	}
 	return nil
+}
+
+// checkJSONText refuses JSON text that encoding/json would decode with
+// U+FFFD in place of what was sent: bytes that are not UTF-8 (RFC 8259
+// requires it), and a \u escape of half a surrogate pair. A key or value
+// stored silently changed is worse than a 400 (binary goes as {"$b64":…}).
+// Backslashes occur only in strings in JSON, so every escape is found by
+// a scan of the raw text.
+func checkJSONText(body []byte) error {
+	if !utf8.Valid(body) {
+		return badRequest("malformed JSON body: not UTF-8 (send binary as {\"$b64\": \"…\"})")
+	}
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' {
+			continue
+		}
+		i++ // the escaped character
+		if i >= len(body) || body[i] != 'u' {
+			continue
+		}
+		r, ok := hex4(body[i+1:])
+		if !ok {
+			continue // the decoder refuses it
+		}
+		i += 4
+		switch {
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return badRequest("malformed JSON body: \\u%04X is the second half of a surrogate pair, alone", r)
+		case r >= 0xD800 && r <= 0xDBFF:
+			lo, ok := rune(0), false
+			if i+2 < len(body) && body[i+1] == '\\' && body[i+2] == 'u' {
+				lo, ok = hex4(body[i+3:])
+			}
+			if !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return badRequest("malformed JSON body: \\u%04X is the first half of a surrogate pair, alone", r)
+			}
+			i += 6
+		}
+	}
+	return nil
+}
+
+// hex4 decodes the 4 hex digits b starts with.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }
 
 // jsonBody reads a JSON body: Content-Type application/json, none, or what

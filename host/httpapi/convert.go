@@ -39,6 +39,9 @@ const b64Field = "$b64"
 // jsonToMsgpack appends the MsgPack form of the single JSON value in data to
 // dst.
 func jsonToMsgpack(dst, data []byte) ([]byte, error) {
+	if err := checkJSONText(data); err != nil {
+		return dst, err
+	}
 	c := j2m{dec: json.NewDecoder(bytes.NewReader(data)), out: dst}
 	c.dec.UseNumber()
 	tok, err := c.dec.Token()
