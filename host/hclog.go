@@ -164,11 +164,14 @@ var downgraded = map[string]slog.Level{
 // new, restored or lagging member catches up. It is ordinary; a log read
 // that fails otherwise stays an error.
 func isCompactedEntry(msg string, args []any) bool {
-	if msg != "failed to get log" {
-		return false
-	}
+	return msg == "failed to get log" && errorArg(args, raft.ErrLogNotFound)
+}
+
+// errorArg reports whether an argument is an error that is target
+// (errors.Is).
+func errorArg(args []any, target error) bool {
 	for i := 0; i+1 < len(args); i += 2 {
-		if err, ok := args[i+1].(error); ok && errors.Is(err, raft.ErrLogNotFound) {
+		if err, ok := args[i+1].(error); ok && errors.Is(err, target) {
 			return true
 		}
 	}
@@ -193,15 +196,7 @@ func peerOf(args []any) (string, bool) {
 // level, a request it was serving when its own transport shut down: the
 // node is stopping, nothing is wrong.
 func isTransportShutdown(msg string, args []any) bool {
-	if msg != "failed to decode incoming command" {
-		return false
-	}
-	for i := 0; i+1 < len(args); i += 2 {
-		if err, ok := args[i+1].(error); ok && errors.Is(err, raft.ErrTransportShutdown) {
-			return true
-		}
-	}
-	return false
+	return msg == "failed to decode incoming command" && errorArg(args, raft.ErrTransportShutdown)
 }
 
 // connectionError reports whether an "error" argument is a connection that
